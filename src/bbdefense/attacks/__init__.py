@@ -1,0 +1,1 @@
+"""Attacks. The functional PGD core (:mod:`bbdefense.attacks.pgd_core`) is shared with adversarial training."""

@@ -1,0 +1,139 @@
+"""Core commands: info, train, export-onnx, report, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, out, progress_events, seed_everything
+
+
+def register(app: typer.Typer) -> None:
+    app.command("info")(info)
+    app.command("train")(train)
+    app.command("export-onnx")(export_onnx_cmd)
+    app.command("report")(report)
+    app.command("demo")(demo)
+
+
+def info(model: Optional[str] = typer.Option(None, "--model", help="A checkpoint to describe.")) -> None:
+    """Show versions, registries (architectures, datasets...), or a checkpoint's metadata."""
+    from ..data import DATASETS
+    from ..models import MODELS, read_meta
+    from ..utils import environment
+
+    if model is not None:
+        meta = read_meta(model)
+        meta.pop("versions", None)
+        out.print_json(json.dumps(meta))
+        return
+    for k, v in environment().items():
+        out.print(f"{k:14s} {v}")
+    out.print("architectures  " + ", ".join(f"{n} ({MODELS[n].kind})" for n in MODELS))
+    out.print("datasets       " + ", ".join(DATASETS))
+    for mod, attr, label in (("bbdefense.attacks", "ATTACKS", "attacks"), ("bbdefense.defenses", "DEFENSES", "defenses"),
+                             ("bbdefense.certify", "NOISES", "noises")):
+        try:
+            reg = getattr(__import__(mod, fromlist=[attr]), attr)
+            out.print(f"{label:14s} " + ", ".join(reg))
+        except (ImportError, AttributeError):
+            pass
+
+
+def train(
+    arch: str = typer.Option(..., "--arch", help="Zoo architecture, e.g. smallcnn, resnet18."),
+    dataset: str = typer.Option(..., "--dataset", help="mnist5k, digits (embedded) or a local dataset."),
+    out_path: Path = typer.Option(Path("runs/model"), "--out", help="Checkpoint path (writes OUT.safetensors + OUT.json)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
+    mode: str = typer.Option("plain", "--mode", help="plain | gaussian | pgd (and modes other parts add)."),
+    epochs: int = typer.Option(6, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam | sgd"),
+    sigma: float = typer.Option(0.25, "--sigma", help="Noise std for --mode gaussian/noise (pixel space)."),
+    eps: float = typer.Option(0.1, "--eps", help="linf radius for --mode pgd."),
+    pgd_steps: int = typer.Option(7, "--pgd-steps"),
+    noise: Optional[str] = typer.Option(None, "--noise", help="Noise family for --mode noise."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="Shape of the generalized Gaussian for --mode noise."),
+    split: str = typer.Option("owner_train", "--split", help="owner_train | defender | defender_shifted | test"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train a zoo classifier and write a checkpoint (safetensors + JSON metadata)."""
+    from ..training import TrainConfig, train_target
+    from ..utils import resolve_device
+
+    seed_everything(seed)
+    params = {} if beta is None else {"beta": beta}
+    cfg = TrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, sigma=sigma, eps=eps,
+                      pgd_steps=pgd_steps, noise=noise, noise_params=params, seed=seed)
+    with progress_events(progress) as cb:
+        path, meta = train_target(arch, dataset, out_path, cfg, data_dir=data_dir, split=split,
+                                  device=resolve_device(device), on_event=cb)
+    m = meta["metrics"]
+    out.print(f"wrote {path}  test accuracy {m['test_accuracy']:.4f}  ({m['n_train']} train images, "
+              f"{m['train_seconds']:.1f}s)")
+
+
+def export_onnx_cmd(
+    model: Path = typer.Option(..., "--model", help="Checkpoint to export."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="ONNX file (default: next to the checkpoint)."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare torch and onnxruntime outputs."),
+) -> None:
+    """Export a checkpoint to ONNX (dynamic batch) and check it against torch (max |diff| <= 1e-5)."""
+    import torch
+
+    from ..errors import CheckpointError
+    from ..models import export_onnx, load_checkpoint
+    from ..models.backends import OnnxBackend
+    from ..models.checkpoint import checkpoint_paths
+
+    module, meta = load_checkpoint(model)
+    shape = tuple(meta["input_shape"])
+    target = out_path or checkpoint_paths(model)[0].with_suffix(".onnx")
+    export_onnx(module, target, shape)  # type: ignore[arg-type]
+    msg = f"wrote {target}"
+    if check:
+        x = torch.rand((16, *shape), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ref = module(x)
+        diff = float((OnnxBackend(target).forward(x) - ref).abs().max())
+        if diff > 1e-5:
+            raise CheckpointError(f"ONNX export differs from torch by {diff:.3g} > 1e-5")
+        msg += f"  (max |torch - onnx| = {diff:.2e})"
+    out.print(msg)
+
+
+def report(run_dir: Path = typer.Argument(..., help="A run directory holding record.json.")) -> None:
+    """Render report.md and report.html from a run directory's records."""
+    from ..records import render_report
+
+    md, html = render_report(run_dir)
+    out.print(f"wrote {md} and {html}")
+
+
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
+    quick: bool = typer.Option(False, "--quick", help="The fast subset (under 3 minutes on 2 cores)."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these slices (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume after the last finished slice."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """The main job: train (or reuse) the MNIST-5k target, run every defense/attack slice, write the report."""
+    import time
+
+    from ..experiments.demo import run_demo
+
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    with progress_events(progress) as cb:
+        run = run_demo(out_dir, quick=quick, seed=seed, only=only, resume=resume, on_event=cb)
+    m = run.record.metrics
+    out.print(f"demo finished in {time.perf_counter() - t0:.1f}s; target test accuracy "
+              f"{m.get('target_test_accuracy', float('nan')):.4f}")
+    out.print(f"wrote {run.path / 'report.md'} and {run.path / 'report.html'}")

@@ -1,0 +1,117 @@
+"""Deterministic, stratified, seeded splits as the papers use them.
+
+* ``owner_train``: the data the model owner trained the target on (the members, for privacy).
+* ``defender``: a **disjoint** set from the same distribution (DUCD's CIFAR-S role).
+* ``defender_shifted``: a **shifted** set (DUCD's CIFAR-10.1 role). For ``mnist5k`` it is another
+  dataset of the same classes (scikit-learn digits rendered at 28x28, see
+  :func:`~bbdefense.data.embedded.digits_as_mnist`); otherwise it is a disjoint part of the pool
+  passed through :func:`corrupt` (a documented shift).
+* ``test``: held out; the official test split when the dataset has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+
+from ..errors import InputError
+from .base import ImageDataset
+
+# Split sizes per dataset. Integers are counts; floats are fractions of the pool.
+DEFAULT_SIZES: dict[str, dict[str, float]] = {
+    "mnist5k": {"owner_train": 3000, "defender": 1000, "test": 1000},
+    "_default": {"owner_train": 0.5, "defender": 0.25, "shifted": 0.25, "test": 0.2},
+}
+
+
+@dataclass
+class Splits:
+    owner_train: ImageDataset
+    defender: ImageDataset
+    defender_shifted: ImageDataset
+    test: ImageDataset
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(getattr(self, k)) for k in ("owner_train", "defender", "defender_shifted", "test")}
+
+    def __getitem__(self, name: str) -> ImageDataset:
+        if name not in ("owner_train", "defender", "defender_shifted", "test"):
+            raise InputError(f"unknown split {name!r}; choose owner_train, defender, defender_shifted or test")
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+
+def corrupt(x: Tensor, *, seed: int = 0) -> Tensor:
+    """The documented distribution shift used when a dataset has no natural shifted set.
+
+    Contrast reduced to 0.7 around each image's mean, a 3x3 Gaussian blur (sigma 0.8), then
+    additive Gaussian noise of std 0.03 drawn from a generator seeded with ``seed``; clipped to
+    [0, 1]. Shape preserved.
+    """
+    g = torch.Generator().manual_seed(seed)
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    y = m + 0.7 * (x - m)
+    k1 = torch.exp(-torch.tensor([-1.0, 0.0, 1.0]) ** 2 / (2 * 0.8**2))
+    k = (k1[:, None] * k1[None, :]) / (k1.sum() ** 2)
+    c = x.shape[1]
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(y, (1, 1, 1, 1), mode="replicate"),
+                                   k.expand(c, 1, 3, 3).contiguous(), groups=c)
+    y = y + 0.03 * torch.randn(y.shape, generator=g)
+    return y.clamp(0, 1).contiguous()
+
+
+def _count(spec: float, n: int) -> int:
+    return int(spec) if isinstance(spec, int) or spec >= 1 else int(round(spec * n))
+
+
+def _stratified_take(idx: np.ndarray, y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``idx`` into (k stratified items, rest)."""
+    if k >= len(idx):
+        return idx, idx[:0]
+    if k <= 0:
+        return idx[:0], idx
+    take, rest = train_test_split(idx, train_size=k, stratify=y[idx], random_state=seed)
+    return np.sort(take), np.sort(rest)
+
+
+def make_splits(ds: ImageDataset, *, seed: int = 0, sizes: dict[str, float] | None = None) -> Splits:
+    """Split ``ds`` into owner-train / defender / defender-shifted / test, stratified by class.
+
+    The same ``(ds, seed, sizes)`` always gives the same splits; owner-train, defender and test
+    never share an image.
+    """
+    spec = dict(sizes or DEFAULT_SIZES.get(ds.name, DEFAULT_SIZES["_default"]))
+    y = ds.y.numpy()
+    all_idx = np.arange(len(ds))
+    if ds.official_test is not None and bool(ds.official_test.any()):
+        test_pool = all_idx[ds.official_test.numpy()]
+        pool = all_idx[~ds.official_test.numpy()]
+        n_test = _count(spec.get("test", 1.0), len(test_pool)) if "test" in spec else len(test_pool)
+        test_idx, _ = _stratified_take(test_pool, y, min(n_test, len(test_pool)), seed)
+    else:
+        pool = all_idx
+        test_idx, pool = _stratified_take(pool, y, _count(spec["test"], len(ds)), seed)
+    n = len(pool)
+    owner_idx, pool = _stratified_take(pool, y, _count(spec["owner_train"], n), seed + 1)
+    def_idx, pool = _stratified_take(pool, y, _count(spec["defender"], n), seed + 2)
+    if ds.name == "mnist5k":
+        from .embedded import digits_as_mnist
+
+        shifted = digits_as_mnist()
+    else:
+        k = _count(spec.get("shifted", 0.25), n)
+        sh_idx, _ = _stratified_take(pool, y, min(k, len(pool)), seed + 3)
+        if len(sh_idx) == 0:  # no pool left: shift a copy of the defender set instead
+            sh_idx = def_idx
+        base = ds.subset(torch.from_numpy(sh_idx))
+        shifted = ImageDataset(f"{ds.name}-shifted", corrupt(base.x, seed=seed), base.y, base.classes, ds.mean,
+                               ds.std, info={"shift": "corrupt(contrast 0.7, blur 0.8, noise 0.03)"})
+    return Splits(
+        owner_train=ds.subset(torch.from_numpy(owner_idx), f"{ds.name}:owner_train"),
+        defender=ds.subset(torch.from_numpy(def_idx), f"{ds.name}:defender"),
+        defender_shifted=shifted,
+        test=ds.subset(torch.from_numpy(test_idx), f"{ds.name}:test"),
+    )

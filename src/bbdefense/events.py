@@ -1,0 +1,32 @@
+"""Progress events. Library code reports progress through an optional ``on_event`` callback and
+never prints; the CLI turns events into progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Event:
+    """One progress event.
+
+    ``kind`` is ``"start"`` (a task of ``total`` steps begins), ``"advance"`` (``n`` more steps done),
+    ``"end"`` (the task finished) or ``"info"`` (a message worth showing).
+    """
+
+    kind: Literal["start", "advance", "end", "info"]
+    task: str
+    total: int | None = None
+    n: int = 1
+    message: str = ""
+
+
+EventCallback = Callable[[Event], None]
+
+
+def emit(cb: EventCallback | None, kind: Literal["start", "advance", "end", "info"], task: str, **kw: object) -> None:
+    """Send an event if a callback was given."""
+    if cb is not None:
+        cb(Event(kind, task, **kw))  # type: ignore[arg-type]

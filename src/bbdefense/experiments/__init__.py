@@ -1,0 +1,1 @@
+"""Experiments: the demo (main job) and, later, config-driven runs and paper suites."""

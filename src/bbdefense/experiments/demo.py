@@ -1,0 +1,155 @@
+"""``bbdefense demo``: the main job on the embedded default data.
+
+Trains (or reuses a cached) SmallCNN target on the MNIST-5k owner split, wraps it as a
+query-counted black box, runs every registered **demo slice** in order, and writes
+``report.md`` / ``report.html``. Each slice writes its tables and plots (with the queries it spent
+next to its figures) into the run record as soon as it finishes, so an interrupted demo keeps
+what it did and a rerun resumes after the last finished slice.
+
+Slices live in :mod:`bbdefense.experiments.slices` (one module per part of the library) and
+register themselves with :func:`register_slice`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import Splits, load_dataset, make_splits
+from ..events import EventCallback, emit
+from ..models import BlackBox, OutputMode, WhiteBox, load_checkpoint
+from ..records import RunDir, render_report
+from ..registry import Registry
+from ..training import TrainConfig, train_target
+
+DEMO_ARCH = "smallcnn"
+DEMO_DATASET = "mnist5k"
+DEMO_TRAIN = TrainConfig(mode="plain", epochs=6, batch_size=64, lr=1e-3, seed=0)
+
+
+@dataclass
+class DemoContext:
+    """What a slice gets: the run directory, the target, the data splits and the demo settings."""
+
+    run: RunDir
+    quick: bool
+    seed: int
+    target_path: Path
+    target_meta: dict[str, Any]
+    target_module: torch.nn.Module
+    splits: Splits
+    cache_dir: Path
+    on_event: EventCallback | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.target_meta["input_shape"])  # type: ignore[return-value]
+
+    def blackbox(self, *, output: OutputMode = "logits", budget: int | None = None, name: str = "target") -> BlackBox:
+        """A fresh query-counted black box on the target (its own counters)."""
+        return BlackBox.from_module(self.target_module, num_classes=self.target_meta["num_classes"],
+                                    input_shape=self.input_shape, output=output, budget=budget, name=name)
+
+    def whitebox(self) -> WhiteBox:
+        return WhiteBox(self.target_module, num_classes=self.target_meta["num_classes"], input_shape=self.input_shape)
+
+    def section(self, title: str, text: str = "") -> str:
+        """Declare (or update) this slice's report section; returns its title for tables/plots."""
+        secs = self.run.record.sections
+        for s in secs:
+            if s["title"] == title:
+                s["text"] = text or s.get("text", "")
+                break
+        else:
+            secs.append({"title": title, "text": text})
+        self.run.save()
+        return title
+
+
+@dataclass(frozen=True)
+class DemoSlice:
+    """One slice of the demo: ``run(ctx)`` writes its tables/plots into ``ctx.run``."""
+
+    name: str
+    title: str
+    order: int
+    run: Callable[[DemoContext], None]
+    quick: bool = True  # part of `demo --quick`
+
+
+DEMO_SLICES: Registry[DemoSlice] = Registry("demo slice")
+
+
+def register_slice(name: str, title: str, order: int, *, quick: bool = True
+                   ) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoContext], None]]:
+    def deco(fn: Callable[[DemoContext], None]) -> Callable[[DemoContext], None]:
+        DEMO_SLICES.add(name, DemoSlice(name, title, order, fn, quick))
+        return fn
+
+    return deco
+
+
+def _load_slices() -> None:
+    from . import slices
+
+    for m in pkgutil.iter_modules(slices.__path__):
+        importlib.import_module(f"{slices.__name__}.{m.name}")
+
+
+def available_slices(quick: bool = False) -> list[DemoSlice]:
+    _load_slices()
+    items = sorted((DEMO_SLICES[n] for n in DEMO_SLICES), key=lambda s: (s.order, s.name))
+    return [s for s in items if s.quick or not quick]
+
+
+def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0, only: list[str] | None = None,
+             cache_dir: str | Path | None = None, resume: bool = True,
+             on_event: EventCallback | None = None) -> RunDir:
+    """Run the demo into ``out`` and render its report. Returns the run directory.
+
+    ``only`` restricts the slices by name; ``cache_dir`` (default ``<out>/../cache``) keeps the
+    trained target between runs.
+    """
+    out = Path(out)
+    cache = Path(cache_dir) if cache_dir is not None else out.parent / "cache"
+    slices = available_slices(quick)
+    if only:
+        for n in only:
+            DEMO_SLICES[n]  # unknown names raise UnknownNameError
+        slices = [s for s in slices if s.name in only]
+    config = {"quick": quick, "seed": seed, "slices": [s.name for s in slices], "arch": DEMO_ARCH,
+              "dataset": DEMO_DATASET}
+    run = RunDir(out, kind="demo", name="bbdefense demo", config=config, seeds={"demo": seed}, resume=resume)
+    t0 = time.perf_counter()
+    emit(on_event, "info", "demo", message=f"target: {DEMO_ARCH} on {DEMO_DATASET} (cache {cache})")
+    tpath, tmeta = train_target(DEMO_ARCH, DEMO_DATASET, cache / f"target_{DEMO_ARCH}_{DEMO_DATASET}", DEMO_TRAIN,
+                                reuse=True, on_event=on_event)
+    module, _ = load_checkpoint(tpath)
+    splits = make_splits(load_dataset(DEMO_DATASET), seed=0)
+    ctx = DemoContext(run, quick, seed, tpath, tmeta, module, splits, cache, on_event)
+    done = {s["title"] for s in run.record.sections if s.get("status") == "complete"}
+    for s in slices:
+        if s.title in done:
+            emit(on_event, "info", "demo", message=f"slice {s.name}: already done, skipped")
+            continue
+        emit(on_event, "info", "demo", message=f"slice {s.name}: {s.title}")
+        ts = time.perf_counter()
+        ctx.section(s.title)
+        s.run(ctx)
+        for sec in run.record.sections:
+            if sec["title"] == s.title:
+                sec["status"] = "complete"
+                sec["seconds"] = round(time.perf_counter() - ts, 2)
+        run.set_metrics(**{f"seconds.{s.name}": round(time.perf_counter() - ts, 2)})
+    run.set_metrics(seconds_total=round(time.perf_counter() - t0, 2))
+    run.finish()
+    render_report(run.path)
+    return run

@@ -1,0 +1,137 @@
+"""Backends a :class:`~bbdefense.models.BlackBox` forwards to: torch module, TorchScript file,
+ONNX file (onnxruntime), any Python callable. The HTTP backend lives in :mod:`bbdefense.serve`.
+
+A backend only computes; it never counts or validates (the black box does both, once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import CheckpointError, InputError
+from .blackbox import OutputMode
+
+
+class TorchBackend:
+    """A local torch module mapping ``(N, C, H, W)`` in [0, 1] to logits ``(N, K)``.
+
+    The module is put in eval mode; forward passes run under ``torch.inference_mode`` (except
+    :meth:`forward_grad`, used by :class:`~bbdefense.models.WhiteBox`). The module owns its device.
+    ``randomized`` is read from the module's ``randomized`` attribute when it has one (defenses
+    declare it), else False.
+    """
+
+    returns: OutputMode = "logits"
+
+    def __init__(self, module: nn.Module) -> None:
+        if not isinstance(module, nn.Module):
+            raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
+        self.module = module.eval()
+
+    @property
+    def randomized(self) -> bool:
+        return bool(getattr(self.module, "randomized", False))
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.module.parameters():
+            return t.device
+        for t in self.module.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.module(x)
+
+    def forward_grad(self, x: Tensor) -> Tensor:
+        return self.module(x)
+
+    def infer_num_classes(self, input_shape: tuple[int, int, int]) -> int:
+        x = torch.zeros((1, *input_shape), device=self.device)
+        return int(self.forward(x).shape[1])
+
+
+class TorchScriptBackend(TorchBackend):
+    """A TorchScript file (``torch.jit.save``) loaded onto ``device``."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"TorchScript file not found: {path}")
+        try:
+            module = torch.jit.load(str(path), map_location=torch.device(device))
+        except Exception as exc:  # torch raises RuntimeError with long messages
+            raise CheckpointError(f"cannot load TorchScript file {path}: {str(exc).splitlines()[0]}") from exc
+        super().__init__(module)
+
+
+class OnnxBackend:
+    """An ONNX file run with onnxruntime (CPU by default; CUDA provider when asked and available).
+
+    On this project's CPU onnxruntime runs small CNNs faster than eager torch, so query-heavy work
+    on a checkpoint can use ``backend="onnx"`` (see :func:`bbdefense.models.load_blackbox`).
+    """
+
+    returns: OutputMode = "logits"
+    randomized = False
+
+    def __init__(self, path: str | Path, *, providers: list[str] | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"ONNX file not found: {path}")
+        opts = ort.SessionOptions()
+        if threads is not None:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:
+            raise CheckpointError(f"cannot load ONNX file {path}: {str(exc).splitlines()[0]}") from exc
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_dims = inp.shape  # e.g. ['n', 1, 28, 28]
+        self.device = torch.device("cpu")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        dims = self.input_dims[1:]
+        return tuple(dims) if all(isinstance(d, int) for d in dims) and len(dims) == 3 else None  # type: ignore[return-value]
+
+    def forward(self, x: Tensor) -> Tensor:
+        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        (out,) = self.session.run(None, {self.input_name: arr})[:1]
+        return torch.from_numpy(out)
+
+    def infer_num_classes(self, input_shape: tuple[int, int, int]) -> int:
+        return int(self.forward(torch.zeros((1, *input_shape))).shape[1])
+
+
+class CallableBackend:
+    """Any Python callable ``fn(x) -> Tensor`` (torch or numpy output) returning ``returns``."""
+
+    def __init__(self, fn: Callable[[Tensor], object], *, returns: OutputMode = "logits",
+                 randomized: bool = False, device: str | torch.device = "cpu") -> None:
+        if not callable(fn):
+            raise InputError(f"expected a callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.returns = returns
+        self.randomized = randomized
+        self.device = torch.device(device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.fn(x)
+        t = out if isinstance(out, Tensor) else torch.as_tensor(np.asarray(out))
+        if self.returns == "label":
+            if t.dim() != 1 or t.shape[0] != x.shape[0]:
+                raise InputError(f"callable returned labels of shape {tuple(t.shape)}, expected ({x.shape[0]},)")
+        elif t.dim() != 2 or t.shape[0] != x.shape[0]:
+            raise InputError(f"callable returned {self.returns} of shape {tuple(t.shape)}, expected ({x.shape[0]}, K)")
+        return t

@@ -1,0 +1,316 @@
+"""The query oracle: :class:`BlackBox`, the single choke point through which every query passes.
+
+A black box wraps a *backend* (a local torch module, a TorchScript or ONNX file, any Python
+callable, an HTTP API) and
+
+* validates every input batch (``(N, C, H, W)`` float32 in [0, 1], finite, the declared shape),
+* enforces an optional hard budget, raising :class:`QueryBudgetExceeded` **before** any work,
+* counts one query per image forwarded, in exactly one method (:meth:`BlackBox.query`),
+* reveals only what it declares: ``logits``, ``probs`` (optionally only the top-k) or ``label``,
+* returns results on the caller's device.
+
+White-box access is a separate, explicit type (:class:`WhiteBox`), used by owner-side defenses,
+white-box baselines and adaptive attacks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import AccessError, InputError, QueryBudgetExceeded
+
+OutputMode = Literal["logits", "probs", "label"]
+OUTPUT_MODES: tuple[str, ...] = ("logits", "probs", "label")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a black box forwards to.
+
+    ``returns`` says what :meth:`forward` natively gives: ``"logits"`` or ``"probs"`` (shape
+    ``(N, K)``) or ``"label"`` (shape ``(N,)``). ``device`` is where inputs should be sent.
+    ``randomized`` is True when the same input can give different outputs.
+    """
+
+    returns: OutputMode
+    device: torch.device
+    randomized: bool
+
+    def forward(self, x: Tensor) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class QueryStats:
+    """Counters of a black box.
+
+    ``queries`` counts images forwarded through :meth:`BlackBox.query` (charged to the budget);
+    ``audit_queries`` counts images forwarded through :meth:`BlackBox.audit` (verification by an
+    evaluator, reported separately, not charged); ``calls`` counts batches.
+    """
+
+    queries: int
+    calls: int
+    audit_queries: int
+    budget: int | None
+    seconds: float
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.budget is None else max(self.budget - self.queries, 0)
+
+
+@dataclass
+class QueryLogEntry:
+    """One logged oracle call (kept only with ``log_queries=True``)."""
+
+    call: int
+    n: int
+    kind: Literal["query", "audit"]
+    time: float
+
+
+def validate_images(x: object, input_shape: tuple[int, ...] | None = None) -> Tensor:
+    """Check that ``x`` is an ``(N, C, H, W)`` float32 tensor of finite values in [0, 1].
+
+    Raises :class:`InputError` naming the problem. Returns ``x`` unchanged.
+    Costs one pass over the data (``aminmax``); the NaN/inf check runs only on failure.
+    """
+    if not isinstance(x, Tensor):
+        raise InputError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise InputError(f"expected images of shape (N, C, H, W) with a batch dimension, got shape {tuple(x.shape)}")
+    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
+        raise InputError(f"expected images of shape (N, {', '.join(map(str, input_shape))}), got {tuple(x.shape)}")
+    if x.dtype != torch.float32:
+        raise InputError(f"expected float32 images, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        return x
+    lo, hi = torch.aminmax(x.detach())
+    lo_v, hi_v = float(lo), float(hi)
+    if not (lo_v >= 0.0 and hi_v <= 1.0):  # also False for NaN
+        if torch.isnan(x).any():
+            raise InputError("images contain NaN")
+        if torch.isinf(x).any():
+            raise InputError("images contain inf")
+        raise InputError(f"expected images in [0, 1], got values in [{lo_v:.4g}, {hi_v:.4g}]")
+    return x
+
+
+class BlackBox:
+    """A query-counted oracle around a backend.
+
+    Args:
+        backend: what to forward to (see :class:`Backend`); use the constructors
+            :meth:`from_module`, :meth:`from_callable`, or :func:`bbdefense.models.load_blackbox`.
+        num_classes: number of classes K.
+        input_shape: ``(C, H, W)`` of one image.
+        output: what the oracle reveals: ``"logits"``, ``"probs"`` or ``"label"`` (top-1 only).
+        top_k: with ``output="probs"``, reveal only the k largest probabilities (others are 0).
+        budget: hard limit on the number of images queried; ``None`` for no limit.
+        log_queries: keep a :class:`QueryLogEntry` per call in :attr:`log`.
+        name: a label for records.
+
+    Shape:
+        - input: ``(N, C, H, W)`` float32 in [0, 1].
+        - output: ``(N, K)`` float32 for logits/probs, ``(N,)`` int64 for labels; on the input's device.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        output: OutputMode = "logits",
+        top_k: int | None = None,
+        budget: int | None = None,
+        log_queries: bool = False,
+        name: str = "blackbox",
+    ) -> None:
+        if output not in OUTPUT_MODES:
+            raise InputError(f"unknown output mode {output!r}; choose one of: {', '.join(OUTPUT_MODES)}")
+        native = backend.returns
+        if output == "logits" and native != "logits":
+            raise AccessError(f"backend returns {native}; it cannot reveal logits")
+        if output == "probs" and native == "label":
+            raise AccessError("backend returns labels only; it cannot reveal probabilities")
+        if top_k is not None:
+            if output != "probs":
+                raise InputError(f"top_k needs output='probs', got output={output!r}")
+            if not 1 <= top_k <= num_classes:
+                raise InputError(f"top_k must be in [1, {num_classes}], got {top_k}")
+        if budget is not None and budget < 0:
+            raise InputError(f"budget must be >= 0 or None, got {budget}")
+        if num_classes < 2:
+            raise InputError(f"num_classes must be >= 2, got {num_classes}")
+        self.backend = backend
+        self.num_classes = int(num_classes)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.output: OutputMode = output
+        self.top_k = top_k
+        self.budget = budget
+        self.name = name
+        self.log_queries = log_queries
+        self.log: list[QueryLogEntry] = []
+        self._queries = 0
+        self._calls = 0
+        self._audit = 0
+        self._seconds = 0.0
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_module(cls, module: nn.Module, *, num_classes: int | None = None,
+                    input_shape: tuple[int, int, int], **kw: object) -> BlackBox:
+        """Wrap a local torch module that maps ``(N, C, H, W)`` in [0, 1] to logits."""
+        from .backends import TorchBackend
+
+        backend = TorchBackend(module)
+        if num_classes is None:
+            num_classes = backend.infer_num_classes(input_shape)
+        return cls(backend, num_classes=num_classes, input_shape=input_shape, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_callable(cls, fn: object, *, returns: OutputMode = "logits", num_classes: int,
+                      input_shape: tuple[int, int, int], randomized: bool = False, **kw: object) -> BlackBox:
+        """Wrap any Python callable ``fn(x: Tensor) -> Tensor`` returning ``returns``."""
+        from .backends import CallableBackend
+
+        backend = CallableBackend(fn, returns=returns, randomized=randomized)  # type: ignore[arg-type]
+        return cls(backend, num_classes=num_classes, input_shape=input_shape, **kw)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def randomized(self) -> bool:
+        """True if the same input can give different outputs (a randomized defense)."""
+        return bool(self.backend.randomized)
+
+    @property
+    def reveals_scores(self) -> bool:
+        return self.output in ("logits", "probs")
+
+    @property
+    def stats(self) -> QueryStats:
+        return QueryStats(self._queries, self._calls, self._audit, self.budget, self._seconds)
+
+    def reset_stats(self) -> None:
+        """Zero every counter (the budget is charged afresh) and clear the log."""
+        self._queries = self._calls = self._audit = 0
+        self._seconds = 0.0
+        self.log.clear()
+
+    def describe(self) -> dict[str, object]:
+        """Metadata for records and ``GET /v1/info``."""
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "output": self.output,
+            "top_k": self.top_k,
+            "budget": self.budget,
+            "randomized": self.randomized,
+            "backend": type(self.backend).__name__,
+            "bounds": [0.0, 1.0],
+        }
+
+    # ------------------------------------------------------------------ the choke point
+    def query(self, x: Tensor) -> Tensor:
+        """Forward a batch and charge one query per image. The only counting method.
+
+        Raises:
+            InputError: ``x`` is not an ``(N, C, H, W)`` float32 batch in [0, 1] of the declared shape.
+            QueryBudgetExceeded: the batch would take the total over the budget (nothing is forwarded).
+        """
+        return self._forward(x, kind="query")
+
+    __call__ = query
+
+    def audit(self, x: Tensor) -> Tensor:
+        """Forward a batch for *verification* by an evaluator (e.g. re-checking an attack's success).
+
+        Counted in ``stats.audit_queries``, not in ``stats.queries``, and not charged to the budget.
+        """
+        return self._forward(x, kind="audit")
+
+    def predict_label(self, x: Tensor) -> Tensor:
+        """Top-1 labels ``(N,)`` through :meth:`query` (charged)."""
+        out = self.query(x)
+        return out if self.output == "label" else out.argmax(dim=1)
+
+    def _forward(self, x: Tensor, *, kind: Literal["query", "audit"], differentiable: bool = False) -> Tensor:
+        """Validate, check the budget, forward, count. Every query of every subclass passes here."""
+        validate_images(x, self.input_shape)
+        n = int(x.shape[0])
+        if kind == "query" and self.budget is not None and self._queries + n > self.budget:
+            raise QueryBudgetExceeded(
+                f"query budget exceeded: {self._queries} of {self.budget} used, a batch of {n} was refused"
+            )
+        t0 = time.perf_counter()
+        if differentiable:
+            out = self.backend.forward_grad(x.to(self.backend.device))  # type: ignore[attr-defined]
+        else:
+            out = self._reveal(self.backend.forward(x.detach().to(self.backend.device)))
+        self._seconds += time.perf_counter() - t0
+        self._calls += 1
+        if kind == "query":
+            self._queries += n
+        else:
+            self._audit += n
+        if self.log_queries:
+            self.log.append(QueryLogEntry(self._calls, n, kind, time.time()))
+        return out.to(x.device)
+
+    def _reveal(self, raw: Tensor) -> Tensor:
+        native = self.backend.returns
+        if self.output == "label":
+            return raw.long() if native == "label" else raw.argmax(dim=1)
+        if self.output == "logits":
+            return raw.float()
+        probs = raw.float() if native == "probs" else torch.softmax(raw.float(), dim=1)
+        if self.top_k is not None and self.top_k < self.num_classes:
+            vals, idx = probs.topk(self.top_k, dim=1)
+            probs = torch.zeros_like(probs).scatter_(1, idx, vals)
+        return probs
+
+    def __repr__(self) -> str:
+        return (f"BlackBox(name={self.name!r}, backend={type(self.backend).__name__}, output={self.output!r}, "
+                f"num_classes={self.num_classes}, input_shape={self.input_shape}, budget={self.budget})")
+
+
+class WhiteBox(BlackBox):
+    """Explicit white-box access to a torch module: everything a :class:`BlackBox` does, plus
+    differentiable :meth:`logits` and the :attr:`module` itself.
+
+    Queries through :meth:`logits` are validated and counted like any other query (gradient
+    attacks report forward passes as queries).
+
+    Shape:
+        - :meth:`logits`: ``(N, C, H, W)`` -> ``(N, K)``, differentiable w.r.t. the input.
+    """
+
+    def __init__(self, module: nn.Module, *, num_classes: int | None = None,
+                 input_shape: tuple[int, int, int], budget: int | None = None, name: str = "whitebox",
+                 log_queries: bool = False) -> None:
+        from .backends import TorchBackend
+
+        backend = TorchBackend(module)
+        if num_classes is None:
+            num_classes = backend.infer_num_classes(input_shape)
+        super().__init__(backend, num_classes=num_classes, input_shape=input_shape, output="logits",
+                         budget=budget, name=name, log_queries=log_queries)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.backend.module  # type: ignore[attr-defined,no-any-return]
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Differentiable logits, charged one query per image."""
+        return self._forward(x, kind="query", differentiable=True)
+
+
+__all__ = ["OUTPUT_MODES", "Backend", "BlackBox", "OutputMode", "QueryLogEntry", "QueryStats", "WhiteBox",
+           "validate_images"]

@@ -1,0 +1,46 @@
+"""Small shared helpers: device resolution, generators, environment."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+import torch
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Resolve ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda:0"``... once, at the edge."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A fresh ``torch.Generator`` on ``device``, seeded with ``seed`` (or from OS entropy when None).
+
+    Library code never seeds the global RNG; every stochastic component builds its own generator.
+    """
+    g = torch.Generator(device=torch.device(device))
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine facts recorded in every run record."""
+    env = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": str(torch.cuda.is_available()),
+        "threads": str(torch.get_num_threads()),
+    }
+    for pkg in ("bbdefense", "numpy", "scipy", "scikit-learn", "onnxruntime", "safetensors"):
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env[pkg] = "not installed"
+    return env
