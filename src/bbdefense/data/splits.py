@@ -64,7 +64,8 @@ def corrupt(x: Tensor, *, seed: int = 0) -> Tensor:
 
 
 def _count(spec: float, n: int) -> int:
-    return int(spec) if isinstance(spec, int) or spec >= 1 else int(round(spec * n))
+    """An int (or a float > 1) is a count; a float in [0, 1] is a fraction of ``n`` (so 1.0 is all)."""
+    return int(spec) if isinstance(spec, int) or spec > 1 else int(round(spec * n))
 
 
 def _stratified_take(idx: np.ndarray, y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,62 @@
+"""SVHN, cropped digits (Netzer et al. 2011, http://ufldl.stanford.edu/housenumbers/ "Format 2").
+
+Expected in ``data_dir`` (or ``data_dir/svhn``): ``train_32x32.mat`` and ``test_32x32.mat`` (MATLAB
+files read with :func:`scipy.io.loadmat`, which runs no code), each with ``X`` uint8
+``(32, 32, 3, N)`` and ``y`` ``(N, 1)`` in 1..10 where **10 means the digit 0** (mapped to label 0).
+``extra_32x32.mat`` is ignored. Images ``(N, 3, 32, 32)``; the test rows are ``official_test``.
+Normalisation: mean (0.4377, 0.4438, 0.4728), std (0.1980, 0.2010, 0.1970) (train-set statistics).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ._io import candidate_dirs, concat_splits, labels_tensor, require_file, to_unit_float
+from .base import DATASETS, ImageDataset
+
+SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+
+
+def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One ``*_32x32.mat`` file -> images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)`` in 0..9.
+
+    Raises:
+        DataError: unreadable file, missing ``X``/``y``, wrong shapes, labels outside 1..10.
+    """
+    from scipy.io import loadmat
+
+    try:
+        m = loadmat(str(path))
+    except Exception as exc:  # scipy raises ValueError, MatReadError, OSError... on corrupt files
+        raise DataError(f"cannot read SVHN file {path} ({type(exc).__name__}: {exc})") from exc
+    if "X" not in m or "y" not in m:
+        raise DataError(f"{path}: expected variables 'X' and 'y', found {sorted(k for k in m if not k.startswith('__'))}")
+    x, y = np.asarray(m["X"]), np.asarray(m["y"]).reshape(-1)
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
+        raise DataError(f"{path}: X must be (32, 32, 3, N) with N = len(y) = {len(y)}, got {x.shape}")
+    if len(y) and (int(y.min()) < 1 or int(y.max()) > 10):
+        raise DataError(f"{path}: SVHN labels must be in 1..10, got {int(y.min())}..{int(y.max())}")
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), (y.astype(np.int64) % 10)
+
+
+@DATASETS.register("svhn")
+def load_svhn(data_dir: Path | None) -> ImageDataset:
+    """SVHN train (73,257) + official test (26,032): ``(N, 3, 32, 32)``, classes "0".."9".
+
+    Raises:
+        DataError: a missing file (named) or a corrupt one.
+    """
+    if data_dir is None:
+        raise DataError("svhn is read from a local directory: pass data_dir")
+    dirs = candidate_dirs(Path(data_dir), ("svhn", "SVHN"))
+    parts = []
+    for split in ("train", "test"):
+        path = require_file(dirs, [f"{split}_32x32.mat"], "svhn")
+        x, y = read_svhn_mat(path)
+        parts.append((to_unit_float(x, str(path)), labels_tensor(y, str(path), num_classes=10), split == "test"))
+    x, y, official = concat_splits(parts)
+    return ImageDataset("svhn", x, y, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, official,
+                        info={"source": str(data_dir), "format": "mat"})
