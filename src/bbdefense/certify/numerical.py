@@ -62,19 +62,18 @@ class _KFunction:
     def _mass(log_lx: Tensor, log_ly: Tensor, p: float, upper: bool) -> float:
         """P_Y of the Neyman-Pearson set of P_X-mass p: lowest ratios (upper=False) or highest (True)."""
         n = log_lx.shape[0]
-        srt = torch.sort(log_lx, descending=upper).values
-        t = srt[min(max(math.ceil(n * p), 1), n) - 1]
-        if not math.isfinite(float(t)):
-            strict_x, tie_x = ((log_lx > t) if upper else (log_lx < t)), log_lx == t
-            strict_y, tie_y = ((log_ly > t) if upper else (log_ly < t)), log_ly == t
+        k = min(max(math.ceil(n * p), 1), n)
+        t = torch.kthvalue(log_lx, n - k + 1 if upper else k).values
+        tol = 1e-9 * (1.0 + abs(float(t))) if math.isfinite(float(t)) else 0.0
+        if upper:
+            strict_x, strict_y = log_lx > t + tol, log_ly > t + tol
         else:
-            tol = 1e-9 * (1.0 + abs(float(t)))
-            strict_x = (log_lx > t + tol) if upper else (log_lx < t - tol)
-            strict_y = (log_ly > t + tol) if upper else (log_ly < t - tol)
-            tie_x, tie_y = (log_lx - t).abs() <= tol, (log_ly - t).abs() <= tol
+            strict_x, strict_y = log_lx < t - tol, log_ly < t - tol
+        tie_x = (log_lx == t) if tol == 0.0 else (log_lx - t).abs() <= tol
+        tie_y = (log_ly == t) if tol == 0.0 else (log_ly - t).abs() <= tol
         n_tie = int(tie_x.sum())
         q = 0.0 if n_tie == 0 else min(max((n * p - int(strict_x.sum())) / n_tie, 0.0), 1.0)
-        return float(strict_y.double().mean()) + q * float(tie_y.double().mean())
+        return (int(strict_y.sum()) + q * int(tie_y.sum())) / log_ly.shape[0]
 
     def __call__(self, lam: float) -> float:
         self.evals += 1
