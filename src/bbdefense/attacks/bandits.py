@@ -38,11 +38,13 @@ def _norm(t: Tensor) -> Tensor:
 
 
 def eg_step(v: Tensor, g: Tensor, lr: float) -> Tensor:
-    """Exponentiated-gradient step on ``v`` in [-1, 1] (the reference's ``eg_step``)."""
-    real = (v + 1) / 2
-    pos = real * torch.exp(lr * g)
-    neg = (1 - real) * torch.exp(-lr * g)
-    return (pos / (pos + neg)) * 2 - 1
+    """Exponentiated-gradient step on ``v`` in [-1, 1] (the reference's ``eg_step``,
+    ``pos / (pos + neg)`` with ``pos = r e^{lr g}``, ``neg = (1 - r) e^{-lr g}``), computed in log space
+    so that large ``lr * g`` cannot overflow to ``inf / inf``."""
+    real = ((v + 1) / 2).clamp(0, 1)
+    lpos = torch.log(real) + lr * g
+    lneg = torch.log1p(-real) - lr * g
+    return torch.exp(lpos - torch.logaddexp(lpos, lneg)) * 2 - 1
 
 
 @register_attack
