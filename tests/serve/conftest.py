@@ -16,10 +16,15 @@ from bbdefense.models import BlackBox, CheckpointMeta, build_model, save_checkpo
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained SmallCNN on 8x8 images (seeded), saved as a checkpoint."""
+    """An untrained SmallCNN on 8x8 images (seeded, input-sensitive), saved as a checkpoint."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         module = build_model("smallcnn", num_classes=10, in_channels=1, image_size=8)
+    with torch.no_grad():  # zero biases and a larger head so that the outputs depend on the image
+        for name, prm in module.named_parameters():
+            if name.endswith("bias"):
+                prm.zero_()
+        module.head.weight.mul_(30)
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_checkpoint(path, module, CheckpointMeta(arch="smallcnn", arch_kwargs={"num_classes": 10, "in_channels": 1,
                                                                               "image_size": 8},
