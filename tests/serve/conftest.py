@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ from serve_helpers import KEYS, SHAPE
 from torch import nn
 
 from bbdefense.models import BlackBox, CheckpointMeta, build_model, save_checkpoint
+
+with warnings.catch_warnings():  # starlette's TestClient warns (UserWarning) that it prefers httpx2
+    warnings.simplefilter("ignore", UserWarning)
+    import fastapi.testclient  # noqa: F401
 
 
 @pytest.fixture(scope="session")
