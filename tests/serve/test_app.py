@@ -79,6 +79,8 @@ def test_keys(make_client: Any, tiny_bb: BlackBox) -> None:
     r = _predict(c, _x(1), {"Authorization": "Bearer bob-secret"})
     assert r.status_code == 200 and r.json()["budget"] is None
     _err(c.get("/v1/usage"), 401, "missing_key", "missing API key")
+    _err(c.get("/v1/predict"), 405, "http_405", "Method Not Allowed")
+    _err(c.get("/nope"), 404, "http_404", "Not Found")
 
 
 def test_budget_is_exact(make_client: Any, tiny_bb: BlackBox) -> None:

@@ -68,6 +68,14 @@ def test_budget_maps_to_query_budget_exceeded(make_client: Any, tiny_bb: BlackBo
     assert bb.stats.queries == 5 == bb.usage()["used"]
 
 
+def test_empty_batches_send_no_request(make_client: Any, tiny_bb: BlackBox) -> None:
+    c = make_client(tiny_bb)
+    bb = HttpBlackBox("http://testserver", "alice-secret", client=c)
+    assert bb.query(_x(0)).shape == (0, 10) and bb.stats.queries == 0 and bb.usage()["used"] == 0
+    lab = HttpBlackBox("http://testserver", "alice-secret", client=c, output="label")
+    assert lab.query(_x(0)).dtype == torch.int64
+
+
 def test_bad_key_is_an_access_error(make_client: Any, tiny_bb: BlackBox) -> None:
     c = make_client(tiny_bb)
     bb = HttpBlackBox("http://testserver", "wrong", client=c)  # /v1/info needs no key

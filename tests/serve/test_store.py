@@ -118,3 +118,16 @@ def test_keys_file_yaml(tmp_path: Path) -> None:
     assert spec.key_hash == hash_key("s3cret") and spec.budget == 5 and spec.rate == 2
     with pytest.raises(ConfigError, match="not found"):
         load_keys_file(tmp_path / "nope.json")
+
+
+def test_serve_audit_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bbdefense.cli import main
+
+    st = KeyStore(tmp_path / "s.db", keys=KEYS)
+    st.charge(hash_key("a"), 4, "x")
+    st.close()
+    assert main(["serve-audit", "--db", str(tmp_path / "s.db"), "--jsonl", str(tmp_path / "a.jsonl")]) == 0
+    outp = capsys.readouterr().out
+    assert "alice" in outp and "True" in outp and "wrote 1 rows" in outp
+    assert main(["serve-audit", "--db", str(tmp_path / "missing.db")]) == 2
+    assert "server state file not found" in capsys.readouterr().err

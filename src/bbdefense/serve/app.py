@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import BBDefenseError, InputError
+from ..errors import InputError
 from ..models.blackbox import BlackBox, validate_images
 from .store import KeyRecord, KeySpec, KeyStore, load_keys_file, parse_keys
 from .wire import batch_digest, decode_any, encode_tensor
@@ -164,6 +164,7 @@ def create_app(
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     import bbdefense
 
@@ -204,6 +205,11 @@ def create_app(
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:  # 404, 405...
+        return JSONResponse({"detail": str(exc.detail), "code": f"http_{exc.status_code}"},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     def authorise(request: Request) -> KeyRecord:
         if store.open:

@@ -203,6 +203,13 @@ class RemoteBlackBox(BlackBox):
     """
 
     def _split(self, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        if isinstance(x, Tensor) and x.dim() == 4 and x.shape[0] == 0:  # no request for an empty batch
+            from ..models.blackbox import validate_images
+
+            validate_images(x, self.input_shape)
+            shape = (0,) if self.output == "label" else (0, self.num_classes)
+            return torch.zeros(shape, dtype=torch.int64 if self.output == "label" else torch.float32,
+                               device=x.device)
         step = int(getattr(self.backend, "max_batch", 0)) or None
         if step is None or not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] <= step:
             return fn(x)
