@@ -170,3 +170,13 @@ def test_json_api_adapter_for_a_users_own_api(linear_model: Any) -> None:
     with pytest.raises(QueryBudgetExceeded, match="payment required"):
         bb.query(x)  # 4 answered, then 2 refused: the local count follows the remote charges
     assert bb.stats.queries == 10 and budget["left"] == 0
+
+
+def test_server_refusals_map_to_input_errors_with_a_hint() -> None:
+    from bbdefense.errors import InputError
+
+    client, _ = _mock([httpx.Response(422, json={"code": "invalid_images",
+                                                 "detail": "expected images in [0, 1], got values in [-0.3, 1.2]"})])
+    bb = HttpBlackBox("http://mock", client=client)
+    with pytest.raises(InputError, match="422 invalid_images.*got values in \\[-0.3, 1.2\\].*Smooth\\(..., clip=True\\)"):
+        bb.query(_x(1))

@@ -53,7 +53,7 @@ def serve(
                       f"{'unlimited' if budget is None else budget} images", markup=False)
     out.print(f"serving {bb.name} ({bb.output}{'' if top_k is None else f', top-{top_k}'}"
               f"{', randomized' if bb.randomized else ''}) on http://{host}:{port}  (state {db}; docs /docs)",
-              markup=False)
+              markup=False, soft_wrap=True)
     run_server(app, host=host, port=port, log_level=log_level)
 
 

@@ -131,7 +131,9 @@ def raise_for_status(r: Any, url: str) -> None:
     if r.status_code in (401, 403):
         raise AccessError(f"{url} refused the API key ({r.status_code} {code}): {detail}")
     if r.status_code in (413, 422):
-        raise InputError(f"{url} rejected the request ({r.status_code} {code}): {detail}")
+        hint = (" (the API takes images in [0, 1] only: clip noisy inputs, e.g. Smooth(..., clip=True))"
+                if code == "invalid_images" and "[0, 1]" in detail else "")
+        raise InputError(f"{url} rejected the request ({r.status_code} {code}): {detail}{hint}")
     raise RemoteError(f"{url} answered {r.status_code} {code}: {detail}")
 
 
@@ -215,13 +217,15 @@ class RemoteBlackBox(BlackBox):
             return fn(x)
         return torch.cat([fn(x[i:i + step]) for i in range(0, x.shape[0], step)])
 
-    def query(self, x: Tensor) -> Tensor:
-        return self._split(x, lambda c: self._forward(c, kind="query"))
+    def query(self, x: Tensor, **kw: Any) -> Tensor:
+        """:meth:`BlackBox.query`, one counted call per request; ``kw`` passes through to the base
+        (e.g. ``bounded=``; a remote API still refuses values outside [0, 1] with a 422)."""
+        return self._split(x, lambda c: self._forward(c, kind="query", **kw))
 
     __call__ = query
 
-    def audit(self, x: Tensor) -> Tensor:
-        return self._split(x, lambda c: self._forward(c, kind="audit"))
+    def audit(self, x: Tensor, **kw: Any) -> Tensor:
+        return self._split(x, lambda c: self._forward(c, kind="audit", **kw))
 
 
 class HttpBlackBox(RemoteBlackBox):
