@@ -25,9 +25,11 @@ def resolve_defense(name: str, registry: Mapping[str, Any] | None = None) -> Cal
             raise UnknownNameError(f"unknown defense {name!r}: the defense registry (bbdefense.defenses.DEFENSES) "
                                    f"is not available in this installation ({exc})") from None
         registry = DEFENSES
-    if name not in registry:
-        raise UnknownNameError(f"unknown defense {name!r}; choose one of: {', '.join(sorted(registry)) or '(none)'}")
-    return registry[name]  # type: ignore[no-any-return]
+    try:  # a bbdefense Registry raises UnknownNameError listing the choices; a plain dict raises KeyError
+        return registry[name]  # type: ignore[no-any-return]
+    except KeyError:
+        raise UnknownNameError(f"unknown defense {name!r}; choose one of: "
+                               f"{', '.join(sorted(registry)) or '(none)'}") from None
 
 
 def load_defense_config(path: str | Path | None) -> dict[str, Any]:
