@@ -54,6 +54,8 @@ def test_coarser_local_output_and_uint8(tiny_ckpt: Path, make_client: Any) -> No
     assert probs.top_k == 3
     q = (x * 255).round() / 255
     assert torch.equal(probs.query(q), served.query(q))
+    auto = HttpBlackBox("http://testserver", "bob-secret", client=c, encoding="auto")
+    assert torch.equal(auto.query(q), served.query(q)) and torch.equal(auto.query(x), served.query(x))
     with pytest.raises(AccessError, match="cannot reveal logits"):
         HttpBlackBox("http://testserver", "bob-secret", client=c, output="logits")
 
