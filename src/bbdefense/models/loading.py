@@ -20,12 +20,13 @@ def load_blackbox(
     spec: str | Path,
     *,
     backend: BackendName = "torch",
-    output: OutputMode = "logits",
+    output: OutputMode | None = None,
     top_k: int | None = None,
     budget: int | None = None,
     device: str | torch.device = "cpu",
     input_shape: tuple[int, int, int] | None = None,
     log_queries: bool = False,
+    api_key: str | None = None,
 ) -> BlackBox:
     """Open ``spec`` as a query-counted black box.
 
@@ -33,10 +34,23 @@ def load_blackbox(
     or a TorchScript file (``.pt``/``.ts``; give ``input_shape`` unless a ``.json`` sidecar with
     ``input_shape`` sits next to it). With ``backend="onnx"`` a checkpoint is exported to ONNX
     once and run with onnxruntime (faster for small CNNs on CPU).
+
+    ``spec`` may also be an ``http://`` / ``https://`` URL of a ``bbdefense serve`` API
+    (:class:`~bbdefense.serve.HttpBlackBox`; ``api_key`` or the ``BBDEFENSE_API_KEY`` environment
+    variable is sent as the key). ``output`` defaults to ``"logits"`` for local models and to the
+    server's mode for URLs.
     """
     from .backends import OnnxBackend, TorchBackend, TorchScriptBackend
 
     spec = str(spec)
+    if spec.startswith(("http://", "https://")):
+        import os
+
+        from ..serve.client import HttpBlackBox
+
+        return HttpBlackBox(spec, api_key or os.environ.get("BBDEFENSE_API_KEY"), output=output, top_k=top_k,
+                            budget=budget, log_queries=log_queries)
+    output = output or "logits"
     kw = dict(output=output, top_k=top_k, budget=budget, log_queries=log_queries, name=Path(spec).stem)
     p = Path(spec)
     if p.suffix == ".onnx":

@@ -1,0 +1,75 @@
+"""``bbdefense serve``: a (defended) checkpoint as a black-box HTTP API; ``bbdefense serve-audit``:
+check and export its audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, out, seed_everything
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("serve-audit")(serve_audit)
+
+
+def serve(
+    model: Path = typer.Option(..., "--model", help="Checkpoint (X / X.safetensors / X.json) or an .onnx file."),
+    defense: Optional[str] = typer.Option(None, "--defense", help="Owner-side defense from DEFENSES (e.g. rfd)."),
+    defense_config: Optional[Path] = typer.Option(None, "--defense-config",
+                                                  help="JSON/YAML keyword arguments of the defense."),
+    output: str = typer.Option("probs", "--output", help="What the API reveals: probs | logits | label."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="With --output probs: reveal only the k largest."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    keys: Optional[Path] = typer.Option(None, "--keys", help="JSON/YAML keys file (name, key, budget, rate, burst)."),
+    db: Path = typer.Option(Path("runs/serve/state.sqlite3"), "--db",
+                            help="SQLite file of budgets and the audit log (persists across restarts)."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Budget (images) of the open API when no keys exist."),
+    max_batch: int = typer.Option(256, "--max-batch", help="Images per request."),
+    max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="Request body limit in MiB."),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx (no defense with onnx)."),
+    durability: str = typer.Option("full", "--durability",
+                                   help="full: every charge fsynced; normal: survives process crashes only."),
+    seed: int = typer.Option(0, "--seed"),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve a model as a black-box API: GET /v1/info, POST /v1/predict, GET /healthz (docs at /docs)."""
+    from ..serve import ServeLimits, build_served_blackbox, create_app, load_defense_config, run_server
+
+    seed_everything(seed)
+    cfg = load_defense_config(defense_config)
+    bb = build_served_blackbox(model, defense=defense, defense_config=cfg, output=output,  # type: ignore[arg-type]
+                               top_k=top_k, backend=backend)
+    limits = ServeLimits(max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    app = create_app(bb, keys=keys, db_path=db, limits=limits, defense=defense, defense_config=cfg,
+                     anonymous_budget=budget, synchronous=durability.upper())
+    store = app.state.store
+    if store.open:
+        console.print(f"warning: no API keys (--keys): the API is open, one shared budget of "
+                      f"{'unlimited' if budget is None else budget} images", markup=False)
+    out.print(f"serving {bb.name} ({bb.output}{'' if top_k is None else f', top-{top_k}'}"
+              f"{', randomized' if bb.randomized else ''}) on http://{host}:{port}  (state {db}; docs /docs)",
+              markup=False, soft_wrap=True)
+    run_server(app, host=host, port=port, log_level=log_level)
+
+
+def serve_audit(
+    db: Path = typer.Option(Path("runs/serve/state.sqlite3"), "--db", help="The server's SQLite state file."),
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Also export the log as JSON lines here."),
+) -> None:
+    """Check that each key's budget use equals its audit log, per key; optionally export the log."""
+    from ..errors import ConfigError
+    from ..serve.audit import export_jsonl, verify_audit
+
+    res = verify_audit(db)
+    out.print(f"{'key':20s} {'used':>10s} {'audited':>10s}  consistent")
+    for k, v in res.items():
+        out.print(f"{k:20s} {v['used']:>10d} {v['audited']:>10d}  {v['consistent']}", markup=False)
+    if jsonl is not None:
+        out.print(f"wrote {export_jsonl(db, jsonl)} rows to {jsonl}", markup=False)
+    if not all(v["consistent"] for v in res.values()):
+        raise ConfigError(f"audit log of {db} disagrees with the budgets (see above)")
