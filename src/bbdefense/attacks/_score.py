@@ -1,0 +1,211 @@
+"""Shared machinery of the score-based attacks: hyperparameter checks, per-image query ledger,
+losses from logits or probabilities, and the success criterion on randomized models.
+
+Conventions (documented per attack in ``docs/attacks.md``):
+
+* **Queries.** Every forward an attack makes through :meth:`BlackBox.query` is charged to the image
+  it belongs to (:class:`Ledger`), so ``result.queries.sum()`` equals the oracle's own counter. A
+  model may declare ``query_cost`` (the EOT wrapper charges ``M`` per image per call); the ledger
+  charges that many. An image takes part in a step only if the step's full cost still fits in its
+  ``max_queries``: no image ever exceeds its budget.
+* **Free checks.** Where the reference checks success with an extra, uncounted forward (NES,
+  Bandits), the check goes through :meth:`BlackBox.audit` and is reported as ``audit_queries``
+  (``charge_checks=True`` charges it instead). Where the answer is already in a charged query
+  (Square, SimBA, SignHunter), no extra forward is made.
+* **Scores.** Losses are computed from log-probabilities: ``log_softmax(logits)`` or ``log(probs)``.
+  The margin of log-probabilities equals the margin of logits, and cross-entropy is the same from
+  either, so an attack gives the same trajectory on a logits or a probs oracle of one model.
+* **Success on randomized models** (reference/algorithms.md pitfall 8): the attack stops on its
+  own (noisy) signal; ``criterion`` then decides success: ``"fooled_once"`` keeps that signal,
+  ``"single"`` re-queries ``x_adv`` once and ``"majority"`` ``k`` times through ``audit``.
+  On a deterministic model no re-query is needed (all three coincide).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..models import BlackBox
+from ..utils import make_generator
+from .base import Attack, AttackResult, lp_norm, margin_loss
+
+CRITERIA = ("single", "majority", "fooled_once")
+
+
+def log_probs(scores: Tensor, output: str) -> Tensor:
+    """Log-probabilities ``(N, K)`` from logits (``log_softmax``) or probabilities (``log``, clamped)."""
+    if output == "probs":
+        return scores.clamp_min(1e-30).log()
+    return torch.log_softmax(scores, dim=1)
+
+
+def ce_loss(lp: Tensor, lab: Tensor) -> Tensor:
+    """Cross-entropy ``-log p_lab`` per row, ``(N, K), (N,) -> (N,)``."""
+    return -lp.gather(1, lab[:, None]).squeeze(1)
+
+
+def fooled(lp: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """Square's criterion: untargeted ``margin_y <= 0``; targeted ``margin_target >= 0``."""
+    if target is None:
+        return margin_loss(lp, y) <= 0
+    return margin_loss(lp, target) >= 0
+
+
+def project_box(x_new: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
+    """Project ``x_new`` onto the ``norm`` ball of radius ``eps`` around ``x``, then onto [0, 1]."""
+    d = x_new - x
+    if norm == "linf":
+        d = d.clamp(-eps, eps)
+    else:
+        n = d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (d.dim() - 1)))
+        d = d * (eps / n).clamp(max=1.0)
+    return (x + d).clamp(0.0, 1.0)
+
+
+class ScoreAttack(Attack):
+    """Base of the score-based attacks: hyperparameter checks and result assembly.
+
+    Subclasses set ``norms`` (the norms the reference supports) and implement :meth:`_attack`,
+    which works on a :class:`Ledger` and returns ``x_adv``.
+    """
+
+    access = "scores"
+    norms: tuple[str, ...] = ("linf", "l2")
+    norm: str
+    eps: float | None
+    max_queries: int
+    criterion: str
+    k: int
+    seed: int | None
+
+    def _check_common(self) -> None:
+        if self.norm not in self.norms:
+            raise InputError(f"{self.name}: norm must be one of {', '.join(self.norms)}, got {self.norm!r}")
+        if self.eps is not None and not (isinstance(self.eps, (int, float)) and self.eps > 0 and math.isfinite(self.eps)):
+            raise InputError(f"{self.name}: eps must be > 0 for norm={self.norm!r}, got {self.eps!r}")
+        if not isinstance(self.max_queries, int) or self.max_queries < 1:
+            raise InputError(f"{self.name}: max_queries must be an int >= 1, got {self.max_queries!r}")
+        if self.criterion not in CRITERIA:
+            raise InputError(f"{self.name}: criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+        if not isinstance(self.k, int) or self.k < 1:
+            raise InputError(f"{self.name}: k (re-queries for criterion='majority') must be >= 1, got {self.k!r}")
+
+    def _check_params(self) -> None:
+        """Attack-specific checks (override); called by :meth:`_run` before any query."""
+
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
+        self._check_common()
+        self._check_params()
+        if target is not None and len(target) and (int(target.min()) < 0 or int(target.max()) >= model.num_classes):
+            raise InputError(f"{self.name}: target labels must be in [0, {model.num_classes})")
+        ledger = Ledger(self, model, x, y, target)
+        if len(x):
+            x_adv = self._attack(ledger)
+        else:
+            x_adv = x.clone()
+        return ledger.result(x_adv)
+
+    def _attack(self, led: Ledger) -> Tensor:
+        raise NotImplementedError
+
+
+class Ledger:
+    """Per-image query accounting and success state of one attack run.
+
+    Attributes:
+        x, y, target: the clean images ``(N, C, H, W)``, labels ``(N,)`` and targets (or None).
+        queries: ``(N,)`` int64, queries charged per image so far.
+        done: ``(N,)`` bool, images the attack has fooled (by its own signal).
+        g: the run's ``torch.Generator`` (seeded with the attack's ``seed``).
+    """
+
+    def __init__(self, attack: ScoreAttack, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> None:
+        self.attack = attack
+        self.model = model
+        self.x, self.y, self.target = x, y, target
+        n = x.shape[0]
+        self.cost = int(getattr(model, "query_cost", 1))
+        self.max_queries = int(attack.max_queries)
+        self.queries = torch.zeros(n, dtype=torch.long, device=x.device)
+        self.done = torch.zeros(n, dtype=torch.bool, device=x.device)
+        self.g = make_generator(attack.seed, x.device)
+        self.charge_checks = bool(getattr(attack, "charge_checks", False))
+        self._audit0 = model.stats.audit_queries
+        self.labels = target if target is not None else y
+
+    @property
+    def n_steps(self) -> int:
+        """How many single-query calls fit in one image's budget (``max_queries // query_cost``)."""
+        return self.max_queries // self.cost
+
+    def can(self, calls: int) -> Tensor:
+        """Images not yet fooled whose budget still fits ``calls`` more queries each. ``(N,)`` bool."""
+        return ~self.done & (self.queries + calls * self.cost <= self.max_queries)
+
+    def query(self, xb: Tensor, owner: Tensor) -> Tensor:
+        """Query ``xb`` ``(B, C, H, W)``; row ``j`` is charged to image ``owner[j]``. Returns log-probs ``(B, K)``."""
+        out = self.model.query(xb)
+        self.queries.index_add_(0, owner, torch.full_like(owner, self.cost))
+        return log_probs(out, self.model.output)
+
+    def observe(self, xb: Tensor, idx: Tensor) -> Tensor:
+        """Log-probs of a forward the reference does not count: through ``audit`` (reported as
+        ``audit_queries``) unless ``charge_checks``, then charged to ``idx``."""
+        if self.charge_checks:
+            return self.query(xb, idx)
+        return log_probs(self.model.audit(xb), self.model.output)
+
+    def check(self, xb: Tensor, idx: Tensor) -> Tensor:
+        """Success check of images ``idx`` at ``xb`` (see :meth:`observe`). Marks them done;
+        returns the fooled mask ``(len(idx),)``."""
+        lp = self.observe(xb, idx)
+        f = fooled(lp, self.y[idx], None if self.target is None else self.target[idx])
+        self.done[idx[f]] = True
+        return f
+
+    def mark(self, lp: Tensor, idx: Tensor) -> Tensor:
+        """Mark images ``idx`` fooled according to log-probs ``lp`` of a charged query; returns the mask."""
+        f = fooled(lp, self.y[idx], None if self.target is None else self.target[idx])
+        self.done[idx[f]] = True
+        return f
+
+    def loss_up(self, lp: Tensor, idx: Tensor) -> Tensor:
+        """The loss the CE-based attacks *maximise*: ``CE(y)`` untargeted, ``-CE(target)`` targeted."""
+        if self.target is None:
+            return ce_loss(lp, self.y[idx])
+        return -ce_loss(lp, self.target[idx])
+
+    def result(self, x_adv: Tensor) -> AttackResult:
+        """Verify success under the attack's criterion and assemble the :class:`AttackResult`."""
+        a = self.attack
+        success = self.done.clone()
+        crit = a.criterion
+        if self.model.randomized and crit != "fooled_once" and len(x_adv):
+            reps = a.k if crit == "majority" else 1
+            votes = torch.zeros_like(self.queries)
+            for _ in range(reps):
+                lp = log_probs(self.model.audit(x_adv), self.model.output)
+                votes += fooled(lp, self.y, self.target).long()
+            success = votes * 2 > reps if crit == "majority" else votes > 0
+        label = f"majority@{a.k}" if crit == "majority" else crit
+        params: dict[str, Any] = a.get_params()
+        return AttackResult(
+            x_adv=x_adv, success=success, queries=self.queries.clone(),
+            norms=lp_norm(x_adv - self.x, a.norm).float(), attack=a.name, params=params, norm=a.norm,
+            eps=None if a.eps is None else float(a.eps),
+            audit_queries=self.model.stats.audit_queries - self._audit0, criterion=label,
+            extra={"targeted": self.target is not None, "query_cost": self.cost},
+        )
+
+
+def idx_of(mask: Tensor) -> Tensor:
+    """Indices ``(M,)`` of the True entries of a bool mask."""
+    return mask.nonzero().flatten()
+
+
+__all__ = ["CRITERIA", "Ledger", "ScoreAttack", "ce_loss", "fooled", "idx_of", "log_probs", "project_box"]

@@ -1,0 +1,75 @@
+"""Shared pieces of the attack tests: tiny models with known answers and fast attack settings.
+
+Kept out of a conftest so that the decision/white-box attack tests of the other attack module can
+live next to these without a file clash.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from bbdefense.attacks import ATTACKS, Attack
+from bbdefense.models import BlackBox, WhiteBox
+
+SHAPE = (1, 8, 8)
+
+# Small budgets so the whole registry runs in seconds; unknown attacks get COMMON where it applies.
+COMMON: dict[str, Any] = {"eps": 0.1, "norm": "linf", "max_queries": 60, "seed": 0}
+FAST: dict[str, dict[str, Any]] = {
+    "nes": {"q": 5},
+    "simba": {"basis": "pixel"},
+}
+
+
+class Linear(nn.Module):
+    """``logits = W flatten(x) + b`` on 1x8x8 images."""
+
+    def __init__(self, w: torch.Tensor, b: torch.Tensor) -> None:
+        super().__init__()
+        self.lin = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            self.lin.weight.copy_(w)
+            self.lin.bias.copy_(b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x.flatten(1))
+
+
+def linear10(seed: int = 0) -> Linear:
+    g = torch.Generator().manual_seed(seed)
+    return Linear(torch.randn(10, 64, generator=g), torch.randn(10, generator=g))
+
+
+def images(n: int = 8, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+def build(name: str, **over: Any) -> Attack:
+    """An attack of the registry with small settings (only the keywords its constructor takes)."""
+    cls = ATTACKS[name]
+    sig = inspect.signature(cls.__init__).parameters
+    kw = {k: v for k, v in COMMON.items() if k in sig}
+    kw.update({k: v for k, v in FAST.get(name, {}).items() if k in sig})
+    kw.update({k: v for k, v in over.items() if k in sig})
+    return cls(**kw)
+
+
+def model_for(attack: Attack, module: nn.Module, output: str = "logits") -> BlackBox:
+    if attack.access == "white":
+        return WhiteBox(module, input_shape=SHAPE)
+    return BlackBox.from_module(module, input_shape=SHAPE, output=output)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors run faster on one thread (and the machine is shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
