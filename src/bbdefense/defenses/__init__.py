@@ -1,0 +1,1 @@
+"""Defenses: owner-side wrappers (registry ``DEFENSES``) and third-party defenses (``ducd``, ...)."""
