@@ -15,6 +15,7 @@ white-box baselines and adaptive attacks.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -74,9 +75,11 @@ class QueryLogEntry:
     time: float
 
 
-def validate_images(x: object, input_shape: tuple[int, ...] | None = None) -> Tensor:
+def validate_images(x: object, input_shape: tuple[int, ...] | None = None, *, bounded: bool = True) -> Tensor:
     """Check that ``x`` is an ``(N, C, H, W)`` float32 tensor of finite values in [0, 1].
 
+    With ``bounded=False`` values outside [0, 1] are allowed (still finite): the noisy inputs of
+    randomized smoothing, which Cohen et al. add without clipping.
     Raises :class:`InputError` naming the problem. Returns ``x`` unchanged.
     Costs one pass over the data (``aminmax``); the NaN/inf check runs only on failure.
     """
@@ -92,6 +95,10 @@ def validate_images(x: object, input_shape: tuple[int, ...] | None = None) -> Te
         return x
     lo, hi = torch.aminmax(x.detach())
     lo_v, hi_v = float(lo), float(hi)
+    if not bounded:
+        if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
+            raise InputError("images contain NaN" if torch.isnan(x).any() else "images contain inf")
+        return x
     if not (lo_v >= 0.0 and hi_v <= 1.0):  # also False for NaN
         if torch.isnan(x).any():
             raise InputError("images contain NaN")
@@ -218,14 +225,17 @@ class BlackBox:
         }
 
     # ------------------------------------------------------------------ the choke point
-    def query(self, x: Tensor) -> Tensor:
+    def query(self, x: Tensor, *, bounded: bool = True) -> Tensor:
         """Forward a batch and charge one query per image. The only counting method.
+
+        ``bounded=False`` accepts finite values outside [0, 1] (randomized smoothing's unclipped noisy
+        inputs, :class:`bbdefense.certify.Smooth`); a remote API may still refuse them.
 
         Raises:
             InputError: ``x`` is not an ``(N, C, H, W)`` float32 batch in [0, 1] of the declared shape.
             QueryBudgetExceeded: the batch would take the total over the budget (nothing is forwarded).
         """
-        return self._forward(x, kind="query")
+        return self._forward(x, kind="query", bounded=bounded)
 
     __call__ = query
 
@@ -236,14 +246,15 @@ class BlackBox:
         """
         return self._forward(x, kind="audit")
 
-    def predict_label(self, x: Tensor) -> Tensor:
+    def predict_label(self, x: Tensor, *, bounded: bool = True) -> Tensor:
         """Top-1 labels ``(N,)`` through :meth:`query` (charged)."""
-        out = self.query(x)
+        out = self.query(x, bounded=bounded)
         return out if self.output == "label" else out.argmax(dim=1)
 
-    def _forward(self, x: Tensor, *, kind: Literal["query", "audit"], differentiable: bool = False) -> Tensor:
+    def _forward(self, x: Tensor, *, kind: Literal["query", "audit"], differentiable: bool = False,
+                 bounded: bool = True) -> Tensor:
         """Validate, check the budget, forward, count. Every query of every subclass passes here."""
-        validate_images(x, self.input_shape)
+        validate_images(x, self.input_shape, bounded=bounded)
         n = int(x.shape[0])
         if kind == "query" and self.budget is not None and self._queries + n > self.budget:
             raise QueryBudgetExceeded(

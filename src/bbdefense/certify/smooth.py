@@ -1,0 +1,262 @@
+"""Randomized smoothing over any :class:`~bbdefense.models.BlackBox`: Cohen et al. PREDICT and CERTIFY.
+
+``g(x) = argmax_c P(f(x + eps) = c)``, ``eps ~ noise`` (Cohen, Rosenfeld & Kolter, ICML 2019,
+Algorithm "CERTIFY"/"PREDICT"; reference locuslab/smoothing ``code/core.py`` at 78a4d94):
+
+* CERTIFY: ``n0`` noisy draws select ``cA = argmax counts0``; ``n`` **separate** draws estimate
+  ``pA_lower = CP_lower(counts[cA], n, alpha)`` (one-sided, level 1 - alpha); abstain if
+  ``pA_lower < 1/2``, else return cA with the radius of the noise family per norm. With probability
+  at least 1 - alpha (over the noise), a returned cA is g's prediction and g is constant on the ball.
+* PREDICT: ``n`` draws, top-two counts nA, nB; abstain unless the two-sided binomial test
+  ``binomtest(nA, nA + nB, 1/2)`` has p-value <= alpha (then P(returning a class != g(x)) <= alpha).
+
+Batched over images *and* noise draws with bounded memory: noise is drawn in fixed blocks per
+image, packed into forward batches of ``batch_size`` noisy images from one or several inputs, and
+class counts are accumulated incrementally (never an ``n``-fold copy of the data). Every noisy image
+is one query charged on the black box (so budgets, ``stats`` and remote APIs work). Each image's
+noise comes from its own generator derived from ``(seed, index, phase)``, so results do not depend
+on ``batch_size`` or on how images are grouped (pass ``indices`` to keep them stable across chunks).
+
+Noisy inputs are **not clipped** (as Cohen); ``clip=True`` clamps them to [0, 1] (needed by APIs that
+refuse other values): the certificate then holds for the smoothing of ``f(clip(.))``, still sound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..events import EventCallback, emit
+from ..models.blackbox import BlackBox, validate_images
+from .noises import NORMS, Noise, check_norm
+from .stats import binom_pvalue, cp_lower
+
+_BLOCK = 256  # noise is drawn per image in blocks of this many samples (independent of batch_size)
+RadiusMethod = Literal["auto", "closed", "numerical"]
+
+
+@dataclass
+class Certificate:
+    """The outcome of CERTIFY for one input.
+
+    ``label`` is -1 on abstention (then ``abstain`` is True and every radius is 0.0).
+    ``radius`` maps "l1"/"l2"/"linf" to a certified radius in [0, 1] pixel space;
+    ``radius_method`` says how each was obtained ("closed", "from_l2"..., "numerical");
+    ``approximate`` is True when any radius comes from the Monte-Carlo numerical method (DUCD/UniCR),
+    which is not a sound certificate. ``counts`` are the estimation counts per class (length K),
+    ``counts0`` the selection counts.
+    """
+
+    label: int
+    pA_lower: float
+    radius: dict[str, float]
+    counts: list[int]
+    n0: int
+    n: int
+    abstain: bool
+    approximate: bool = False
+    counts0: list[int] = field(default_factory=list)
+    radius_method: dict[str, str] = field(default_factory=dict)
+    alpha: float = 0.001
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def image_seed(seed: int, index: int, phase: int) -> int:
+    """The seed of image ``index``'s noise stream in ``phase`` (0 selection, 1 estimation, 2 predict)."""
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index) & 0xFFFFFFFF, int(phase)])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+class Smooth:
+    """The smoothed classifier of a black box under a noise (see the module docstring).
+
+    Args:
+        model: the base classifier, queried only through ``model.query`` (every noisy image counted).
+        noise: a :class:`~bbdefense.certify.noises.Noise` (e.g. ``make_noise("gaussian", sigma=0.25)``).
+        norms: the norms to certify (default all of l1, l2, linf).
+        radius_method: ``"auto"`` closed forms and norm conversions where the family has them, the
+            numerical method otherwise; ``"closed"`` closed forms only (NaN where none);
+            ``"numerical"`` the DUCD/UniCR numerical method for every norm (approximate).
+        numerical: keyword arguments of :func:`bbdefense.certify.numerical.numerical_radius`.
+        clip: clamp noisy inputs to [0, 1] (see the module docstring).
+    """
+
+    def __init__(self, model: BlackBox, noise: Noise, *, norms: Sequence[str] = NORMS,
+                 radius_method: RadiusMethod = "auto", numerical: dict[str, Any] | None = None,
+                 clip: bool = False) -> None:
+        if not isinstance(model, BlackBox):
+            raise InputError(f"Smooth needs a BlackBox, got {type(model).__name__}")
+        if not isinstance(noise, Noise):
+            raise InputError(f"Smooth needs a Noise (see bbdefense.certify.make_noise), got {type(noise).__name__}")
+        if radius_method not in ("auto", "closed", "numerical"):
+            raise InputError(f"radius_method must be auto, closed or numerical, got {radius_method!r}")
+        self.model = model
+        self.noise = noise
+        self.norms = tuple(check_norm(n) for n in norms)
+        if not self.norms:
+            raise InputError("norms must name at least one of l1, l2, linf")
+        self.radius_method = radius_method
+        self.numerical_kw = dict(numerical or {})
+        self.clip = bool(clip)
+        self.dim = int(math.prod(model.input_shape))
+        self._num_cache: dict[tuple[float, str], float] = {}
+
+    # ------------------------------------------------------------------ sampling core
+    def _check(self, x: Tensor, n: int, batch_size: int, alpha: float, indices: Sequence[int] | None) -> list[int]:
+        validate_images(x, self.model.input_shape)
+        for name, v in (("n", n), ("batch_size", batch_size)):
+            if not (isinstance(v, int) and v >= 1):
+                raise InputError(f"{name} must be an integer >= 1, got {v!r}")
+        if not (0.0 < alpha < 1.0):
+            raise InputError(f"alpha must be in (0, 1), got {alpha!r}")
+        ids = list(range(x.shape[0])) if indices is None else [int(i) for i in indices]
+        if len(ids) != x.shape[0]:
+            raise InputError(f"indices has {len(ids)} entries for {x.shape[0]} images")
+        return ids
+
+    def sample_counts(self, x: Tensor, n: int, *, seed: int = 0, phase: int = 1, batch_size: int = 1000,
+                      indices: Sequence[int] | None = None, on_event: EventCallback | None = None) -> Tensor:
+        """Class counts ``(N, K)`` int64 of ``f(x_i + eps)`` over ``n`` noisy draws per image.
+
+        Charges exactly ``N * n`` queries on the model. Memory is ``O(batch_size + block)`` noisy images.
+        Labels outside ``[0, K)`` (an abstaining randomized base model) are counted for no class.
+        """
+        ids = self._check(x, n, batch_size, 0.5, indices)
+        N, K = x.shape[0], self.model.num_classes
+        counts = torch.zeros(N, K, dtype=torch.int64)
+        pending: list[tuple[int, Tensor]] = []
+        buffered = 0
+        emit(on_event, "start", "smooth", total=N * n)
+        for i in range(N):
+            g = torch.Generator(device=x.device).manual_seed(image_seed(seed, ids[i], phase))
+            done = 0
+            while done < n:
+                m = min(_BLOCK, n - done)
+                pending.append((i, self.noise.sample((m, *x.shape[1:]), g)))
+                buffered += m
+                done += m
+                while buffered >= batch_size:
+                    buffered -= self._flush(x, pending, batch_size, counts, on_event)
+        while buffered:
+            buffered -= self._flush(x, pending, buffered, counts, on_event)
+        emit(on_event, "end", "smooth")
+        return counts
+
+    def _flush(self, x: Tensor, pending: list[tuple[int, Tensor]], size: int, counts: Tensor,
+               on_event: EventCallback | None) -> int:
+        """Forward ``size`` noisy images taken from the front of ``pending``; add their labels to counts."""
+        parts, owners, take = [], [], 0
+        while take < size:
+            i, eps = pending[0]
+            m = min(eps.shape[0], size - take)
+            parts.append(x[i:i + 1] + eps[:m])
+            owners.append(torch.full((m,), i, dtype=torch.int64))
+            if m == eps.shape[0]:
+                pending.pop(0)
+            else:
+                pending[0] = (i, eps[m:])
+            take += m
+        xb = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if self.clip:
+            xb = xb.clamp_(0.0, 1.0)
+        labels = self.model.predict_label(xb, bounded=self.clip).reshape(-1).long().cpu()
+        own = torch.cat(owners)
+        ok = (labels >= 0) & (labels < counts.shape[1])
+        counts.index_put_((own[ok], labels[ok]), torch.ones(int(ok.sum()), dtype=torch.int64), accumulate=True)
+        emit(on_event, "advance", "smooth", n=take)
+        return take
+
+    # ------------------------------------------------------------------ Cohen's procedures
+    def certify(self, x: Tensor, *, n0: int = 100, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000,
+                seed: int = 0, indices: Sequence[int] | None = None,
+                on_event: EventCallback | None = None) -> list[Certificate]:
+        """Cohen CERTIFY for each image of ``x`` ``(N, C, H, W)``; charges ``N * (n0 + n)`` queries."""
+        ids = self._check(x, n0, batch_size, alpha, indices)
+        self._check(x, n, batch_size, alpha, indices)
+        c0 = self.sample_counts(x, n0, seed=seed, phase=0, batch_size=batch_size, indices=ids, on_event=on_event)
+        c = self.sample_counts(x, n, seed=seed, phase=1, batch_size=batch_size, indices=ids, on_event=on_event)
+        out = []
+        for i in range(x.shape[0]):
+            ca = int(torch.argmax(c0[i]))  # ties -> lowest class index (as numpy argmax in core.py)
+            p_low = cp_lower(int(c[i, ca]), n, alpha)
+            out.append(self.make_certificate(ca, p_low, c[i].tolist(), c0[i].tolist(), n0, n, alpha))
+        return out
+
+    def make_certificate(self, label: int, p_lower: float, counts: list[int], counts0: list[int], n0: int, n: int,
+                         alpha: float) -> Certificate:
+        """Certificate for class ``label`` with pA lower bound ``p_lower`` (abstains below 1/2)."""
+        if p_lower < 0.5:
+            return Certificate(-1, p_lower, {k: 0.0 for k in self.norms}, counts, n0, n, True, False, counts0,
+                               {k: "abstain" for k in self.norms}, alpha)
+        radius, method = {}, {}
+        for norm in self.norms:
+            r, m = self.radius(p_lower, norm)
+            radius[norm], method[norm] = r, m
+        approx = any(m == "numerical" for m in method.values())
+        return Certificate(int(label), p_lower, radius, counts, n0, n, False, approx, counts0, method, alpha)
+
+    def radius(self, p_lower: float, norm: str) -> tuple[float, str]:
+        """``(radius, method)`` for a pA lower bound under this smoother's ``radius_method``."""
+        closed = self.noise.radius(p_lower, norm, self.dim) if self.radius_method != "numerical" else None
+        if closed is not None:
+            return closed
+        if self.radius_method == "closed":
+            return math.nan, "none"
+        from .numerical import numerical_radius
+
+        key = (round(float(p_lower), 12), norm)
+        if key not in self._num_cache:
+            r = numerical_radius(self.noise, p_lower, norm, self.dim, **self.numerical_kw)
+            self._num_cache[key] = 0.0 if not math.isfinite(r) else r  # failure -> 0 (conservative)
+        return self._num_cache[key], "numerical"
+
+    def predict(self, x: Tensor, *, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
+                indices: Sequence[int] | None = None, on_event: EventCallback | None = None) -> Tensor:
+        """Cohen PREDICT: ``(N,)`` int64 labels, -1 where the binomial test does not reject (abstain)."""
+        ids = self._check(x, n, batch_size, alpha, indices)
+        c = self.sample_counts(x, n, seed=seed, phase=2, batch_size=batch_size, indices=ids, on_event=on_event)
+        out = torch.full((x.shape[0],), -1, dtype=torch.int64)
+        top2 = torch.topk(c, k=min(2, c.shape[1]), dim=1)
+        for i in range(x.shape[0]):
+            n_a, n_b = int(top2.values[i, 0]), int(top2.values[i, 1]) if c.shape[1] > 1 else 0
+            if binom_pvalue(n_a, n_b) <= alpha:
+                out[i] = int(top2.indices[i, 0])
+        return out.to(x.device)
+
+    # ------------------------------------------------------------------ the smoothed classifier as a model
+    def as_blackbox(self, *, n: int = 1000, alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
+                    abstain_label: int = -1, budget: int | None = None, name: str = "smoothed") -> BlackBox:
+        """The smoothed classifier as a label-only, randomized :class:`BlackBox` (to attack or serve).
+
+        Each query runs PREDICT with ``n`` fresh noisy draws per image (charged ``n`` queries on the
+        base model; the returned black box counts 1 per image). Abstentions return ``abstain_label``
+        (-1 by default: an attack sees it as "not the true class"). Successive calls use fresh noise
+        (the call number enters the seed).
+        """
+        state = {"calls": 0}
+
+        def fn(x: Tensor) -> Tensor:
+            state["calls"] += 1
+            pred = self.predict(x, n=n, alpha=alpha, batch_size=batch_size,
+                                seed=image_seed(seed, state["calls"], 3))
+            return torch.where(pred < 0, torch.full_like(pred, abstain_label), pred)
+
+        return BlackBox.from_callable(fn, returns="label", num_classes=self.model.num_classes,
+                                      input_shape=self.model.input_shape, randomized=True, output="label",
+                                      budget=budget, name=name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"noise": self.noise.params(), "norms": list(self.norms), "radius_method": self.radius_method,
+                "clip": self.clip, "dim": self.dim, "numerical": self.numerical_kw}
+
+
+__all__ = ["Certificate", "Smooth", "image_seed"]
