@@ -1,0 +1,141 @@
+"""``bbdefense distill``: distil a white-box surrogate from a black-box target under a query budget
+(DUCD step 1), evaluate it (Tables I-II) and optionally sweep the budget (Fig. 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .common import out, progress_events, seed_everything
+
+
+def register(app: typer.Typer) -> None:
+    app.command("distill")(distill_cmd)
+
+
+def open_target(spec: str, *, output: str = "logits", budget: int | None = None, api_key: str | None = None,
+                backend: str = "torch") -> Any:
+    """A query-counted :class:`BlackBox` for a checkpoint / ONNX / TorchScript path or an
+    ``http(s)://`` URL (through ``bbdefense.serve.HttpBlackBox`` when installed)."""
+    from ..errors import InputError
+    from ..models import load_blackbox
+
+    if spec.startswith(("http://", "https://")):
+        try:
+            from ..serve import HttpBlackBox  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise InputError(f"remote target {spec}: bbdefense.serve (HttpBlackBox) is not available") from exc
+        bb = HttpBlackBox(spec, api_key)
+        if bb.output != output:
+            raise InputError(f"remote target {spec} reveals {bb.output!r}, not {output!r}; pass --output {bb.output}")
+        bb.budget = budget
+        return bb
+    return load_blackbox(spec, output=output, budget=budget, backend=backend)  # type: ignore[arg-type]
+
+
+def distill_cmd(
+    target: str = typer.Option(..., "--target", help="Target checkpoint, .onnx/.pt file, or http(s):// URL."),
+    surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier to train as the surrogate."),
+    dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset the distillation/test splits come from."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split: str = typer.Option("defender", "--split", help="owner_train | defender | defender_shifted."),
+    budget: Optional[int] = typer.Option(None, "--budget", help="Hard query budget (default: each image once)."),
+    output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
+    loss: str = typer.Option("auto", "--loss", help="auto | l1_logits | l1_logprobs | ce_labels."),
+    epochs: int = typer.Option(20, "--epochs"),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    augment: str = typer.Option("shift,mixup,noise", "--augment", help="Augmented queries beyond the base images."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Comma-separated budgets for Fig. 3 (accuracy vs budget)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
+    out_dir: Path = typer.Option(Path("runs/distill"), "--out", help="Run directory (record, rows, surrogate)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse a saved transfer set (no new query)."),
+    seed: int = typer.Option(0, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Distil SURROGATE from TARGET using only its outputs; report accuracy, ratio, fidelity and queries."""
+    from ..data import load_dataset, make_splits
+    from ..defenses.ducd import DistillConfig, TransferSet, budget_sweep, build_surrogate, distill, evaluate_surrogate
+    from ..errors import CheckpointError, InputError
+    from ..models import CheckpointMeta, save_checkpoint
+    from ..records import RunDir, line_plot, render_report, table
+
+    seed_everything(seed)
+    if split not in ("owner_train", "defender", "defender_shifted"):
+        raise InputError(f"--split must be owner_train, defender or defender_shifted, got {split!r}")
+    sweep_b = [int(s) for s in sweep.split(",") if s.strip()] if sweep else []
+    if any(b < 1 for b in sweep_b):
+        raise InputError(f"--sweep budgets must be >= 1, got {sweep}")
+    bb = open_target(target, output=output, budget=budget, api_key=api_key)
+    ds = load_dataset(dataset, data_dir)
+    splits = make_splits(ds, seed=0)
+    data, test = splits[split], splits.test
+    cfg = DistillConfig(budget=budget, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,  # type: ignore[arg-type]
+                        augment=tuple(a for a in augment.split(",") if a), seed=seed)
+    cfg.check()
+    config = {"target": target, "surrogate": surrogate, "dataset": dataset, "split": split, "output": output,
+              "distill": {**cfg.__dict__, "augment": list(cfg.augment)}, "sweep": sweep_b}
+    run = RunDir(out_dir, kind="distill", name=f"distill {surrogate} from {Path(target).name}", config=config,
+                 seeds={"distill": seed}, resume=resume)
+    sec = "Surrogate distillation (DUCD Tables I-II)"
+    transfer = None
+    tpath = run.path / "transfer"
+    if resume and tpath.with_suffix(".safetensors").is_file():
+        try:
+            transfer = TransferSet.load(tpath)
+        except CheckpointError:
+            transfer = None
+
+    def make() -> Any:
+        return build_surrogate(surrogate, num_classes=bb.num_classes, input_shape=bb.input_shape, mean=ds.mean,
+                               std=ds.std, seed=seed)
+
+    sur = make()
+    (run.path / "rows" / "epochs.jsonl").unlink(missing_ok=True)  # a rerun retrains (from the saved transfer set)
+    epochs_w = run.rows("epochs", key="epoch")
+    with progress_events(progress) as cb:
+        res, transfer = distill(bb, sur, data, cfg, transfer=transfer, on_event=cb, on_epoch=epochs_w.write)
+        transfer.save(tpath)
+        met = evaluate_surrogate(bb, sur, test, queries=len(transfer))
+    epochs_w.close()
+    meta = CheckpointMeta(arch=surrogate, arch_kwargs={"num_classes": bb.num_classes, "in_channels": bb.input_shape[0],
+                                                       "image_size": bb.input_shape[1], "mean": list(ds.mean),
+                                                       "std": list(ds.std)},
+                          dataset=dataset, num_classes=bb.num_classes, input_shape=list(bb.input_shape),
+                          mean=list(ds.mean), std=list(ds.std), metrics=met.to_dict(),
+                          train={"distill": res.to_dict()}, seed=seed, extra={"target": target, "split": split})
+    ck = save_checkpoint(run.path / "surrogate", sur, meta)
+    run.record.artifacts["surrogate"] = str(ck.name)
+    run.add_table({**table("Surrogate vs target", ["split", "output", "loss", "target acc", "surrogate acc", "ratio %",
+                                                   "fidelity", "queries (base + augmented)", "new queries this run"],
+                           [[split, output, res.loss, met.target_accuracy, met.surrogate_accuracy, 100 * met.ratio,
+                             met.fidelity, f"{len(transfer)} ({transfer.n_base} + {len(transfer) - transfer.n_base})",
+                             res.queries]],
+                           f"test split n={met.n_test}; target test labels via audit queries ({met.audit_queries}, "
+                           "not charged)"), "section": sec})
+    run.set_metrics(**{f"distill.{k}": v for k, v in met.to_dict().items()}, **{"distill.new_queries": res.queries})
+    if sweep_b:
+        bb.reset_stats()
+        bb.budget = max(sweep_b)
+        rows_w = run.rows("sweep", key="budget")
+        with progress_events(progress) as cb:
+            rows = budget_sweep(bb, make, data, test, sweep_b, cfg, on_event=cb, on_row=rows_w.write)
+        rows_w.close()
+        run.add_table({**table("Accuracy vs query budget (Fig. 3)", ["budget", "queries", "surrogate acc", "ratio %",
+                                                                      "fidelity"],
+                               [[r["budget"], r["queries"], r["surrogate_accuracy"], 100 * r["ratio"], r["fidelity"]]
+                                for r in rows]), "section": sec})
+        run.add_plot({**line_plot("Surrogate accuracy vs query budget (Fig. 3)",
+                                  [{"label": "surrogate", "x": [r["queries"] for r in rows],
+                                    "y": [r["surrogate_accuracy"] for r in rows]},
+                                   {"label": "target", "x": [r["queries"] for r in rows],
+                                    "y": [r["target_accuracy"] for r in rows]}],
+                                  xlabel="queries", ylabel="test accuracy", xscale="log"), "section": sec})
+    run.finish()
+    md, _ = render_report(run.path)
+    out.print(f"surrogate {surrogate}: accuracy {met.surrogate_accuracy:.4f} (target {met.target_accuracy:.4f}, "
+              f"ratio {100 * met.ratio:.2f}%), fidelity {met.fidelity:.4f}, {len(transfer)} queries "
+              f"({res.queries} new)")
+    out.print(f"wrote {ck} and {md}")
