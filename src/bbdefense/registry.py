@@ -42,6 +42,9 @@ class Registry(Mapping[str, T], Generic[T]):
             choices = ", ".join(sorted(self._items)) or "(none)"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; choose one of: {choices}") from None
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
 

@@ -109,3 +109,22 @@ def test_cli_train_writes_checkpoint(capsys, tmp_path):
     assert meta["arch"] == "smallcnn" and meta["dataset"] == "digits" and meta["seed"] == 0
     assert meta["input_shape"] == [1, 8, 8] and 0 <= meta["metrics"]["test_accuracy"] <= 1
     assert "wrote" in out
+
+
+def test_cli_train_on_npz_with_data_option(capsys, tmp_path):
+    g = np.random.default_rng(0)
+    x = (g.random((200, 8, 8, 1)) * 255).astype(np.uint8)
+    y = np.repeat(np.arange(4), 50)
+    x[np.arange(200), y, y, 0] = 255  # a learnable mark per class
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    code, out, err = run(capsys, "train", "--arch", "smallcnn", "--dataset", "npz", "--data-dir", str(tmp_path / "d.npz"),
+                         "--data-option", "layout=nhwc", "--epochs", "1", "--out", str(tmp_path / "m"), "--no-progress")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "m.json").read_text())
+    assert meta["input_shape"] == [1, 8, 8] and meta["extra"]["recipe"]["data_options"] == {"layout": "nhwc"}
+    code, _, err = run(capsys, "train", "--arch", "smallcnn", "--dataset", "npz", "--data-dir", str(tmp_path / "d.npz"),
+                       "--data-option", "colour=1")
+    assert code == 2 and "takes no option 'colour'" in one_error_line(err)
+    code, _, err = run(capsys, "train", "--arch", "smallcnn", "--dataset", "npz", "--data-dir", str(tmp_path / "d.npz"),
+                       "--data-option", "layout")
+    assert code == 2 and one_error_line(err) == "error: --data-option expects KEY=VALUE, got 'layout'"

@@ -112,3 +112,23 @@ def test_loaded_arrays_are_uint8_exact(mnist5k) -> None:
     # MNIST-5k pixels are k/255 exactly: the loader neither rescales nor smooths
     v = (mnist5k.x * 255).numpy()
     assert np.allclose(v, np.round(v), atol=1e-4) and mnist5k.x.shape == (5000, 1, 28, 28)
+
+
+def test_splits_keep_whole_official_test_split_and_name_stratification_failures():
+    import pytest
+    import torch
+
+    from bbdefense import DataError
+    from bbdefense.data import ImageDataset, make_splits
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(120, 1, 4, 4, generator=g)
+    y = torch.arange(120) % 4
+    official = torch.zeros(120, dtype=torch.bool)
+    official[100:] = True
+    ds = ImageDataset("toy", x, y, ["a", "b", "c", "d"], (0.5,), (0.25,), official_test=official)
+    sp = make_splits(ds, seed=0)
+    assert len(sp.test) == 20  # all of the official test split, not a fraction of it
+    tiny = ImageDataset("tiny", x[:5], torch.tensor([0, 0, 1, 2, 3]), ["a", "b", "c", "d"], (0.5,), (0.25,))
+    with pytest.raises(DataError, match="cannot take a stratified split"):
+        make_splits(tiny, seed=0)

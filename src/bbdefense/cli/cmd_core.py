@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, out, progress_events, seed_everything
+from .common import console, out, parse_options, progress_events, seed_everything
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +49,8 @@ def train(
     dataset: str = typer.Option(..., "--dataset", help="mnist5k, digits (embedded) or a local dataset."),
     out_path: Path = typer.Option(Path("runs/model"), "--out", help="Checkpoint path (writes OUT.safetensors + OUT.json)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
+    data_option: Optional[list[str]] = typer.Option(None, "--data-option",
+                                                    help="Loader option KEY=VALUE (repeatable), e.g. image_size=64."),
     mode: str = typer.Option("plain", "--mode", help="plain | gaussian | pgd (and modes other parts add)."),
     epochs: int = typer.Option(6, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -74,7 +76,7 @@ def train(
                       pgd_steps=pgd_steps, noise=noise, noise_params=params, seed=seed)
     with progress_events(progress) as cb:
         path, meta = train_target(arch, dataset, out_path, cfg, data_dir=data_dir, split=split,
-                                  device=resolve_device(device), on_event=cb)
+                                  device=resolve_device(device), data_options=parse_options(data_option), on_event=cb)
     m = meta["metrics"]
     out.print(f"wrote {path}  test accuracy {m['test_accuracy']:.4f}  ({m['n_train']} train images, "
               f"{m['train_seconds']:.1f}s)")

@@ -22,6 +22,29 @@ defend_app = typer.Typer(help="Build and evaluate a defense (see `bbdefense defe
                          add_completion=False)
 
 
+def parse_options(items: list[str] | None, what: str = "--data-option") -> dict[str, object]:
+    """``["image_size=64", "layout=nhwc"]`` -> ``{"image_size": 64, "layout": "nhwc"}`` (ints, floats, booleans
+    and strings)."""
+    from ..errors import InputError
+
+    opts: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"{what} expects KEY=VALUE, got {item!r}")
+        value: object = raw
+        for conv in (int, float):
+            try:
+                value = conv(raw)
+                break
+            except ValueError:
+                pass
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        opts[key] = value
+    return opts
+
+
 def seed_everything(seed: int) -> None:
     """The only place that seeds global RNGs (the CLI, once per command; the seed is recorded)."""
     import numpy as np

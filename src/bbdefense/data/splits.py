@@ -6,7 +6,8 @@
   dataset of the same classes (scikit-learn digits rendered at 28x28, see
   :func:`~bbdefense.data.embedded.digits_as_mnist`); otherwise it is a disjoint part of the pool
   passed through :func:`corrupt` (a documented shift).
-* ``test``: held out; the official test split when the dataset has one.
+* ``test``: held out; the whole official test split when the dataset has one (unless ``sizes`` sets
+  ``test``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import DataError, InputError
 from .base import ImageDataset
 
 # Split sizes per dataset. Integers are counts; floats are fractions of the pool.
@@ -74,7 +75,12 @@ def _stratified_take(idx: np.ndarray, y: np.ndarray, k: int, seed: int) -> tuple
         return idx, idx[:0]
     if k <= 0:
         return idx[:0], idx
-    take, rest = train_test_split(idx, train_size=k, stratify=y[idx], random_state=seed)
+    try:
+        take, rest = train_test_split(idx, train_size=k, stratify=y[idx], random_state=seed)
+    except ValueError as exc:  # too few images of a class, or k smaller than the number of classes
+        counts = np.bincount(y[idx])
+        raise DataError(f"cannot take a stratified split of {k} from {len(idx)} images "
+                        f"(smallest class has {int(counts[counts > 0].min())}): {exc}; pass other split sizes") from exc
     return np.sort(take), np.sort(rest)
 
 
@@ -90,7 +96,8 @@ def make_splits(ds: ImageDataset, *, seed: int = 0, sizes: dict[str, float] | No
     if ds.official_test is not None and bool(ds.official_test.any()):
         test_pool = all_idx[ds.official_test.numpy()]
         pool = all_idx[~ds.official_test.numpy()]
-        n_test = _count(spec.get("test", 1.0), len(test_pool)) if "test" in spec else len(test_pool)
+        # the whole official test split unless the caller asked for a size
+        n_test = _count(sizes["test"], len(test_pool)) if sizes and "test" in sizes else len(test_pool)
         test_idx, _ = _stratified_take(test_pool, y, min(n_test, len(test_pool)), seed)
     else:
         pool = all_idx

@@ -18,18 +18,21 @@ from .train import TrainConfig, accuracy, train_classifier
 
 def train_target(arch: str, dataset: str, out: str | Path, cfg: TrainConfig, *, data_dir: str | Path | None = None,
                  split: str = "owner_train", split_seed: int = 0, device: str | torch.device = "cpu",
-                 reuse: bool = False, on_event: EventCallback | None = None) -> tuple[Path, dict[str, Any]]:
+                 reuse: bool = False, data_options: dict[str, Any] | None = None,
+                 on_event: EventCallback | None = None) -> tuple[Path, dict[str, Any]]:
     """Train ``arch`` on ``dataset``'s ``split`` (default: the owner's training split) and write the
     checkpoint ``out`` (``.safetensors`` + ``.json``). The test-split accuracy is recorded.
 
     With ``reuse=True`` an existing checkpoint trained with the same arch, dataset, split and
-    config is returned instead of training again (the demo's cache).
+    config is returned instead of training again (the demo's cache). ``data_options`` are passed to
+    the dataset's loader (e.g. ``{"image_size": 64}`` for ``imagefolder``).
     """
     entry = MODELS[arch]
     if entry.kind != "classifier":
         raise InputError(f"{arch!r} is a {entry.kind}, not a classifier; `train` trains classifiers")
     cfg.check()
-    wanted = {"arch": arch, "dataset": dataset, "split": split, "split_seed": split_seed, "config": asdict(cfg)}
+    wanted = {"arch": arch, "dataset": dataset, "split": split, "split_seed": split_seed, "config": asdict(cfg),
+              "data_options": dict(data_options or {})}
     wpath, _ = checkpoint_paths(out)
     if reuse and wpath.is_file():
         try:
@@ -39,7 +42,7 @@ def train_target(arch: str, dataset: str, out: str | Path, cfg: TrainConfig, *, 
                 return wpath, meta
         except CheckpointError:
             pass
-    ds = load_dataset(dataset, data_dir)
+    ds = load_dataset(dataset, data_dir, **(data_options or {}))
     splits = make_splits(ds, seed=split_seed)
     train_set = splits[split]
     c, h, w = ds.input_shape

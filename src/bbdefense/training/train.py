@@ -49,8 +49,7 @@ class TrainConfig:
     seed: int = 0
 
     def check(self) -> None:
-        if self.mode not in TRAIN_MODES:
-            TRAIN_MODES[self.mode]  # raises UnknownNameError listing the modes
+        TRAIN_MODES[self.mode]  # raises UnknownNameError listing the modes
         if self.epochs < 1:
             raise InputError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
