@@ -23,7 +23,8 @@ def u8(*shape: int) -> np.ndarray:
 
 
 def test_every_format_is_registered() -> None:
-    assert {"mnist", "cifar10", "cifar100", "svhn", "stl10", "imagefolder", "npz", "mnist5k", "digits"} <= set(DATASETS)
+    names = {"mnist", "cifar10", "cifar100", "svhn", "stl10", "imagefolder", "npz", "mnist5k", "digits"}
+    assert names <= set(DATASETS)
 
 
 # ----------------------------------------------------------------------------------------- MNIST IDX
@@ -233,7 +234,8 @@ def test_svhn_mat(tmp_path: Path) -> None:
     from scipy.io import savemat
 
     xtr, xte = u8(32, 32, 3, 6), u8(32, 32, 3, 4)
-    ytr, yte = np.array([[10], [1], [2], [10], [9], [5]], dtype=np.uint8), np.array([[3], [10], [4], [1]], np.uint8)
+    ytr = np.array([[10], [1], [2], [10], [9], [5]], dtype=np.uint8)
+    yte = np.array([[3], [10], [4], [1]], dtype=np.uint8)
     savemat(tmp_path / "train_32x32.mat", {"X": xtr, "y": ytr})
     savemat(tmp_path / "test_32x32.mat", {"X": xte, "y": yte})
     ds = load_dataset("svhn", tmp_path)
@@ -298,7 +300,8 @@ def test_imagefolder_rgb_with_train_test(tmp_path: Path) -> None:
     assert ds.x.shape == (10, 3, 8, 10)
     assert ds.y.tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 1, 1]
     assert ds.official_test.tolist() == [False] * 6 + [True] * 4  # type: ignore[union-attr]
-    assert torch.equal(ds.x[3], torch.from_numpy(want[("train", "zebra", 0)].transpose(2, 0, 1).copy()).float() / 255)
+    zebra0 = torch.from_numpy(want[("train", "zebra", 0)].transpose(2, 0, 1).copy()).float() / 255
+    assert torch.equal(ds.x[3], zebra0)
     assert len(ds.mean) == 3
 
 
@@ -309,7 +312,8 @@ def test_imagefolder_grey_resize_and_errors(tmp_path: Path) -> None:
         load_dataset("imagefolder", tmp_path)
     ds = load_dataset("imagefolder", tmp_path, image_size=5)
     assert ds.x.shape == (2, 1, 5, 5) and ds.official_test is None and ds.y.tolist() == [0, 1]
-    assert torch.allclose(ds.x[0], torch.full((1, 5, 5), 100 / 255)) and torch.allclose(ds.x[1], torch.full((1, 5, 5), 200 / 255))
+    assert torch.allclose(ds.x[0], torch.full((1, 5, 5), 100 / 255))
+    assert torch.allclose(ds.x[1], torch.full((1, 5, 5), 200 / 255))
     assert load_dataset("imagefolder", tmp_path, image_size=5, channels=3).x.shape == (2, 3, 5, 5)
     (tmp_path / "a" / "bad.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*bad.png"):

@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ._io import candidate_dirs, concat_splits, find_file, labels_tensor, read_bytes, require_file, to_unit_float
+from ._io import (
+    candidate_dirs,
+    concat_splits,
+    find_file,
+    labels_tensor,
+    read_bytes,
+    require_file,
+    to_unit_float,
+)
 from ._safe_pickle import safe_load
 from .base import DATASETS, ImageDataset
 

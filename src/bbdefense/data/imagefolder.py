@@ -137,5 +137,6 @@ def load_imagefolder(data_dir: Path | None, *, image_size: int | None = None,
     x, y, official = concat_splits(parts)
     train_x = x[~official] if bool((~official).any()) else x
     mean, std = channel_stats(train_x)
-    return ImageDataset("imagefolder", x.contiguous(), y, list(classes), mean, std, official if split_layout else None,
+    return ImageDataset("imagefolder", x.contiguous(), y, list(classes), mean, std,
+                        official if split_layout else None,
                         info={"source": str(root), "format": "imagefolder", "files": len(all_files)})

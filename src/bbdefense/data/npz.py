@@ -94,9 +94,10 @@ def load_npz(data_dir: Path | None, *, layout: Layout = "auto") -> ImageDataset:
     for xk, yk, is_test in splits:
         x = to_nchw(arrays[xk], layout, f"npz {path.name}:{xk}")
         if len(arrays[yk]) != len(x):
-            raise DataError(f"npz: {path.name} has {len(x)} images in {xk!r} but {len(arrays[yk])} labels in {yk!r}")
-        parts.append((to_unit_float(x, f"npz {path.name}:{xk}"), labels_tensor(arrays[yk], f"npz {path.name}:{yk}"),
-                      is_test))
+            raise DataError(f"npz: {path.name} has {len(x)} images in {xk!r} but {len(arrays[yk])} labels "
+                            f"in {yk!r}")
+        src = f"npz {path.name}"
+        parts.append((to_unit_float(x, f"{src}:{xk}"), labels_tensor(arrays[yk], f"{src}:{yk}"), is_test))
     if len({p[0].shape[1:] for p in parts}) > 1:
         raise DataError(f"npz: x and x_test shapes differ: {[tuple(p[0].shape[1:]) for p in parts]}")
     x, y, official = concat_splits(parts)

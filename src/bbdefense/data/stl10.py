@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._io import candidate_dirs, concat_splits, find_file, labels_tensor, read_bytes, require_file, to_unit_float
+from ._io import (
+    candidate_dirs,
+    concat_splits,
+    find_file,
+    labels_tensor,
+    read_bytes,
+    require_file,
+    to_unit_float,
+)
 from .base import DATASETS, ImageDataset
 
 STL10_MEAN, STL10_STD = (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)

@@ -33,7 +33,8 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:  # scipy raises ValueError, MatReadError, OSError... on corrupt files
         raise DataError(f"cannot read SVHN file {path} ({type(exc).__name__}: {exc})") from exc
     if "X" not in m or "y" not in m:
-        raise DataError(f"{path}: expected variables 'X' and 'y', found {sorted(k for k in m if not k.startswith('__'))}")
+        found = sorted(k for k in m if not k.startswith("__"))
+        raise DataError(f"{path}: expected variables 'X' and 'y', found {found}")
     x, y = np.asarray(m["X"]), np.asarray(m["y"]).reshape(-1)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
         raise DataError(f"{path}: X must be (32, 32, 3, N) with N = len(y) = {len(y)}, got {x.shape}")

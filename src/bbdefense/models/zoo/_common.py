@@ -22,7 +22,8 @@ def norm_stats(mean: Sequence[float] | None, std: Sequence[float] | None,
         if len(v) == 1:
             v = v * in_channels
         if len(v) != in_channels:
-            raise ValueError(f"{label} has {len(v)} values {list(v)} but the model has {in_channels} input channels")
+            raise ValueError(f"{label} has {len(v)} values {list(v)} but the model has {in_channels} "
+                             f"input channels")
         out.append(v)
     return out[0], out[1]
 
