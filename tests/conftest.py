@@ -54,9 +54,9 @@ def mnist_splits(mnist5k):
 
 @pytest.fixture(scope="session")
 def trained_smallcnn(tmp_path_factory):
-    """A SmallCNN trained briefly on the MNIST-5k owner split (session-cached checkpoint)."""
+    """A SmallCNN trained for one epoch on the MNIST-5k owner split (session-cached checkpoint)."""
     from bbdefense.training import TrainConfig, train_target
 
     out = tmp_path_factory.mktemp("target") / "smallcnn"
-    path, meta = train_target("smallcnn", "mnist5k", out, TrainConfig(epochs=3, seed=0))
+    path, meta = train_target("smallcnn", "mnist5k", out, TrainConfig(epochs=1, seed=0))
     return path, meta

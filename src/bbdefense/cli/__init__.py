@@ -15,8 +15,12 @@ import pkgutil
 import sys
 import warnings
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click as typer._click; older versions use click itself
+    from typer import _click as click
+except ImportError:  # pragma: no cover
+    import click  # type: ignore[no-redef]
 
 from ..errors import BBDefenseError
 from .common import console, defend_app

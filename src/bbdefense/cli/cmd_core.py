@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command("info")(info)
     app.command("train")(train)
     app.command("export-onnx")(export_onnx_cmd)
+    app.command("predict")(predict)
     app.command("report")(report)
     app.command("demo")(demo)
 
@@ -106,6 +107,49 @@ def export_onnx_cmd(
             raise CheckpointError(f"ONNX export differs from torch by {diff:.3g} > 1e-5")
         msg += f"  (max |torch - onnx| = {diff:.2e})"
     out.print(msg)
+
+
+def load_images(path: Path) -> "torch.Tensor":  # type: ignore[name-defined]  # noqa: F821
+    """Images from a .npy or .npz file (``x`` array): ``(N, C, H, W)`` float in [0, 1] or uint8 0..255.
+
+    Never unpickles (``allow_pickle=False``).
+    """
+    import numpy as np
+    import torch
+
+    from ..errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    try:
+        obj = np.load(path, allow_pickle=False)
+        arr = obj["x"] if isinstance(obj, np.lib.npyio.NpzFile) else obj
+    except (ValueError, OSError, KeyError) as exc:
+        raise DataError(f"cannot read images from {path} (a .npy array or an .npz with 'x'): {exc}") from exc
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    elif arr.dtype.kind == "f":
+        arr = arr.astype(np.float32)
+    else:
+        raise DataError(f"{path}: expected uint8 or float images, got dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def predict(
+    model: Path = typer.Option(..., "--model", help="Checkpoint, .onnx or TorchScript file."),
+    input_path: Path = typer.Option(..., "--input", help=".npy or .npz (array 'x') of (N, C, H, W) images in [0, 1]."),
+    output: str = typer.Option("label", "--output", help="label | probs | logits"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="With --output probs, reveal only the k largest."),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx"),
+) -> None:
+    """Query a model as a black box on images from a file; prints one JSON line per image."""
+    from ..models import load_blackbox
+
+    bb = load_blackbox(model, backend=backend, output=output, top_k=top_k)  # type: ignore[arg-type]
+    res = bb(load_images(input_path))
+    for i, r in enumerate(res.tolist()):
+        out.print(json.dumps({"idx": i, output: r}), soft_wrap=True)
+    console.print(f"{bb.stats.queries} queries", markup=False)
 
 
 def report(run_dir: Path = typer.Argument(..., help="A run directory holding record.json.")) -> None:

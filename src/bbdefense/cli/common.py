@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..events import Event
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 # `bbdefense defend <method> ...`: each defense module adds its command here.
 defend_app = typer.Typer(help="Build and evaluate a defense (see `bbdefense defend --help`).", no_args_is_help=True,
@@ -33,13 +33,21 @@ def seed_everything(seed: int) -> None:
 
 
 class ProgressEvents:
-    """Turns library :class:`~bbdefense.events.Event` s into rich progress bars on stderr."""
+    """Turns library :class:`~bbdefense.events.Event` s into rich progress bars on stderr.
+
+    The bars are started lazily, at the first event, so a command that fails before reporting
+    progress prints only its one error line.
+    """
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, Any] = {}
+        self.started = False
 
     def __call__(self, ev: Event) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
         if ev.kind == "start":
             self.tasks[ev.task] = self.progress.add_task(ev.message or ev.task, total=ev.total)
         elif ev.kind == "advance" and ev.task in self.tasks:
@@ -58,5 +66,9 @@ def progress_events(enabled: bool = True) -> Iterator[ProgressEvents | None]:
         return
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), console=console, transient=True)
-    with prog:
-        yield ProgressEvents(prog)
+    cb = ProgressEvents(prog)
+    try:
+        yield cb
+    finally:
+        if cb.started:
+            prog.stop()
