@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import torch
-from serve_helpers import KEYS, SHAPE
 from torch import nn
 
 from bbdefense.models import BlackBox, CheckpointMeta, build_model, save_checkpoint
+
+from .serve_helpers import KEYS, SHAPE
 
 with warnings.catch_warnings():  # starlette's TestClient warns (UserWarning) that it prefers httpx2
     warnings.simplefilter("ignore", UserWarning)

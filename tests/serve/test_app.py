@@ -14,7 +14,8 @@ from bbdefense.models import BlackBox
 from bbdefense.serve import ServeLimits, build_served_blackbox
 from bbdefense.serve.wire import decode_tensor, encode_tensor
 
-from serve_helpers import ALICE, BOB, SHAPE, NoisyInput
+from .serve_helpers import ALICE, BOB, SHAPE, NoisyInput
+
 
 
 def _x(n: int, seed: int = 0) -> torch.Tensor:

@@ -14,7 +14,8 @@ from bbdefense.models import BlackBox, load_blackbox
 from bbdefense.serve import HttpBlackBox, ServeLimits, json_api_blackbox
 from bbdefense.serve.wire import encode_tensor
 
-from serve_helpers import SHAPE
+from .serve_helpers import SHAPE
+
 
 
 def _x(n: int, seed: int = 0) -> torch.Tensor:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from serve_helpers import Server, free_port
 
 from bbdefense.errors import BBDefenseError, QueryBudgetExceeded
 from bbdefense.models import BlackBox, load_blackbox
 from bbdefense.serve import HttpBlackBox
 from bbdefense.serve.audit import verify_audit
+
+from .serve_helpers import Server, free_port
 
 SHAPE = (1, 8, 8)
 
