@@ -19,8 +19,10 @@ from ..errors import InputError, QueryBudgetExceeded
 from ..models import BlackBox
 from .base import AttackResult, is_adversarial, lp_norm
 
-# Rows forwarded per oracle call: a memory knob only (results do not depend on it).
-CHUNK = 8192
+# Default rows per oracle call: a resource knob only (results do not depend on it). Small
+# batches keep a CNN's activations in cache: on a 2-core CPU a SmallCNN answers 32-image batches
+# about 2x faster per image than 1000-image ones.
+CHUNK = 32
 
 
 class LabelOracle:
@@ -30,11 +32,16 @@ class LabelOracle:
         model: the black box (any output mode; only the top-1 label is used).
         y: ``(N,)`` true labels; ``target``: ``(N,)`` target labels or None (untargeted).
         max_queries: per-image budget.
+        batch_size: rows per model call (a resource knob; results do not depend on it).
 
     ``queries`` is ``(N,)`` int64: what each image has been charged so far.
     """
 
-    def __init__(self, model: BlackBox, y: Tensor, target: Tensor | None, max_queries: int) -> None:
+    def __init__(self, model: BlackBox, y: Tensor, target: Tensor | None, max_queries: int,
+                 batch_size: int = CHUNK) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
         self.model = model
         self.y = y
         self.target = target
@@ -60,7 +67,8 @@ class LabelOracle:
             raise QueryBudgetExceeded(f"image {i} would exceed its budget of {self.max_queries} queries "
                                       f"({int(self.queries[i])} used, {int(need[i])} more asked)")
         xq = xq.clamp(0.0, 1.0)
-        preds = [self.model.predict_label(xq[i:i + CHUNK]) for i in range(0, len(xq), CHUNK)]
+        bs = self.batch_size
+        preds = [self.model.predict_label(xq[i:i + bs]) for i in range(0, len(xq), bs)]
         pred = torch.cat(preds).to(owner.device)
         self.queries += need
         return is_adversarial(pred, self.y[owner], None if self.target is None else self.target[owner])

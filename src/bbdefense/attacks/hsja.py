@@ -57,6 +57,8 @@ class HopSkipJump(Attack):
         early_stop: stop an image once its distance is ``<= eps``.
         max_halvings: cap of the step-size halving loop (the reference loops until success).
 
+        batch_size: images per model call (resource knob; results do not depend on it).
+
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` (``extra["min_norm"]``: distance reached).
     """
 
@@ -66,7 +68,7 @@ class HopSkipJump(Attack):
     def __init__(self, *, norm: Literal["l2", "linf"] = "l2", eps: float | None = None, max_queries: int = 10_000,
                  num_iterations: int = 40, gamma: float = 1.0, init_num_evals: int = 100,
                  max_num_evals: int = 10_000, init_tries: int = 10_000, early_stop: bool = True,
-                 max_halvings: int = 30, seed: int | None = 0) -> None:
+                 max_halvings: int = 30, batch_size: int = 32, seed: int | None = 0) -> None:
         self.norm = norm
         self.eps = eps
         self.max_queries = max_queries
@@ -77,6 +79,7 @@ class HopSkipJump(Attack):
         self.init_tries = init_tries
         self.early_stop = early_stop
         self.max_halvings = max_halvings
+        self.batch_size = batch_size
         self.seed = seed
 
     # ------------------------------------------------------------------ helpers
@@ -178,7 +181,7 @@ class HopSkipJump(Attack):
         n = x.shape[0]
         d = int(x[0].numel())
         theta = self.gamma / (d * math.sqrt(d)) if self.norm == "l2" else self.gamma / d ** 2
-        o = LabelOracle(model, y, target, self.max_queries)
+        o = LabelOracle(model, y, target, self.max_queries, self.batch_size)
         clean_adv = o.is_adv(x, torch.arange(n, device=x.device))
         init, started = self._initialize(o, x, ~clean_adv, g)
         pert = torch.where(_bc(clean_adv, x), x, init)

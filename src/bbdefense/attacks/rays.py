@@ -40,6 +40,8 @@ class RayS(Attack):
         early_stop: stop an image as soon as its distance is ``<= eps`` (RayS_Single).
         seed: unused (RayS is deterministic); kept for the common interface.
 
+        batch_size: images per model call (resource knob; results do not depend on it).
+
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` with ``extra["min_norm"]`` ``(N,)``, the
     linf distance of the closest adversarial found (inf if none).
 
@@ -51,19 +53,20 @@ class RayS(Attack):
     access = "label"
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 10_000,
-                 tol: float = 1e-3, early_stop: bool = True, seed: int | None = 0) -> None:
+                 tol: float = 1e-3, early_stop: bool = True, batch_size: int = 32, seed: int | None = 0) -> None:
         self.eps = eps
         self.norm = norm
         self.max_queries = max_queries
         self.tol = tol
         self.early_stop = early_stop
+        self.batch_size = batch_size
         self.seed = seed
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
         check_common(self.name, self.norm, ("linf",), self.eps, self.max_queries)
         n = x.shape[0]
         dim = int(x[0].numel())
-        oracle = LabelOracle(model, y, target, self.max_queries)
+        oracle = LabelOracle(model, y, target, self.max_queries, self.batch_size)
         own = torch.arange(n, device=x.device)
         clean_adv = oracle.is_adv(x, own)
         sgn = torch.ones(n, dim, device=x.device)
