@@ -40,11 +40,11 @@ def attacks2_slice(ctx: DemoContext) -> None:
     with torch.no_grad():
         pred = ctx.target_module(test.x[:300]).argmax(1)
     keep = (pred == test.y[:300]).nonzero().squeeze(1)
-    n_dec, n_white = (8, 64) if quick else (16, 200)
+    n_dec, n_white = (8, 64) if quick else (16, 100)
     xd, yd = test.x[keep[:n_dec]], test.y[keep[:n_dec]]
     xw, yw = test.x[keep[:n_white]], test.y[keep[:n_white]]
 
-    budget = 500 if quick else 1500
+    budget = 500 if quick else 1000
     rows: list[list[Any]] = []
     specs = [("rays", {"norm": "linf", "eps": 0.2}), ("signflip", {"norm": "linf", "eps": 0.2}),
              ("hsja", {"norm": "linf", "eps": 0.2}), ("hsja", {"norm": "l2", "eps": 2.0})]
@@ -63,7 +63,7 @@ def attacks2_slice(ctx: DemoContext) -> None:
                                "whole run (early stop at eps)"), "section": sec})
 
     eps_w = 0.1
-    steps = 10 if quick else 40
+    steps = 10 if quick else 20
     rows = []
     for name, kw in (("pgd", {}), ("apgd", {"loss": "ce"}), ("apgd", {"loss": "dlr"}), ("acg", {})):
         wb = ctx.whitebox()
