@@ -220,10 +220,9 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
             for k, v in parts.items():
                 stats[k].add(v)
             if reward == "all":
-                r = sum((v - stats[k].mean) / max(stats[k].std(), 1e-8) for k, v in parts.items())
+                r = torch.stack([(v - stats[k].mean) / max(stats[k].std(), 1e-8) for k, v in parts.items()]).sum(0)
             else:
                 r = parts[reward]
-            assert isinstance(r, Tensor)
             for a, rv in zip(acts, r.tolist()):
                 pi = torch.softmax(hpref, 0)
                 adv = rv - baseline.mean
