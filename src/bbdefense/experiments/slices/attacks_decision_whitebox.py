@@ -81,7 +81,7 @@ def attacks2_slice(ctx: DemoContext) -> None:
     for strategy in (("random",) if quick else ("random", "adaptive")):
         victim = ctx.blackbox(output="probs", budget=ko_budget, name="victim")
         stolen = knockoff_steal(victim, ctx.splits.defender, arch="lenet", budget=ko_budget, strategy=strategy,
-                                epochs=4 if quick else 8, eval_set=test, seed=ctx.seed)
+                                epochs=8 if quick else 10, eval_set=test, seed=ctx.seed)
         target_bb = ctx.blackbox(output="label")
         tr = ATTACKS["transfer"](surrogate=stolen.model, attack="apgd",
                                  attack_params={"eps": eps_w, "steps": steps}, seed=ctx.seed).run(target_bb, xw, yw)
