@@ -76,5 +76,15 @@ def test_hsja_is_batched_one_call_per_phase() -> None:
     """The whole batch shares oracle calls: far fewer calls than a per-image loop would make."""
     model, x, y, _, _ = binary_problem(n=8, seed=6)
     bb = BlackBox.from_module(model, input_shape=SHAPE, output="label")
-    ATTACKS["hsja"](norm="l2", eps=None, max_queries=500).run(bb, x, y)
+    ATTACKS["hsja"](norm="l2", eps=None, max_queries=500, batch_size=10**6).run(bb, x, y)
     assert bb.stats.queries / bb.stats.calls > 8
+
+
+@pytest.mark.parametrize("name", ["rays", "signflip", "hsja"])
+def test_decision_result_does_not_depend_on_batch_size(name: str) -> None:
+    model, x, y, _, _ = binary_problem(n=6, seed=8)
+    out = []
+    for bs in (7, 10**6):
+        bb = BlackBox.from_module(model, input_shape=SHAPE, output="label")
+        out.append(ATTACKS[name](eps=None, max_queries=200, batch_size=bs).run(bb, x, y))
+    assert torch.equal(out[0].x_adv, out[1].x_adv) and torch.equal(out[0].queries, out[1].queries)
