@@ -20,7 +20,7 @@ TITLE = "Certification (randomized smoothing)"
 
 @register_slice("certify", TITLE, order=40)
 def certify_slice(ctx: DemoContext) -> None:
-    n_img, n0, n = (30, 32, 256) if ctx.quick else (100, 100, 1000)
+    n_img, n0, n = (30, 20, 200) if ctx.quick else (100, 100, 1000)
     alpha = 0.001
     sec = ctx.section(TITLE, (
         f"Cohen CERTIFY (n0={n0}, n={n}, alpha={alpha}) on {n_img} MNIST-5k test images for {ARCH} targets trained "
