@@ -91,3 +91,14 @@ def test_purification_filter_passes_clean_and_rejects_boundary() -> None:
     assert rows[0]["pass_rate"] == 0.5 and rows[0]["accuracy_of_passed"] == 1.0 and rows[0]["queries"] == 440
     with pytest.raises(InputError):
         CertifiedFilter(Smooth(bb, make_noise("gaussian"), norms=("l1",)), norm="l2")
+
+
+@pytest.mark.slow
+def test_select_noise_on_digits(tmp_path: Path) -> None:
+    from bbdefense.certify.selection import select_noise
+
+    res = select_noise("smallcnn", "digits", tmp_path, betas=(1.0, 2.0), sigma=0.25, epochs=1, n_images=6, n0=10, n=60,
+                       alpha=0.01)
+    assert {(r["beta"], r["norm"]) for r in res["rows"]} == {(b, nm) for b in (1.0, 2.0) for nm in ("l1", "l2", "linf")}
+    assert all(r["score"] >= 0 and r["queries"] == 6 * 70 for r in res["rows"])
+    assert set(res["best"]) == {"l1", "l2", "linf"} and res["grids"]["l1"]["steps"] == 81
