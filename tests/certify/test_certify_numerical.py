@@ -44,7 +44,7 @@ def test_numerical_matches_closed_form_within_5_percent(name: str, norm: str, p:
 
 def test_numerical_gaussian_linf_matches_conversion() -> None:
     # for the Gaussian the worst linf direction is a corner, where R_inf = R_2 / sqrt(d) exactly
-    nz, d, p = make_noise("gaussian", sigma=0.5), 16, 0.9
+    nz, d, p = make_noise("gaussian", sigma=0.5), 8, 0.9
     r = numerical_radius(nz, p, "linf", d, seed=2, **KW)
     assert r == pytest.approx(nz.radius(p, "l2", d)[0] / math.sqrt(d), rel=0.05)
 

@@ -5,6 +5,9 @@ Modes (``TRAIN_MODES``, a registry other parts extend):
 * ``plain``: cross-entropy on clean images.
 * ``gaussian``: inputs ``x + N(0, sigma^2)`` in [0, 1] pixel space, *before* the model's
   normalisation layer (Cohen et al. 2019 ``train.py``); needed for randomized smoothing at sigma.
+* ``noise``: inputs ``x + eps`` with ``eps`` from a :data:`bbdefense.certify.NOISES` family
+  (``noise``, ``sigma`` = per-coordinate std, ``noise_params`` e.g. ``{"beta": 1.5}``), in [0, 1]
+  pixel space like ``gaussian``; for smoothing with that noise (DUCD noise selection, Table III).
 * ``pgd``: Madry et al. (2018) adversarial training with linf PGD at ``eps`` (``steps`` steps,
   step size ``2.5 eps / steps``, random start).
 """
@@ -58,6 +61,12 @@ class TrainConfig:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if self.mode == "gaussian" and not self.sigma > 0:
             raise InputError(f"sigma must be > 0 for mode 'gaussian', got {self.sigma}")
+        if self.mode == "noise":
+            if not self.noise:
+                raise InputError("mode 'noise' needs a noise family (noise=..., CLI --noise), e.g. gen_gaussian")
+            from ..certify.noises import make_noise
+
+            make_noise(self.noise, sigma=self.sigma, **self.noise_params)  # raises on a bad name/parameter
         if self.mode == "pgd" and not self.eps > 0:
             raise InputError(f"eps must be > 0 for mode 'pgd', got {self.eps}")
         if self.optimizer not in ("adam", "sgd"):
@@ -72,6 +81,14 @@ def _plain(model: nn.Module, x: Tensor, y: Tensor, g: torch.Generator, cfg: Trai
 @TRAIN_MODES.register("gaussian")
 def _gaussian(model: nn.Module, x: Tensor, y: Tensor, g: torch.Generator, cfg: TrainConfig) -> Tensor:
     return x + cfg.sigma * torch.randn(x.shape, generator=g, device=x.device)
+
+
+@TRAIN_MODES.register("noise")
+def _noise(model: nn.Module, x: Tensor, y: Tensor, g: torch.Generator, cfg: TrainConfig) -> Tensor:
+    from ..certify.noises import make_noise
+
+    nz = make_noise(cfg.noise or "", sigma=cfg.sigma, **cfg.noise_params)
+    return x + nz.sample(x.shape, g).to(x.device)
 
 
 @TRAIN_MODES.register("pgd")

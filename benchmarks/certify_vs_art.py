@@ -1,0 +1,137 @@
+"""Certified samples per second on the MNIST target: bbdefense ``Smooth.certify`` vs the raw batched
+forward pass of the same model (goal >= 0.9 of it) and vs ART's ``PyTorchRandomizedSmoothing.certify``
+at the same n0/n (goal >= 2.5x). ART runs in its own venv (.cache/art-venv, created on first use with
+adversarial-robustness-toolbox + statsmodels, which ART's certify needs but does not declare).
+
+    .venv/bin/python benchmarks/certify_vs_art.py [--images 20] [--n0 100] [--n 2000] [--threads 1] [--no-art]
+
+A "sample" is one noisy image forwarded. Timings are wall clock, best of ``--repeats``; on a shared
+machine they are noisy: re-run on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from bbdefense.certify import Smooth, make_noise  # noqa: E402
+from bbdefense.data import load_dataset, make_splits  # noqa: E402
+from bbdefense.models import BlackBox, load_checkpoint  # noqa: E402
+from bbdefense.training import TrainConfig, train_target  # noqa: E402
+
+ART_VENV = ROOT / ".cache" / "art-venv"
+
+ART_SCRIPT = r"""
+import json, sys, time, numpy as np, torch
+from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+model = torch.jit.load(cfg["model"]).eval()
+x = np.load(cfg["x"])
+rs = PyTorchRandomizedSmoothing(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
+                                nb_classes=10, sample_size=cfg["n0"], scale=cfg["sigma"], alpha=cfg["alpha"],
+                                clip_values=(0.0, 1.0), device_type="cpu")
+best = float("inf")
+for _ in range(cfg["repeats"]):
+    t = time.perf_counter(); pred, rad = rs.certify(x, n=cfg["n"], batch_size=cfg["batch_size"])
+    best = min(best, time.perf_counter() - t)
+print(json.dumps({"seconds": best, "abstain": float(np.mean(pred == -1))}))
+"""
+
+
+def ensure_art() -> Path:
+    py = ART_VENV / "bin" / "python"
+    if not (ART_VENV / ".installed").exists():
+        subprocess.run(["python3", "-m", "venv", str(ART_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), "torch", "numpy",
+                        "scipy", "scikit-learn", "adversarial-robustness-toolbox", "statsmodels"], check=True)
+        (ART_VENV / ".installed").write_text("ok\n")
+    return py
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--n0", type=int, default=100)
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--sigma", type=float, default=0.25)
+    ap.add_argument("--alpha", type=float, default=0.001)
+    ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--no-art", action="store_true")
+    ap.add_argument("--art-batch-sizes", default="32,1000",
+                    help="ART certify batch sizes to time (32 is ART's default for certify)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ckpt = ROOT / ".cache" / "bench" / "smallcnn_mnist5k_gauss0.25"
+    path, meta = train_target("smallcnn", "mnist5k", ckpt, TrainConfig(mode="gaussian", sigma=0.25, epochs=3, seed=0),
+                              reuse=True)
+    module, _ = load_checkpoint(path)
+    module.eval()
+    x = make_splits(load_dataset("mnist5k"), seed=0).test.x[:args.images]
+    total = args.images * (args.n0 + args.n)
+    bs = args.batch_size
+
+    # raw batched forward pass of the same number of noisy images (noise drawn once, outside the timing)
+    xb = (x[:1] + args.sigma * torch.randn((bs, *x.shape[1:]), generator=torch.Generator().manual_seed(0)))
+    raw = float("inf")
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        with torch.inference_mode():
+            done = 0
+            while done < total:
+                m = min(bs, total - done)
+                module(xb[:m]).argmax(1)
+                done += m
+        raw = min(raw, time.perf_counter() - t)
+
+    bb = BlackBox.from_module(module, num_classes=10, input_shape=tuple(x.shape[1:]))
+    sm = Smooth(bb, make_noise("gaussian", sigma=args.sigma))
+    ours = float("inf")
+    for _ in range(args.repeats):
+        bb.reset_stats()
+        t = time.perf_counter()
+        certs = sm.certify(x, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=bs, seed=0)
+        ours = min(ours, time.perf_counter() - t)
+    assert bb.stats.queries == total
+    rows = [("raw batched forward (same model)", raw, None), ("bbdefense Smooth.certify", ours,
+                                                                float(np.mean([c.abstain for c in certs])))]
+    if not args.no_art:
+        py = ensure_art()
+        with tempfile.TemporaryDirectory() as tmp:
+            ts = Path(tmp) / "model.pt"
+            torch.jit.save(torch.jit.trace(module, x[:2]), str(ts))
+            np.save(Path(tmp) / "x.npy", x.numpy())
+            for abs_ in [int(b) for b in args.art_batch_sizes.split(",")]:
+                cfg = {"model": str(ts), "x": str(Path(tmp) / "x.npy"), "n0": args.n0, "n": args.n,
+                       "sigma": args.sigma, "alpha": args.alpha, "batch_size": abs_, "threads": args.threads,
+                       "repeats": 1}
+                res = subprocess.run([str(py), "-c", ART_SCRIPT, json.dumps(cfg)], check=True, capture_output=True,
+                                     text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                art = json.loads(res.stdout.strip().splitlines()[-1])
+                rows.append((f"ART PyTorchRandomizedSmoothing (batch {abs_})", art["seconds"], art["abstain"]))
+    print(f"MNIST-5k SmallCNN (Gaussian-trained, sigma={args.sigma}), {args.images} images x (n0={args.n0} + "
+          f"n={args.n}) = {total} noisy samples, batch {bs}, {args.threads} thread(s), best of {args.repeats}")
+    print(f"{'method':42s} {'seconds':>9s} {'samples/s':>11s} {'vs raw':>7s} {'abstain':>8s}")
+    for name, sec, ab in rows:
+        print(f"{name:42s} {sec:9.2f} {total / sec:11.0f} {raw / sec:7.2f} {'-' if ab is None else f'{ab:.2f}':>8s}")
+    for name, sec, _ in rows[2:]:
+        print(f"speed-up of ours over {name}: {sec / ours:.2f}x (goal >= 2.5)")
+    print(f"ours / raw forward: {raw / ours:.2f} (goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
