@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-quick test test-slow bench venv clean
+.PHONY: demo demo-quick test test-slow bench bench-peers venv clean
 
 venv: $(STAMP)
 
@@ -26,8 +26,18 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# Our own speed tables (a few minutes on 2 cores).
 bench: $(STAMP)
 	$(PY) benchmarks/oracle_overhead.py
+	$(PY) benchmarks/zoo_forward.py --threads 2 --batch 32 --reps 2
+	$(PY) benchmarks/decision_linear.py
+	$(PY) benchmarks/serve_load.py --quick
+
+# Comparisons with IBM ART, installed by each script into its own venv under .cache/art-venv.
+bench-peers: $(STAMP)
+	$(PY) benchmarks/attacks_vs_art.py
+	$(PY) benchmarks/hsja_speed.py
+	$(PY) benchmarks/certify_vs_art.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
