@@ -52,6 +52,7 @@ def owner_defenses_slice(ctx: DemoContext) -> None:
     n_clean = 500 if quick else 1000
     res = evaluate_defenses(models, module, test.x[:n], test.y[:n], cfg, x_clean=test.x[:n_clean],
                             y_clean=test.y[:n_clean], run=ctx.run, section=sec, on_event=ctx.on_event)
+    rfd.remove()  # detach the hooks from the shared demo target
     total = sum(int(r["queries"]) for r in res["rows"])
     ctx.run.set_metrics(**{"owner_defenses.queries": total,
                            "owner_defenses.robust": {r["key"]: r["robust_accuracy"] for r in res["rows"]}})
