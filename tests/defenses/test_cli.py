@@ -26,25 +26,27 @@ def ckpt(tmp_path):
 
 def test_defend_writes_a_file_that_evaluate_uses(ckpt, tmp_path, capsys) -> None:
     f = tmp_path / "rnd.json"
-    assert main(["defend", "rnd", "--model", str(ckpt), "--nu", "0.05", "--passes", "2", "--out", str(f),
+    assert main(["defend", "rnd", "--model", str(ckpt), "--nu", "0.05", "--passes", "2", "--n-test", "100", "--out", str(f),
                  "--no-progress"]) == 0
     rec = json.loads(f.read_text())
     assert rec["defense"] == "rnd" and rec["params"]["nu"] == 0.05 and 0 <= rec["test_clean_accuracy"] <= 1
-    assert main(["defend", "unig", "--model", str(ckpt), "--combine", "--passes", "1", "--no-progress"]) == 0
+    assert main(["defend", "unig", "--model", str(ckpt), "--combine", "--passes", "1", "--n-test", "64", "--no-progress"]) == 0
     assert "combine" in capsys.readouterr().out
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(ckpt), "-d", str(f), "-d", "aaa:num_iter=3", "--attacks", "square",
                  "--decision-attacks", "", "--budgets", "4", "--eot", "square", "--eot-m", "2", "--n", "3",
-                 "--passes", "1", "--out", str(out), "--no-progress"]) == 0
+                 "--passes", "1", "--n-clean", "64", "--out", str(out),
+                 "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "square@4" in text and "eot2-square@4" in text and (out / "report.md").is_file()
     rows = [json.loads(line) for line in (out / "rows" / "owner_eval.jsonl").read_text().splitlines()]
     assert {r["defense"] for r in rows} == {"undefended", "rnd nu=0.05", "aaa"}
 
 
-def test_cli_errors_are_one_line(ckpt, capsys) -> None:
+def test_cli_errors_are_one_line(ckpt, tmp_path, capsys) -> None:
     assert main(["defend", "rfd", "--model", str(ckpt), "--layers", "nowhere", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "unknown layer 'nowhere'" in err and "Traceback" not in err
-    assert main(["evaluate", "--model", str(ckpt), "-d", "bogus", "--no-progress"]) == 2
+    assert main(["evaluate", "--model", str(ckpt), "-d", "bogus", "--out", str(tmp_path / "e"), "--no-progress"]) == 2
     assert "unknown defense 'bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()  # specs are validated before anything is written

@@ -57,6 +57,7 @@ def _make_defend(name: str):  # noqa: ANN202
         option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Extra hyperparameter key=value "
                                                                                 "(repeatable), e.g. -o lr=1."),
         passes: int = typer.Option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
+        n_test: Optional[int] = typer.Option(None, "--n-test", help="Test images for clean accuracy (default all)."),
         out_path: Optional[Path] = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
         seed: int = typer.Option(0, "--seed"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -82,11 +83,11 @@ def _make_defend(name: str):  # noqa: ANN202
             built = build_from_spec(spec, module, calibration=cal, reference=ref, passes=passes, seed=seed,
                                     on_event=cb)
         d = built.defense
-        test = splits.test
-        base = clean_accuracy(module, test.x, test.y)[0]
-        acc, _ = clean_accuracy(d, test.x, test.y, passes=passes, seed=seed)
+        tx, ty = splits.test.x[:n_test], splits.test.y[:n_test]
+        base = clean_accuracy(module, tx, ty)[0]
+        acc, _ = clean_accuracy(d, tx, ty, passes=passes, seed=seed)
         d.reseed(seed)
-        ld = logit_difference(d, module, test.x)
+        ld = logit_difference(d, module, tx)
         out.print(f"{defense_label(built)}: test clean accuracy {acc:.4f} (undefended {base:.4f}, "
                   f"mean of {passes if d.randomized else 1} passes), logit difference {ld:.4f}")
         if built.calibration is not None:
@@ -123,6 +124,8 @@ def evaluate(
     eot_m: int = typer.Option(10, "--eot-m", help="EOT samples averaged per evaluation."),
     eps: float = typer.Option(0.1, "--eps", help="Attack radius (linf, pixel units)."),
     n: int = typer.Option(100, "--n", help="Test images attacked."),
+    n_clean: Optional[int] = typer.Option(None, "--n-clean", help="Test images for clean accuracy and logit "
+                                                                  "difference (default all)."),
     criterion: str = typer.Option("majority", "--criterion", help="single | majority | fooled_once"),
     passes: int = typer.Option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
     out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
@@ -155,8 +158,12 @@ def evaluate(
                      decision_attacks=tuple(a for a in decision_attacks.split(",") if a),
                      budgets=tuple(int(b) for b in budgets.split(",") if b), eot=tuple(a for a in eot.split(",") if a),
                      eot_m=eot_m, eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
-    config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []),
+    config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
+    from ..defenses.spec import parse_spec
+
+    for spec in defense or []:  # validate every spec before anything is written
+        parse_spec(spec.rpartition("@")[0] if "@" in spec else spec)
     run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
                  resume=resume)
     with progress_events(progress) as cb:
@@ -172,8 +179,8 @@ def evaluate(
                 run.set_metrics(**{f"calibration.{label}": built.calibration.as_dict()})
         test = splits.test
         x, y = test.x[:n], test.y[:n]
-        res = evaluate_defenses(models, module, x, y, cfg, x_clean=test.x, y_clean=test.y, run=run,
-                                section="Owner-side defenses", on_event=cb)
+        res = evaluate_defenses(models, module, x, y, cfg, x_clean=test.x[:n_clean], y_clean=test.y[:n_clean],
+                                run=run, section="Owner-side defenses", on_event=cb)
     t = res["tables"][0]
     out.print(t["title"])
     widths = [max(len(str(c)), 8) for c in t["columns"]]
