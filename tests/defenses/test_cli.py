@@ -40,7 +40,7 @@ def test_defend_writes_a_file_that_evaluate_uses(ckpt, tmp_path, capsys) -> None
     text = capsys.readouterr().out
     assert "square@4" in text and "eot2-square@4" in text and (out / "report.md").is_file()
     rows = [json.loads(line) for line in (out / "rows" / "owner_eval.jsonl").read_text().splitlines()]
-    assert {r["defense"] for r in rows} == {"undefended", "rnd nu=0.05", "aaa"}
+    assert {r["defense"] for r in rows} == {"undefended", "rnd nu=0.05", "aaa{num_iter=3}"}
 
 
 def test_cli_errors_are_one_line(ckpt, tmp_path, capsys) -> None:

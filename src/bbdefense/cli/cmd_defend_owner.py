@@ -145,6 +145,7 @@ def evaluate(
     seed_everything(seed)
     module, meta, splits = _load(model, seed)
     models: dict[str, torch.nn.Module] = {"undefended": module}
+    ref_of: dict[str, torch.nn.Module] = {}
     bases: dict[str, torch.nn.Module] = {"": module}
     for item in extra_model or []:
         key, eq, path = item.partition("=")
@@ -175,12 +176,13 @@ def evaluate(
                                     on_event=cb)
             label = defense_label(built) + (f" @{on}" if on else "")
             models[label] = built.defense
+            ref_of[label] = bases[on]
             if built.calibration is not None:
                 run.set_metrics(**{f"calibration.{label}": built.calibration.as_dict()})
         test = splits.test
         x, y = test.x[:n], test.y[:n]
         res = evaluate_defenses(models, module, x, y, cfg, x_clean=test.x[:n_clean], y_clean=test.y[:n_clean],
-                                run=run, section="Owner-side defenses", on_event=cb)
+                                run=run, section="Owner-side defenses", bases=ref_of, on_event=cb)
     t = res["tables"][0]
     out.print(t["title"])
     widths = [max(len(str(c)), 8) for c in t["columns"]]

@@ -142,6 +142,7 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
 def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x: Tensor, y: Tensor,
                       cfg: EvalConfig, *, x_clean: Tensor | None = None, y_clean: Tensor | None = None,
                       run: RunDir | None = None, section: str | None = None,
+                      bases: Mapping[str, nn.Module] | None = None,
                       on_event: EventCallback | None = None) -> dict[str, Any]:
     """Evaluate each model of ``models`` (name -> module; include the undefended one to get its row).
 
@@ -152,6 +153,8 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
         cfg: attacks, budgets, eps, criterion, EOT settings.
         x_clean, y_clean: images for clean accuracy and logit difference (default ``x, y``).
         run: a run directory; rows stream to ``rows/owner_eval.jsonl`` and the tables are added.
+        bases: per model name, the undefended model its logit difference is measured against
+            (e.g. the AT checkpoint for "rfd @at"); default ``undefended``.
 
     Returns:
         ``{"clean": {name: {...}}, "rows": [EvalRow as dict], "tables": [table dicts]}``.
@@ -196,7 +199,8 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
             acc, accs = clean_accuracy(model, xc, yc, passes=cfg.clean_passes, seed=cfg.seed)
             if isinstance(model, Defense):
                 model.reseed(cfg.seed)
-            ld = logit_difference(model, undefended, xc) if model is not undefended else 0.0
+            ref = (bases or {}).get(name, undefended)
+            ld = logit_difference(model, ref, xc) if model is not ref else 0.0
             c = {"key": key, "defense": name, "attack": "clean", "budget": 0, "clean_accuracy": acc,
                  "clean_accuracy_passes": accs, "logit_difference": ld,
                  "randomized": bool(getattr(model, "randomized", False)),

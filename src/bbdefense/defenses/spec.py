@@ -102,6 +102,10 @@ def defense_label(b: BuiltDefense) -> str:
     """A short row label: ``rfd[stage2] nu=0.31 (-2.0%)``."""
     p = b.defense.get_params()
     s = b.name
+    opts = {} if b.spec.strip().endswith(".json") else parse_spec(b.spec)[1]
+    extra = [f"{k}={v}" for k, v in opts.items() if k not in ("layers", "nu", "calibrate", "combine", "seed")]
+    if extra:
+        s += "{" + ",".join(extra) + "}"
     if "layers" in p:
         s += f"[{'+'.join(p['layers'])}]"
     if "nu" in p:
