@@ -26,7 +26,7 @@ def owner_defenses_slice(ctx: DemoContext) -> None:
         f"Reduced budget: {'quick run' if quick else 'full run'}; see docs/owner-defenses.md for the full table."))
     module = ctx.target_module
     dfd = ctx.splits.defender
-    n_cal = 200 if quick else 400
+    n_cal = 200 if quick else 300
     xc, yc = dfd.x[:n_cal], dfd.y[:n_cal]
     passes = 3 if quick else 5
     cal_rows = []
@@ -49,7 +49,7 @@ def owner_defenses_slice(ctx: DemoContext) -> None:
     cfg = EvalConfig(attacks=("square",), budgets=(budget,), decision_attacks=(), eot=() if quick else ("square",),
                      eot_m=5, eps=0.3, criterion="majority", k=9, clean_passes=passes, seed=ctx.seed)
     test = ctx.splits.test
-    n_clean = 500 if quick else 1000
+    n_clean = 300 if quick else 600
     res = evaluate_defenses(models, module, test.x[:n], test.y[:n], cfg, x_clean=test.x[:n_clean],
                             y_clean=test.y[:n_clean], run=ctx.run, section=sec, on_event=ctx.on_event)
     rfd.remove()  # detach the hooks from the shared demo target
