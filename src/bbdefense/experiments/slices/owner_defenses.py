@@ -40,8 +40,9 @@ def owner_defenses_slice(ctx: DemoContext) -> None:
                                ["defense", "nu", "undefended acc", "defended acc", "drop", "levels tried", "converged"],
                                cal_rows, f"{n_cal} defender-split images, mean of {passes} passes per level"),
                        "section": sec})
+    unig = UniG(module, lr=1.0, delta=0.2, seed=ctx.seed)
     models: dict[str, torch.nn.Module] = {"undefended": module, f"rfd[stage2] nu={c1.value:.3g}": rfd,
-                                          f"rnd nu={c2.value:.3g}": rnd, "unig (delta 0.2)": UniG(module, lr=1.0, delta=0.2, seed=ctx.seed)}
+                                          f"rnd nu={c2.value:.3g}": rnd, "unig (delta 0.2)": unig}
     if not quick:
         models["aaa"] = AAA(module)
     n = 20 if quick else 30
