@@ -47,7 +47,8 @@ def main() -> None:
         atk = SquareAttack(clf, norm=np.inf, eps=job["eps"], max_iter=job["iters"], p_init=job["p_init"],
                            nb_restarts=1, batch_size=len(x), verbose=False)
     else:
-        atk = SimBA(clf, attack=job["basis"], max_iter=job["iters"], epsilon=job["step"], batch_size=1,
+        atk = SimBA(clf, attack=job["basis"], max_iter=job["iters"], epsilon=job["step"], freq_dim=job["freq"],
+                    batch_size=1,
                     verbose=False)
     t0 = time.perf_counter()
     x_adv = atk.generate(x=x, y=np.eye(meta["num_classes"])[y] if job["attack"] == "square" else None)
