@@ -1,0 +1,152 @@
+"""``bbdefense attack``: run one attack of the registry on a checkpoint's test images and write
+records (one row per image, resumable) and a report (robust accuracy, median queries of
+successes, robust accuracy vs queries)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import out, progress_events, seed_everything
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attack")(attack)
+
+
+def parse_eps(text: str) -> float:
+    """``"0.1"`` or ``"8/255"`` -> float (> 0)."""
+    from ..errors import InputError
+
+    try:
+        if "/" in text:
+            a, b = text.split("/", 1)
+            val = float(a) / float(b)
+        else:
+            val = float(text)
+    except (ValueError, ZeroDivisionError) as exc:
+        raise InputError(f"--eps must be a number or a fraction like 8/255, got {text!r}") from exc
+    if not val > 0:
+        raise InputError(f"--eps must be > 0, got {text!r}")
+    return val
+
+
+def parse_params(items: list[str] | None) -> dict[str, object]:
+    """``["q=20", "basis=pixel"]`` -> ``{"q": 20, "basis": "pixel"}`` (values read as JSON when they parse)."""
+    from ..errors import InputError
+
+    params: dict[str, object] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--param expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            params[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k.strip()] = v
+    return params
+
+
+def attack(
+    model: Path = typer.Option(..., "--model", help="Checkpoint (or .onnx file with --dataset) to attack."),
+    attack_name: str = typer.Option("square", "--attack", help="A name of the attack registry (bbdefense info)."),
+    norm: str = typer.Option("linf", "--norm", help="linf | l2 (where the attack supports it)."),
+    eps: str = typer.Option("0.1", "--eps", help="Radius in [0, 1] pixel scale; fractions like 8/255 work."),
+    budget: int = typer.Option(1000, "--budget", help="Per-image query budget (max_queries)."),
+    n: int = typer.Option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
+    backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime; faster on CPU)."),
+    output: str = typer.Option("logits", "--output", help="What the oracle reveals: logits | probs | label."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
+    targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded)."),
+    criterion: Optional[str] = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
+    eot: int = typer.Option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
+    param: Optional[list[str]] = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the checkpoint's)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
+    batch_size: int = typer.Option(100, "--batch-size", help="Images attacked together (a resource knob)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Attack a model through its query-counted black box; write rows, record and report."""
+    import torch
+
+    from ..attacks.eot import EOTBlackBox
+    from ..attacks.evaluation import build_attack, first_correct, query_grid, robust_curve, run_batches, summarize
+    from ..data import load_dataset, make_splits
+    from ..errors import InputError
+    from ..models import load_blackbox, read_meta
+    from ..records import RunDir, line_plot, read_rows, render_report, table
+
+    seed_everything(seed)
+    eps_v = parse_eps(eps)
+    params = parse_params(param)
+    if criterion is not None:
+        params["criterion"] = criterion
+    if budget < 1 or n < 1:
+        raise InputError(f"--budget and -n must be >= 1, got {budget} and {n}")
+    atk = build_attack(attack_name, norm=norm, eps=eps_v, max_queries=budget, seed=seed, params=params)
+    bb = load_blackbox(model, backend=backend, output=output)  # type: ignore[arg-type]
+    if eot > 1:
+        bb = EOTBlackBox(bb, m=eot)
+    split_seed = 0
+    if dataset is None:
+        if str(model).endswith(".onnx"):
+            raise InputError("an .onnx model carries no dataset: pass --dataset")
+        meta = read_meta(model)
+        dataset = meta.get("dataset")
+        split_seed = int(meta.get("train", {}).get("split_seed", 0))
+        if dataset is None:
+            raise InputError(f"checkpoint {model} records no dataset: pass --dataset")
+    test = make_splits(load_dataset(dataset, data_dir), seed=split_seed).test
+    sel, scanned, correct = first_correct(bb, test.x, test.y, n)
+    if len(sel) == 0:
+        raise InputError("the model classifies no test image correctly; nothing to attack")
+    x, y = test.x[sel], test.y[sel]
+    target = None
+    if targeted:
+        g = torch.Generator().manual_seed(seed)
+        k = bb.num_classes
+        target = (y + 1 + torch.randint(0, k - 1, y.shape, generator=g)) % k
+    config = {"model": str(model), "backend": backend, "output": output, "dataset": dataset, "n": n,
+              "attack": atk.name, "params": atk.get_params(), "targeted": targeted, "eot": eot,
+              "batch_size": batch_size}
+    run_path = out_dir or Path("runs") / f"attack-{atk.name}-{norm}"
+    run = RunDir(run_path, kind="attack", name=f"{atk.name} attack on {Path(model).name}", config=config,
+                 seeds={"attack": seed}, resume=resume)
+    t0 = time.perf_counter()
+    with run.rows("attack") as writer, run.rows("batches") as bwriter, progress_events(progress) as cb:
+        run_batches(atk, bb, x, y, [int(i) for i in sel], target=target, batch_size=batch_size, writer=writer,
+                    batch_writer=bwriter, on_event=cb)
+    rows = list(read_rows(run.path / "rows" / "attack.jsonl"))
+    batches = list(read_rows(run.path / "rows" / "batches.jsonl"))
+    summary = summarize(rows, budget)
+    grid = query_grid(budget)
+    curve = robust_curve([r["success"] for r in rows], [r["queries"] for r in rows], grid)
+    sec = "Attack"
+    run.record.sections = [{"title": sec, "text": (
+        f"{atk.name} ({norm}, eps={eps_v:g}, budget {budget} queries/image{', targeted' if targeted else ''}) on "
+        f"the first {len(rows)} correctly classified test images of {dataset} ({correct} of the first {scanned} "
+        "test images are correct; the clean check uses uncharged audit queries). Robust accuracy is over the "
+        "attacked (correctly classified) images.")}]
+    run.set_metrics(**summary, clean_accuracy_scanned=correct / max(scanned, 1),
+                    audit_queries=sum(b["audit_queries"] for b in batches),
+                    attack_seconds=round(sum(b["seconds"] for b in batches), 3),
+                    wall_seconds=round(time.perf_counter() - t0, 3))
+    run.add_table({**table("Robust accuracy vs queries", ["queries per image", "robust accuracy", "fooled"],
+                           [[q, c, round((1 - c) * len(rows))] for q, c in zip(grid, curve, strict=True)],
+                           f"{len(rows)} images; total queries spent {summary['total_queries']}"), "section": sec})
+    run.add_plot({**line_plot("Robust accuracy vs queries", [{"label": f"{atk.name} {norm} eps={eps_v:g}",
+                                                             "x": grid, "y": curve}],
+                              xlabel="queries per image", ylabel="robust accuracy", xscale="log"), "section": sec})
+    run.finish()
+    md, _ = render_report(run.path)
+    med = summary["median_queries_success"]
+    out.print(f"{atk.name} {norm} eps={eps_v:g}: robust accuracy {summary['robust_accuracy']:.3f} on "
+              f"{len(rows)} images, success {summary['attack_success_rate']:.3f}, median queries of successes "
+              f"{'-' if med is None else f'{med:g}'}, total queries {summary['total_queries']}")
+    out.print(f"wrote {md}")
