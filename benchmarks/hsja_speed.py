@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--norm", choices=["l2", "linf"], default="l2")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-art", action="store_true")
+    ap.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                    help="How both attacks run the model (onnx: onnxruntime, faster for small CNNs on CPU).")
     ap.add_argument("--model", default=None, help="A SmallCNN MNIST checkpoint (default: train/reuse the demo target).")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,7 +77,24 @@ def main() -> None:
     x, y = test.x[:200][ok][: args.n], test.y[:200][ok][: args.n]
 
     rows = []
-    bb = BlackBox.from_module(module, input_shape=(1, 28, 28), output="label")
+    if args.backend == "onnx":
+        import tempfile
+
+        from bbdefense.models import export_onnx
+        from bbdefense.models.backends import OnnxBackend
+
+        onnx_path = Path(tempfile.mkdtemp()) / "target.onnx"
+        export_onnx(module, onnx_path, (1, 28, 28))
+        ort = OnnxBackend(onnx_path, threads=args.threads)
+        bb = BlackBox(ort, num_classes=10, input_shape=(1, 28, 28), output="label")
+        forward = ort.forward
+    else:
+        bb = BlackBox.from_module(module, input_shape=(1, 28, 28), output="label")
+
+        def forward(t: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return module(t)
+
     t0 = time.perf_counter()
     res = ATTACKS["hsja"](norm=args.norm, eps=None, max_queries=10**7, num_iterations=args.iters, seed=0).run(bb, x, y)
     t_ours = time.perf_counter() - t0
@@ -93,8 +112,7 @@ def main() -> None:
         def predict(a: np.ndarray) -> np.ndarray:
             counter["q"] += len(a)
             counter["calls"] += 1
-            with torch.no_grad():
-                logits = module(torch.as_tensor(np.asarray(a, dtype=np.float32)))
+            logits = forward(torch.as_tensor(np.asarray(a, dtype=np.float32)))
             return torch.nn.functional.one_hot(logits.argmax(1), 10).numpy().astype(np.float32)
 
         clf = BlackBoxClassifier(predict, input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0))
@@ -112,7 +130,7 @@ def main() -> None:
                      float(d_art[succ].median()) if bool(succ.any()) else float("nan"), float(succ.float().mean())))
 
     print(f"HopSkipJump {args.norm}, {len(x)} MNIST test images, {args.iters} iterations, "
-          f"torch threads {args.threads}")
+          f"backend {args.backend}, threads {args.threads}")
     print(f"| {'implementation':36s} | {'wall s':>7s} | {'queries/img':>11s} | {'oracle calls':>12s} | "
           f"{'median ' + args.norm:>10s} | {'success':>7s} |")
     print(f"|{'-' * 38}|{'-' * 9}|{'-' * 13}|{'-' * 14}|{'-' * 12}|{'-' * 9}|")

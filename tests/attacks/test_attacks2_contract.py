@@ -127,3 +127,39 @@ def test_budget_of_oracle_is_respected_by_decision_attacks() -> None:
     bb = BlackBox.from_module(net, input_shape=SHAPE, output="label", budget=6 * 50)
     res = ATTACKS["hsja"](eps=None, max_queries=50).run(bb, x, y)
     assert bb.stats.queries <= 300 and int(res.queries.max()) <= 50
+
+
+class _Noisy(torch.nn.Module):
+    """A randomized model: logits plus large Gaussian noise (fresh on every call)."""
+
+    randomized = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = multiclass_model()
+        self.g = torch.Generator().manual_seed(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net(x)
+        return z + 3.0 * z.std() * torch.randn(z.shape, generator=self.g)
+
+
+@pytest.mark.parametrize("name", ["rays", "hsja"])
+def test_majority_criterion_uses_uncharged_audits_and_is_recorded(name: str) -> None:
+    x, y = _data()
+    single = ATTACKS[name](eps=0.05, max_queries=60).run(BlackBox.from_module(_Noisy(), input_shape=SHAPE,
+                                                                              output="label"), x, y)
+    bb = BlackBox.from_module(_Noisy(), input_shape=SHAPE, output="label")
+    res = ATTACKS[name](eps=0.05, max_queries=60, criterion="majority", k=9).run(bb, x, y)
+    assert single.criterion == "single" and res.criterion == "majority@9"
+    assert bb.stats.audit_queries == res.audit_queries
+    assert int(res.queries.sum()) == bb.stats.queries  # audits are not charged
+    assert res.audit_queries > 0 and res.audit_queries % 9 == 0  # 9 re-queries per candidate success
+
+
+def test_unknown_criterion_is_refused_before_any_query() -> None:
+    x, y = _data()
+    bb = BlackBox.from_module(multiclass_model(), input_shape=SHAPE, output="label")
+    with pytest.raises(InputError, match=r"criterion must be one of single, majority, fooled_once, got 'vote'"):
+        ATTACKS["rays"](criterion="vote").run(bb, x, y)  # type: ignore[arg-type]
+    assert bb.stats.queries == 0

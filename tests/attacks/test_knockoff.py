@@ -62,3 +62,21 @@ def test_knockoff_steals_mnist_target_well_above_chance(strategy: str, trained_s
                          epochs=8, eval_set=mnist_splits.test, seed=0)
     assert victim.stats.queries == 500
     assert res.agreement is not None and res.agreement > 0.6  # chance is ~0.1 on 10 balanced classes
+
+
+def test_steal_result_saves_a_loadable_checkpoint(tmp_path) -> None:
+    from bbdefense.models import load_blackbox
+
+    victim = BlackBox.from_module(multiclass_model(), input_shape=SHAPE, output="probs")
+    res = knockoff_steal(victim, _transfer(), arch="smallcnn", budget=32, epochs=1, eval_set=_transfer(20))
+    path = res.save(tmp_path / "stolen")
+    bb = load_blackbox(tmp_path / "stolen")
+    x = _transfer(5).x
+    with torch.no_grad():
+        assert torch.allclose(bb.query(x), res.model(x), atol=1e-5)
+
+
+def test_steal_cli_missing_model_exits_2(tmp_path) -> None:
+    from bbdefense.cli import main
+
+    assert main(["steal", "--model", str(tmp_path / "missing"), "--no-progress"]) == 2

@@ -23,6 +23,7 @@ from .base import AttackResult, is_adversarial, lp_norm
 # batches keep a CNN's activations in cache: on a 2-core CPU a SmallCNN answers 32-image batches
 # about 2x faster per image than 1000-image ones.
 CHUNK = 32
+CRITERIA = ("single", "majority", "fooled_once")
 
 
 class LabelOracle:
@@ -74,8 +75,11 @@ class LabelOracle:
         return is_adversarial(pred, self.y[owner], None if self.target is None else self.target[owner])
 
 
-def check_common(name: str, norm: str, norms: tuple[str, ...], eps: float | None, max_queries: int) -> None:
+def check_common(name: str, norm: str, norms: tuple[str, ...], eps: float | None, max_queries: int,
+                 criterion: str = "single") -> None:
     """Validate the hyperparameters every decision attack shares."""
+    if criterion not in CRITERIA:
+        raise InputError(f"{name}: criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     if norm not in norms:
         raise InputError(f"{name}: norm must be one of {', '.join(norms)}, got {norm!r}")
     if eps is not None and not eps > 0:
@@ -84,8 +88,36 @@ def check_common(name: str, norm: str, norms: tuple[str, ...], eps: float | None
         raise InputError(f"{name}: max_queries must be an int >= 1, got {max_queries!r}")
 
 
+def verify(model: BlackBox, x_adv: Tensor, y: Tensor, target: Tensor | None, success: Tensor, criterion: str,
+           k: int) -> tuple[Tensor, int]:
+    """Apply the success criterion on a randomized model (reference/algorithms.md pitfall 8).
+
+    ``single`` and ``fooled_once`` keep the attack's own verdict (the query that found the point
+    was adversarial once); ``majority`` re-queries each successful ``x_adv`` ``k`` times through
+    :meth:`BlackBox.audit` (not charged) and keeps it only if more than half are adversarial (RFD's
+    majority of 9). Returns the new success mask and the audit queries spent.
+    """
+    if criterion not in CRITERIA:
+        raise InputError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+    if criterion != "majority" or not bool(success.any()):
+        return success, 0
+    if not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be an int >= 1 for criterion 'majority', got {k!r}")
+    idx = success.nonzero().squeeze(1)
+    votes = torch.zeros(len(idx), device=x_adv.device)
+    for _ in range(k):
+        out = model.audit(x_adv[idx])
+        pred = out if model.output == "label" else out.argmax(1)
+        votes += is_adversarial(pred.to(y.device), y[idx], None if target is None else target[idx]).float()
+    keep = success.clone()
+    keep[idx] = votes > k / 2
+    return keep, k * len(idx)
+
+
 def min_norm_result(name: str, params: dict[str, Any], norm: str, eps: float | None, x: Tensor, x_best: Tensor,
-                    found: Tensor, queries: Tensor, **extra: Any) -> AttackResult:
+                    found: Tensor, queries: Tensor, *, model: BlackBox | None = None, y: Tensor | None = None,
+                    target: Tensor | None = None, criterion: str = "single", k: int = 9,
+                    **extra: Any) -> AttackResult:
     """Package a minimum-norm attack's outcome.
 
     ``x_best`` ``(N, ...)`` is the closest adversarial found for each image where ``found`` is True.
@@ -97,9 +129,13 @@ def min_norm_result(name: str, params: dict[str, Any], norm: str, eps: float | N
     reached = torch.where(found, lp_norm(x_best - x, norm), torch.full_like(found, float("inf"), dtype=x.dtype))
     success = found.clone() if eps is None else found & (reached <= eps)
     x_adv = torch.where(success.view(-1, *([1] * (x.dim() - 1))), x_best, x)
+    audit = 0
+    if model is not None and y is not None:
+        success, audit = verify(model, x_adv, y, target, success, criterion, k)
+    crit = f"majority@{k}" if criterion == "majority" else criterion
     return AttackResult(x_adv=x_adv, success=success, queries=queries.cpu().long(),
                         norms=lp_norm(x_adv - x, norm).float(), attack=name, params=params, norm=norm, eps=eps,
-                        extra={"min_norm": reached.float(), **extra})
+                        audit_queries=audit, criterion=crit, extra={"min_norm": reached.float(), **extra})
 
 
-__all__ = ["CHUNK", "LabelOracle", "check_common", "min_norm_result"]
+__all__ = ["CHUNK", "CRITERIA", "LabelOracle", "check_common", "min_norm_result", "verify"]

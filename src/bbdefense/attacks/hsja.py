@@ -58,6 +58,8 @@ class HopSkipJump(Attack):
         max_halvings: cap of the step-size halving loop (the reference loops until success).
 
         batch_size: images per model call (resource knob; results do not depend on it).
+        criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
+            (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
 
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` (``extra["min_norm"]``: distance reached).
     """
@@ -68,7 +70,9 @@ class HopSkipJump(Attack):
     def __init__(self, *, norm: Literal["l2", "linf"] = "l2", eps: float | None = None, max_queries: int = 10_000,
                  num_iterations: int = 40, gamma: float = 1.0, init_num_evals: int = 100,
                  max_num_evals: int = 10_000, init_tries: int = 10_000, early_stop: bool = True,
-                 max_halvings: int = 30, batch_size: int = 32, seed: int | None = 0) -> None:
+                 max_halvings: int = 30, batch_size: int = 32,
+                 criterion: Literal["single", "majority", "fooled_once"] = "single",
+                 k: int = 9, seed: int | None = 0) -> None:
         self.norm = norm
         self.eps = eps
         self.max_queries = max_queries
@@ -80,6 +84,8 @@ class HopSkipJump(Attack):
         self.early_stop = early_stop
         self.max_halvings = max_halvings
         self.batch_size = batch_size
+        self.criterion = criterion
+        self.k = k
         self.seed = seed
 
     # ------------------------------------------------------------------ helpers
@@ -173,7 +179,7 @@ class HopSkipJump(Attack):
 
     # ------------------------------------------------------------------ main loop
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        check_common(self.name, self.norm, ("l2", "linf"), self.eps, self.max_queries)
+        check_common(self.name, self.norm, ("l2", "linf"), self.eps, self.max_queries, self.criterion)
         if self.init_num_evals < 1 or self.max_num_evals < self.init_num_evals:
             raise InputError(f"hsja: need 1 <= init_num_evals <= max_num_evals, got {self.init_num_evals} and "
                              f"{self.max_num_evals}")
@@ -226,4 +232,5 @@ class HopSkipJump(Attack):
             dist[gi] = self._dist(pert[gi], x[gi])
             better = dist < best
             x_best[better], best[better] = pert[better], dist[better]
-        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, o.queries)
+        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, o.queries,
+                               model=model, y=y, target=target, criterion=self.criterion, k=self.k)

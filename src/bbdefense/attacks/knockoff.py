@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -63,6 +64,21 @@ class StealResult:
     seconds: float
     params: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path, *, dataset: str | None = None) -> Path:
+        """Write the stolen model as a bbdefense checkpoint (``PATH.safetensors`` + ``PATH.json``)."""
+        from ..models import CheckpointMeta, save_checkpoint
+
+        kw = self.arch_kwargs
+        metrics = {k: v for k, v in (("agreement", self.agreement), ("test_accuracy", self.accuracy),
+                                     ("victim_queries", self.queries)) if v is not None}
+        meta = CheckpointMeta(arch=str(self.params["arch"]), arch_kwargs=kw, kind="classifier", dataset=dataset,
+                              num_classes=kw["num_classes"], input_shape=[kw["in_channels"], kw["image_size"],
+                                                                          kw["image_size"]],
+                              mean=list(kw["mean"]), std=list(kw["std"]), metrics=metrics, seed=self.params["seed"],
+                              extra={"knockoff": self.params, "class_counts": self.class_counts})
+        return save_checkpoint(path, self.model, meta)
 
 
 def _victim_targets(out: Tensor, victim: BlackBox, use_probability: bool) -> Tensor:
@@ -152,8 +168,9 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
     c, h, _ = transfer_set.input_shape
     with torch.random.fork_rng(devices=[]):  # zoo constructors use the global RNG; keep the caller's intact
         torch.manual_seed(0 if seed is None else int(seed))
-        model = build_model(arch, num_classes=victim.num_classes, in_channels=c, image_size=h,
-                            mean=list(transfer_set.mean), std=list(transfer_set.std)).to(device)
+        arch_kwargs = {"num_classes": victim.num_classes, "in_channels": c, "image_size": h,
+                       "mean": list(transfer_set.mean), "std": list(transfer_set.std)}
+        model = build_model(arch, **arch_kwargs).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     q_start = victim.stats.queries
     xs, ts = [], []
@@ -203,10 +220,9 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
             for k, v in parts.items():
                 stats[k].add(v)
             if reward == "all":
-                r = sum((v - stats[k].mean) / max(stats[k].std(), 1e-8) for k, v in parts.items())
+                r = torch.stack([(v - stats[k].mean) / max(stats[k].std(), 1e-8) for k, v in parts.items()]).sum(0)
             else:
                 r = parts[reward]
-            assert isinstance(r, Tensor)
             for a, rv in zip(acts, r.tolist()):
                 pi = torch.softmax(hpref, 0)
                 adv = rv - baseline.mean
@@ -239,7 +255,7 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
               "use_probability": use_probability, "epochs": epochs, "batch_size": batch_size,
               "batch_size_query": batch_size_query, "lr": lr, "bandit_lr": bandit_lr, "seed": seed}
     return StealResult(model.eval(), queries, agreement, accuracy, victim_acc, strategy, counts.tolist(),
-                       time.perf_counter() - t0, params, history)
+                       time.perf_counter() - t0, params, history, arch_kwargs)
 
 
 def _label(out: Tensor, victim: BlackBox) -> Tensor:

@@ -15,7 +15,7 @@ restarts run only on images not yet fooled.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +92,7 @@ class PGD(Attack):
         check_white(self.name, self.eps, self.norm, NORMS, self.steps, self.restarts)
         if self.step_size is not None and not self.step_size > 0:
             raise InputError(f"pgd: step_size must be > 0 or None, got {self.step_size}")
-        assert isinstance(model, WhiteBox)
+        wb = cast(WhiteBox, model)
         g = make_generator(self.seed, x.device)
         alpha = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
         n = x.shape[0]
@@ -116,7 +116,7 @@ class PGD(Attack):
             for step in range(self.steps + 1):
                 xr = (xs[live] + delta[live]).detach().requires_grad_(step < self.steps)
                 with torch.set_grad_enabled(step < self.steps):
-                    logits = model.logits(xr)
+                    logits = wb.logits(xr)
                     loss = F.cross_entropy(logits, lab[idx[live]], reduction="none")
                     if target is not None:
                         loss = -loss

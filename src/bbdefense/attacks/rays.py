@@ -41,6 +41,8 @@ class RayS(Attack):
         seed: unused (RayS is deterministic); kept for the common interface.
 
         batch_size: images per model call (resource knob; results do not depend on it).
+        criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
+            (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
 
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` with ``extra["min_norm"]`` ``(N,)``, the
     linf distance of the closest adversarial found (inf if none).
@@ -53,17 +55,21 @@ class RayS(Attack):
     access = "label"
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 10_000,
-                 tol: float = 1e-3, early_stop: bool = True, batch_size: int = 32, seed: int | None = 0) -> None:
+                 tol: float = 1e-3, early_stop: bool = True, batch_size: int = 32,
+                 criterion: Literal["single", "majority", "fooled_once"] = "single",
+                 k: int = 9, seed: int | None = 0) -> None:
         self.eps = eps
         self.norm = norm
         self.max_queries = max_queries
         self.tol = tol
         self.early_stop = early_stop
         self.batch_size = batch_size
+        self.criterion = criterion
+        self.k = k
         self.seed = seed
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        check_common(self.name, self.norm, ("linf",), self.eps, self.max_queries)
+        check_common(self.name, self.norm, ("linf",), self.eps, self.max_queries, self.criterion)
         n = x.shape[0]
         dim = int(x[0].numel())
         oracle = LabelOracle(model, y, target, self.max_queries, self.batch_size)
@@ -92,7 +98,8 @@ class RayS(Attack):
             block += 1
             if block == 2 ** level or end == dim:
                 level, block = level + 1, 0
-        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, oracle.queries)
+        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, oracle.queries,
+                               model=model, y=y, target=target, criterion=self.criterion, k=self.k)
 
     def _point(self, x: Tensor, unit: Tensor, d: Tensor) -> Tensor:
         return (x + d.view(-1, *([1] * (x.dim() - 1))) * unit.view_as(x)).clamp(0.0, 1.0)

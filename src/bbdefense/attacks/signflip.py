@@ -51,6 +51,8 @@ class SignFlip(Attack):
         bs_steps: linf binary-search steps after initialisation (reference 10).
 
         batch_size: images per model call (resource knob; results do not depend on it).
+        criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
+            (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
 
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` (``extra["min_norm"]``: linf distance reached).
     """
@@ -60,7 +62,9 @@ class SignFlip(Attack):
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 1000,
                  alpha: float = 0.004, prob: float = 0.999, resize_factor: float = 1.0, init_tries: int = 10_000,
-                 bs_steps: int = 10, batch_size: int = 32, seed: int | None = 0) -> None:
+                 bs_steps: int = 10, batch_size: int = 32,
+                 criterion: Literal["single", "majority", "fooled_once"] = "single",
+                 k: int = 9, seed: int | None = 0) -> None:
         self.eps = eps
         self.norm = norm
         self.max_queries = max_queries
@@ -70,10 +74,12 @@ class SignFlip(Attack):
         self.init_tries = init_tries
         self.bs_steps = bs_steps
         self.batch_size = batch_size
+        self.criterion = criterion
+        self.k = k
         self.seed = seed
 
     def _check(self) -> None:
-        check_common(self.name, self.norm, ("linf",), self.eps, self.max_queries)
+        check_common(self.name, self.norm, ("linf",), self.eps, self.max_queries, self.criterion)
         if not self.alpha > 0:
             raise InputError(f"signflip: alpha must be > 0, got {self.alpha}")
         if not 0.0 < self.prob < 1.0:
@@ -164,4 +170,5 @@ class SignFlip(Attack):
                 proj_rate.zero_()
                 flip_rate.zero_()
         x_best = (x + delta).clamp(0, 1)
-        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, oracle.queries)
+        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, oracle.queries,
+                               model=model, y=y, target=target, criterion=self.criterion, k=self.k)

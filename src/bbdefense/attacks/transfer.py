@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..models import BlackBox, WhiteBox
+from ._decision import CRITERIA, verify
 from .base import ATTACKS, Attack, AttackResult, is_adversarial, lp_norm, register_attack
 
 
@@ -30,6 +31,8 @@ class Transfer(Attack):
         surrogate: a :class:`~bbdefense.models.WhiteBox` or an ``nn.Module`` (wrapped with the
             target's input shape); required at run time.
         attack: ``"pgd"`` or ``"apgd"`` run on the surrogate; ``attack_params``: its hyperparameters.
+        criterion, k: success on a randomized target (``majority``: more than half of ``k``
+            uncharged audit re-queries of the successful points), recorded in the result.
         seed: passed to the inner attack unless ``attack_params`` sets one.
 
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` (``queries`` = 1 per image on the target).
@@ -42,8 +45,12 @@ class Transfer(Attack):
     access = "label"
 
     def __init__(self, *, surrogate: WhiteBox | nn.Module | None = None, attack: Literal["pgd", "apgd"] = "pgd",
-                 attack_params: dict[str, Any] | None = None, seed: int | None = 0) -> None:
+                 attack_params: dict[str, Any] | None = None,
+                 criterion: Literal["single", "majority", "fooled_once"] = "single", k: int = 9,
+                 seed: int | None = 0) -> None:
         self.surrogate = surrogate
+        self.criterion = criterion
+        self.k = k
         self.attack = attack
         self.attack_params = attack_params
         self.seed = seed
@@ -58,6 +65,8 @@ class Transfer(Attack):
                          f"model); got {type(self.surrogate).__name__}")
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
+        if self.criterion not in CRITERIA:
+            raise InputError(f"transfer: criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
         if self.attack not in ("pgd", "apgd"):
             raise InputError(f"transfer: attack must be 'pgd' or 'apgd', got {self.attack!r}")
         sur = self._surrogate(model)
@@ -68,9 +77,11 @@ class Transfer(Attack):
         crafted = inner.run(sur, x, y, target=target)
         pred = model.predict_label(crafted.x_adv)
         success = is_adversarial(pred.to(y.device), y, target)
+        success, audit = verify(model, crafted.x_adv, y, target, success, self.criterion, self.k)
         norm = crafted.norm
         return AttackResult(x_adv=crafted.x_adv, success=success, queries=torch.ones(len(x), dtype=torch.long),
                             norms=lp_norm(crafted.x_adv - x, norm).float(), attack=self.name,
-                            params=self.get_params(), norm=norm, eps=crafted.eps,
+                            params=self.get_params(), norm=norm, eps=crafted.eps, audit_queries=audit,
+                            criterion=f"majority@{self.k}" if self.criterion == "majority" else self.criterion,
                             extra={"surrogate_queries": sur.stats.queries - s0,
                                    "surrogate_success": crafted.success, "inner": inner.get_params()})

@@ -40,11 +40,11 @@ def attacks2_slice(ctx: DemoContext) -> None:
     with torch.no_grad():
         pred = ctx.target_module(test.x[:300]).argmax(1)
     keep = (pred == test.y[:300]).nonzero().squeeze(1)
-    n_dec, n_white = (8, 64) if quick else (16, 200)
+    n_dec, n_white = (6, 48) if quick else (12, 100)
     xd, yd = test.x[keep[:n_dec]], test.y[keep[:n_dec]]
     xw, yw = test.x[keep[:n_white]], test.y[keep[:n_white]]
 
-    budget = 500 if quick else 1500
+    budget = 300 if quick else 800
     rows: list[list[Any]] = []
     specs = [("rays", {"norm": "linf", "eps": 0.2}), ("signflip", {"norm": "linf", "eps": 0.2}),
              ("hsja", {"norm": "linf", "eps": 0.2}), ("hsja", {"norm": "l2", "eps": 2.0})]
@@ -63,7 +63,7 @@ def attacks2_slice(ctx: DemoContext) -> None:
                                "whole run (early stop at eps)"), "section": sec})
 
     eps_w = 0.1
-    steps = 10 if quick else 40
+    steps = 10 if quick else 20
     rows = []
     for name, kw in (("pgd", {}), ("apgd", {"loss": "ce"}), ("apgd", {"loss": "dlr"}), ("acg", {})):
         wb = ctx.whitebox()
@@ -77,11 +77,11 @@ def attacks2_slice(ctx: DemoContext) -> None:
                                "queries = forward passes through WhiteBox.logits"), "section": sec})
 
     rows = []
-    ko_budget = 300 if quick else 1000
+    ko_budget = 300 if quick else 600
     for strategy in (("random",) if quick else ("random", "adaptive")):
         victim = ctx.blackbox(output="probs", budget=ko_budget, name="victim")
         stolen = knockoff_steal(victim, ctx.splits.defender, arch="lenet", budget=ko_budget, strategy=strategy,
-                                epochs=6 if quick else 10, eval_set=test, seed=ctx.seed)
+                                epochs=8 if quick else 10, eval_set=test, seed=ctx.seed)
         target_bb = ctx.blackbox(output="label")
         tr = ATTACKS["transfer"](surrogate=stolen.model, attack="apgd",
                                  attack_params={"eps": eps_w, "steps": steps}, seed=ctx.seed).run(target_bb, xw, yw)
