@@ -19,9 +19,11 @@ class Counting(nn.Module):
         super().__init__()
         self.inner = inner
         self.queries = 0
+        self.calls = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.queries += int(x.shape[0])
+        self.calls += 1
         return self.inner(x)
 
 
@@ -45,7 +47,8 @@ def main() -> None:
         atk = SquareAttack(clf, norm=np.inf, eps=job["eps"], max_iter=job["iters"], p_init=job["p_init"],
                            nb_restarts=1, batch_size=len(x), verbose=False)
     else:
-        atk = SimBA(clf, attack=job["basis"], max_iter=job["iters"], epsilon=job["step"], batch_size=1,
+        atk = SimBA(clf, attack=job["basis"], max_iter=job["iters"], epsilon=job["step"], freq_dim=job["freq"],
+                    batch_size=1,
                     verbose=False)
     t0 = time.perf_counter()
     x_adv = atk.generate(x=x, y=np.eye(meta["num_classes"])[y] if job["attack"] == "square" else None)
@@ -53,7 +56,7 @@ def main() -> None:
     with torch.no_grad():
         pred = module(torch.from_numpy(x_adv.astype(np.float32))).argmax(1).numpy()
     linf = float(np.abs(x_adv - x).reshape(len(x), -1).max(1).max())
-    print(json.dumps({"success_rate": float((pred != y).mean()), "queries": counted.queries, "seconds": secs,
+    print(json.dumps({"success_rate": float((pred != y).mean()), "queries": counted.queries, "calls": counted.calls, "seconds": secs,
                       "max_linf": linf}))
 
 

@@ -136,7 +136,6 @@ class Ledger:
         self.g = make_generator(attack.seed, x.device)
         self.charge_checks = bool(getattr(attack, "charge_checks", False))
         self._audit0 = model.stats.audit_queries
-        self.labels = target if target is not None else y
 
     @property
     def n_steps(self) -> int:
@@ -148,9 +147,16 @@ class Ledger:
         return ~self.done & (self.queries + calls * self.cost <= self.max_queries)
 
     def query(self, xb: Tensor, owner: Tensor) -> Tensor:
-        """Query ``xb`` ``(B, C, H, W)``; row ``j`` is charged to image ``owner[j]``. Returns log-probs ``(B, K)``."""
-        out = self.model.query(xb)
-        self.queries.index_add_(0, owner, torch.full_like(owner, self.cost))
+        """Query ``xb`` ``(B, C, H, W)``; row ``j`` is charged to image ``owner[j]``. Returns log-probs ``(B, K)``.
+
+        Calls carry at most as many images as the attacked batch (NES sends ``2q`` probes per image:
+        one huge call is slower per image than several batch-sized ones on CPU)."""
+        chunk = max(self.x.shape[0], 1)
+        parts = []
+        for i in range(0, xb.shape[0], chunk):
+            parts.append(self.model.query(xb[i:i + chunk]))
+            self.queries.index_add_(0, owner[i:i + chunk], torch.full_like(owner[i:i + chunk], self.cost))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return log_probs(out, self.model.output)
 
     def observe(self, xb: Tensor, idx: Tensor) -> Tensor:

@@ -1,0 +1,195 @@
+"""Owner-side defense commands: ``bbdefense defend rfd|unig|rnd|snd|aaa|anti-adversary|mixup-inference``
+(build, calibrate, measure, save a defense file) and ``bbdefense evaluate`` (the robust-accuracy table)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .common import defend_app, out, progress_events, seed_everything
+
+OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
+
+
+def register(app: typer.Typer) -> None:
+    for name in OWNER_DEFENSES:
+        defend_app.command(name.replace("_", "-"), help=_HELP[name])(_make_defend(name))
+    app.command("evaluate")(evaluate)
+
+
+_HELP = {
+    "rfd": "Randomized Feature Defense: noise on hidden features (--layers), nu calibrated with --calibrate-drop.",
+    "unig": "UniG: per-query re-optimised Hadamard module on penultimate features (--combine for single queries).",
+    "rnd": "Random Noise Defense: Gaussian noise on each query input, nu calibrated with --calibrate-drop.",
+    "snd": "Small Noise Defense: RND with a small fixed nu (0.01).",
+    "aaa": "Adversarial Attack on Attackers: 8-bit rounding + attractor logit post-processing.",
+    "anti_adversary": "Anti-adversary layer (k signed-gradient steps toward the predicted class).",
+    "mixup_inference": "Mixup inference (MI-OL) with the owner's training images.",
+}
+
+
+def _load(model: Path, seed: int) -> tuple[Any, dict[str, Any], Any]:
+    from ..data import load_dataset, make_splits
+    from ..models import load_checkpoint
+
+    module, meta = load_checkpoint(model)
+    splits = make_splits(load_dataset(meta["dataset"]), seed=int(meta.get("train", {}).get("split_seed", 0)))
+    return module, meta, splits
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
+
+
+def _make_defend(name: str):  # noqa: ANN202
+    def defend_cmd(
+        model: Path = typer.Option(..., "--model", help="The owner's checkpoint."),
+        calibrate_drop: Optional[float] = typer.Option(
+            None, "--calibrate-drop", help="Calibrate nu to this clean-accuracy drop (fraction, e.g. 0.02) on the "
+                                           "held-out defender split (rfd, rnd, snd)."),
+        layers: Optional[str] = typer.Option(None, "--layers", help="rfd: layer names joined by '+', e.g. stage2 "
+                                                                    "or penultimate (see docs/owner-defenses.md)."),
+        nu: Optional[float] = typer.Option(None, "--nu", help="Noise std (rfd, rnd, snd) when not calibrating."),
+        combine: bool = typer.Option(False, "--combine", help="unig: pad each query with k=5 stored training samples."),
+        option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Extra hyperparameter key=value "
+                                                                                "(repeatable), e.g. -o lr=1."),
+        passes: int = typer.Option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
+        n_test: Optional[int] = typer.Option(None, "--n-test", help="Test images for clean accuracy (default all)."),
+        out_path: Optional[Path] = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
+        seed: int = typer.Option(0, "--seed"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        from ..defenses import clean_accuracy, logit_difference
+        from ..defenses.spec import build_from_spec, defense_label
+
+        seed_everything(seed)
+        module, meta, splits = _load(model, seed)
+        opts = list(option or [])
+        if calibrate_drop is not None:
+            opts.append(f"calibrate={calibrate_drop}")
+        if layers is not None:
+            opts.append(f"layers={layers}")
+        if nu is not None:
+            opts.append(f"nu={nu}")
+        if combine:
+            opts.append("combine=true")
+        spec = name + (":" + ",".join(opts) if opts else "")
+        cal = (splits.defender.x, splits.defender.y)
+        ref = (splits.owner_train.x, splits.owner_train.y)
+        with progress_events(progress) as cb:
+            built = build_from_spec(spec, module, calibration=cal, reference=ref, passes=passes, seed=seed,
+                                    on_event=cb)
+        d = built.defense
+        tx, ty = splits.test.x[:n_test], splits.test.y[:n_test]
+        base = clean_accuracy(module, tx, ty)[0]
+        acc, _ = clean_accuracy(d, tx, ty, passes=passes, seed=seed)
+        d.reseed(seed)
+        ld = logit_difference(d, module, tx)
+        out.print(f"{defense_label(built)}: test clean accuracy {acc:.4f} (undefended {base:.4f}, "
+                  f"mean of {passes if d.randomized else 1} passes), logit difference {ld:.4f}")
+        if built.calibration is not None:
+            c = built.calibration
+            out.print(f"calibrated on the defender split: nu={c.value:.5g}, accuracy {c.accuracy:.4f} "
+                      f"(drop {c.drop:+.4f}, target {c.target_drop}, {len(c.history)} levels tried)")
+        if out_path is not None:
+            params = _jsonable(d.get_params())
+            rec = {"defense": name, "params": params, "model": str(model), "spec": spec,
+                   "calibration": None if built.calibration is None else _jsonable(built.calibration.as_dict()),
+                   "test_clean_accuracy": acc, "undefended_test_accuracy": base, "logit_difference": ld}
+            if name == "unig" and combine:
+                rec["params"]["combine"] = True
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps(rec, indent=2))
+            out.print(f"wrote {out_path}")
+
+    defend_cmd.__name__ = f"defend_{name}"
+    return defend_cmd
+
+
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="The owner's checkpoint (the undefended row)."),
+    defense: Optional[list[str]] = typer.Option(
+        None, "--defense", "-d", help="Defense spec (repeatable): name[:key=value,...], e.g. "
+                                      "rfd:layers=stage2,calibrate=0.02 ; unig ; rnd:calibrate=0.02 ; a JSON file "
+                                      "from `defend --out`. Suffix @NAME to wrap an --extra-model."),
+    extra_model: Optional[list[str]] = typer.Option(
+        None, "--extra-model", help="NAME=CKPT, e.g. at=runs/at (evaluated undefended too)."),
+    attacks: str = typer.Option("square,nes,signhunter,simba,bandits", "--attacks", help="Score attacks."),
+    decision_attacks: str = typer.Option("rays,signflip", "--decision-attacks", help="Label-only attacks."),
+    budgets: str = typer.Option("100,1000,2500", "--budgets", help="Query budgets per image."),
+    eot: str = typer.Option("square", "--eot", help="Attacks also run with EOT on randomized defenses ('' = none)."),
+    eot_m: int = typer.Option(10, "--eot-m", help="EOT samples averaged per evaluation."),
+    eps: float = typer.Option(0.1, "--eps", help="Attack radius (linf, pixel units)."),
+    n: int = typer.Option(100, "--n", help="Test images attacked."),
+    n_clean: Optional[int] = typer.Option(None, "--n-clean", help="Test images for clean accuracy and logit "
+                                                                  "difference (default all)."),
+    criterion: str = typer.Option("majority", "--criterion", help="single | majority | fooled_once"),
+    passes: int = typer.Option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
+    out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Robust accuracy of defenses under the attack suite (UniG Table 1 / RFD Table 2 layout)."""
+    import torch
+
+    from ..defenses.evaluate import EvalConfig, evaluate_defenses
+    from ..defenses.spec import build_from_spec, defense_label
+    from ..errors import InputError
+    from ..models import load_checkpoint
+    from ..records import RunDir, render_report
+
+    seed_everything(seed)
+    module, meta, splits = _load(model, seed)
+    models: dict[str, torch.nn.Module] = {"undefended": module}
+    ref_of: dict[str, torch.nn.Module] = {}
+    bases: dict[str, torch.nn.Module] = {"": module}
+    for item in extra_model or []:
+        key, eq, path = item.partition("=")
+        if not eq:
+            raise InputError(f"--extra-model expects NAME=CKPT, got {item!r}")
+        bases[key] = load_checkpoint(path)[0]
+        models[key] = bases[key]
+    cal = (splits.defender.x, splits.defender.y)
+    ref = (splits.owner_train.x, splits.owner_train.y)
+    cfg = EvalConfig(attacks=tuple(a for a in attacks.split(",") if a),
+                     decision_attacks=tuple(a for a in decision_attacks.split(",") if a),
+                     budgets=tuple(int(b) for b in budgets.split(",") if b), eot=tuple(a for a in eot.split(",") if a),
+                     eot_m=eot_m, eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
+    config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
+              "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
+    from ..defenses.spec import parse_spec
+
+    for spec in defense or []:  # validate every spec before anything is written
+        parse_spec(spec.rpartition("@")[0] if "@" in spec else spec)
+    run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
+                 resume=resume)
+    with progress_events(progress) as cb:
+        for spec in defense or []:
+            spec_s, _, on = spec.rpartition("@") if "@" in spec else (spec, "", "")
+            if on and on not in bases:
+                raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model {on}=CKPT")
+            built = build_from_spec(spec_s, bases[on], calibration=cal, reference=ref, passes=passes, seed=seed,
+                                    on_event=cb)
+            label = defense_label(built) + (f" @{on}" if on else "")
+            models[label] = built.defense
+            ref_of[label] = bases[on]
+            if built.calibration is not None:
+                run.set_metrics(**{f"calibration.{label}": built.calibration.as_dict()})
+        test = splits.test
+        x, y = test.x[:n], test.y[:n]
+        res = evaluate_defenses(models, module, x, y, cfg, x_clean=test.x[:n_clean], y_clean=test.y[:n_clean],
+                                run=run, section="Owner-side defenses", bases=ref_of, on_event=cb)
+    t = res["tables"][0]
+    out.print(t["title"])
+    widths = [max(len(str(c)), 8) for c in t["columns"]]
+    out.print("  ".join(str(c).ljust(w) for c, w in zip(t["columns"], widths)))
+    for row in t["rows"]:
+        out.print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+    out.print(t["caption"])
+    run.finish()
+    md, _ = render_report(run.path)
+    out.print(f"wrote {md}")

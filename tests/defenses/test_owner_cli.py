@@ -1,0 +1,52 @@
+"""CLI: `bbdefense defend <owner defense>` writes a defense file that `bbdefense evaluate` reads;
+errors are one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bbdefense.cli import main
+from bbdefense.models.checkpoint import CheckpointMeta, save_checkpoint
+from bbdefense.models.zoo import build_model
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    kw = {"num_classes": 10, "in_channels": 1, "image_size": 28, "mean": [0.5], "std": [0.5]}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        m = build_model("lenet", **kw)
+    meta = CheckpointMeta(arch="lenet", arch_kwargs=kw, dataset="mnist5k", num_classes=10, input_shape=[1, 28, 28],
+                          mean=[0.5], std=[0.5])
+    return save_checkpoint(tmp_path / "net", m, meta)
+
+
+def test_defend_writes_a_file_that_evaluate_uses(ckpt, tmp_path, capsys) -> None:
+    f = tmp_path / "rnd.json"
+    assert main(["defend", "rnd", "--model", str(ckpt), "--nu", "0.05", "--passes", "2", "--n-test", "100", "--out", str(f),
+                 "--no-progress"]) == 0
+    rec = json.loads(f.read_text())
+    assert rec["defense"] == "rnd" and rec["params"]["nu"] == 0.05 and 0 <= rec["test_clean_accuracy"] <= 1
+    assert main(["defend", "unig", "--model", str(ckpt), "--combine", "--passes", "1", "--n-test", "64", "--no-progress"]) == 0
+    assert "combine" in capsys.readouterr().out
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(ckpt), "-d", str(f), "-d", "aaa:num_iter=3", "--attacks", "square",
+                 "--decision-attacks", "", "--budgets", "4", "--eot", "square", "--eot-m", "2", "--n", "3",
+                 "--passes", "1", "--n-clean", "64", "--out", str(out),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "square@4" in text and "eot2-square@4" in text and (out / "report.md").is_file()
+    rows = [json.loads(line) for line in (out / "rows" / "owner_eval.jsonl").read_text().splitlines()]
+    assert {r["defense"] for r in rows} == {"undefended", "rnd nu=0.05", "aaa{num_iter=3}"}
+
+
+def test_cli_errors_are_one_line(ckpt, tmp_path, capsys) -> None:
+    assert main(["defend", "rfd", "--model", str(ckpt), "--layers", "nowhere", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown layer 'nowhere'" in err and "Traceback" not in err
+    assert main(["evaluate", "--model", str(ckpt), "-d", "bogus", "--out", str(tmp_path / "e"), "--no-progress"]) == 2
+    assert "unknown defense 'bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()  # specs are validated before anything is written
