@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 
 import torch
@@ -27,6 +29,22 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     else:
         g.manual_seed(int(seed))
     return g
+
+
+@contextmanager
+def seeded_init(seed: int | None) -> Iterator[None]:
+    """Build models reproducibly without touching the caller's RNG.
+
+    torch's parameter initialisers draw from the global generator, so model construction is the
+    one place that needs it seeded: this forks the global CPU RNG, seeds the fork with ``seed``
+    (0 when None) and restores the caller's state on exit::
+
+        with seeded_init(cfg.seed):
+            model = build_model(...)
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0 if seed is None else int(seed))
+        yield
 
 
 def environment() -> dict[str, str]:

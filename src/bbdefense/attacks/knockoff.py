@@ -40,7 +40,7 @@ from ..data import ImageDataset
 from ..errors import InputError
 from ..events import EventCallback, emit
 from ..models import BlackBox, build_model
-from ..utils import make_generator
+from ..utils import make_generator, seeded_init
 
 REWARDS = ("cert", "div", "loss", "all")
 
@@ -166,8 +166,7 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
             raise InputError(f"knockoff: {name} must be an int >= 1, got {v!r}")
     g = make_generator(seed)
     c, h, _ = transfer_set.input_shape
-    with torch.random.fork_rng(devices=[]):  # zoo constructors use the global RNG; keep the caller's intact
-        torch.manual_seed(0 if seed is None else int(seed))
+    with seeded_init(seed):  # zoo constructors use the global RNG; keep the caller's intact
         arch_kwargs = {"num_classes": victim.num_classes, "in_channels": c, "image_size": h,
                        "mean": list(transfer_set.mean), "std": list(transfer_set.std)}
         model = build_model(arch, **arch_kwargs).to(device)

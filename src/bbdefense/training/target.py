@@ -13,6 +13,7 @@ from ..errors import CheckpointError, InputError
 from ..events import EventCallback
 from ..models.checkpoint import CheckpointMeta, checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
 from ..models.zoo import MODELS, build_model
+from ..utils import seeded_init
 from .train import TrainConfig, accuracy, train_classifier
 
 
@@ -48,13 +49,8 @@ def train_target(arch: str, dataset: str, out: str | Path, cfg: TrainConfig, *, 
     c, h, w = ds.input_shape
     arch_kwargs = {"num_classes": ds.num_classes, "in_channels": c, "image_size": h,
                    "mean": list(ds.mean), "std": list(ds.std)}
-    torch_gen_state = torch.random.get_rng_state()
-    try:  # parameter init uses the global RNG; fork it so the caller's stream is untouched
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            model = build_model(arch, **arch_kwargs).to(device)
-    finally:
-        torch.random.set_rng_state(torch_gen_state)
+    with seeded_init(cfg.seed):  # parameter init uses the global RNG; the caller's stream is untouched
+        model = build_model(arch, **arch_kwargs).to(device)
     result = train_classifier(model, train_set, cfg, on_event=on_event)
     test_acc = accuracy(model, splits.test)
     meta = CheckpointMeta(
