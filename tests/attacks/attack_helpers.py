@@ -24,6 +24,9 @@ COMMON: dict[str, Any] = {"eps": 0.1, "norm": "linf", "max_queries": 60, "seed":
 FAST: dict[str, dict[str, Any]] = {
     "nes": {"q": 5},
     "simba": {"basis": "pixel"},
+    # attacks that need more than hyperparameters to be built
+    "bpda": {"attack": "apgd", "attack_params": {"eps": 0.1, "steps": 5}},
+    "transfer": {"attack_params": {"eps": 0.1, "steps": 5}},
 }
 
 
@@ -57,10 +60,16 @@ def build(name: str, **over: Any) -> Attack:
     kw = {k: v for k, v in COMMON.items() if k in sig}
     kw.update({k: v for k, v in FAST.get(name, {}).items() if k in sig})
     kw.update({k: v for k, v in over.items() if k in sig})
+    if name == "transfer" and "surrogate" not in kw:
+        kw["surrogate"] = linear10(seed=1)  # a different linear model: transfer, not white-box
     return cls(**kw)
 
 
 def model_for(attack: Attack, module: nn.Module, output: str = "logits") -> BlackBox:
+    if attack.name == "bpda":  # BPDA attacks a classifier behind a (here trivial) front end
+        from bbdefense.attacks.bpda import Preprocessed
+
+        return WhiteBox(Preprocessed(nn.Identity(), module), input_shape=SHAPE)
     if attack.access == "white":
         return WhiteBox(module, input_shape=SHAPE)
     return BlackBox.from_module(module, input_shape=SHAPE, output=output)  # type: ignore[arg-type]

@@ -75,6 +75,8 @@ class Attack:
 
     name: ClassVar[str] = "attack"
     access: ClassVar[Access] = "scores"
+    #: the norms the attack (and its reference) supports; ``norm=`` outside them is an InputError
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments as stored; ``type(a)(**a.get_params())`` rebuilds ``a``."""

@@ -66,6 +66,7 @@ class HopSkipJump(Attack):
 
     name = "hsja"
     access = "label"
+    norms = ("l2", "linf")
 
     def __init__(self, *, norm: Literal["l2", "linf"] = "l2", eps: float | None = None, max_queries: int = 10_000,
                  num_iterations: int = 40, gamma: float = 1.0, init_num_evals: int = 100,
@@ -179,7 +180,7 @@ class HopSkipJump(Attack):
 
     # ------------------------------------------------------------------ main loop
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        check_common(self.name, self.norm, ("l2", "linf"), self.eps, self.max_queries, self.criterion)
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion)
         if self.init_num_evals < 1 or self.max_num_evals < self.init_num_evals:
             raise InputError(f"hsja: need 1 <= init_num_evals <= max_num_evals, got {self.init_num_evals} and "
                              f"{self.max_num_evals}")

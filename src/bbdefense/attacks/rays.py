@@ -53,6 +53,7 @@ class RayS(Attack):
 
     name = "rays"
     access = "label"
+    norms = ("linf",)
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 10_000,
                  tol: float = 1e-3, early_stop: bool = True, batch_size: int = 32,
@@ -69,7 +70,7 @@ class RayS(Attack):
         self.seed = seed
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        check_common(self.name, self.norm, ("linf",), self.eps, self.max_queries, self.criterion)
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion)
         n = x.shape[0]
         dim = int(x[0].numel())
         oracle = LabelOracle(model, y, target, self.max_queries, self.batch_size)

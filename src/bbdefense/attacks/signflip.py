@@ -59,6 +59,7 @@ class SignFlip(Attack):
 
     name = "signflip"
     access = "label"
+    norms = ("linf",)
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 1000,
                  alpha: float = 0.004, prob: float = 0.999, resize_factor: float = 1.0, init_tries: int = 10_000,
@@ -79,7 +80,7 @@ class SignFlip(Attack):
         self.seed = seed
 
     def _check(self) -> None:
-        check_common(self.name, self.norm, ("linf",), self.eps, self.max_queries, self.criterion)
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion)
         if not self.alpha > 0:
             raise InputError(f"signflip: alpha must be > 0, got {self.alpha}")
         if not 0.0 < self.prob < 1.0:
