@@ -60,6 +60,25 @@ def random_init(x: Tensor, eps: float, norm: Norm, generator: torch.Generator) -
     return d / _flat_norm(d, p) * eps * r
 
 
+def steepest_step(grad: Tensor, norm: Norm, alpha: float | Tensor, sparsity: float = 0.99) -> Tensor:
+    """The ascent step of size ``alpha`` (a float or a per-example ``(N, 1, ..., 1)`` tensor) along ``grad``.
+
+    linf: ``alpha sign(grad)``; l2: ``alpha grad / ||grad||_2``; l1: the sign of the top
+    ``1 - sparsity`` fraction of coordinates by ``|grad|``, scaled to l1 norm ``alpha`` (SLIDE).
+
+    Shape: ``(N, ...)`` -> same.
+    """
+    if norm == "linf":
+        return alpha * grad.sign()
+    if norm == "l2":
+        return alpha * grad / _flat_norm(grad, 2)
+    flat = grad.flatten(1).abs()
+    k = max(1, int(round((1 - sparsity) * flat.shape[1])))
+    thresh = flat.topk(k, dim=1).values[:, -1:].view(-1, *([1] * (grad.dim() - 1)))
+    s = grad.sign() * (grad.abs() >= thresh).to(grad.dtype)
+    return alpha * s / _flat_norm(s, 1)
+
+
 def pgd_perturb(module: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: Norm = "linf", steps: int = 10,
                 step_size: float | None = None, random_start: bool = True, targeted: bool = False,
                 sparsity: float = 0.99, generator: torch.Generator | None = None) -> Tensor:
@@ -86,17 +105,6 @@ def pgd_perturb(module: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: No
         loss = F.cross_entropy(module(x + delta), y)
         (grad,) = torch.autograd.grad(-loss if targeted else loss, delta)
         with torch.no_grad():
-            if norm == "linf":
-                step = alpha * grad.sign()
-            elif norm == "l2":
-                step = alpha * grad / _flat_norm(grad, 2)
-            else:
-                flat = grad.flatten(1).abs()
-                k = max(1, int(round((1 - sparsity) * flat.shape[1])))
-                thresh = flat.topk(k, dim=1).values[:, -1:].view(-1, *([1] * (x.dim() - 1)))
-                mask = (grad.abs() >= thresh).to(grad.dtype)
-                s = grad.sign() * mask
-                step = alpha * s / _flat_norm(s, 1)
-            delta = project(delta + step, eps, norm)
+            delta = project(delta + steepest_step(grad, norm, alpha, sparsity), eps, norm)
             delta = ((x + delta).clamp(0, 1) - x).detach()
     return (x + delta).detach()

@@ -1,0 +1,48 @@
+"""``bbdefense steal``: KnockoffNets model stealing of a checkpoint seen as a black box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import out, progress_events, seed_everything
+
+
+def register(app: typer.Typer) -> None:
+    app.command("steal")(steal)
+
+
+def steal(
+    model: Path = typer.Option(..., "--model", help="Victim checkpoint (queried as a black box)."),
+    out_path: Path = typer.Option(Path("runs/stolen"), "--out", help="Checkpoint of the stolen model (OUT.safetensors + OUT.json)."),
+    arch: str = typer.Option("lenet", "--arch", help="Zoo architecture of the knockoff."),
+    budget: int = typer.Option(1000, "--budget", help="Victim queries (exact)."),
+    strategy: str = typer.Option("random", "--strategy", help="random | adaptive (gradient bandit over classes)."),
+    reward: str = typer.Option("all", "--reward", help="Adaptive reward: cert | div | loss | all."),
+    output: str = typer.Option("probs", "--output", help="What the victim reveals: probs | logits | label."),
+    dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset providing the transfer and evaluation splits."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    transfer_split: str = typer.Option("defender", "--transfer-split", help="Split used as the transfer set."),
+    eval_split: str = typer.Option("test", "--eval-split", help="Split for agreement/accuracy (audit queries)."),
+    epochs: int = typer.Option(10, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Steal a model with KnockoffNets (Orekondy et al. 2019) and save it as a checkpoint."""
+    from ..attacks.knockoff import knockoff_steal
+    from ..data import load_dataset, make_splits
+    from ..models import load_blackbox
+
+    seed_everything(seed)
+    victim = load_blackbox(model, output=output, budget=budget)  # type: ignore[arg-type]
+    splits = make_splits(load_dataset(dataset, data_dir), seed=0)
+    with progress_events(progress) as cb:
+        res = knockoff_steal(victim, splits[transfer_split], arch=arch, budget=budget, strategy=strategy,  # type: ignore[arg-type]
+                             reward=reward, epochs=epochs, eval_set=splits[eval_split], seed=seed,  # type: ignore[arg-type]
+                             on_event=cb)
+    path = res.save(out_path, dataset=dataset)
+    out.print(f"wrote {path}  victim queries {res.queries}  agreement {res.agreement:.4f}  "
+              f"accuracy {res.accuracy:.4f} (victim {res.victim_accuracy:.4f}) on {eval_split}  "
+              f"({res.seconds:.1f}s)")
