@@ -40,7 +40,7 @@ def _print_table(title: str, cols: list[str], rows: list[list[object]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", default="all", choices=["tables", "sweep", "certify", "all"])
+    ap.add_argument("--part", default="all", choices=["tables", "sweep", "certify", "attacks", "all"])
     ap.add_argument("--budget", type=int, default=5000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--surrogate", default="lenet")
@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=100)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--attack-images", type=int, default=20)
     ap.add_argument("--out", default="runs/bench_ducd")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -91,7 +92,8 @@ def main() -> None:
                                                                      "fidelity"], rows)
         run.add_table(table("Fig. 3: accuracy vs query budget", ["budget", "queries", "surrogate acc", "ratio %",
                                                                  "fidelity"], rows))
-    if a.part in ("certify", "all"):
+    models: dict = {}
+    if a.part in ("certify", "attacks", "all"):
         sig = tuple(float(s) for s in a.sigmas.split(","))
         bb = BlackBox.from_module(module, input_shape=shape, budget=a.budget)
 
@@ -104,16 +106,43 @@ def main() -> None:
                          finetune_epochs=3)
         s = run_ducd(run, bb, surrogate(), sp.defender, sp.test, cfg,
                      distill_cfg=DistillConfig(budget=a.budget, epochs=a.epochs), target_module=module,
-                     owner_train=sp.owner_train, rs_model=None if a.no_rs else rs_model, section="Table IV")
+                     owner_train=sp.owner_train, rs_model=None if a.no_rs else rs_model, section="Table IV",
+                     models=models)
         for t in run.record.tables:
             if t["title"].startswith("Certified accuracy"):
                 _print_table(t["title"], t["columns"], t["rows"])
         print(f"\ntarget queries {s['target_queries_total']} (distillation only); ratio {100 * s['ratio']:.2f}%",
               flush=True)
+    if a.part in ("attacks", "all"):
+        _attacks(run, models, sp.test, shape, a)
     run.finish()
     render_report(run.path)
     print(f"\nwrote {run.path / 'report.md'} in {time.perf_counter() - t0:.0f}s (machine shared: timings are noisy)",
           flush=True)
+
+
+def _attacks(run: RunDir, models: dict, test, shape: tuple, a: argparse.Namespace) -> None:
+    """Fig. 6-7: ASR vs eps of APGD (white-box on the base) and HSJA (label-only on the smoothed classifier)."""
+    from bbdefense.certify import make_noise
+    from bbdefense.defenses.ducd.attack import attack_success_curve
+    from bbdefense.defenses.ducd.defense import CertifiedClassifier
+
+    x, y = test.x[:a.attack_images], test.y[:a.attack_images]
+    rows = []
+    for (meth, nz, s), base in sorted(models.items(), key=lambda kv: str(kv[0])):
+        if nz != "gaussian":
+            continue
+        clf = CertifiedClassifier(BlackBox.from_module(base, input_shape=shape), make_noise(nz, sigma=s))
+        for atk, params, eps in (("apgd", {"steps": 20}, [0.5, 1.0, 2.0, 3.0]),
+                                 ("hsja", {"max_queries": 200, "num_iterations": 5}, [1.0, 2.0, 3.0])):
+            for r in attack_success_curve(clf, base, atk, x, y, eps, norm="l2", n_predict=50, attack_params=params):
+                rows.append([meth, f"{nz} {s:g}", r["attack"], r["eps"], r["asr"], r["n_correct"], r["queries"],
+                             r["mode"]])
+                _print_table("ASR (so far)", ["method", "noise", "attack", "eps", "ASR", "n", "queries", "mode"],
+                             rows[-1:])
+    run.add_table(table("Fig. 6-7: attack success rate vs l2 eps on the certified classifier",
+                        ["method", "noise", "attack", "eps l2", "ASR", "n correct", "queries", "mode"], rows,
+                        "smoothed PREDICT with n=50, alpha=0.001; abstention counts as attack success"))
 
 
 if __name__ == "__main__":

@@ -125,3 +125,21 @@ def test_pipeline_end_to_end_on_a_linear_target(tmp_path) -> None:
     lines = (run.path / "rows" / "cert_DUCD_gaussian_0.25.jsonl").read_text().splitlines()
     assert len(lines) == 8 and json.loads(lines[0])["queries"] == 120
     assert {"DUCD.l2.score", "WUCD.l2.score", "DUCD.l1.score"} <= set(s)
+
+
+def test_attack_success_grows_with_eps_on_the_certified_classifier() -> None:
+    from bbdefense.defenses.ducd.attack import attack_success_curve
+
+    model = _binary(0.0)
+    x = torch.linspace(0.75, 1.0, 6).view(6, 1, 1, 1).expand(6, *SHAPE).contiguous()  # bright: class 1
+    y = torch.ones(6, dtype=torch.long)
+    clf = _clf(model)
+    rows = attack_success_curve(clf, model, "apgd", x, y, [0.01, 3.0], norm="l2", n_predict=100,
+                                attack_params={"steps": 10})
+    assert [r["eps"] for r in rows] == [0.01, 3.0] and rows[0]["n_correct"] == 6
+    assert rows[0]["asr"] == 0.0 and rows[1]["asr"] == 1.0  # a 0.01 step cannot cross, 3.0 always can
+    assert rows[1]["queries"] > 0 and rows[1]["mode"].startswith("white-box")
+    lab = attack_success_curve(clf, model, "hsja", x[:2], y[:2], [3.0], norm="l2", n_predict=20,
+                               attack_params={"max_queries": 60, "init_num_evals": 5, "max_num_evals": 10,
+                                              "num_iterations": 2})
+    assert lab[0]["mode"].startswith("direct") and 0 < lab[0]["queries"] <= 2 * 60

@@ -116,6 +116,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
              cfg: DUCDConfig, *, distill_cfg: DistillConfig | None = None, transfer: TransferSet | None = None,
              target_module: nn.Module | None = None, owner_train: ImageDataset | None = None,
              rs_model: Callable[[float], nn.Module] | None = None, section: str = "DUCD certified defense",
+             models: dict[tuple[str, str, float], nn.Module] | None = None,
              on_event: EventCallback | None = None) -> dict[str, Any]:
     """Run DUCD (and WUCD / RS when their white-box inputs are given); write tables and plots.
 
@@ -125,6 +126,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
             ``transfer`` given (then no query is made).
         target_module / owner_train: white-box access for WUCD (skipped when None).
         rs_model: ``sigma -> Gaussian-trained target`` for Cohen RS (skipped when None).
+        models: if given, filled with the smoothed base models ``(method, noise, sigma) -> module``.
 
     Returns the summary metrics (also in ``run.record.metrics``).
     """
@@ -160,7 +162,10 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
                 methods.append(("RS", lambda: rs_model(s)))
             for meth, build in methods:
                 emit(on_event, "info", "ducd", message=f"{meth} {nz} sigma={s}")
-                rows, q = certify_rows(run, f"cert_{meth}_{nz}_{s}", build(), noise, test, cfg, on_event=on_event)
+                base = build()
+                if models is not None:
+                    models[(meth, nz, s)] = base
+                rows, q = certify_rows(run, f"cert_{meth}_{nz}_{s}", base, noise, test, cfg, on_event=on_event)
                 per[(meth, nz, s)] = rows
                 queries[(meth, nz, s)] = q
     summary = _tables(run, per, cfg, d, section)

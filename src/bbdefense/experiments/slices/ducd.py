@@ -27,7 +27,7 @@ def ducd_slice(ctx: DemoContext) -> None:
         f"(MNIST-5k defender, 1,000 images) plus augmented images, {budget} queries in all (the hard budget), "
         "distils a LeNet surrogate with the L1 logit loss (Eq. 6), fine-tunes it with noise and certifies it "
         "with randomized smoothing and Algorithm 3. Certification queries go to the surrogate, never to the "
-        "target. WUCD applies the same defense to the target with white-box access (fine-tuned on 1,000 owner "
+        "target. WUCD applies the same defense to the target with white-box access (fine-tuned on 600 (quick) or 1,000 owner "
         "images to keep the demo short); RS is Cohen et al. (Gaussian training from scratch, full demo only). "
         "Few images and small n: the figures are indicative; see docs/ducd.md for the measured tables."))
     cache = ctx.cache_dir / "ducd"
@@ -47,9 +47,9 @@ def ducd_slice(ctx: DemoContext) -> None:
         path, _ = train_target(DEMO_ARCH, DEMO_DATASET, cache / f"rs_{DEMO_ARCH}_sigma{sigma:g}", cfg, reuse=True)
         return load_checkpoint(path)[0]
 
-    cfg = DUCDConfig(sigmas=sigmas, norms=norms, n_images=30 if quick else 50, n0=50, n=200 if quick else 400,
+    cfg = DUCDConfig(sigmas=sigmas, norms=norms, n_images=25 if quick else 50, n0=50, n=200 if quick else 400,
                      finetune_epochs=2, seed=ctx.seed)
-    owner = ctx.splits.owner_train.subset(torch.arange(1000))
+    owner = ctx.splits.owner_train.subset(torch.arange(600 if quick else 1000))
     summary = run_ducd(ctx.run, bb, sur, ctx.splits.defender, ctx.splits.test, cfg, distill_cfg=dcfg,
                        transfer=transfer, target_module=ctx.target_module, owner_train=owner,
                        rs_model=None if quick else rs_model, section=sec, on_event=ctx.on_event)
