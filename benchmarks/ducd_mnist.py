@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--sigmas", default="0.25,0.5")
     ap.add_argument("--norms", default="l1,l2,linf")
     ap.add_argument("--no-rs", action="store_true", help="skip Cohen RS (trains a Gaussian target per sigma)")
+    ap.add_argument("--no-wucd", action="store_true", help="skip WUCD (white-box fine-tuning of the target)")
     ap.add_argument("--n-images", type=int, default=100)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
@@ -105,7 +106,8 @@ def main() -> None:
         cfg = DUCDConfig(sigmas=sig, norms=tuple(a.norms.split(",")), n_images=a.n_images, n0=100, n=a.n,
                          finetune_epochs=3)
         s = run_ducd(run, bb, surrogate(), sp.defender, sp.test, cfg,
-                     distill_cfg=DistillConfig(budget=a.budget, epochs=a.epochs), target_module=module,
+                     distill_cfg=DistillConfig(budget=a.budget, epochs=a.epochs),
+                     target_module=None if a.no_wucd else module,
                      owner_train=sp.owner_train, rs_model=None if a.no_rs else rs_model, section="Table IV",
                      models=models)
         for t in run.record.tables:

@@ -64,6 +64,13 @@ def test_l1_logprob_loss_floors_zero_probabilities() -> None:
     assert v == pytest.approx(abs(torch.log(torch.tensor(1 / 3.0)).item()) + 2 * abs(-13.8155 + 1.0986), rel=1e-3)
 
 
+def test_l1_logprob_loss_pulls_a_confidently_wrong_surrogate_back() -> None:
+    a = torch.tensor([[40.0, 0.0, 0.0]], requires_grad=True)  # sure of class 0 (log-probs -40 elsewhere)
+    p = torch.tensor([[0.0, 1.0, 0.0]])                      # the target says class 1
+    distill_loss("l1_logprobs", a, p).backward()
+    assert a.grad is not None and float(a.grad[0, 1]) < 0 < float(a.grad[0, 0])  # descent raises class 1
+
+
 @pytest.mark.parametrize("budget", [7, 50, 120, 333])
 def test_budget_is_exact_and_never_exceeded(budget: int) -> None:
     bb = BlackBox.from_module(_teacher(), input_shape=SHAPE, budget=budget)
