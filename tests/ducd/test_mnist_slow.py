@@ -37,4 +37,4 @@ def test_disjoint_split_distillation_reaches_97_percent_ratio(demo_target, mnist
 def test_label_only_distillation_works_with_a_lower_ratio(demo_target, mnist_splits, mnist5k) -> None:
     res, m, bb = _distill(demo_target[0], mnist_splits, "defender", "label", mnist5k)
     assert res.loss == "ce_labels" and bb.stats.queries == BUDGET
-    assert m.ratio >= 0.85, m  # measured ~0.93-0.95 (docs/ducd.md); far above chance (0.1)
+    assert m.ratio >= 0.90, m  # measured 0.975 (docs/ducd.md); chance is 0.1
