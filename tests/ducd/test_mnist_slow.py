@@ -5,6 +5,7 @@ Budget and settings are those quoted in docs/ducd.md (benchmarks/ducd_mnist.py).
 from __future__ import annotations
 
 import pytest
+import torch
 from bbdefense.defenses.ducd import DistillConfig, build_surrogate, distill, evaluate_surrogate
 from bbdefense.experiments.demo import DEMO_ARCH, DEMO_DATASET, DEMO_TRAIN
 from bbdefense.models import BlackBox, load_checkpoint
@@ -16,7 +17,12 @@ BUDGET = 5000
 
 @pytest.fixture(scope="module")
 def demo_target(tmp_path_factory):
-    path, meta = train_target(DEMO_ARCH, DEMO_DATASET, tmp_path_factory.mktemp("t") / "target", DEMO_TRAIN)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before the autouse one-thread fixture
+    try:
+        path, meta = train_target(DEMO_ARCH, DEMO_DATASET, tmp_path_factory.mktemp("t") / "target", DEMO_TRAIN)
+    finally:
+        torch.set_num_threads(n)
     return load_checkpoint(path)[0], meta
 
 
