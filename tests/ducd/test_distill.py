@@ -47,7 +47,8 @@ def test_l1_logit_loss_matches_hand_computation() -> None:
     # row 1: 1 + 3 + 0 = 4; row 2: 2 + 1 + 2 = 5; mean 4.5
     assert float(distill_loss("l1_logits", a, t)) == pytest.approx(4.5)
     p = torch.softmax(t, 1)
-    want = (p.log() - torch.log_softmax(a, 1)).abs().sum(1).mean()
+    lp = p.log()
+    want = ((lp - lp.mean(1, keepdim=True)) - (a - a.mean(1, keepdim=True))).abs().sum(1).mean()
     assert float(distill_loss("l1_logprobs", a, p)) == pytest.approx(float(want), rel=1e-6)
     # log-probs are shift invariant: logits + c give the same loss from probabilities
     assert float(distill_loss("l1_logprobs", a + 7.0, p)) == pytest.approx(float(want), rel=1e-5)
@@ -61,7 +62,15 @@ def test_l1_logprob_loss_floors_zero_probabilities() -> None:
     p = torch.tensor([[1.0, 0.0, 0.0]])  # a top-1 API: the other probabilities are 0
     v = float(distill_loss("l1_logprobs", a, p, prob_floor=1e-6))
     assert torch.isfinite(torch.tensor(v))
-    assert v == pytest.approx(abs(torch.log(torch.tensor(1 / 3.0)).item()) + 2 * abs(-13.8155 + 1.0986), rel=1e-3)
+    # centred target: [0, -13.8155, -13.8155] - mean = [9.2103, -4.6052, -4.6052]; centred surrogate: 0
+    assert v == pytest.approx(9.2103 + 2 * 4.6052, rel=1e-3)
+
+
+def test_l1_logprob_loss_pulls_a_confidently_wrong_surrogate_back() -> None:
+    a = torch.tensor([[40.0, 0.0, 0.0]], requires_grad=True)  # sure of class 0 (log-probs -40 elsewhere)
+    p = torch.tensor([[0.0, 1.0, 0.0]])                      # the target says class 1
+    distill_loss("l1_logprobs", a, p).backward()
+    assert a.grad is not None and float(a.grad[0, 1]) < 0 < float(a.grad[0, 0])  # descent raises class 1
 
 
 @pytest.mark.parametrize("budget", [7, 50, 120, 333])

@@ -3,8 +3,8 @@
 arXiv 2408.10647, §III-C and Algorithm 3; no public code, see algorithms.md §4).
 
 * :func:`noise_finetune`: fine-tune a classifier (a copy) on inputs ``x + eps``, ``eps ~ noise``
-  in [0, 1] pixel space (before the model's normalisation; pitfall 1), through the training
-  mode ``noise`` of :mod:`bbdefense.certify` (any NOISES family) or ``gaussian``.
+  (any :data:`bbdefense.certify.NOISES` family) in [0, 1] pixel space, before the model's
+  normalisation layer (pitfall 1).
 * :class:`CertifiedClassifier`: randomized smoothing of a base model (Cohen et al. 2019
   PREDICT/CERTIFY through :class:`bbdefense.certify.Smooth`, which counts every noisy query),
   then Algorithm 3's two extra rules on the Monte-Carlo class counts of the ``n`` samples:
@@ -28,35 +28,51 @@ import dataclasses
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...data import ImageDataset
 from ...errors import InputError
-from ...events import EventCallback
+from ...events import EventCallback, emit
 from ...models import BlackBox
-from ...training import TRAIN_MODES, TrainConfig, train_classifier
+from ...utils import make_generator
 
 
 def noise_finetune(module: nn.Module, data: ImageDataset, *, noise: str = "gaussian", sigma: float = 0.25,
                    noise_params: dict[str, Any] | None = None, epochs: int = 3, lr: float = 1e-3,
                    batch_size: int = 64, seed: int = 0, on_event: EventCallback | None = None) -> nn.Module:
-    """A copy of ``module`` fine-tuned with noise augmentation (cross-entropy on ``data.y``).
+    """A copy of ``module`` fine-tuned with noise augmentation: cross-entropy of ``f(x + eps)``
+    against ``data.y``, ``eps ~ make_noise(noise, sigma, **noise_params)`` per coordinate in [0, 1]
+    pixel space (not clipped, as Cohen's ``train.py``). Adam, constant ``lr``, own generators.
 
-    ``noise`` is a :data:`bbdefense.certify.NOISES` name with per-coordinate std ``sigma``
-    (``noise_params`` e.g. ``{"beta": 2.75}`` for ``gen_gaussian``). Returns the copy in eval mode.
+    Shapes: ``data.x`` ``(N, C, H, W)``; returns the fine-tuned copy in eval mode.
     """
+    from ...certify import make_noise
+
     if not sigma > 0:
         raise InputError(f"sigma must be > 0, got {sigma}")
-    if "noise" in TRAIN_MODES:
-        cfg = TrainConfig(mode="noise", noise=noise, noise_params=dict(noise_params or {}), sigma=sigma,
-                          epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    elif noise == "gaussian":
-        cfg = TrainConfig(mode="gaussian", sigma=sigma, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-    else:
-        raise InputError(f"noise {noise!r} needs the training mode 'noise' of bbdefense.certify, which is not "
-                         "available; use noise='gaussian'")
+    if epochs < 1 or batch_size < 1:
+        raise InputError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    nz = make_noise(noise, sigma=sigma, **dict(noise_params or {}))
     m = copy.deepcopy(module)
-    train_classifier(m, data, cfg, on_event=on_event)
+    dev = next(m.parameters()).device
+    g = make_generator(seed)
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    n = len(data)
+    emit(on_event, "start", "finetune", total=epochs)
+    for _ in range(epochs):
+        m.train()
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            x = data.x[idx]
+            xb = (x + nz.sample(tuple(x.shape), g)).to(dev)
+            loss = F.cross_entropy(m(xb), data.y[idx].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        emit(on_event, "advance", "finetune")
+    emit(on_event, "end", "finetune")
     return m.eval()
 
 
@@ -113,7 +129,7 @@ class CertifiedClassifier:
 
 
 def _abstain_radius(v: float) -> float:
-    return -1.0 if v >= 0 else float(v)
+    return 0.0  # bbdefense.certify's convention: an abstention has label -1 and every radius 0.0
 
 
 __all__ = ["CertifiedClassifier", "noise_finetune"]

@@ -6,7 +6,7 @@ arXiv 2408.10647, §III-B). The paper has no public code; this is written from t
 Objective (Eq. 6, per image, summed over the C classes, averaged over the batch)::
 
     logits  : L = sum_c |t_c - a_c|                           t = target logits, a = surrogate logits
-    probs   : L = sum_c |log max(p_c, eps) - max(log softmax(a)_c, log eps)|   (log-probs as logits)
+    probs   : L = sum_c |c(log max(p, eps))_c - c(a)_c|, c(v) = v - mean_c v   (log-probs as logits)
     label   : L = cross_entropy(a, label)                     (hard-label APIs)
 
 Query design (the budget is exact and never exceeded):
@@ -118,9 +118,13 @@ def distill_loss(name: str, surrogate_logits: Tensor, target: Tensor, *, prob_fl
     if name == "l1_logits":
         return (target - surrogate_logits).abs().sum(dim=1).mean()
     if name == "l1_logprobs":
-        log_floor = math.log(prob_floor)
+        # log-probabilities ARE logits up to a per-image shift: compare both centred (Eq. 6 on
+        # shift-free logits). Only the target is floored (zero probabilities of top-k APIs).
+        # Measured: L1 on raw log_softmax instead collapses to one class (it rewards any peaked
+        # distribution, the softmax coupling pushes the surrogate's own argmax up).
         t = target.clamp_min(prob_floor).log()
-        a = F.log_softmax(surrogate_logits, dim=1).clamp_min(log_floor)
+        t = t - t.mean(dim=1, keepdim=True)
+        a = surrogate_logits - surrogate_logits.mean(dim=1, keepdim=True)
         return (t - a).abs().sum(dim=1).mean()
     if name == "ce_labels":
         return F.cross_entropy(surrogate_logits, target.long())

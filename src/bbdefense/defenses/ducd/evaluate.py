@@ -11,7 +11,6 @@ budget) and are reported separately from the distillation queries.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -108,9 +107,4 @@ def budget_sweep(bb: BlackBox, make_surrogate: Callable[[], nn.Module], data: Im
     return rows
 
 
-def copy_module(m: nn.Module) -> nn.Module:
-    """A deep copy (fine-tuning a defense must not change the surrogate it starts from)."""
-    return copy.deepcopy(m)
-
-
-__all__ = ["SurrogateMetrics", "budget_sweep", "copy_module", "evaluate_surrogate", "predict_labels", "target_labels"]
+__all__ = ["SurrogateMetrics", "budget_sweep", "evaluate_surrogate", "predict_labels", "target_labels"]

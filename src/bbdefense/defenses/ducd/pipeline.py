@@ -80,10 +80,10 @@ def certified_accuracy(rows: list[dict[str, Any]], norm: str, radii: Sequence[fl
 
 def robust_score(envelope: Sequence[float], radii: Sequence[float]) -> float:
     """Eq. 8 on a grid: the trapezoid area under ``E(r) = max_sigma Acc_sigma(r)`` over the grid
-    ``radii`` (which should start at 0 so the clean smoothed accuracy counts)."""
-    r = np.asarray(radii, dtype=float)
-    e = np.asarray(envelope, dtype=float)
-    return float(np.sum((r[1:] - r[:-1]) * (e[1:] + e[:-1]) / 2.0))
+    ``radii`` (starting at 0 so the clean smoothed accuracy counts); :func:`bbdefense.certify.metrics.robust_score`."""
+    from ...certify.metrics import robust_score as _score
+
+    return float(_score(list(envelope), list(radii))["score"])
 
 
 def certify_rows(run: RunDir, name: str, model: nn.Module, noise: Any, test: ImageDataset, cfg: DUCDConfig,
@@ -116,6 +116,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
              cfg: DUCDConfig, *, distill_cfg: DistillConfig | None = None, transfer: TransferSet | None = None,
              target_module: nn.Module | None = None, owner_train: ImageDataset | None = None,
              rs_model: Callable[[float], nn.Module] | None = None, section: str = "DUCD certified defense",
+             models: dict[tuple[str, str, float], nn.Module] | None = None,
              on_event: EventCallback | None = None) -> dict[str, Any]:
     """Run DUCD (and WUCD / RS when their white-box inputs are given); write tables and plots.
 
@@ -125,6 +126,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
             ``transfer`` given (then no query is made).
         target_module / owner_train: white-box access for WUCD (skipped when None).
         rs_model: ``sigma -> Gaussian-trained target`` for Cohen RS (skipped when None).
+        models: if given, filled with the smoothed base models ``(method, noise, sigma) -> module``.
 
     Returns the summary metrics (also in ``run.record.metrics``).
     """
@@ -160,7 +162,10 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
                 methods.append(("RS", lambda: rs_model(s)))
             for meth, build in methods:
                 emit(on_event, "info", "ducd", message=f"{meth} {nz} sigma={s}")
-                rows, q = certify_rows(run, f"cert_{meth}_{nz}_{s}", build(), noise, test, cfg, on_event=on_event)
+                base = build()
+                if models is not None:
+                    models[(meth, nz, s)] = base
+                rows, q = certify_rows(run, f"cert_{meth}_{nz}_{s}", base, noise, test, cfg, on_event=on_event)
                 per[(meth, nz, s)] = rows
                 queries[(meth, nz, s)] = q
     summary = _tables(run, per, cfg, d, section)
@@ -201,7 +206,27 @@ def _tables(run: RunDir, per: dict[tuple[str, str, float], list[dict[str, Any]]]
                                f"[0, {radii[-1]:g}]"), "section": section})
         run.add_plot({**line_plot(f"Certified accuracy vs {norm} radius", series, xlabel=f"{norm} radius",
                                   ylabel="certified accuracy"), "section": section})
+    _pa_r(run, cfg, d, section)
     return summary
+
+
+def _pa_r(run: RunDir, cfg: DUCDConfig, d: int, section: str) -> None:
+    """Fig. 5: certified radius vs pA for DUCD's noise per norm and Cohen RS (Gaussian), same sigma."""
+    from ...certify import make_noise
+    from ...certify.metrics import pa_r_curves
+
+    s = max(cfg.sigmas)
+    ps = [0.55, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]
+    for norm in cfg.norms:
+        nz, params = cfg.noise_for_norm[norm]
+        series = []
+        for label, noise in (("DUCD (" + nz + ")", make_noise(nz, sigma=s, **params)),
+                             ("RS (gaussian)", make_noise("gaussian", sigma=s))):
+            for c in pa_r_curves([noise], [norm], d, ps, numerical=False):
+                series.append({"label": label, "x": c["x"], "y": c["y"]})
+        if series:
+            run.add_plot({**line_plot(f"pA-R curve, {norm}, sigma={s:g} (Fig. 5)", series, xlabel="pA lower bound",
+                                      ylabel=f"certified {norm} radius"), "section": section})
 
 
 __all__ = ["DUCDConfig", "NORMS", "TABLE_IV_NOISE", "certified_accuracy", "certify_rows", "default_radii",
