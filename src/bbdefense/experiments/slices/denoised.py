@@ -7,6 +7,7 @@ certified with Cohen CERTIFY at a small n; every query to the target is counted 
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -50,7 +51,6 @@ def denoised_slice(ctx: DemoContext) -> None:
         pre, tq = None, 0
         if cfg is not None:
             tb = ctx.whitebox() if cfg.variant.startswith("fo") else ctx.blackbox()
-            import copy
             res = train_zo_ae_ds(tb, train, cfg, ae=copy.deepcopy(ae))
             pre, tq = res.pipeline, res.queries
         cb = ctx.blackbox()
