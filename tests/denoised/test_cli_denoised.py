@@ -36,6 +36,7 @@ def test_defend_zo_ae_ds_end_to_end(ckpt: Path, tmp_path: Path) -> None:
     assert len((out / "rows" / "certify.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_defend_irs_end_to_end(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "irs"
     rc = main(["defend", "irs", "--surrogate", str(ckpt), "--model", str(ckpt), "--epochs", "1", "--width", "4",
