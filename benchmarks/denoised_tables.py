@@ -24,7 +24,7 @@ from bbdefense.training import TrainConfig, train_target
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/denoised-tables")
-    ap.add_argument("--only", choices=["table2", "irs"], default=None)
+    ap.add_argument("--only", choices=["table2", "irs", "table5"], default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=500, help="Cohen CERTIFY n (estimation samples)")
     ap.add_argument("--n-test", type=int, default=50)
@@ -45,6 +45,9 @@ def main() -> None:
     if args.only in (None, "irs"):
         from bbdefense.defenses.irs.experiment import IRSTablesConfig, run_irs_tables
         run_irs_tables(splits, IRSTablesConfig(n=args.n, n_test=args.n_test, **({} if args.sigma is None else {'sigma': args.sigma})), run, cache_dir=cache, section="IRS-Net")
+    if args.only in (None, "table5"):
+        from bbdefense.defenses.zo_ae_ds.reconstruction import run_table5
+        run_table5(splits, run, section="Reconstruction")
     run.set_metrics(seconds=round(time.perf_counter() - t0, 1))
     run.finish()
     render_report(run.path)

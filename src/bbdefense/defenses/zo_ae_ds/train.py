@@ -62,6 +62,7 @@ class ZOAEDSConfig:
     """
 
     variant: Variant = "zo-ae-ds"
+    task: Literal["classification", "reconstruction"] = "classification"
     zo_method: Literal["rge", "cge"] = "rge"
     q: int = 192
     mu: float = 0.005
@@ -81,6 +82,8 @@ class ZOAEDSConfig:
     seed: int = 0
 
     def check(self) -> None:
+        if self.task not in ("classification", "reconstruction"):
+            raise InputError(f"task must be 'classification' or 'reconstruction', got {self.task!r}")
         if self.variant not in VARIANTS:
             raise InputError(f"unknown variant {self.variant!r}; choose one of: {', '.join(VARIANTS)}")
         if self.zo_method not in ("rge", "cge"):
@@ -223,6 +226,8 @@ def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: A
     """
     cfg.check()
     is_ae, is_zo = cfg.variant.endswith("ae-ds"), cfg.variant.startswith("zo")
+    if cfg.task == "reconstruction" and bb.output != "logits":
+        raise AccessError(f"reconstruction needs the black box's raw outputs (output='logits'), got {bb.output!r}")
     if is_zo and not bb.reveals_scores:
         raise AccessError(f"{cfg.variant} needs scores from the black box; it reveals only {bb.output!r}")
     if not is_zo and not isinstance(bb, WhiteBox):
@@ -275,20 +280,21 @@ def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: A
         for i in range(steps_per_epoch):
             x = data.x[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
             q_step = bb.stats.queries
-            with torch.no_grad():
-                y0 = bb.predict_label(x)  # pseudo-labels on clean inputs: B queries
+            with torch.no_grad():  # pseudo-labels (or pseudo-targets) on clean inputs: B queries
+                y0 = bb.predict_label(x) if cfg.task == "classification" else bb.query(x).clone()
             xn = x + cfg.sigma * torch.randn(x.shape, generator=g)
             h = denoiser(xn)
             if is_zo:
                 w = ae_used.encoder(h) if ae_used is not None else h.flatten(1)
-                loss_fn = _latent_loss(bb, ae_used, y0, x.shape[1:])
+                loss_fn = _latent_loss(bb, ae_used, y0, x.shape[1:], cfg.task)
                 est = estimate(cfg.zo_method, loss_fn, w.detach(), q=cfg.q, mu=cfg.mu, difference=cfg.difference,
                                generator=gz, chunk=cfg.chunk)
                 loss = surrogate_loss(w, est.grad)
                 value = float(est.loss.mean()) if cfg.zo_method == "rge" or cfg.difference == "forward" else float("nan")
             else:
                 img = ae_used.decoder(ae_used.encoder(h)) if ae_used is not None else clip_st(h)
-                loss = F.cross_entropy(bb.logits(img), y0)  # type: ignore[attr-defined]
+                out = bb.logits(img)  # type: ignore[attr-defined]
+                loss = F.cross_entropy(out, y0) if cfg.task == "classification" else F.mse_loss(out, y0)
                 value = float(loss.detach())
             if cfg.mse_weight:
                 loss = loss + cfg.mse_weight * F.mse_loss(h, x)
@@ -305,14 +311,20 @@ def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: A
                         time.perf_counter() - t0, history)
 
 
-def _latent_loss(bb: BlackBox, ae: AutoEncoder | None, y0: Tensor, shape: torch.Size):  # type: ignore[no-untyped-def]
-    """``(B, P, d) -> (B, P)``: CE(f(Dec(z)), y0) (AE) or CE(f(clip(x)), y0) (image space), one query per point."""
+def _latent_loss(bb: BlackBox, ae: AutoEncoder | None, y0: Tensor, shape: torch.Size,  # type: ignore[no-untyped-def]
+                 task: str = "classification"):
+    """``(B, P, d) -> (B, P)``: CE(f(Dec(z)), y0) (AE) or CE(f(clip(x)), y0) (image space), one query per point.
+
+    For ``task="reconstruction"`` the loss is the mean squared distance to the black box's output on
+    the clean input (the regression analogue of the stability loss, paper §5.3)."""
     def loss_fn(pts: Tensor) -> Tensor:
         b, p, d = pts.shape
         flat = pts.reshape(b * p, d)
         with torch.no_grad():
             img = ae.decoder(flat) if ae is not None else flat.view(b * p, *shape)
             out = bb.query(img.clamp(0, 1).contiguous())
+        if task == "reconstruction":
+            return ((out - y0.repeat_interleave(p, dim=0)) ** 2).flatten(1).mean(1).view(b, p)
         return _scores_loss(out, y0.repeat_interleave(p), bb.output).view(b, p)
     return loss_fn
 
