@@ -73,6 +73,7 @@ def evaluate_privacy(models: dict[str, BlackBox], x_mem: Tensor, y_mem: Tensor, 
         run: rows stream to ``run.rows("privacy")`` (resumable by key ``model/attack``), plus a table and
             a bar chart (like DUCD Fig. 9) under ``section``.
         extra_queries: name -> queries spent on the model before this call (e.g. distillation) to report.
+            A smoothed box (:func:`.signals.smoothed_blackbox`) reports base-model queries (``n`` per image).
 
     Returns:
         Rows ``{"model", "attack", "auc", "auc_low", "auc_high", "tpr@1%fpr", "tpr@0.1%fpr",
@@ -90,7 +91,8 @@ def evaluate_privacy(models: dict[str, BlackBox], x_mem: Tensor, y_mem: Tensor, 
         emit(on_event, "start", f"privacy {mname}", total=len(attacks) + 1)
         q0 = bb.stats.queries
         p_mem, p_non = model_outputs(bb, x_mem), model_outputs(bb, x_non)
-        queries = bb.stats.queries - q0 + (extra_queries or {}).get(mname, 0)
+        queries = (bb.stats.queries - q0) * int(getattr(bb, "samples_per_query", 1)) + \
+            (extra_queries or {}).get(mname, 0)
         todo: list[MIAttack] = [a for a in attacks if bb.reveals_scores or not a.needs_scores]
         if shadows and mname in shadows and bb.reveals_scores:
             sh = shadows[mname]

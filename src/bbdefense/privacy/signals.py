@@ -108,8 +108,10 @@ def smoothed_blackbox(smooth: Smooth, *, n: int = 100, seed: int = 0, batch_size
         return (c.double() / n).float().to(x.device)
 
     f: Callable[[Tensor], Tensor] = fn
-    return BlackBox.from_callable(f, returns="probs", num_classes=smooth.model.num_classes,
-                                  input_shape=smooth.model.input_shape, randomized=True, output="probs", name=name)
+    bb = BlackBox.from_callable(f, returns="probs", num_classes=smooth.model.num_classes,
+                                input_shape=smooth.model.input_shape, randomized=True, output="probs", name=name)
+    bb.samples_per_query = n  # type: ignore[attr-defined]  # base-model queries per image, for reports
+    return bb
 
 
 __all__ = ["SIGNALS", "model_outputs", "signal", "smoothed_blackbox"]
