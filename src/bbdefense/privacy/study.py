@@ -47,14 +47,14 @@ class StudyConfig:
         n_boot, seed: AUC bootstrap and every seed.
     """
 
-    n_members: int = 200
+    n_members: int = 100
     sources: tuple[str, ...] = ("same", "disjoint", "shifted")
-    distill_budget: int = 3000
-    distill_epochs: int = 8
+    distill_budget: int = 1500
+    distill_epochs: int = 4
     sigma: float = 0.25
-    n_smooth: int = 32
-    overfit_n: int = 200
-    overfit_epochs: int = 60
+    n_smooth: int = 16
+    overfit_n: int = 100
+    overfit_epochs: int = 40
     shadow: bool = True
     shadow_epochs: int = 6
     n_boot: int = 1000
