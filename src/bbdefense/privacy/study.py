@@ -1,0 +1,194 @@
+"""The DUCD §IV-G / Fig. 9 study: membership inference on the target, DUCD surrogates distilled on the
+same, disjoint and shifted data, the smoothed versions of all of them, and the overfit positive control.
+
+Members are ``n_members`` images of the owner's training split, non-members as many test images.
+Surrogates are distilled with :func:`bbdefense.defenses.ducd.distill` (queries charged to the target
+and reported next to each surrogate). Smoothed models are read through
+:func:`.signals.smoothed_blackbox` (class frequencies of ``n_smooth`` noisy draws; base-model queries
+reported). The overfit control has its own members (its small training set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..certify import Smooth, make_noise
+from ..data import Splits
+from ..errors import InputError
+from ..events import EventCallback
+from ..models import BlackBox
+from ..records import RunDir
+from .evaluate import ShadowRef, add_report, evaluate_privacy
+from .overfit import overfit_subset, train_overfit_target
+from .signals import smoothed_blackbox
+
+SOURCES = {"same": "owner_train", "disjoint": "defender", "shifted": "defender_shifted"}
+
+
+@dataclass
+class StudyConfig:
+    """Sizes of the study (all small by default: CPU minutes, not hours).
+
+    Args:
+        n_members: members (and as many non-members) per evaluation.
+        sources: which DUCD surrogates to distil (``same`` / ``disjoint`` / ``shifted``).
+        distill_budget, distill_epochs: target queries and epochs of each distillation.
+        sigma, n_smooth: Gaussian smoothing noise (pixel std) and draws per image.
+        overfit_n, overfit_epochs: the positive control (0 disables it).
+        shadow: fit the Shokri shadow attack (a shadow model trained on defender data with the target's
+            recipe: Adam lr 1e-3, ``shadow_epochs`` epochs; the overfit recipe for the overfit control).
+        n_boot, seed: AUC bootstrap and every seed.
+    """
+
+    n_members: int = 100
+    sources: tuple[str, ...] = ("same", "disjoint", "shifted")
+    distill_budget: int = 1500
+    distill_epochs: int = 4
+    sigma: float = 0.25
+    n_smooth: int = 16
+    overfit_n: int = 100
+    overfit_epochs: int = 40
+    shadow: bool = True
+    shadow_epochs: int = 6
+    n_boot: int = 1000
+    seed: int = 0
+
+    def check(self) -> None:
+        bad = [s for s in self.sources if s not in SOURCES]
+        if bad:
+            raise InputError(f"unknown surrogate source(s) {bad}; choose from {', '.join(SOURCES)}")
+        if self.n_members < 4:
+            raise InputError(f"n_members must be >= 4, got {self.n_members}")
+        if not self.sigma > 0 or self.n_smooth < 1:
+            raise InputError(f"sigma must be > 0 and n_smooth >= 1, got {self.sigma}, {self.n_smooth}")
+
+
+def _cached(path: Path | None, make: Callable[[], nn.Module], train: Callable[[nn.Module], None]) -> nn.Module:
+    """Build a module, then load its weights from ``path`` (safetensors) or train it and save them."""
+    m = make()
+    if path is not None and path.is_file():
+        m.load_state_dict(load_file(str(path)))
+        return m.eval()
+    train(m)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
+    return m.eval()
+
+
+def run_study(run: RunDir, target: nn.Module, arch: str, splits: Splits, cfg: StudyConfig, *,
+              cache_dir: Path | None = None, section: str | None = None,
+              on_event: EventCallback | None = None) -> list[dict[str, Any]]:
+    """Run the whole Fig. 9 study; rows and report go to ``run``. Returns all rows."""
+    from ..defenses.ducd import DistillConfig, build_surrogate, distill
+
+    cfg.check()
+    k = len(splits.owner_train.classes)
+    shape = tuple(splits.owner_train.x.shape[1:])
+    mean, std = splits.owner_train.mean, splits.owner_train.std
+    n = min(cfg.n_members, len(splits.owner_train), len(splits.test))
+    g = torch.Generator().manual_seed(cfg.seed)
+    mi = torch.randperm(len(splits.owner_train), generator=g)[:n]
+    ni = torch.randperm(len(splits.test), generator=g)[:n]
+    xm, ym = splits.owner_train.x[mi], splits.owner_train.y[mi]
+    xn, yn = splits.test.x[ni], splits.test.y[ni]
+    noise = make_noise("gaussian", sigma=cfg.sigma)
+    tag = f"s{cfg.seed}"
+
+    def box(m: nn.Module, name: str) -> BlackBox:
+        return BlackBox.from_module(m, num_classes=k, input_shape=shape, name=name)  # type: ignore[arg-type]
+
+    def smooth(m: nn.Module, name: str) -> BlackBox:
+        return smoothed_blackbox(Smooth(box(m, name), noise), n=cfg.n_smooth, seed=cfg.seed, name=name)
+
+    models: dict[str, BlackBox] = {"target": box(target, "target"), "target+RS": smooth(target, "target+RS")}
+    extra: dict[str, int] = {}
+    for src in cfg.sources:
+        data = splits[SOURCES[src]]
+        dcfg = DistillConfig(budget=cfg.distill_budget, epochs=cfg.distill_epochs, seed=cfg.seed)
+        tbb = box(target, "target")
+
+        def train_sur(m: nn.Module, data=data, dcfg=dcfg, tbb=tbb) -> None:  # noqa: ANN001
+            distill(tbb, m, data, dcfg, on_event=on_event)
+
+        cpath = None if cache_dir is None else cache_dir / f"surrogate_{src}_{cfg.distill_budget}_{tag}.safetensors"
+        sur = _cached(cpath, lambda: build_surrogate(arch, num_classes=k, input_shape=shape,  # type: ignore[arg-type]
+                                                     mean=mean, std=std, seed=cfg.seed), train_sur)
+        spent = tbb.stats.queries or cfg.distill_budget  # a cached surrogate spent its budget earlier
+        models[f"DUCD-{src}"] = box(sur, f"DUCD-{src}")
+        models[f"DUCD-{src}+RS"] = smooth(sur, f"DUCD-{src}+RS")
+        extra[f"DUCD-{src}"] = extra[f"DUCD-{src}+RS"] = spent
+    shadows: dict[str, ShadowRef] = {}
+    if cfg.shadow:
+        shadows = _shadows(list(models), arch, splits, cfg, box, smooth, cache_dir, overfit=False)
+    rows = evaluate_privacy(models, xm, ym, xn, yn, shadows=shadows, n_boot=cfg.n_boot, seed=cfg.seed, run=run,
+                            section=section, extra_queries=extra, on_event=on_event)
+    if cfg.overfit_n > 0:
+        name = f"overfit_{arch}_{cfg.overfit_n}_{cfg.overfit_epochs}_{tag}.safetensors"
+        path = None if cache_dir is None else cache_dir / name
+        members = overfit_subset(splits.owner_train, cfg.overfit_n, seed=cfg.seed)
+        ovf = _cached(path, lambda: _fresh(arch, splits, cfg.seed),
+                      lambda m: _copy_into(m, train_overfit_target(arch, splits.owner_train, n_train=cfg.overfit_n,
+                                                                   epochs=cfg.overfit_epochs, seed=cfg.seed)[0]))
+        omodels = {"overfit (control)": box(ovf, "overfit"), "overfit+RS": smooth(ovf, "overfit+RS")}
+        osh = _shadows(list(omodels), arch, splits, cfg, box, smooth, cache_dir, overfit=True) if cfg.shadow else {}
+        m2 = min(len(members), n)
+        rows += evaluate_privacy(omodels, members.x[:m2], members.y[:m2], xn[:m2], yn[:m2], shadows=osh,
+                                 n_boot=cfg.n_boot, seed=cfg.seed, run=run, section=section, on_event=on_event)
+        # one table and one chart for the whole study (evaluate_privacy added one per call)
+        run.record.tables = [t for t in run.record.tables if t.get("section") != section]
+        run.record.plots = [p for p in run.record.plots if p.get("section") != section]
+        add_report(run, rows, section=section)
+    run.set_metrics(**{f"privacy.{r['model']}.{r['attack']}.auc": round(r["auc"], 4) for r in rows})
+    run.record.config.setdefault("privacy_study", asdict(cfg))
+    run.save()
+    return rows
+
+
+def _fresh(arch: str, splits: Splits, seed: int) -> nn.Module:
+    from ..models.zoo import build_model
+
+    d = splits.owner_train
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(arch, num_classes=len(d.classes), in_channels=d.x.shape[1], image_size=d.x.shape[2],
+                           mean=list(d.mean), std=list(d.std))
+
+
+def _copy_into(dst: nn.Module, src: nn.Module) -> None:
+    dst.load_state_dict(src.state_dict())
+
+
+def _shadows(names: list[str], arch: str, splits: Splits, cfg: StudyConfig,
+             box: Callable[[nn.Module, str], BlackBox], smooth: Callable[[nn.Module, str], BlackBox],
+             cache_dir: Path | None, *, overfit: bool) -> dict[str, ShadowRef]:
+    """One shadow per study: the attacker's model trained with the target's recipe on half of the defender
+    split (members) with the other half as non-members; smoothed models get the smoothed shadow."""
+    from ..training import TrainConfig, train_classifier
+
+    d = splits.defender
+    half = len(d) // 2
+    if overfit:
+        half = min(cfg.overfit_n, half)
+    g = torch.Generator().manual_seed(cfg.seed + 11)
+    perm = torch.randperm(len(d), generator=g)
+    sin, sout = d.subset(perm[:half]), d.subset(perm[half:2 * half])
+    kind = f"overfit{cfg.overfit_n}_{cfg.overfit_epochs}" if overfit else "recipe"
+    path = None if cache_dir is None else cache_dir / f"shadow_{arch}_{kind}_s{cfg.seed}.safetensors"
+    if overfit:
+        trainer = TrainConfig(mode="plain", epochs=cfg.overfit_epochs, batch_size=32, lr=1e-3, seed=cfg.seed + 11)
+    else:
+        trainer = TrainConfig(mode="plain", epochs=cfg.shadow_epochs, batch_size=64, lr=1e-3, seed=cfg.seed + 11)
+    sh = _cached(path, lambda: _fresh(arch, splits, cfg.seed + 11), lambda m: train_classifier(m, sin, trainer))
+    plain, smoothed = box(sh, "shadow"), smooth(sh, "shadow+RS")
+    return {nm: ShadowRef(smoothed if nm.endswith("+RS") else plain, sin.x, sin.y, sout.x, sout.y) for nm in names}
+
+
+__all__ = ["SOURCES", "StudyConfig", "run_study"]
