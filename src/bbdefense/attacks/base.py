@@ -77,6 +77,9 @@ class Attack:
     access: ClassVar[Access] = "scores"
     #: the norms the attack (and its reference) supports; ``norm=`` outside them is an InputError
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    #: constructor arguments without a default that hyperparameters alone cannot give (e.g. a
+    #: surrogate model); generic runners (the demo, sweeps) skip attacks that require any
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments as stored; ``type(a)(**a.get_params())`` rebuilds ``a``."""

@@ -43,6 +43,7 @@ class Transfer(Attack):
 
     name = "transfer"
     access = "label"
+    requires = ("surrogate",)
 
     def __init__(self, *, surrogate: WhiteBox | nn.Module | None = None, attack: Literal["pgd", "apgd"] = "pgd",
                  attack_params: dict[str, Any] | None = None,

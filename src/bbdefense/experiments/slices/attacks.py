@@ -17,7 +17,7 @@ EPS = 0.3  # the MNIST linf radius of the Square / NES / SignHunter references
 @register_slice("attacks", TITLE, order=20)
 def attacks_slice(ctx: DemoContext) -> None:
     n, budget = (20, 200) if ctx.quick else (50, 500)
-    names = [a for a in sorted(ATTACKS) if ATTACKS[a].access in ("scores", "label")]
+    names = [a for a in sorted(ATTACKS) if ATTACKS[a].access in ("scores", "label") and not ATTACKS[a].requires]
     sec = ctx.section(TITLE, (
         f"Every black-box attack of the registry against the target, linf eps={EPS} (the MNIST radius of the "
         f"references), at most {budget} queries per image, on the first {n} correctly classified test images "
