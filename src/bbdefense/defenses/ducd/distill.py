@@ -45,7 +45,7 @@ from ...errors import AccessError, CheckpointError, InputError
 from ...events import EventCallback, emit
 from ...models import BlackBox
 from ...models.zoo import MODELS, build_model
-from ...utils import make_generator
+from ...utils import make_generator, seeded_init
 
 LossName = Literal["auto", "l1_logits", "l1_logprobs", "ce_labels"]
 LOSSES: tuple[str, ...] = ("l1_logits", "l1_logprobs", "ce_labels")
@@ -271,8 +271,7 @@ def build_surrogate(arch: str, *, num_classes: int, input_shape: tuple[int, int,
     if entry.kind != "classifier":
         raise InputError(f"{arch!r} is a {entry.kind}, not a classifier; the surrogate must be a classifier")
     c, h, _ = input_shape
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         return build_model(arch, num_classes=num_classes, in_channels=c, image_size=h, mean=list(mean),
                            std=list(std))
 

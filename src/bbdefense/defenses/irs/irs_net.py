@@ -34,7 +34,7 @@ from ...data import ImageDataset
 from ...errors import InputError
 from ...events import EventCallback, emit
 from ...models import WhiteBox
-from ...utils import make_generator
+from ...utils import make_generator, seeded_init
 from .unet import UNet
 
 METHODS: tuple[str, ...] = ("irs", "salman")
@@ -144,8 +144,7 @@ def train_denoiser(surrogate: WhiteBox, data: ImageDataset, cfg: IRSConfig, *,
     mean = cfg.mean if cfg.mean is not None else tuple(data.mean)
     std = cfg.std if cfg.std is not None else tuple(data.std)
     c = data.x.shape[1]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
+    with seeded_init(cfg.seed):
         den = IRSDenoiser(UNet(in_channels=c, width=cfg.width), method=cfg.method, mean=mean, std=std)
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(den.parameters(), lr=cfg.lr, momentum=0.9)

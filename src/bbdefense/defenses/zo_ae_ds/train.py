@@ -45,7 +45,7 @@ from ...data import ImageDataset
 from ...errors import AccessError, InputError
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox
-from ...utils import make_generator
+from ...utils import make_generator, seeded_init
 from ..zo.estimators import Difference, estimate, query_cost, surrogate_loss
 from .nets import AutoEncoder, DnCNN
 
@@ -184,8 +184,7 @@ def pretrain_autoencoder(data: ImageDataset, *, epochs: int = 20, batch_size: in
     var = float(((data.x - data.x.mean(0)) ** 2).mean())
     for k in range(tries):
         s = seed + 1000 * k
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
+        with seeded_init(s):
             ae = mnist_ae_192()
         g = make_generator(s)
         opt = torch.optim.Adam(ae.parameters(), lr=lr)
@@ -236,8 +235,7 @@ def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: A
         raise InputError(f"{cfg.variant} needs a pre-trained autoencoder (ae=...)")
     c = data.x.shape[1]
     if denoiser is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+        with seeded_init(cfg.seed):
             denoiser = DnCNN(in_channels=c, depth=cfg.depth, width=cfg.width)
     ae_used = ae if is_ae else None
     if ae_used is not None:
