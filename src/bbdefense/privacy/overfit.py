@@ -15,6 +15,7 @@ from ..data import ImageDataset
 from ..errors import InputError
 from ..models.zoo import build_model
 from ..training import TrainConfig, train_classifier
+from ..utils import seeded_init
 
 
 def overfit_subset(data: ImageDataset, n_train: int, *, seed: int = 0) -> ImageDataset:
@@ -37,8 +38,7 @@ def train_overfit_target(arch: str, data: ImageDataset, *, n_train: int = 200, e
         raise InputError(f"epochs must be >= 1, got {epochs}")
     members = overfit_subset(data, n_train, seed=seed)
     c, h = data.x.shape[1], data.x.shape[2]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         module = build_model(arch, num_classes=len(data.classes), in_channels=c, image_size=h,
                              mean=list(data.mean), std=list(data.std))
     train_classifier(module, members, TrainConfig(mode="plain", epochs=epochs, batch_size=32, lr=lr, seed=seed))

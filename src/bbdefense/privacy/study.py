@@ -28,6 +28,7 @@ from ..records import RunDir
 from .evaluate import ShadowRef, add_report, evaluate_privacy
 from .overfit import overfit_subset, train_overfit_target
 from .signals import smoothed_blackbox
+from ..utils import seeded_init
 
 SOURCES = {"same": "owner_train", "disjoint": "defender", "shifted": "defender_shifted"}
 
@@ -156,8 +157,7 @@ def _fresh(arch: str, splits: Splits, seed: int) -> nn.Module:
     from ..models.zoo import build_model
 
     d = splits.owner_train
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         return build_model(arch, num_classes=len(d.classes), in_channels=d.x.shape[1], image_size=d.x.shape[2],
                            mean=list(d.mean), std=list(d.std))
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ...data import ImageDataset
 from ...errors import InputError
 from ...models import BlackBox, WhiteBox
-from ...utils import make_generator
+from ...utils import make_generator, seeded_init
 from .nets import DnCNN
 from .train import ZOAEDSConfig, train_zo_ae_ds
 
@@ -42,8 +42,7 @@ class MeasuredReconstructor(nn.Module):
         g = make_generator(seed)
         self.register_buffer("A", torch.randn((m, d), generator=g) / m ** 0.5)
         self.shape = shape
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_init(seed):
             self.net = DnCNN(in_channels=shape[0], depth=depth, width=width)
 
     def backproject(self, x: Tensor) -> Tensor:
