@@ -65,6 +65,13 @@ def plot_png(spec: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+def _split_metrics(metrics: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """Scalar metrics split into the headline ones (plain keys) and per-part details (dotted keys,
+    e.g. ``attacks.robust_accuracy.square``), which go to an "All metrics" table at the end."""
+    items = [(k, v) for k, v in metrics.items() if not isinstance(v, (dict, list))]
+    return [kv for kv in items if "." not in kv[0]], [kv for kv in items if "." in kv[0]]
+
+
 def _grouped(rec: RunRecord) -> list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]]:
     order: list[str] = [s["title"] for s in rec.sections]
     texts = {s["title"]: s.get("text", "") for s in rec.sections}
@@ -79,9 +86,10 @@ def _grouped(rec: RunRecord) -> list[tuple[str, str, list[dict[str, Any]], list[
 def render_markdown(rec: RunRecord, plot_paths: list[str]) -> str:
     """Markdown for ``rec``; ``plot_paths[i]`` is the image file of ``rec.plots[i]``."""
     lines = [f"# {rec.name}", "", f"Run kind `{rec.kind}`, status **{rec.status}**, schema {rec.schema_version}.", ""]
-    if rec.metrics:
+    head, rest = _split_metrics(rec.metrics)
+    if head:
         lines += ["## Summary", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in rec.metrics.items() if not isinstance(v, (dict, list))]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in head]
         lines.append("")
     plot_index = {id(p): i for i, p in enumerate(rec.plots)}
     for sec, text, tables, plots in _grouped(rec):
@@ -99,6 +107,10 @@ def render_markdown(rec: RunRecord, plot_paths: list[str]) -> str:
             lines.append("")
         for p in plots:
             lines += [f"![{p['title']}]({plot_paths[plot_index[id(p)]]})", ""]
+    if rest:
+        lines += ["## All metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in rest]
+        lines.append("")
     if rec.checks:
         lines += ["## Sanity checks", "", "| check | passed | message |", "|---|---|---|"]
         lines += [f"| {c['name']} | {_fmt(c['passed'])} | {c['message']} |" for c in rec.checks]
@@ -127,10 +139,10 @@ def render_html(rec: RunRecord, pngs: list[bytes]) -> str:
            "img{max-width:100%}.fail{color:#b00}.ok{color:#070}pre{background:#f6f6f6;padding:.6em;overflow:auto}"
            "caption{caption-side:bottom;font-style:italic;font-size:.9em}</style></head><body>",
            f"<h1>{e(rec.name)}</h1><p>Run kind <code>{e(rec.kind)}</code>, status <b>{e(rec.status)}</b>.</p>"]
-    if rec.metrics:
+    head, rest = _split_metrics(rec.metrics)
+    if head:
         out.append("<h2>Summary</h2><table><tr><th>metric</th><th>value</th></tr>")
-        out += [f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in rec.metrics.items()
-                if not isinstance(v, (dict, list))]
+        out += [f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in head]
         out.append("</table>")
     plot_index = {id(p): i for i, p in enumerate(rec.plots)}
     for sec, text, tables, plots in _grouped(rec):
@@ -148,6 +160,10 @@ def render_html(rec: RunRecord, pngs: list[bytes]) -> str:
         for p in plots:
             b64 = base64.b64encode(pngs[plot_index[id(p)]]).decode()
             out.append(f"<figure><img alt='{e(p['title'])}' src='data:image/png;base64,{b64}'></figure>")
+    if rest:
+        out.append("<h2>All metrics</h2><table><tr><th>metric</th><th>value</th></tr>")
+        out += [f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in rest]
+        out.append("</table>")
     if rec.checks:
         out.append("<h2>Sanity checks</h2><table><tr><th>check</th><th>passed</th><th>message</th></tr>")
         out += [f"<tr><td>{e(c['name'])}</td><td class='{'ok' if c['passed'] else 'fail'}'>{_fmt(c['passed'])}</td>"
