@@ -1,12 +1,14 @@
 """Benchmark: our score attacks vs IBM ART's (Square, SimBA) on the MNIST target, and the
 throughput of every score attack against the raw batched forward of the model.
 
-    .venv/bin/python benchmarks/attacks_vs_art.py [--n 100] [--budget 300] [--threads 1] [--skip-art]
+    .venv/bin/python benchmarks/attacks_vs_art.py [--n 100] [--budget 1000] [--threads 1] [--skip-art]
+        [--art-iters queries|iterations|N] [--backend torch|onnx]
 
-ART 1.20.1 is installed by this script into its own venv ``.cache/art-venv`` (pinned by
-constraints.txt; it shares our pinned torch through a ``.pth`` path to ``.venv``). The target is
-the demo's SmallCNN on MNIST-5k (trained once, cached under ``.cache/bench``). Equal budgets:
-Square gets the same number of iterations (ours spends 1 query per image per iteration, ART ~3);
+ART 1.20.1 is installed into its own venv ``.cache/art-venv`` by ``_art_env.py`` (pinned by
+constraints.txt). The target is the demo's SmallCNN on MNIST-5k (trained once, cached under
+``.cache/bench``). Equal budgets: Square gets the same number of *queries* per image by default
+(ours spends 1 query per image per iteration, ART ~3, so ART runs budget // 3 iterations;
+``--art-iters iterations`` gives both the same iterations instead);
 SimBA gets the same number of iterations (ART: 2 queries each, always; ours: 1 or 2). Queries are
 counted by a wrapper around the model in both cases. Timings depend on the machine's load.
 """
@@ -24,23 +26,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _art_env import ensure_art_venv  # noqa: E402
+
 CACHE = ROOT / ".cache"
-ART_VENV = CACHE / "art-venv"
-ART_VERSION = "1.20.1"
-
-
-def ensure_art_venv() -> Path:
-    py = ART_VENV / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import art"], capture_output=True).returncode == 0:
-        return py
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(ART_VENV)], check=True)
-    site = next((ART_VENV / "lib").glob("python*/site-packages"))
-    ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
-    # our pinned torch/numpy and the editable bbdefense (addsitedir also runs that dir's .pth files)
-    (site / "_bbdefense_venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), "--no-deps",
-                    f"adversarial-robustness-toolbox=={ART_VERSION}", "six", "tqdm"], check=True)
-    return py
 
 
 def target() -> Path:
@@ -72,7 +61,11 @@ def fmt_table(title: str, cols: list[str], rows: list[list]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--budget", type=int, default=300, help="Square iterations (= our queries per image)")
+    ap.add_argument("--budget", type=int, default=1000, help="Square: queries per image (ours: = iterations)")
+    ap.add_argument("--art-iters", default="queries",
+                    help="ART Square iterations: 'queries' (default: budget // 3, so that ART, which spends 3 "
+                         "queries per iteration, gets the same query budget), 'iterations' (= budget: ART gets 3x "
+                         "the queries) or a number")
     ap.add_argument("--simba-iters", type=int, default=200)
     ap.add_argument("--simba-n", type=int, default=None, help="images for SimBA (default --n)")
     ap.add_argument("--threads", type=int, default=1)
@@ -82,6 +75,9 @@ def main() -> None:
     ap.add_argument("--skip-art", action="store_true")
     ap.add_argument("--skip-square", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                    help="how OUR attacks call the target (ART always calls the torch module): onnx exports it once "
+                         "and runs it with onnxruntime behind the same BlackBox counter")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -94,18 +90,33 @@ def main() -> None:
     module, meta = load_checkpoint(ckpt)
     shape = tuple(meta["input_shape"])
     test = make_splits(load_dataset("mnist5k"), seed=0).test
-    bb0 = BlackBox.from_module(module, input_shape=shape)
+    if args.backend == "onnx":
+        from bbdefense.models import export_onnx
+        from bbdefense.models.backends import OnnxBackend
+
+        onnx_path = export_onnx(module, CACHE / "bench" / "target.onnx", shape)
+
+        def make_bb(**kw: object) -> BlackBox:
+            return BlackBox(OnnxBackend(onnx_path, threads=args.threads), num_classes=10, input_shape=shape, **kw)
+    else:
+        def make_bb(**kw: object) -> BlackBox:
+            return BlackBox.from_module(module, input_shape=shape, **kw)
+
+    bb0 = make_bb()
     sel, _, _ = first_correct(bb0, test.x, test.y, args.n)
     x, y = test.x[sel], test.y[sel]
     data = CACHE / "bench" / "images.npz"
     np.savez(data, x=x.numpy(), y=y.numpy())
     py = None if args.skip_art else ensure_art_venv()
     print(f"target {ckpt.name}, {len(x)} correctly classified MNIST-5k test images, threads={args.threads}, "
+          f"our backend {args.backend}, "
           f"torch {torch.__version__}; shared machine: timings are noisy")
 
+    art_iters = (args.budget // 3 if args.art_iters == "queries" else args.budget if args.art_iters == "iterations"
+                 else int(args.art_iters))
     rows = []
     for eps in () if args.skip_square else (0.1, 0.15):
-        bb = BlackBox.from_module(module, input_shape=shape, log_queries=True)
+        bb = make_bb(log_queries=True)
         t0 = time.perf_counter()
         res = ATTACKS["square"](eps=eps, max_queries=args.budget, p_init=args.p_init).run(bb, x, y)
         secs = time.perf_counter() - t0
@@ -114,19 +125,20 @@ def main() -> None:
                      iters / args.budget, secs])
         if py is not None:
             art = run_art(py, {"attack": "square", "model": str(ckpt), "data": str(data), "eps": eps,
-                               "iters": args.budget, "p_init": args.p_init, "threads": args.threads})
+                               "iters": art_iters, "p_init": args.p_init, "threads": args.threads})
             if "error" in art:
                 rows.append(["ART", eps, art["error"], "-", "-", "-", "-"])
             else:
-                rows.append(["ART", eps, art["success_rate"], art["queries"], art["queries"] / args.budget / len(x),
-                             art["calls"] / args.budget, art["seconds"]])
-    print(fmt_table(f"Square linf, {len(x)} images, {args.budget} iterations, p_init {args.p_init}",
+                rows.append(["ART", eps, art["success_rate"], art["queries"], art["queries"] / art_iters / len(x),
+                             art["calls"] / art_iters, art["seconds"]])
+    print(fmt_table(f"Square linf, {len(x)} images, ours {args.budget} queries/image (= iterations), ART "
+                    f"{art_iters} iterations, p_init {args.p_init}",
                     ["impl", "eps", "success rate", "queries", "queries / (image x iteration)",
                      "model calls / iteration", "seconds"], rows))
 
     ns = args.simba_n or len(x)
     rows = []
-    bb = BlackBox.from_module(module, input_shape=shape)
+    bb = make_bb()
     t0 = time.perf_counter()
     res = ATTACKS["simba"](basis="dct", step=0.2, eps=None, freq_dims=args.simba_freq,
                            max_queries=2 * args.simba_iters).run(bb, x[:ns], y[:ns])
@@ -148,7 +160,7 @@ def main() -> None:
 
     def raw_rate(seconds: float = 3.0) -> float:
         """Images/s of plain batched queries (measured next to each attack: the load drifts)."""
-        bbr = BlackBox.from_module(module, input_shape=shape)
+        bbr = make_bb()
         bbr.query(xb)
         t0, done = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
@@ -159,7 +171,7 @@ def main() -> None:
     rows = []
     for name in ("square", "nes", "bandits", "signhunter", "simba"):
         raw = raw_rate()
-        bb = BlackBox.from_module(module, input_shape=shape)
+        bb = make_bb()
         atk = ATTACKS[name](eps=0.02, max_queries=args.tp_queries)  # small eps: few stop, batches stay full
         t0 = time.perf_counter()
         atk.run(bb, xb, yb)

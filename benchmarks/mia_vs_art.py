@@ -26,22 +26,10 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _art_env import ART_VERSION, ensure_art_venv  # noqa: E402
+
 CACHE = ROOT / ".cache"
-ART_VENV = CACHE / "art-venv"
-ART_VERSION = "1.20.1"
-
-
-def ensure_art_venv() -> Path:
-    py = ART_VENV / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import art"], capture_output=True).returncode == 0:
-        return py
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(ART_VENV)], check=True)
-    site = next((ART_VENV / "lib").glob("python*/site-packages"))
-    ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
-    (site / "_bbdefense_venv.pth").write_text(ours + "\n")
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), "--no-deps",
-                    f"adversarial-robustness-toolbox=={ART_VERSION}", "six", "tqdm"], check=True)
-    return py
 
 
 def main() -> None:

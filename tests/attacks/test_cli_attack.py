@@ -69,3 +69,15 @@ def test_cli_attack_errors_are_one_line(digits_ckpt: Path, tmp_path: Path, capsy
     assert "--eps must be > 0, got '-1'" in capsys.readouterr().err
     assert main([*base, "--param", "bogus=1"]) == 2
     assert "attack 'square' has no parameter 'bogus'" in capsys.readouterr().err
+
+
+def test_cli_targeted_hsja_starts_from_target_class_images(digits_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["attack", "--model", str(digits_ckpt), "--attack", "hsja", "--norm", "l2", "--eps", "2", "--budget", "60",
+            "-n", "3", "--targeted", "--output", "label", "--out", str(out), "--no-progress",
+            "--param", "num_iterations=1", "--param", "init_tries=5"]
+    assert main(args) == 0
+    rows = list(read_rows(out / "rows" / "attack.jsonl"))
+    assert len(rows) == 3 and all("target" in r and r["target"] != r["label"] for r in rows)
+    assert all(1 <= r["queries"] <= 60 for r in rows)  # at least the charged check of the start
+    assert json.loads((out / "record.json").read_text())["config"]["targeted"] is True

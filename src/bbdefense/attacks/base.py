@@ -11,7 +11,6 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-import torch
 from torch import Tensor
 
 from ..errors import AccessError, InputError
@@ -80,6 +79,8 @@ class Attack:
     #: constructor arguments without a default that hyperparameters alone cannot give (e.g. a
     #: surrogate model); generic runners (the demo, sweeps) skip attacks that require any
     requires: ClassVar[tuple[str, ...]] = ()
+    #: whether :meth:`run` accepts ``x_init`` (adversarial starting points; decision attacks)
+    takes_init: ClassVar[bool] = False
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments as stored; ``type(a)(**a.get_params())`` rebuilds ``a``."""
@@ -101,11 +102,15 @@ class Attack:
             raise AccessError(f"{self.name} is a white-box attack and needs a WhiteBox model, "
                               f"got {type(model).__name__}")
 
-    def run(self, model: BlackBox, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> AttackResult:
+    def run(self, model: BlackBox, x: Tensor, y: Tensor, *, target: Tensor | None = None,
+            x_init: Tensor | None = None) -> AttackResult:
         """Attack images ``x`` with true labels ``y`` (untargeted) or toward ``target`` labels.
 
-        The inputs are never mutated. Raises :class:`AccessError` for a model that does not reveal
-        what the attack needs, :class:`InputError` for bad images or labels.
+        ``x_init`` ``(N, C, H, W)``: optional adversarial starting points, one per image, for the
+        attacks that start from one (``takes_init``; e.g. targeted HopSkipJump starts from an image of
+        the target class, as its reference does). The inputs are never mutated. Raises
+        :class:`AccessError` for a model that does not reveal what the attack needs,
+        :class:`InputError` for bad images, labels or starting points.
         """
         self.check_model(model)
         validate_images(x, model.input_shape)
@@ -117,8 +122,18 @@ class Attack:
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= model.num_classes):
             raise InputError(f"{self.name}: labels must be in [0, {model.num_classes}), got [{int(y.min())}, "
                              f"{int(y.max())}]")
+        extra: dict[str, Tensor] = {}
+        if x_init is not None:
+            if not self.takes_init:
+                raise InputError(f"{self.name} takes no starting images (x_init); only "
+                                 f"{', '.join(n for n in ATTACKS if ATTACKS[n].takes_init)} do")
+            if not isinstance(x_init, Tensor) or x_init.shape != x.shape:
+                raise InputError(f"{self.name}: x_init must have the images' shape {tuple(x.shape)}, got "
+                                 f"{tuple(x_init.shape) if isinstance(x_init, Tensor) else type(x_init).__name__}")
+            validate_images(x_init, model.input_shape)
+            extra["x_init"] = x_init.detach().clone().to(x.device)
         return self._run(model, x.detach().clone(), y.detach().clone().long(),
-                         None if target is None else target.detach().clone().long())
+                         None if target is None else target.detach().clone().long(), **extra)
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
         raise NotImplementedError

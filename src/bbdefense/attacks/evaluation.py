@@ -90,13 +90,15 @@ def summarize(rows: Sequence[dict[str, Any]], budget: int) -> dict[str, Any]:
 
 
 def run_batches(attack: Attack, model: BlackBox, x: Tensor, y: Tensor, index: Sequence[int], *,
-                target: Tensor | None = None, batch_size: int = 100, writer: RowWriter | None = None,
+                target: Tensor | None = None, x_init: Tensor | None = None, batch_size: int = 100,
+                writer: RowWriter | None = None,
                 batch_writer: RowWriter | None = None, on_event: EventCallback | None = None,
                 task: str = "attack") -> list[dict[str, Any]]:
     """Attack ``x`` in fixed batches, writing one row per image (``idx`` = ``index[i]``).
 
     Returns the rows of this call (rows already on disk are skipped, not returned).
-    Shape: ``x`` ``(N, C, H, W)``, ``y``/``target`` ``(N,)``, ``len(index) == N``.
+    Shape: ``x`` and ``x_init`` (starting points, for attacks that take them) ``(N, C, H, W)``,
+    ``y``/``target`` ``(N,)``, ``len(index) == N``.
     """
     if len(index) != len(x):
         raise InputError(f"index has {len(index)} entries for {len(x)} images")
@@ -112,7 +114,8 @@ def run_batches(attack: Attack, model: BlackBox, x: Tensor, y: Tensor, index: Se
             emit(on_event, "advance", task, n=len(ids))
             continue
         t0 = time.perf_counter()
-        res = attack.run(model, x[sl], y[sl], target=None if target is None else target[sl])
+        res = attack.run(model, x[sl], y[sl], target=None if target is None else target[sl],
+                         x_init=None if x_init is None else x_init[sl])
         secs = time.perf_counter() - t0
         for j, i in enumerate(ids):
             row = {"idx": int(i), "label": int(y[sl][j]), "success": bool(res.success[j]),
@@ -127,6 +130,25 @@ def run_batches(attack: Attack, model: BlackBox, x: Tensor, y: Tensor, index: Se
                                 "criterion": res.criterion})
         emit(on_event, "advance", task, n=len(ids))
     emit(on_event, "end", task)
+    return out
+
+
+def starts_of_class(pool_x: Tensor, pool_y: Tensor, target: Tensor, *, exclude: Tensor | None = None) -> Tensor:
+    """Starting points for targeted decision attacks: for each entry of ``target`` ``(N,)``, an image of
+    ``pool_x`` ``(M, C, H, W)`` whose *true* label ``pool_y`` is that class (cycling through the pool's
+    images of the class, skipping the indices in ``exclude``). No query is made: the attack checks each
+    start itself (charged). Raises :class:`InputError` if the pool has no image of a target class."""
+    keep = torch.ones(len(pool_y), dtype=torch.bool)
+    if exclude is not None:
+        keep[exclude.long()] = False
+    out = torch.empty((len(target), *pool_x.shape[1:]), dtype=pool_x.dtype)
+    used: dict[int, int] = {}
+    for i, c in enumerate(target.tolist()):
+        idx = ((pool_y == c) & keep).nonzero().squeeze(1)
+        if len(idx) == 0:
+            raise InputError(f"no image of target class {c} to start a targeted attack from")
+        out[i] = pool_x[idx[used.get(c, 0) % len(idx)]]
+        used[c] = used.get(c, 0) + 1
     return out
 
 
@@ -148,4 +170,4 @@ def first_correct(model: BlackBox, x: Tensor, y: Tensor, n: int, *, batch_size: 
     return idx, scanned, len(idx)
 
 
-__all__ = ["build_attack", "first_correct", "query_grid", "robust_curve", "run_batches", "summarize"]
+__all__ = ["build_attack", "first_correct", "query_grid", "robust_curve", "run_batches", "starts_of_class", "summarize"]

@@ -61,11 +61,16 @@ class HopSkipJump(Attack):
         criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
             (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
 
+    ``run(..., target=t, x_init=starts)`` starts each image from its row of ``starts`` (e.g. an image
+    of the target class, as the reference's targeted mode does) after one charged query that checks it
+    is adversarial; rows that are not fall back to the uniform-noise search.
+
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` (``extra["min_norm"]``: distance reached).
     """
 
     name = "hsja"
     access = "label"
+    takes_init = True
     norms = ("l2", "linf")
 
     def __init__(self, *, norm: Literal["l2", "linf"] = "l2", eps: float | None = None, max_queries: int = 10_000,
@@ -123,11 +128,21 @@ class HopSkipJump(Attack):
             hi[s[ok]] = mid[ok]
         return self._project(xs, pert, hi).clamp(0, 1), d_post
 
-    def _initialize(self, o: LabelOracle, x: Tensor, need: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Uniform noise until adversarial, then a blend binary search toward ``x`` (tol 1e-3)."""
+    def _initialize(self, o: LabelOracle, x: Tensor, need: Tensor, g: torch.Generator,
+                    x_init: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Start points: ``x_init`` rows that are adversarial (one charged query each, as the reference
+        checks its target image), else uniform noise until adversarial; then a blend binary search
+        toward ``x`` (tol 1e-3)."""
         noise = x.clone()
         ok_all = torch.zeros_like(need)
         need = need.clone()
+        if x_init is not None:
+            s = (need & (o.remaining() > 0)).nonzero().squeeze(1)
+            if len(s):
+                ok = o.is_adv(x_init[s], s)
+                noise[s[ok]] = x_init[s[ok]]
+                ok_all[s[ok]] = True
+                need[s[ok]] = False
         for _ in range(self.init_tries):
             s = (need & (o.remaining() > 0)).nonzero().squeeze(1)
             if len(s) == 0:
@@ -179,7 +194,8 @@ class HopSkipJump(Attack):
         return grad.view(k, *pert.shape[1:])
 
     # ------------------------------------------------------------------ main loop
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None,
+             x_init: Tensor | None = None) -> AttackResult:
         check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion)
         if self.init_num_evals < 1 or self.max_num_evals < self.init_num_evals:
             raise InputError(f"hsja: need 1 <= init_num_evals <= max_num_evals, got {self.init_num_evals} and "
@@ -190,7 +206,7 @@ class HopSkipJump(Attack):
         theta = self.gamma / (d * math.sqrt(d)) if self.norm == "l2" else self.gamma / d ** 2
         o = LabelOracle(model, y, target, self.max_queries, self.batch_size)
         clean_adv = o.is_adv(x, torch.arange(n, device=x.device))
-        init, started = self._initialize(o, x, ~clean_adv, g)
+        init, started = self._initialize(o, x, ~clean_adv, g, x_init)
         pert = torch.where(_bc(clean_adv, x), x, init)
         dist_post = torch.zeros(n, device=x.device)
         s = started.nonzero().squeeze(1)

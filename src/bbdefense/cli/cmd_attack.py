@@ -61,7 +61,7 @@ def attack(
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime; faster on CPU)."),
     output: str = typer.Option("logits", "--output", help="What the oracle reveals: logits | probs | label."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
-    targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded)."),
+    targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); attacks that take starting points (hsja) start from a test image of the target class."),
     criterion: Optional[str] = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
     eot: int = typer.Option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
     param: Optional[list[str]] = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
@@ -76,7 +76,8 @@ def attack(
     import torch
 
     from ..attacks.eot import EOTBlackBox
-    from ..attacks.evaluation import build_attack, first_correct, query_grid, robust_curve, run_batches, summarize
+    from ..attacks.evaluation import (build_attack, first_correct, query_grid, robust_curve, run_batches,
+                                       starts_of_class, summarize)
     from ..data import load_dataset, make_splits
     from ..errors import InputError
     from ..models import load_blackbox, read_meta
@@ -112,6 +113,9 @@ def attack(
         g = torch.Generator().manual_seed(seed)
         k = bb.num_classes
         target = (y + 1 + torch.randint(0, k - 1, y.shape, generator=g)) % k
+    x_init = None
+    if targeted and atk.takes_init:
+        x_init = starts_of_class(test.x, test.y, target, exclude=sel)
     config = {"model": str(model), "backend": backend, "output": output, "dataset": dataset, "n": n,
               "attack": atk.name, "params": atk.get_params(), "targeted": targeted, "eot": eot,
               "batch_size": batch_size}
@@ -120,7 +124,8 @@ def attack(
                  seeds={"attack": seed}, resume=resume)
     t0 = time.perf_counter()
     with run.rows("attack") as writer, run.rows("batches") as bwriter, progress_events(progress) as cb:
-        run_batches(atk, bb, x, y, [int(i) for i in sel], target=target, batch_size=batch_size, writer=writer,
+        run_batches(atk, bb, x, y, [int(i) for i in sel], target=target, x_init=x_init, batch_size=batch_size,
+                    writer=writer,
                     batch_writer=bwriter, on_event=cb)
     rows = list(read_rows(run.path / "rows" / "attack.jsonl"))
     batches = list(read_rows(run.path / "rows" / "batches.jsonl"))
