@@ -36,11 +36,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/decision_linear.py
 	$(PY) benchmarks/serve_load.py --quick
 
-# Comparisons with IBM ART, installed by each script into its own venv under .cache/art-venv.
+# Comparisons with IBM ART, installed once into .cache/art-venv by benchmarks/_art_env.py.
+# The commands whose tables are quoted in docs/attacks.md, docs/attacks-decision-whitebox.md, docs/certification.md
+# and docs/privacy.md (about 20 minutes on 2 cores; run them on a quiet machine).
 bench-peers: $(STAMP)
-	$(PY) benchmarks/attacks_vs_art.py
-	$(PY) benchmarks/hsja_speed.py
-	$(PY) benchmarks/certify_vs_art.py
+	$(PY) benchmarks/attacks_vs_art.py --budget 1000 --simba-n 50 --simba-iters 100 --simba-freq 28
+	$(PY) benchmarks/hsja_speed.py --n 20 --iters 10 --art-iters 10,30
+	$(PY) benchmarks/certify_vs_art.py --images 10 --n0 100 --n 2000 --batch-size 100 --art-batch-sizes 32,100 --repeats 1
+	$(PY) benchmarks/mia_vs_art.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
