@@ -1,0 +1,51 @@
+"""``bbdefense run CONFIG.yaml``: a config-driven experiment (SPEC §7) with resume, records and a report;
+``bbdefense check-config CONFIG.yaml`` validates a file without running it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import out, progress_events, seed_everything
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_config)
+    app.command("check-config")(check_config)
+
+
+def run_config(
+    config: Path = typer.Argument(..., help="Experiment YAML (see configs/ and docs/experiments.md)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep rows already on disk."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Run an experiment file: target, defenses, attacks, certification, privacy; write rows and a report."""
+    import time
+
+    from ..experiments.config import load_config
+    from ..experiments.runner import run_experiment
+    from ..records import load_record
+
+    cfg = load_config(config)
+    seed_everything(cfg.seed)
+    path = out_dir or Path("runs") / cfg.name
+    t0 = time.perf_counter()
+    with progress_events(progress) as cb:
+        md = run_experiment(cfg, path, resume=resume, on_event=cb)
+    rec = load_record(path)
+    failed = [c["name"] for c in rec.checks if not c["passed"]]
+    out.print(f"{cfg.name}: finished in {time.perf_counter() - t0:.1f}s; wrote {md} and {md.with_suffix('.html')}"
+              + (f"; checks failed: {', '.join(failed)}" if failed else ""))
+
+
+def check_config(config: Path = typer.Argument(..., help="Experiment YAML.")) -> None:
+    """Validate an experiment file (unknown keys and names are errors) and print what it would run."""
+    from ..experiments.config import load_config
+
+    cfg = load_config(config)
+    out.print(f"{config.name}: valid. target {cfg.target.checkpoint or cfg.target.arch}; "
+              f"{len(cfg.defenses)} defense(s), {len(cfg.attacks)} attack(s), {len(cfg.certify)} certification(s), "
+              f"privacy {'on' if cfg.privacy is not None else 'off'}")

@@ -1,0 +1,224 @@
+"""Experiment configuration files (SPEC §7): one YAML file describes a run (data, target, defenses,
+attacks, certification, privacy); :func:`load_config` validates it (unknown keys are rejected, names
+are checked against the registries) and :func:`bbdefense.experiments.runner.run_experiment` runs it.
+
+Example (``configs/quick.yaml`` is a complete one)::
+
+    name: owner-defenses-quick
+    seed: 0
+    data: {dataset: mnist5k, n: 50}
+    target: {arch: smallcnn, train: {epochs: 6}}
+    defenses:
+      - {name: rnd, params: {nu: 0.275}}
+    attacks:
+      - {name: square, budget: 1000, params: {norm: linf, eps: 0.3, p_init: 0.8}}
+    certify:
+      - {noise: gaussian, sigma: 0.25, n0: 20, n: 200}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Evaluation data: the ``test`` split of ``dataset`` (``make_splits`` with ``split_seed``).
+
+    ``n`` images are attacked (the first ``n`` the undefended target classifies correctly) and
+    certified (the first ``n`` test images)."""
+
+    dataset: str = "mnist5k"
+    data_dir: str | None = None
+    split_seed: int = 0
+    n: int = Field(100, ge=1)
+
+
+class TrainSection(_Strict):
+    """Fields of :class:`bbdefense.training.TrainConfig` (its defaults where omitted)."""
+
+    mode: Literal["plain", "gaussian", "pgd", "noise"] = "plain"
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: str = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    sigma: float = Field(0.25, gt=0)
+    eps: float = Field(0.1, gt=0)
+    pgd_steps: int = Field(7, ge=1)
+    noise: str | None = None
+    noise_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TargetConfig(_Strict):
+    """The target: an existing ``checkpoint`` (or ``.onnx`` file), or a zoo ``arch`` trained on the data's
+    owner split with ``train`` (cached in the run directory and reused)."""
+
+    checkpoint: str | None = None
+    arch: str | None = None
+    train: TrainSection = Field(default_factory=TrainSection)
+    backend: Literal["torch", "onnx"] = "torch"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TargetConfig:
+        if (self.checkpoint is None) == (self.arch is None):
+            raise ValueError("give exactly one of target.checkpoint or target.arch")
+        if self.arch is not None:
+            from ..models.zoo import MODELS
+
+            if self.arch not in MODELS:
+                raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(sorted(MODELS))}")
+        return self
+
+
+class DefenseConfig(_Strict):
+    """An owner-side defense of :data:`bbdefense.defenses.DEFENSES` wrapped around the target."""
+
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ..defenses import DEFENSES
+
+        if v not in DEFENSES:
+            raise ValueError(f"unknown defense {v!r}; known: {', '.join(sorted(DEFENSES))}")
+        return v
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class AttackConfig(_Strict):
+    """An attack of :data:`bbdefense.attacks.ATTACKS` run on the undefended target and on every defense.
+
+    ``params`` are the attack's keyword hyperparameters (``norm``, ``eps``, ...); ``budget`` is its
+    per-image ``max_queries``; ``eot`` > 1 wraps the model in ``EOTBlackBox(m=eot)``; ``criterion``
+    is the success criterion on randomized models."""
+
+    name: str
+    budget: int = Field(1000, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    eot: int = Field(1, ge=1)
+    criterion: Literal["single", "majority", "fooled_once"] | None = None
+    targeted: bool = False
+    label: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ..attacks import ATTACKS
+
+        if v not in ATTACKS:
+            raise ValueError(f"unknown attack {v!r}; known: {', '.join(sorted(ATTACKS))}")
+        if ATTACKS[v].requires:
+            raise ValueError(f"attack {v!r} needs {', '.join(ATTACKS[v].requires)}, which a config cannot give")
+        return v
+
+    @property
+    def key(self) -> str:
+        return self.label or (f"eot{self.eot}-{self.name}" if self.eot > 1 else self.name)
+
+
+class CertifyConfig(_Strict):
+    """Cohen CERTIFY of the target (undefended) smoothed with ``noise`` at ``sigma``."""
+
+    noise: str = "gaussian"
+    sigma: float = Field(0.25, gt=0)
+    noise_params: dict[str, float] = Field(default_factory=dict)
+    n0: int = Field(100, ge=1)
+    n: int = Field(1000, ge=1)
+    alpha: float = Field(0.001, gt=0, lt=1)
+    norms: list[Literal["l1", "l2", "linf"]] = Field(default_factory=lambda: ["l2"])
+    batch_size: int = Field(100, ge=1)
+
+    @field_validator("noise")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ..certify import NOISES
+
+        if v not in NOISES:
+            raise ValueError(f"unknown noise {v!r}; known: {', '.join(sorted(NOISES))}")
+        return v
+
+    @property
+    def key(self) -> str:
+        return f"{self.noise}-{self.sigma:g}"
+
+
+class ExperimentConfig(_Strict):
+    """A whole run. ``defenses``, ``attacks``, ``certify`` and ``privacy`` may each be empty."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    target: TargetConfig
+    defenses: list[DefenseConfig] = Field(default_factory=list)
+    attacks: list[AttackConfig] = Field(default_factory=list)
+    certify: list[CertifyConfig] = Field(default_factory=list)
+    privacy: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> ExperimentConfig:
+        for what, keys in (("defense", [d.key for d in self.defenses]), ("attack", [a.key for a in self.attacks]),
+                           ("certify", [c.key for c in self.certify])):
+            dup = sorted({k for k in keys if keys.count(k) > 1})
+            if dup:
+                raise ValueError(f"two {what} entries share the name {dup[0]!r}: give one a distinct 'label'")
+        if "undefended" in [d.key for d in self.defenses]:
+            raise ValueError("'undefended' is reserved for the target itself")
+        if self.privacy is not None:
+            import dataclasses
+
+            from ..privacy.study import StudyConfig
+
+            known = {f.name for f in dataclasses.fields(StudyConfig)} - {"seed"}
+            bad = sorted(set(self.privacy) - known)
+            if bad:
+                raise ValueError(f"privacy: unknown key {bad[0]!r}; known: {', '.join(sorted(known))}")
+        return self
+
+
+def _describe(err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {msg}{extra}"
+
+
+def parse_config(data: Any, *, source: str = "config") -> ExperimentConfig:
+    """Validate a parsed mapping; raises :class:`ConfigError` naming the first bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_config(data, source=p.name)

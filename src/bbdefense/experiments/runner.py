@@ -1,0 +1,228 @@
+"""Run an :class:`~bbdefense.experiments.config.ExperimentConfig` (SPEC §7): target, defenses, attacks,
+certification and privacy, with one row per example streamed to disk as it is produced, resume after
+an interruption (rows already on disk are neither recomputed nor duplicated), sanity checks, and the
+Markdown/HTML report rendered from the record.
+
+Protocol:
+
+* the target is a checkpoint, or a zoo architecture trained on the owner split and cached in
+  ``RUN/target`` (reused when the recipe matches);
+* every model (``undefended`` and each defense wrapped around the target) is attacked through a fresh
+  query-counted :class:`~bbdefense.models.BlackBox` per attack (label-only for decision attacks),
+  a randomized defense re-seeded first; the attacked images are the first ``data.n`` test images the
+  undefended target classifies correctly (found with uncharged audit queries), the same for all models;
+* robust accuracy = fraction of those images the attack did not fool within its budget;
+* certification smooths the undefended target (Cohen CERTIFY), one row per image.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..events import EventCallback, emit
+from ..models import BlackBox, load_blackbox, load_checkpoint, read_meta
+from ..records import RunDir, line_plot, read_rows, render_report, table
+from .config import AttackConfig, CertifyConfig, ExperimentConfig
+
+
+def _target(cfg: ExperimentConfig, run_path: Path, on_event: EventCallback | None) -> tuple[Path, dict[str, Any]]:
+    from ..training import TrainConfig, train_target
+
+    t = cfg.target
+    if t.checkpoint is not None:
+        p = Path(t.checkpoint)
+        return p, (read_meta(p) if p.suffix != ".onnx" else {})
+    tc = TrainConfig(**t.train.model_dump(), seed=cfg.seed)
+    assert t.arch is not None
+    return train_target(t.arch, cfg.data.dataset, run_path / "target", tc, data_dir=cfg.data.data_dir,
+                        split_seed=cfg.data.split_seed, reuse=True, on_event=on_event)
+
+
+def _models(cfg: ExperimentConfig, module: nn.Module) -> dict[str, nn.Module]:
+    from ..defenses import build_defense
+
+    models: dict[str, nn.Module] = {"undefended": module}
+    for d in cfg.defenses:
+        models[d.key] = build_defense(d.name, module, **{"seed": cfg.seed, **d.params})
+    return models
+
+
+def _attack_model(model: nn.Module, a: AttackConfig, shape: tuple[int, int, int], k: int, seed: int,
+                  name: str) -> tuple[BlackBox, BlackBox]:
+    from ..attacks import ATTACKS
+    from ..attacks.eot import EOTBlackBox
+    from ..defenses import Defense
+
+    if isinstance(model, Defense):
+        model.reseed(seed)
+    access = ATTACKS[a.name].access
+    if access == "white":
+        from ..models import WhiteBox
+
+        bb: BlackBox = WhiteBox(model, num_classes=k, input_shape=shape)
+    else:
+        bb = BlackBox.from_module(model, num_classes=k, input_shape=shape,
+                                  output="label" if access == "label" else "logits", name=name)
+    return bb, (EOTBlackBox(bb, m=a.eot) if a.eot > 1 else bb)
+
+
+def _attacks(cfg: ExperimentConfig, run: RunDir, models: dict[str, nn.Module], base: BlackBox, test: Any,
+             on_event: EventCallback | None) -> None:
+    from ..attacks.evaluation import (build_attack, first_correct, query_grid, robust_curve, run_batches,
+                                      starts_of_class, summarize)
+
+    sel, _, _ = first_correct(base, test.x, test.y, cfg.data.n)
+    x, y = test.x[sel], test.y[sel]
+    sec = "Attacks"
+    run.record.sections.append({"title": sec, "text": (
+        f"{len(sel)} test images the undefended target classifies correctly; every model is attacked through its own "
+        "query-counted black box. Robust accuracy = images not fooled within the budget; queries are per image.")})
+    summary, flagged = [], []
+    for a in cfg.attacks:
+        params = dict(a.params)
+        if a.criterion is not None:
+            params["criterion"] = a.criterion
+        target = x_init = None
+        if a.targeted:
+            g = torch.Generator().manual_seed(cfg.seed)
+            target = (y + 1 + torch.randint(0, base.num_classes - 1, y.shape, generator=g)) % base.num_classes
+        series = []
+        for mname, model in models.items():
+            atk = build_attack(a.name, max_queries=a.budget, seed=cfg.seed, params=params)
+            if a.targeted and atk.takes_init:
+                x_init = starts_of_class(test.x, test.y, target, exclude=sel)  # type: ignore[arg-type]
+            _, bb = _attack_model(model, a, base.input_shape, base.num_classes, cfg.seed, mname)
+            rows_name = f"attack__{mname}__{a.key}"
+            t0 = time.perf_counter()
+            with run.rows(rows_name) as w:
+                run_batches(atk, bb, x, y, [int(i) for i in sel], target=target, x_init=x_init, writer=w,
+                            task=f"{a.key} on {mname}", on_event=on_event)
+            rows = list(read_rows(run.path / "rows" / f"{rows_name}.jsonl"))
+            s = summarize(rows, a.budget)
+            early = sum(1 for r in rows if not r["success"] and r["queries"] < a.budget)
+            summary.append([mname, a.key, a.budget, s["robust_accuracy"], s.get("median_queries_success"),
+                            s["total_queries"], round(time.perf_counter() - t0, 2)])
+            flagged.append((mname, a.key, early, sum(1 for r in rows if not r["success"])))
+            grid = query_grid(a.budget)
+            series.append({"label": f"{mname} ({s['total_queries']} queries)", "x": grid,
+                           "y": robust_curve([r["success"] for r in rows], [r["queries"] for r in rows], grid)})
+            run.set_metrics(**{f"robust_accuracy.{mname}.{a.key}": s["robust_accuracy"]})
+        run.add_plot({**line_plot(f"Robust accuracy vs queries: {a.key}", series, xlabel="queries per image",
+                                  ylabel="robust accuracy", xscale="log"), "section": sec})
+    run.add_table({**table("Robust accuracy", ["model", "attack", "budget", "robust accuracy",
+                                               "median queries (successes)", "total queries", "seconds"], summary,
+                           f"{len(sel)} images"), "section": sec})
+    for mname, akey, early, robust in flagged:
+        if robust:
+            run.add_check(f"budget_exhaustion.{mname}.{akey}", early == 0, (
+                f"{early}/{robust} images counted robust stopped before spending their budget (the attack claimed a "
+                "success that the success criterion did not confirm): that robust accuracy is optimistic" if early
+                else f"all {robust} images counted robust withstood the whole budget"))
+
+
+def _certify_one(cfg: ExperimentConfig, run: RunDir, spec: str, c: CertifyConfig, test: Any,
+                 on_event: EventCallback | None) -> list[Any]:
+    from ..certify import Certificate, Smooth, make_noise
+
+    bb = load_blackbox(spec, backend=cfg.target.backend)
+    sm = Smooth(bb, make_noise(c.noise, sigma=c.sigma, **c.noise_params), norms=c.norms)  # type: ignore[arg-type]
+    name = f"certify__{c.key}"
+    idx = list(range(min(cfg.data.n, len(test))))
+    with run.rows(name) as w:
+        todo = [i for i in idx if i not in w.done]
+        for s in range(0, len(todo), 10):
+            ids = todo[s:s + 10]
+            q0 = bb.stats.queries
+            certs = sm.certify(test.x[ids], n0=c.n0, n=c.n, alpha=c.alpha, batch_size=c.batch_size, seed=cfg.seed,
+                               indices=ids, on_event=on_event)
+            dq = (bb.stats.queries - q0) // len(ids)
+            for i, ct in zip(ids, certs, strict=True):
+                w.write({"idx": i, "label": int(test.y[i]), "predict": ct.label, "abstain": ct.abstain,
+                         "pA_lower": ct.pA_lower, **{f"radius_{k}": v for k, v in ct.radius.items()},
+                         "approximate": ct.approximate, "queries": dq})
+    rows = [r for r in read_rows(run.path / "rows" / f"{name}.jsonl") if r["idx"] in set(idx)]
+    return [(r, Certificate(r["predict"], r["pA_lower"], {k: r.get(f"radius_{k}", 0.0) or 0.0 for k in c.norms},
+                            [], c.n0, c.n, r["abstain"])) for r in rows]
+
+
+def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tuple[int, int, int],
+             on_event: EventCallback | None) -> None:
+    from ..certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
+
+    sec = "Certification"
+    run.record.sections.append({"title": sec, "text": (
+        f"Cohen CERTIFY of the undefended target on the first {cfg.data.n} test images; certified accuracy counts "
+        "correct certificates with radius >= r (abstentions are wrong).")})
+    d = int(math.prod(shape))
+    summary = []
+    for c in cfg.certify:
+        pairs = _certify_one(cfg, run, spec, c, test, on_event)
+        labels = [r["label"] for r, _ in pairs]
+        certs = [ct for _, ct in pairs]
+        q = sum(r["queries"] for r, _ in pairs)
+        abst = sum(r["abstain"] for r, _ in pairs) / max(len(pairs), 1)
+        run.add_check(f"abstain_rate.{c.key}", abst < 0.5, f"{abst:.1%} of images abstained")
+        for nm in c.norms:
+            grid = radius_grid(default_r_max(nm, c.sigma, d))
+            curve = curve_from_certificates(certs, labels, nm, grid)
+            score = robust_score(curve, grid)
+            summary.append([c.key, nm, float(curve[0]), float(curve[len(grid) // 4]), float(curve[len(grid) // 2]),
+                            score["score"], abst, q])
+            run.add_plot({**line_plot(f"Certified accuracy vs {nm} radius: {c.key}", [
+                {"label": f"{c.key} ({q} queries)", "x": grid.tolist(), "y": curve.tolist(), "marker": ""}],
+                xlabel=f"{nm} radius", ylabel="certified accuracy"), "section": sec})
+            run.set_metrics(**{f"certified.{c.key}.{nm}.robust_score": score["score"]})
+    run.add_table({**table("Certified accuracy", ["noise", "norm", "r=0", "r=r_max/4", "r=r_max/2", "robust score",
+                                                  "abstain rate", "queries"], summary), "section": sec})
+
+
+def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = True,
+                   on_event: EventCallback | None = None) -> Path:
+    """Run ``cfg`` into the directory ``out``; returns the path of ``report.md``."""
+    from ..data import load_dataset, make_splits
+
+    out = Path(out)
+    run = RunDir(out, kind="experiment", name=cfg.name, config=cfg.model_dump(), seeds={"experiment": cfg.seed},
+                 resume=resume)
+    run.record.sections = []
+    t0 = time.perf_counter()
+    emit(on_event, "start", "target", total=1, message="target")
+    path, meta = _target(cfg, out, on_event)
+    emit(on_event, "end", "target")
+    spec = str(path)
+    base = load_blackbox(spec, backend=cfg.target.backend)
+    test = make_splits(load_dataset(cfg.data.dataset, cfg.data.data_dir), seed=cfg.data.split_seed).test
+    acc = float((base.audit(test.x[:1000]).argmax(1) == test.y[:1000]).float().mean())
+    run.set_metrics(target_test_accuracy=acc)
+    run.add_check("randomized_outputs", not base.randomized, "the target answers deterministically"
+                  if not base.randomized else "the target's outputs are randomized: use criterion/EOT")
+    if cfg.attacks:
+        if spec.endswith(".onnx"):
+            from ..errors import ConfigError
+
+            raise ConfigError("attacks on defenses need the target as a torch checkpoint, not an .onnx file")
+        module, _ = load_checkpoint(path)
+        _attacks(cfg, run, _models(cfg, module.eval()), base, test, on_event)
+    if cfg.certify:
+        _certify(cfg, run, spec, test, base.input_shape, on_event)
+    if cfg.privacy is not None:
+        from ..data import make_splits as _ms
+        from ..privacy.study import StudyConfig, run_study
+
+        sc = StudyConfig(**{"seed": cfg.seed, **{k: (tuple(v) if isinstance(v, list) else v)
+                                                 for k, v in cfg.privacy.items()}})
+        module, _ = load_checkpoint(path)
+        run.record.sections.append({"title": "Privacy", "text": "Membership inference (DUCD Fig. 9 protocol)."})
+        run_study(run, module.eval(), meta["arch"], _ms(load_dataset(cfg.data.dataset, cfg.data.data_dir),
+                                                        seed=cfg.data.split_seed),
+                  sc, cache_dir=out / "privacy_cache", section="Privacy", on_event=on_event)
+    run.set_metrics(seconds=round(time.perf_counter() - t0, 2))
+    run.finish()
+    md, _ = render_report(out)
+    return md

@@ -1,0 +1,115 @@
+"""Config-driven experiments: validation errors name the key, the runner streams rows, resumes without
+recomputing or duplicating, and the report/record hold the tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bbdefense.cli import main
+from bbdefense.errors import ConfigError
+from bbdefense.experiments.config import load_config, parse_config
+from bbdefense.experiments.runner import run_experiment
+from bbdefense.records import read_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "data": {"dataset": "digits", "n": 6},
+    "target": {"arch": "smallcnn", "train": {"epochs": 2, "batch_size": 64}},
+    "defenses": [{"name": "rnd", "params": {"nu": 0.05}}],
+    "attacks": [{"name": "square", "budget": 20, "params": {"norm": "linf", "eps": 0.3, "p_init": 0.8},
+                 "criterion": "single"},
+                {"name": "hsja", "budget": 40, "params": {"norm": "l2", "eps": 2.0, "num_iterations": 1}}],
+    "certify": [{"noise": "gaussian", "sigma": 0.25, "n0": 8, "n": 32, "norms": ["l2"], "batch_size": 40}],
+}
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"target": {"arch": "smallcnn", "bogus": 1}}, "target.bogus: unknown key"),
+    ({"target": {"arch": "nope"}}, "unknown architecture 'nope'"),
+    ({"target": {"arch": "smallcnn", "checkpoint": "x"}}, "exactly one of target.checkpoint or target.arch"),
+    ({"attacks": [{"name": "squar"}]}, "attacks.0.name: unknown attack 'squar'"),
+    ({"attacks": [{"name": "square", "budget": 0}]}, "attacks.0.budget"),
+    ({"attacks": [{"name": "square"}, {"name": "square"}]}, "share the name 'square'"),
+    ({"defenses": [{"name": "rnd", "label": "undefended"}]}, "'undefended' is reserved"),
+    ({"certify": [{"noise": "gauss"}]}, "unknown noise 'gauss'"),
+    ({"privacy": {"n_member": 5}}, "privacy: unknown key 'n_member'"),
+    ({"surprise": 1}, "surprise: unknown key"),
+])
+def test_invalid_configs_name_the_bad_key(patch: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_config({**TINY, **patch})
+
+
+def test_load_config_errors_and_shipped_configs_are_valid(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    shipped = sorted((ROOT / "configs").glob("*.yaml"))
+    assert shipped
+    for p in shipped:
+        load_config(p)
+
+
+def test_runner_streams_rows_resumes_and_reports(tmp_path: Path) -> None:
+    cfg = parse_config(TINY)
+    out = tmp_path / "run"
+    md = run_experiment(cfg, out)
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["status"] == "complete" and md.is_file() and md.with_suffix(".html").is_file()
+    rows_dir = out / "rows"
+    names = {p.stem for p in rows_dir.glob("*.jsonl")}
+    assert {"attack__undefended__square", "attack__rnd__square", "attack__undefended__hsja", "attack__rnd__hsja",
+            "certify__gaussian-0.25"} <= names
+    sq = list(read_rows(rows_dir / "attack__undefended__square.jsonl"))
+    assert 1 <= len(sq) <= 6 and all(r["queries"] <= 20 for r in sq)
+    cert = list(read_rows(rows_dir / "certify__gaussian-0.25.jsonl"))
+    assert len(cert) == 6 and all(r["queries"] == 8 + 32 for r in cert)
+    table = next(t for t in rec["tables"] if t["title"] == "Robust accuracy")
+    assert {(r[0], r[1]) for r in table["rows"]} == {(m, a) for m in ("undefended", "rnd") for a in ("square", "hsja")}
+    for r in table["rows"]:  # robust accuracy in the table = 1 - successes / images of that row file
+        rows = list(read_rows(rows_dir / f"attack__{r[0]}__{r[1]}.jsonl"))
+        assert r[3] == pytest.approx(1 - sum(x["success"] for x in rows) / len(rows))
+    assert "Robust accuracy" in md.read_text() and "Certified accuracy" in md.read_text()
+    checks = {c["name"]: c["passed"] for c in rec["checks"]}
+    for r in table["rows"]:  # the sanity check flags robust images whose attack stopped before its budget
+        rows = list(read_rows(rows_dir / f"attack__{r[0]}__{r[1]}.jsonl"))
+        robust = [x for x in rows if not x["success"]]
+        if robust:
+            assert checks[f"budget_exhaustion.{r[0]}.{r[1]}"] == all(x["queries"] >= r[2] for x in robust)
+
+    # an interrupted run: drop the last certification rows and one attack file, run again
+    path = rows_dir / "certify__gaussian-0.25.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:3]) + lines[3][:9])
+    (rows_dir / "attack__rnd__hsja.jsonl").unlink()
+    stamp = (rows_dir / "attack__undefended__square.jsonl").stat().st_mtime_ns
+    run_experiment(cfg, out)
+    again = list(read_rows(path))
+    assert sorted(r["idx"] for r in again) == sorted(r["idx"] for r in cert)
+    assert len({r["idx"] for r in again}) == len(again) == 6  # nothing lost, nothing duplicated
+    assert [r for r in again if r["idx"] < 3] == [r for r in cert if r["idx"] < 3]
+    assert (rows_dir / "attack__undefended__square.jsonl").stat().st_mtime_ns == stamp  # not recomputed
+    assert (rows_dir / "attack__rnd__hsja.jsonl").is_file()
+
+
+def test_cli_run_and_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    small = {**TINY, "attacks": TINY["attacks"][:1], "certify": []}
+    p = tmp_path / "exp.yaml"
+    p.write_text(yaml.safe_dump(small))
+    assert main(["check-config", str(p)]) == 0
+    assert main(["run", str(p), "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert (tmp_path / "r" / "report.md").is_file()
+    p.write_text(yaml.safe_dump({**small, "target": {"arch": "smallcnn", "epoch": 1}}))
+    capsys.readouterr()
+    assert main(["run", str(p), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "target.epoch: unknown key" in err[0]
