@@ -113,3 +113,17 @@ def test_cli_run_and_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["run", str(p), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "target.epoch: unknown key" in err[0]
+
+
+def test_a_finished_run_with_the_privacy_study_can_be_resumed(tmp_path: Path) -> None:
+    cfg = parse_config({"name": "priv", "data": {"dataset": "digits", "n": 6},
+                        "target": {"arch": "smallcnn", "train": {"epochs": 1}},
+                        "privacy": {"n_members": 20, "sources": ["disjoint"], "distill_budget": 200,
+                                    "distill_epochs": 1, "n_smooth": 4, "overfit_n": 0, "shadow": False,
+                                    "n_boot": 50}})
+    run_experiment(cfg, tmp_path / "r")
+    run_experiment(cfg, tmp_path / "r")  # the study used to write into record.config: "another config"
+    rec = json.loads((tmp_path / "r" / "record.json").read_text())
+    assert rec["config"] == json.loads(json.dumps(cfg.model_dump()))
+    titles = {t["title"] for t in rec["tables"]}
+    assert {"Privacy study settings", "Membership inference per model and attack"} <= titles

@@ -24,7 +24,7 @@ from ..data import Splits
 from ..errors import InputError
 from ..events import EventCallback
 from ..models import BlackBox
-from ..records import RunDir
+from ..records import RunDir, table
 from .evaluate import ShadowRef, add_report, evaluate_privacy
 from .overfit import overfit_subset, train_overfit_target
 from .signals import smoothed_blackbox
@@ -148,8 +148,11 @@ def run_study(run: RunDir, target: nn.Module, arch: str, splits: Splits, cfg: St
         run.record.plots = [p for p in run.record.plots if p.get("section") != section]
         add_report(run, rows, section=section)
     run.set_metrics(**{f"privacy.{r['model']}.{r['attack']}.auc": round(r["auc"], 4) for r in rows})
-    run.record.config.setdefault("privacy_study", asdict(cfg))
-    run.save()
+    # The study's settings go into a table, not into ``record.config``: changing the config after the run
+    # started made a finished run impossible to resume ("another config").
+    run.add_table({**table("Privacy study settings", ["setting", "value"],
+                           [[k, str(v)] for k, v in asdict(cfg).items()]),
+                   **({"section": section} if section else {})})
     return rows
 
 
