@@ -23,7 +23,7 @@ TINY = {
     "data": {"dataset": "digits", "n": 6},
     "target": {"arch": "smallcnn", "train": {"epochs": 2, "batch_size": 64}},
     "defenses": [{"name": "rnd", "params": {"nu": 0.05}}],
-    "attacks": [{"name": "square", "budget": 20, "params": {"norm": "linf", "eps": 0.3, "p_init": 0.8},
+    "attacks": [{"name": "square", "budgets": [5, 20], "params": {"norm": "linf", "eps": 0.3, "p_init": 0.8},
                  "criterion": "single"},
                 {"name": "hsja", "budget": 40, "params": {"norm": "l2", "eps": 2.0, "num_iterations": 1}}],
     "certify": [{"noise": "gaussian", "sigma": 0.25, "n0": 8, "n": 32, "norms": ["l2"], "batch_size": 40}],
@@ -41,6 +41,12 @@ TINY = {
     ({"certify": [{"noise": "gauss"}]}, "unknown noise 'gauss'"),
     ({"privacy": {"n_member": 5}}, "privacy: unknown key 'n_member'"),
     ({"surprise": 1}, "surprise: unknown key"),
+    ({"attacks": [{"name": "square", "params": {"epsilon": 0.1}}]}, "attack 'square' has no parameter 'epsilon'"),
+    ({"attacks": [{"name": "square", "params": {"max_queries": 9}}]}, "as 'budget'"),
+    ({"attacks": [{"name": "square", "budgets": [10, 10]}]}, "distinct positive integers"),
+    ({"attacks": [{"name": "square", "budgets": [10]}, {"name": "square", "budget": 10, "label": "square@10"}]},
+     "share the name 'square@10'"),
+    ({"defenses": [{"name": "rnd", "params": {"sigma": 0.1}}]}, "defense 'rnd' has no parameter 'sigma'"),
 ])
 def test_invalid_configs_name_the_bad_key(patch: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -67,14 +73,16 @@ def test_runner_streams_rows_resumes_and_reports(tmp_path: Path) -> None:
     assert rec["status"] == "complete" and md.is_file() and md.with_suffix(".html").is_file()
     rows_dir = out / "rows"
     names = {p.stem for p in rows_dir.glob("*.jsonl")}
-    assert {"attack__undefended__square", "attack__rnd__square", "attack__undefended__hsja", "attack__rnd__hsja",
+    assert {"attack__undefended__square@5", "attack__rnd__square@20", "attack__undefended__hsja", "attack__rnd__hsja",
             "certify__gaussian-0.25"} <= names
-    sq = list(read_rows(rows_dir / "attack__undefended__square.jsonl"))
+    sq = list(read_rows(rows_dir / "attack__undefended__square@20.jsonl"))
     assert 1 <= len(sq) <= 6 and all(r["queries"] <= 20 for r in sq)
+    assert all(r["queries"] <= 5 for r in read_rows(rows_dir / "attack__undefended__square@5.jsonl"))
     cert = list(read_rows(rows_dir / "certify__gaussian-0.25.jsonl"))
     assert len(cert) == 6 and all(r["queries"] == 8 + 32 for r in cert)
     table = next(t for t in rec["tables"] if t["title"] == "Robust accuracy")
-    assert {(r[0], r[1]) for r in table["rows"]} == {(m, a) for m in ("undefended", "rnd") for a in ("square", "hsja")}
+    assert {(r[0], r[1]) for r in table["rows"]} == {(m, a) for m in ("undefended", "rnd")
+                                                     for a in ("square@5", "square@20", "hsja")}
     for r in table["rows"]:  # robust accuracy in the table = 1 - successes / images of that row file
         rows = list(read_rows(rows_dir / f"attack__{r[0]}__{r[1]}.jsonl"))
         assert r[3] == pytest.approx(1 - sum(x["success"] for x in rows) / len(rows))
@@ -91,13 +99,13 @@ def test_runner_streams_rows_resumes_and_reports(tmp_path: Path) -> None:
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:3]) + lines[3][:9])
     (rows_dir / "attack__rnd__hsja.jsonl").unlink()
-    stamp = (rows_dir / "attack__undefended__square.jsonl").stat().st_mtime_ns
+    stamp = (rows_dir / "attack__undefended__square@20.jsonl").stat().st_mtime_ns
     run_experiment(cfg, out)
     again = list(read_rows(path))
     assert sorted(r["idx"] for r in again) == sorted(r["idx"] for r in cert)
     assert len({r["idx"] for r in again}) == len(again) == 6  # nothing lost, nothing duplicated
     assert [r for r in again if r["idx"] < 3] == [r for r in cert if r["idx"] < 3]
-    assert (rows_dir / "attack__undefended__square.jsonl").stat().st_mtime_ns == stamp  # not recomputed
+    assert (rows_dir / "attack__undefended__square@20.jsonl").stat().st_mtime_ns == stamp  # not recomputed
     assert (rows_dir / "attack__rnd__hsja.jsonl").is_file()
 
 

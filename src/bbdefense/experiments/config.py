@@ -30,6 +30,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _check_params(what: str, name: str, cls: type, params: dict[str, Any], reserved: tuple[str, ...] = ()) -> None:
+    """Reject keys ``cls.__init__`` does not take (naming the accepted ones)."""
+    import inspect
+
+    sig = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
+        return
+    accepted = [k for k in sig if k not in ("self", *reserved)]
+    for key in params:
+        if key not in accepted:
+            raise ValueError(f"{what} {name!r} has no parameter {key!r}; it takes: {', '.join(accepted)}")
+
+
 class DataConfig(_Strict):
     """Evaluation data: the ``test`` split of ``dataset`` (``make_splits`` with ``split_seed``).
 
@@ -95,6 +108,13 @@ class DefenseConfig(_Strict):
             raise ValueError(f"unknown defense {v!r}; known: {', '.join(sorted(DEFENSES))}")
         return v
 
+    @model_validator(mode="after")
+    def _params(self) -> DefenseConfig:
+        from ..defenses import DEFENSES
+
+        _check_params("defense", self.name, DEFENSES[self.name], self.params, reserved=("model", "module"))
+        return self
+
     @property
     def key(self) -> str:
         return self.label or self.name
@@ -104,11 +124,14 @@ class AttackConfig(_Strict):
     """An attack of :data:`bbdefense.attacks.ATTACKS` run on the undefended target and on every defense.
 
     ``params`` are the attack's keyword hyperparameters (``norm``, ``eps``, ...); ``budget`` is its
-    per-image ``max_queries``; ``eot`` > 1 wraps the model in ``EOTBlackBox(m=eot)``; ``criterion``
-    is the success criterion on randomized models."""
+    per-image ``max_queries``; ``budgets: [100, 1000, 2500]`` runs the attack once per budget instead
+    (entries ``NAME@BUDGET``; Square's schedule depends on the budget, so a curve read off one long run
+    is not the same); ``eot`` > 1 wraps the model in ``EOTBlackBox(m=eot)``; ``criterion`` is the
+    success criterion on randomized models."""
 
     name: str
     budget: int = Field(1000, ge=1)
+    budgets: list[int] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     eot: int = Field(1, ge=1)
     criterion: Literal["single", "majority", "fooled_once"] | None = None
@@ -126,9 +149,32 @@ class AttackConfig(_Strict):
             raise ValueError(f"attack {v!r} needs {', '.join(ATTACKS[v].requires)}, which a config cannot give")
         return v
 
+    @model_validator(mode="after")
+    def _params(self) -> AttackConfig:
+        from ..attacks import ATTACKS
+
+        if "max_queries" in self.params:
+            raise ValueError("give the per-image query budget as 'budget' (or 'budgets'), not params.max_queries")
+        _check_params("attack", self.name, ATTACKS[self.name], self.params, reserved=("max_queries",))
+        return self
+
+    @field_validator("budgets")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 1 or len(set(v)) != len(v)):
+            raise ValueError(f"budgets must be distinct positive integers, got {v}")
+        return v
+
     @property
     def key(self) -> str:
         return self.label or (f"eot{self.eot}-{self.name}" if self.eot > 1 else self.name)
+
+    def expand(self) -> list[AttackConfig]:
+        """One entry per budget (``budgets`` given) or ``[self]``."""
+        if self.budgets is None:
+            return [self]
+        return [self.model_copy(update={"budget": b, "budgets": None, "label": f"{self.key}@{b}"})
+                for b in self.budgets]
 
 
 class CertifyConfig(_Strict):
@@ -171,7 +217,8 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> ExperimentConfig:
-        for what, keys in (("defense", [d.key for d in self.defenses]), ("attack", [a.key for a in self.attacks]),
+        for what, keys in (("defense", [d.key for d in self.defenses]),
+                           ("attack", [e.key for a in self.attacks for e in a.expand()]),
                            ("certify", [c.key for c in self.certify])):
             dup = sorted({k for k in keys if keys.count(k) > 1})
             if dup:

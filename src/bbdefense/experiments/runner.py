@@ -84,7 +84,7 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, models: dict[str, nn.Module], b
         f"{len(sel)} test images the undefended target classifies correctly; every model is attacked through its own "
         "query-counted black box. Robust accuracy = images not fooled within the budget; queries are per image.")})
     summary, flagged = [], []
-    for a in cfg.attacks:
+    for a in [e for entry in cfg.attacks for e in entry.expand()]:
         params = dict(a.params)
         if a.criterion is not None:
             params["criterion"] = a.criterion
