@@ -172,14 +172,16 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
             grid = radius_grid(default_r_max(nm, c.sigma, d))
             curve = curve_from_certificates(certs, labels, nm, grid)
             score = robust_score(curve, grid)
-            summary.append([c.key, nm, float(curve[0]), float(curve[len(grid) // 4]), float(curve[len(grid) // 2]),
-                            score["score"], abst, q])
+            summary.append([c.key, nm, float(grid[-1]), float(curve[0]), float(curve[len(grid) // 4]),
+                            float(curve[len(grid) // 2]), score["score"], abst, q])
             run.add_plot({**line_plot(f"Certified accuracy vs {nm} radius: {c.key}", [
                 {"label": f"{c.key} ({q} queries)", "x": grid.tolist(), "y": curve.tolist(), "marker": ""}],
                 xlabel=f"{nm} radius", ylabel="certified accuracy"), "section": sec})
             run.set_metrics(**{f"certified.{c.key}.{nm}.robust_score": score["score"]})
-    run.add_table({**table("Certified accuracy", ["noise", "norm", "r=0", "r=r_max/4", "r=r_max/2", "robust score",
-                                                  "abstain rate", "queries"], summary), "section": sec})
+    run.add_table({**table("Certified accuracy", ["noise", "norm", "r_max", "r=0", "r=r_max/4", "r=r_max/2",
+                                                  "robust score", "abstain rate", "queries"], summary,
+                           "r_max: the end of the radius grid (default_r_max of the norm and sigma); robust score = "
+                           "area under the certified-accuracy curve on [0, r_max] (DUCD Eq. 8)"), "section": sec})
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = True,
