@@ -79,28 +79,34 @@ def main() -> None:
 
     # raw batched forward pass of the same number of noisy images (noise drawn once, outside the timing)
     xb = (x[:1] + args.sigma * torch.randn((bs, *x.shape[1:]), generator=torch.Generator().manual_seed(0)))
-    raw = float("inf")
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        with torch.inference_mode():
-            done = 0
-            while done < total:
-                m = min(bs, total - done)
-                module(xb[:m]).argmax(1)
-                done += m
-        raw = min(raw, time.perf_counter() - t)
 
-    bb = BlackBox.from_module(module, num_classes=10, input_shape=tuple(x.shape[1:]))
-    sm = Smooth(bb, make_noise("gaussian", sigma=args.sigma))
-    ours = float("inf")
-    for _ in range(args.repeats):
-        bb.reset_stats()
-        t = time.perf_counter()
-        certs = sm.certify(x, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=bs, seed=0)
-        ours = min(ours, time.perf_counter() - t)
-    assert bb.stats.queries == total
-    rows = [("raw batched forward (same model)", raw, None), ("bbdefense Smooth.certify", ours,
-                                                                float(np.mean([c.abstain for c in certs])))]
+    def time_raw(forward) -> float:  # type: ignore[no-untyped-def]
+        best = float("inf")
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            with torch.inference_mode():
+                done = 0
+                while done < total:
+                    m = min(bs, total - done)
+                    forward(xb[:m]).argmax(1)
+                    done += m
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    def time_certify(bb: BlackBox) -> tuple[float, float]:
+        sm = Smooth(bb, make_noise("gaussian", sigma=args.sigma))
+        best, certs = float("inf"), []
+        for _ in range(args.repeats):
+            bb.reset_stats()
+            t = time.perf_counter()
+            certs = sm.certify(x, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=bs, seed=0)
+            best = min(best, time.perf_counter() - t)
+        assert bb.stats.queries == total
+        return best, float(np.mean([c.abstain for c in certs]))
+
+    raw = time_raw(module)
+    ours, abstain = time_certify(BlackBox.from_module(module, num_classes=10, input_shape=tuple(x.shape[1:])))
+    rows = [("raw batched forward (same model)", raw, None), ("bbdefense Smooth.certify", ours, abstain)]
     if not args.no_onnx:
         # The same model exported to ONNX and served by onnxruntime: bbdefense's BlackBox runs it behind the same
         # query counter (ART's PyTorchRandomizedSmoothing needs a torch module, so it has no such row).
@@ -108,29 +114,11 @@ def main() -> None:
         from bbdefense.models.backends import OnnxBackend
 
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(module, Path(tmp) / "model.onnx", tuple(x.shape[1:]))
-            ob = OnnxBackend(onnx_path, threads=args.threads)
-            raw_onnx = float("inf")
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                done = 0
-                while done < total:
-                    m = min(bs, total - done)
-                    ob.forward(xb[:m]).argmax(1)
-                    done += m
-                raw_onnx = min(raw_onnx, time.perf_counter() - t)
-            bbo = BlackBox(ob, num_classes=10, input_shape=tuple(x.shape[1:]))
-            smo = Smooth(bbo, make_noise("gaussian", sigma=args.sigma))
-            ours_onnx = float("inf")
-            for _ in range(args.repeats):
-                bbo.reset_stats()
-                t = time.perf_counter()
-                certs_o = smo.certify(x, n0=args.n0, n=args.n, alpha=args.alpha, batch_size=bs, seed=0)
-                ours_onnx = min(ours_onnx, time.perf_counter() - t)
-            assert bbo.stats.queries == total
+            ob = OnnxBackend(export_onnx(module, Path(tmp) / "model.onnx", tuple(x.shape[1:])), threads=args.threads)
+            raw_onnx = time_raw(ob.forward)
+            ours_onnx, abstain_o = time_certify(BlackBox(ob, num_classes=10, input_shape=tuple(x.shape[1:])))
         rows.append(("raw batched forward, ONNX Runtime", raw_onnx, None))
-        rows.append(("bbdefense Smooth.certify, ONNX backend", ours_onnx,
-                     float(np.mean([c.abstain for c in certs_o]))))
+        rows.append(("bbdefense Smooth.certify, ONNX backend", ours_onnx, abstain_o))
     n_ours = len(rows)
     if not args.no_art:
         py = ensure_art_venv()

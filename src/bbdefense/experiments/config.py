@@ -30,6 +30,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _known_name(what: str, name: str, registry: Any) -> str:
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
+    return name
+
+
 def _check_params(what: str, name: str, cls: type, params: dict[str, Any], reserved: tuple[str, ...] = ()) -> None:
     """Reject keys ``cls.__init__`` does not take (naming the accepted ones)."""
     import inspect
@@ -87,8 +93,7 @@ class TargetConfig(_Strict):
         if self.arch is not None:
             from ..models.zoo import MODELS
 
-            if self.arch not in MODELS:
-                raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(sorted(MODELS))}")
+            _known_name("architecture", self.arch, MODELS)
         return self
 
 
@@ -104,9 +109,7 @@ class DefenseConfig(_Strict):
     def _known(cls, v: str) -> str:
         from ..defenses import DEFENSES
 
-        if v not in DEFENSES:
-            raise ValueError(f"unknown defense {v!r}; known: {', '.join(sorted(DEFENSES))}")
-        return v
+        return _known_name("defense", v, DEFENSES)
 
     @model_validator(mode="after")
     def _params(self) -> DefenseConfig:
@@ -143,8 +146,7 @@ class AttackConfig(_Strict):
     def _known(cls, v: str) -> str:
         from ..attacks import ATTACKS
 
-        if v not in ATTACKS:
-            raise ValueError(f"unknown attack {v!r}; known: {', '.join(sorted(ATTACKS))}")
+        _known_name("attack", v, ATTACKS)
         if ATTACKS[v].requires:
             raise ValueError(f"attack {v!r} needs {', '.join(ATTACKS[v].requires)}, which a config cannot give")
         return v
@@ -194,9 +196,7 @@ class CertifyConfig(_Strict):
     def _known(cls, v: str) -> str:
         from ..certify import NOISES
 
-        if v not in NOISES:
-            raise ValueError(f"unknown noise {v!r}; known: {', '.join(sorted(NOISES))}")
-        return v
+        return _known_name("noise", v, NOISES)
 
     @property
     def key(self) -> str:
