@@ -41,6 +41,23 @@ def test_targeted_hsja_from_target_class_images_reaches_the_target() -> None:
     assert int(res.queries.sum()) == bb.stats.queries and int(res.queries.max()) <= 1500
 
 
+def test_targeted_signflip_from_target_class_images_reaches_the_target() -> None:
+    model = multiclass_model(k=10, seed=1)
+    pool_x, pool_y = _pool(model)
+    x, y = pool_x[:6], pool_y[:6]
+    present = sorted(set(pool_y[6:].tolist()))
+    target = torch.tensor([next(c for c in present[1:] + present if c != int(v)) for v in y])
+    starts = starts_of_class(pool_x, pool_y, target, exclude=torch.arange(6))
+    bb = BlackBox.from_module(model, input_shape=SHAPE, output="label")
+    res = ATTACKS["signflip"](eps=None, max_queries=800, init_tries=1).run(bb, x, y, target=target, x_init=starts)
+    with torch.no_grad():
+        pred = model(res.x_adv).argmax(1)
+    assert bool(res.success.all()) and bool((pred == target).all())
+    start_dist = (starts - x).flatten(1).abs().amax(dim=1)
+    assert bool((res.extra["min_norm"] < start_dist).all())
+    assert int(res.queries.sum()) == bb.stats.queries and int(res.queries.max()) <= 800
+
+
 def test_targeted_hsja_on_a_binary_linear_model_reaches_the_exact_distance() -> None:
     model, x, y, l2, _ = binary_problem(n=6, seed=5)
     target = 1 - y
@@ -70,7 +87,7 @@ def test_a_start_that_is_not_adversarial_falls_back_and_its_check_is_charged() -
 def test_x_init_is_refused_by_attacks_that_take_no_start_and_checked_for_shape() -> None:
     model, x, y, _, _ = binary_problem(n=2)
     bb = BlackBox.from_module(model, input_shape=SHAPE)
-    with pytest.raises(InputError, match="square takes no starting images.*hsja"):
+    with pytest.raises(InputError, match="square takes no starting images.*hsja, signflip"):
         ATTACKS["square"](eps=0.1, max_queries=10).run(bb, x, y, x_init=x)
     with pytest.raises(InputError, match="x_init must have the images' shape"):
         ATTACKS["hsja"](max_queries=10).run(bb, x, y, x_init=x[:1])

@@ -54,11 +54,16 @@ class SignFlip(Attack):
         criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
             (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
 
+    ``run(..., target=t, x_init=starts)`` starts each image from its row of ``starts`` (the reference's
+    targeted mode starts from an image of the target class) after one charged check; rows that are
+    not adversarial fall back to uniform draws.
+
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` (``extra["min_norm"]``: linf distance reached).
     """
 
     name = "signflip"
     access = "label"
+    takes_init = True
     norms = ("linf",)
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 1000,
@@ -88,7 +93,8 @@ class SignFlip(Attack):
         if not self.resize_factor >= 1.0:
             raise InputError(f"signflip: resize_factor must be >= 1, got {self.resize_factor}")
 
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None,
+             x_init: Tensor | None = None) -> AttackResult:
         self._check()
         g = make_generator(self.seed, x.device)
         n, c, h, w = x.shape
@@ -97,8 +103,14 @@ class SignFlip(Attack):
         all_idx = torch.arange(n, device=x.device)
         found = oracle.is_adv(x, all_idx)  # clean check
         x_a = x.clone()
-        # uniform random start, redrawn for images not yet adversarial (counted draws)
         need = ~found
+        if x_init is not None:  # given starts (the reference's targeted mode starts from a target-class image)
+            idx = (need & (oracle.remaining() > 0)).nonzero().squeeze(1)
+            if len(idx):
+                ok = oracle.is_adv(x_init[idx], idx)
+                x_a[idx[ok]] = x_init[idx[ok]]
+                need[idx[ok]] = False
+        # uniform random start, redrawn for images not yet adversarial (counted draws)
         tries = 0
         while bool(need.any()) and tries < self.init_tries:
             need &= oracle.remaining() > 0

@@ -61,7 +61,7 @@ def attack(
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime; faster on CPU)."),
     output: str = typer.Option("logits", "--output", help="What the oracle reveals: logits | probs | label."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
-    targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); attacks that take starting points (hsja) start from a test image of the target class."),
+    targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); attacks that take starting points (hsja, signflip) start from a test image of the target class."),
     criterion: Optional[str] = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
     eot: int = typer.Option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
     param: Optional[list[str]] = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
