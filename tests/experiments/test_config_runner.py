@@ -135,3 +135,29 @@ def test_a_finished_run_with_the_privacy_study_can_be_resumed(tmp_path: Path) ->
     assert rec["config"] == json.loads(json.dumps(cfg.model_dump()))
     titles = {t["title"] for t in rec["tables"]}
     assert {"Privacy study settings", "Membership inference per model and attack"} <= titles
+
+
+def test_a_process_pool_gives_the_same_rows_as_one_process(tmp_path: Path) -> None:
+    cfg = parse_config({**TINY, "certify": []})
+    run_experiment(cfg, tmp_path / "one")
+    run_experiment(cfg, tmp_path / "pool", workers=2)
+    files = sorted(p.name for p in (tmp_path / "one" / "rows").glob("attack__*.jsonl") if "_batches" not in p.name)
+    assert len(files) == 6
+    for f in files:
+        a = list(read_rows(tmp_path / "one" / "rows" / f))
+        b = list(read_rows(tmp_path / "pool" / "rows" / f))
+        assert sorted(a, key=lambda r: r["idx"]) == sorted(b, key=lambda r: r["idx"]), f
+    t1 = json.loads((tmp_path / "one" / "record.json").read_text())["metrics"]
+    t2 = json.loads((tmp_path / "pool" / "record.json").read_text())["metrics"]
+    assert {k: v for k, v in t1.items() if k != "seconds"} == {k: v for k, v in t2.items() if k != "seconds"}
+
+
+def test_ray_is_optional_and_named_when_missing(tmp_path: Path) -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"--ray needs Ray: pip install 'bbdefense\[ray\]'"):
+            run_experiment(parse_config({**TINY, "certify": []}), tmp_path / "r", use_ray=True)
+    else:  # pragma: no cover - only where the ray extra is installed
+        run_experiment(parse_config({**TINY, "certify": []}), tmp_path / "r", use_ray=True)
+        assert (tmp_path / "r" / "report.md").is_file()

@@ -20,6 +20,9 @@ def run_config(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/ and docs/experiments.md)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep rows already on disk."),
+    workers: int = typer.Option(1, "--workers", help="Run the (model, attack) pairs in this many processes."),
+    ray: bool = typer.Option(False, "--ray", help="Run the (model, attack) pairs as Ray tasks (pip install "
+                                                  "'bbdefense[ray]'; RAY_ADDRESS picks a cluster)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Run an experiment file: target, defenses, attacks, certification, privacy; write rows and a report."""
@@ -29,12 +32,16 @@ def run_config(
     from ..experiments.runner import run_experiment
     from ..records import load_record
 
+    from ..errors import InputError
+
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
     cfg = load_config(config)
     seed_everything(cfg.seed)
     path = out_dir or Path("runs") / cfg.name
     t0 = time.perf_counter()
     with progress_events(progress) as cb:
-        md = run_experiment(cfg, path, resume=resume, on_event=cb)
+        md = run_experiment(cfg, path, resume=resume, workers=workers, use_ray=ray, on_event=cb)
     rec = load_record(path)
     failed = [c["name"] for c in rec.checks if not c["passed"]]
     out.print(f"{cfg.name}: finished in {time.perf_counter() - t0:.1f}s; wrote {md} and {md.with_suffix('.html')}"

@@ -44,12 +44,13 @@ def _target(cfg: ExperimentConfig, run_path: Path, on_event: EventCallback | Non
                         split_seed=cfg.data.split_seed, reuse=True, on_event=on_event)
 
 
-def _models(cfg: ExperimentConfig, module: nn.Module) -> dict[str, nn.Module]:
+def _models(cfg: ExperimentConfig, module: nn.Module, only: str | None = None) -> dict[str, nn.Module]:
     from ..defenses import build_defense
 
     models: dict[str, nn.Module] = {"undefended": module}
     for d in cfg.defenses:
-        models[d.key] = build_defense(d.name, module, **{"seed": cfg.seed, **d.params})
+        if only is None or only == d.key:
+            models[d.key] = build_defense(d.name, module, **{"seed": cfg.seed, **d.params})
     return models
 
 
@@ -72,42 +73,121 @@ def _attack_model(model: nn.Module, a: AttackConfig, shape: tuple[int, int, int]
     return bb, (EOTBlackBox(bb, m=a.eot) if a.eot > 1 else bb)
 
 
-def _attacks(cfg: ExperimentConfig, run: RunDir, models: dict[str, nn.Module], base: BlackBox, test: Any,
+def _attack_entries(cfg: ExperimentConfig) -> list[AttackConfig]:
+    return [e for entry in cfg.attacks for e in entry.expand()]
+
+
+def _rows_name(model: str, akey: str) -> str:
+    return f"attack__{model}__{akey}"
+
+
+def attack_job(cfg_json: str, run_path: str, target_path: str, sel: list[int], model: str, akey: str,
+               threads: int | None = None) -> str:
+    """Run one (model, attack) pair of an experiment and stream its rows to
+    ``RUN/rows/attack__MODEL__ATTACK.jsonl`` (per-batch timings to ``..._batches.jsonl``).
+
+    A top-level function of plain arguments, so that a process pool or a Ray task can run it: it
+    rebuilds the target, the defense, the data and the attack from the config. Every pair seeds its
+    own defense and attack from ``cfg.seed``, so the rows do not depend on the executor or the order.
+    Rows already on disk are skipped (resume). Returns the rows name."""
+    from ..attacks.evaluation import build_attack, run_batches, starts_of_class
+    from ..data import load_dataset, make_splits
+    from ..records import RowWriter
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cfg = ExperimentConfig.model_validate_json(cfg_json)
+    a = next(e for e in _attack_entries(cfg) if e.key == akey)
+    module, meta = load_checkpoint(target_path)
+    module.eval()
+    models = _models(cfg, module, only=model)
+    test = make_splits(load_dataset(cfg.data.dataset, cfg.data.data_dir), seed=cfg.data.split_seed).test
+    idx = torch.tensor(sel, dtype=torch.long)
+    x, y = test.x[idx], test.y[idx]
+    k = int(meta["num_classes"])
+    params = dict(a.params)
+    if a.criterion is not None:
+        params["criterion"] = a.criterion
+    atk = build_attack(a.name, max_queries=a.budget, seed=cfg.seed, params=params)
+    target = x_init = None
+    if a.targeted:
+        g = torch.Generator().manual_seed(cfg.seed)
+        target = (y + 1 + torch.randint(0, k - 1, y.shape, generator=g)) % k
+        if atk.takes_init:
+            x_init = starts_of_class(test.x, test.y, target, exclude=idx)
+    _, bb = _attack_model(models[model], a, tuple(meta["input_shape"]), k, cfg.seed, model)
+    name = _rows_name(model, akey)
+    rows_dir = Path(run_path) / "rows"
+    with RowWriter(rows_dir / f"{name}.jsonl") as w, RowWriter(rows_dir / f"{name}_batches.jsonl") as bw:
+        run_batches(atk, bb, x, y, sel, target=target, x_init=x_init, writer=w, batch_writer=bw,
+                    task=f"{akey} on {model}")
+    return name
+
+
+def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]], *, workers: int, use_ray: bool,
              on_event: EventCallback | None) -> None:
-    from ..attacks.evaluation import (build_attack, first_correct, query_grid, robust_curve, run_batches,
-                                      starts_of_class, summarize)
+    """Run ``attack_job`` for every (model, attack key) of ``jobs``: in this process, in a pool of
+    ``workers`` processes (1 torch thread each), or as Ray tasks (``use_ray``; ``RAY_ADDRESS`` picks a cluster,
+    whose nodes must share the run directory)."""
+    emit(on_event, "start", "attack jobs", total=len(jobs), message=f"{len(jobs)} attack runs")
+    if use_ray:
+        try:
+            import ray
+        except ImportError:
+            from ..errors import ConfigError
+
+            raise ConfigError("--ray needs Ray: pip install 'bbdefense[ray]'") from None
+        ray.init(ignore_reinit_error=True, include_dashboard=False)
+        task = ray.remote(num_cpus=1)(attack_job)
+        pending = [task.remote(*args, m, a, 1) for m, a in jobs]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            ray.get(done)
+            emit(on_event, "advance", "attack jobs", n=1)
+    elif workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(attack_job, *args, m, a, 1) for m, a in jobs]
+            for f in as_completed(futures):
+                f.result()
+                emit(on_event, "advance", "attack jobs", n=1)
+    else:
+        for m, a in jobs:
+            attack_job(*args, m, a)
+            emit(on_event, "advance", "attack jobs", n=1)
+    emit(on_event, "end", "attack jobs")
+
+
+def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list[str], base: BlackBox, test: Any,
+             *, workers: int, use_ray: bool, on_event: EventCallback | None) -> None:
+    from ..attacks.evaluation import first_correct, query_grid, robust_curve, summarize
 
     sel, _, _ = first_correct(base, test.x, test.y, cfg.data.n)
-    x, y = test.x[sel], test.y[sel]
     sec = "Attacks"
     run.record.sections.append({"title": sec, "text": (
         f"{len(sel)} test images the undefended target classifies correctly; every model is attacked through its own "
         "query-counted black box. Robust accuracy = images not fooled within the budget; queries are per image.")})
+    entries = _attack_entries(cfg)
+    jobs = [(m, a.key) for a in entries for m in models]
+    for m, akey in jobs:
+        for suffix in ("", "_batches"):
+            run.record.artifacts[_rows_name(m, akey) + suffix] = f"rows/{_rows_name(m, akey)}{suffix}.jsonl"
+    run.save()
+    _execute(jobs, (cfg.model_dump_json(), str(run.path), str(target_path), [int(i) for i in sel]),
+             workers=workers, use_ray=use_ray, on_event=on_event)
     summary, flagged = [], []
-    for a in [e for entry in cfg.attacks for e in entry.expand()]:
-        params = dict(a.params)
-        if a.criterion is not None:
-            params["criterion"] = a.criterion
-        target = x_init = None
-        if a.targeted:
-            g = torch.Generator().manual_seed(cfg.seed)
-            target = (y + 1 + torch.randint(0, base.num_classes - 1, y.shape, generator=g)) % base.num_classes
+    for a in entries:
         series = []
-        for mname, model in models.items():
-            atk = build_attack(a.name, max_queries=a.budget, seed=cfg.seed, params=params)
-            if a.targeted and atk.takes_init:
-                x_init = starts_of_class(test.x, test.y, target, exclude=sel)  # type: ignore[arg-type]
-            _, bb = _attack_model(model, a, base.input_shape, base.num_classes, cfg.seed, mname)
-            rows_name = f"attack__{mname}__{a.key}"
-            t0 = time.perf_counter()
-            with run.rows(rows_name) as w:
-                run_batches(atk, bb, x, y, [int(i) for i in sel], target=target, x_init=x_init, writer=w,
-                            task=f"{a.key} on {mname}", on_event=on_event)
-            rows = list(read_rows(run.path / "rows" / f"{rows_name}.jsonl"))
+        for mname in models:
+            name = _rows_name(mname, a.key)
+            rows = list(read_rows(run.path / "rows" / f"{name}.jsonl"))
+            secs = sum(b["seconds"] for b in read_rows(run.path / "rows" / f"{name}_batches.jsonl"))
             s = summarize(rows, a.budget)
             early = sum(1 for r in rows if not r["success"] and r["queries"] < a.budget)
             summary.append([mname, a.key, a.budget, s["robust_accuracy"], s.get("median_queries_success"),
-                            s["total_queries"], round(time.perf_counter() - t0, 2)])
+                            s["total_queries"], round(secs, 2)])
             flagged.append((mname, a.key, early, sum(1 for r in rows if not r["success"])))
             grid = query_grid(a.budget)
             series.append({"label": f"{mname} ({s['total_queries']} queries)", "x": grid,
@@ -116,8 +196,9 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, models: dict[str, nn.Module], b
         run.add_plot({**line_plot(f"Robust accuracy vs queries: {a.key}", series, xlabel="queries per image",
                                   ylabel="robust accuracy", xscale="log"), "section": sec})
     run.add_table({**table("Robust accuracy", ["model", "attack", "budget", "robust accuracy",
-                                               "median queries (successes)", "total queries", "seconds"], summary,
-                           f"{len(sel)} images"), "section": sec})
+                                               "median queries (successes)", "total queries", "attack seconds"],
+                           summary, f"{len(sel)} images; attack seconds = the attack's own wall time (summed over "
+                                    "its batches, across resumed runs)"), "section": sec})
     for mname, akey, early, robust in flagged:
         if robust:
             run.add_check(f"budget_exhaustion.{mname}.{akey}", early == 0, (
@@ -184,9 +265,13 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
                            "area under the certified-accuracy curve on [0, r_max] (DUCD Eq. 8)"), "section": sec})
 
 
-def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = True,
-                   on_event: EventCallback | None = None) -> Path:
-    """Run ``cfg`` into the directory ``out``; returns the path of ``report.md``."""
+def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = True, workers: int = 1,
+                   use_ray: bool = False, on_event: EventCallback | None = None) -> Path:
+    """Run ``cfg`` into the directory ``out``; returns the path of ``report.md``.
+
+    ``workers`` > 1 runs the (model, attack) pairs in a pool of processes, ``use_ray`` as Ray tasks; the
+    rows are the same as in one process (each pair seeds itself). Execution settings are not part of the
+    config, so a run may be resumed with other ones."""
     from ..data import load_dataset, make_splits
 
     out = Path(out)
@@ -209,8 +294,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
             from ..errors import ConfigError
 
             raise ConfigError("attacks on defenses need the target as a torch checkpoint, not an .onnx file")
-        module, _ = load_checkpoint(path)
-        _attacks(cfg, run, _models(cfg, module.eval()), base, test, on_event)
+        names = ["undefended", *[d.key for d in cfg.defenses]]
+        _attacks(cfg, run, path, names, base, test, workers=workers, use_ray=use_ray, on_event=on_event)
     if cfg.certify:
         _certify(cfg, run, spec, test, base.input_shape, on_event)
     if cfg.privacy is not None:
