@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--only", choices=["table2", "irs", "table5"], default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n", type=int, default=500, help="Cohen CERTIFY n (estimation samples)")
-    ap.add_argument("--n-test", type=int, default=50)
+    ap.add_argument("--n-test", type=int, default=None, help="default: each experiment's own (200)")
     ap.add_argument("--sigma", type=float, default=None, help="default: each experiment's own (0.75 Table 2, 0.5 IRS)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -41,10 +41,10 @@ def main() -> None:
         p, _ = train_target("lenet", "mnist5k", cache / "target_lenet_mnist5k", TrainConfig(epochs=6, seed=0),
                             reuse=True)
         target, _ = load_checkpoint(p)
-        run_table2(target, splits, Table2Config(n=args.n, n_test=args.n_test, **({} if args.sigma is None else {'sigma': args.sigma})), run, section="ZO-AE-DS")
+        run_table2(target, splits, Table2Config(n=args.n, **({} if args.n_test is None else {'n_test': args.n_test}), **({} if args.sigma is None else {'sigma': args.sigma})), run, section="ZO-AE-DS")
     if args.only in (None, "irs"):
         from bbdefense.defenses.irs.experiment import IRSTablesConfig, run_irs_tables
-        run_irs_tables(splits, IRSTablesConfig(n=args.n, n_test=args.n_test, **({} if args.sigma is None else {'sigma': args.sigma})), run, cache_dir=cache, section="IRS-Net")
+        run_irs_tables(splits, IRSTablesConfig(n=args.n, **({} if args.n_test is None else {'n_test': args.n_test}), **({} if args.sigma is None else {'sigma': args.sigma})), run, cache_dir=cache, section="IRS-Net")
     if args.only in (None, "table5"):
         from bbdefense.defenses.zo_ae_ds.reconstruction import run_table5
         run_table5(splits, run, section="Reconstruction")

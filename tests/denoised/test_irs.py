@@ -90,3 +90,15 @@ def test_bpda_attack_lowers_accuracy_of_undefended_linear_model() -> None:
     assert clean >= 0.9 and adv < clean
     pipe = NoisyPipeline(clf, None, 0.1, seed=0)
     assert pipe.randomized and not torch.equal(pipe(x), pipe(x))
+
+
+def test_unet_absorbs_the_scale_of_input_normalisation_in_train_mode() -> None:
+    """Why IRS-Net at matched pixel noise is close to Salman up to its loss: the UNet's first conv is followed by
+    BatchNorm, which removes a positive input scale 1 / std exactly (up to BN's eps); the shift -mean / std is
+    is not (the convolutions' zero padding sees it at the borders, and the receptive field spreads it)."""
+    torch.manual_seed(0)
+    unet = UNet(width=4).train()
+    x = torch.rand(16, *SHAPE, generator=torch.Generator().manual_seed(1))
+    a = unet(x)
+    assert torch.allclose(a, unet(x / 0.3081), atol=1e-3), float((a - unet(x / 0.3081)).abs().max())
+    assert not torch.allclose(a, unet(-x), atol=1e-2)  # a sign flip is not absorbed

@@ -19,12 +19,16 @@ on ``batch_size`` or on how images are grouped (pass ``indices`` to keep them st
 
 Noisy inputs are **not clipped** (as Cohen); ``clip=True`` clamps them to [0, 1] (needed by APIs that
 refuse other values): the certificate then holds for the smoothing of ``f(clip(.))``, still sound.
+
+``pre`` (denoised smoothing: Salman et al. 2020, ZO-AE-DS, IRS-Net) is a defender-side map applied to
+each noisy image *after* the noise and before the black box, ``g(x) = argmax_c P(f(pre(x + eps)) = c)``;
+its output is clamped to [0, 1]. The certificate is then one of ``f o pre``, sound for any fixed ``pre``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -88,11 +92,14 @@ class Smooth:
             ``"numerical"`` the DUCD/UniCR numerical method for every norm (approximate).
         numerical: keyword arguments of :func:`bbdefense.certify.numerical.numerical_radius`.
         clip: clamp noisy inputs to [0, 1] (see the module docstring).
+        pre: a deterministic pre-processor (e.g. a denoiser) ``(M, *input_shape) -> (M, *input_shape)``
+            applied to the noisy images before the black box, without gradients; its output is clamped
+            to [0, 1]. ``None`` (default): plain randomized smoothing.
     """
 
     def __init__(self, model: BlackBox, noise: Noise, *, norms: Sequence[str] = NORMS,
                  radius_method: RadiusMethod = "auto", numerical: dict[str, Any] | None = None,
-                 clip: bool = False) -> None:
+                 clip: bool = False, pre: Callable[[Tensor], Tensor] | None = None) -> None:
         if not isinstance(model, BlackBox):
             raise InputError(f"Smooth needs a BlackBox, got {type(model).__name__}")
         if not isinstance(noise, Noise):
@@ -107,6 +114,9 @@ class Smooth:
         self.radius_method = radius_method
         self.numerical_kw = dict(numerical or {})
         self.clip = bool(clip)
+        if pre is not None and not callable(pre):
+            raise InputError(f"pre must be callable (a pre-processor applied after the noise), got {type(pre).__name__}")
+        self.pre = pre
         self.dim = int(math.prod(model.input_shape))
         self._num_cache: dict[tuple[float, str], float] = {}
 
@@ -168,7 +178,12 @@ class Smooth:
         xb = torch.cat(parts) if len(parts) > 1 else parts[0]
         if self.clip:
             xb = xb.clamp_(0.0, 1.0)
-        labels = self.model.predict_label(xb, bounded=self.clip).reshape(-1).long().cpu()
+        bounded = self.clip
+        if self.pre is not None:
+            with torch.no_grad():
+                xb = self.pre(xb).clamp(0.0, 1.0)
+            bounded = True
+        labels = self.model.predict_label(xb, bounded=bounded).reshape(-1).long().cpu()
         own = torch.cat(owners)
         ok = (labels >= 0) & (labels < counts.shape[1])
         counts.index_put_((own[ok], labels[ok]), torch.ones(int(ok.sum()), dtype=torch.int64), accumulate=True)
@@ -256,7 +271,8 @@ class Smooth:
 
     def describe(self) -> dict[str, Any]:
         return {"noise": self.noise.params(), "norms": list(self.norms), "radius_method": self.radius_method,
-                "clip": self.clip, "dim": self.dim, "numerical": self.numerical_kw}
+                "clip": self.clip, "dim": self.dim, "numerical": self.numerical_kw,
+                "pre": None if self.pre is None else type(self.pre).__name__}
 
 
 __all__ = ["Certificate", "Smooth", "image_seed"]

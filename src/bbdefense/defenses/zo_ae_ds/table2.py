@@ -54,7 +54,7 @@ class Table2Config:
     batch_size: int = 50
     lr: float = 1e-3
     n_train: int = 1000
-    n_test: int = 50
+    n_test: int = 200
     n0: int = 50
     n: int = 500
     alpha: float = 0.001
