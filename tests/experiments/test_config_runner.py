@@ -47,6 +47,8 @@ TINY = {
     ({"attacks": [{"name": "square", "budgets": [10]}, {"name": "square", "budget": 10, "label": "square@10"}]},
      "share the name 'square@10'"),
     ({"defenses": [{"name": "rnd", "params": {"sigma": 0.1}}]}, "defense 'rnd' has no parameter 'sigma'"),
+    ({"attacks": [{"name": "square", "criterion": "mostly"}]}, "criterion of 'square' must be one of single"),
+    ({"attacks": [{"name": "pgd", "criterion": "single"}]}, "attack 'pgd' takes no success criterion"),
 ])
 def test_invalid_configs_name_the_bad_key(patch: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -36,6 +36,13 @@ def _known_name(what: str, name: str, registry: Any) -> str:
     return name
 
 
+def inspect_params(cls: type) -> list[str]:
+    """Keyword parameters of ``cls.__init__``."""
+    import inspect
+
+    return [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+
+
 def _check_params(what: str, name: str, cls: type, params: dict[str, Any], reserved: tuple[str, ...] = ()) -> None:
     """Reject keys ``cls.__init__`` does not take (naming the accepted ones)."""
     import inspect
@@ -137,7 +144,7 @@ class AttackConfig(_Strict):
     budgets: list[int] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     eot: int = Field(1, ge=1)
-    criterion: Literal["single", "majority", "fooled_once"] | None = None
+    criterion: str | None = None
     targeted: bool = False
     label: str | None = None
 
@@ -155,6 +162,15 @@ class AttackConfig(_Strict):
     def _params(self) -> AttackConfig:
         from ..attacks import ATTACKS
 
+        if self.criterion is not None:
+            from ..attacks import _decision, _score
+
+            allowed = _score.CRITERIA if issubclass(ATTACKS[self.name], _score.ScoreAttack) else _decision.CRITERIA
+            if "criterion" not in inspect_params(ATTACKS[self.name]):
+                raise ValueError(f"attack {self.name!r} takes no success criterion")
+            if self.criterion not in allowed:
+                raise ValueError(f"criterion of {self.name!r} must be one of {', '.join(allowed)}, got "
+                                 f"{self.criterion!r}")
         if "max_queries" in self.params:
             raise ValueError("give the per-image query budget as 'budget' (or 'budgets'), not params.max_queries")
         _check_params("attack", self.name, ATTACKS[self.name], self.params, reserved=("max_queries",))
