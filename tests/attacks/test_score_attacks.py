@@ -150,7 +150,7 @@ def test_criterion_majority_is_stricter_than_fooled_once() -> None:
     ({"norm": "l1"}, r"norm must be one of linf, l2, got 'l1'"),
     ({"eps": -0.1}, r"eps must be > 0 for norm='linf', got -0.1"),
     ({"max_queries": 0}, r"max_queries must be an int >= 1, got 0"),
-    ({"criterion": "twice"}, r"criterion must be one of single, majority, fooled_once, got 'twice'"),
+    ({"criterion": "twice"}, r"criterion must be one of single, majority, fooled_once, fast_exp, got 'twice'"),
     ({"k": 0}, r"k \(re-queries for criterion='majority'\) must be >= 1, got 0"),
 ])
 @pytest.mark.parametrize("name", SCORE)

@@ -19,6 +19,13 @@ Conventions (documented per attack in ``docs/attacks.md``):
   own (noisy) signal; ``criterion`` then decides success: ``"fooled_once"`` keeps that signal,
   ``"single"`` re-queries ``x_adv`` once and ``"majority"`` ``k`` times through ``audit``.
   On a deterministic model no re-query is needed (all three coincide).
+* **``criterion="fast_exp"``** (RFD reference ``--stop_criterion fast_exp``, mail-research/randomized_defenses
+  @3432cb4 ``attack/square_attack.py`` ``get_margin``): whenever one charged query (or a free check) says
+  "fooled", ``x`` is re-queried ``k`` times through ``audit``; the image stops only if the majority is wrong.
+  On a false alarm the attack **continues** on that image (its queries keep being charged as usual; the
+  re-check votes are uncounted, as in the reference, and reported as ``audit_queries``; attacks with
+  ``charge_checks=True`` charge them to the image instead, never past its budget). Final success = the
+  confirmed stops (no end-of-run re-check). On a deterministic model it equals ``single``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from ..models import BlackBox
 from ..utils import make_generator
 from .base import Attack, AttackResult, lp_norm, margin_loss
 
-CRITERIA = ("single", "majority", "fooled_once")
+CRITERIA = ("single", "majority", "fooled_once", "fast_exp")
 
 
 def log_probs(scores: Tensor, output: str) -> Tensor:
@@ -136,6 +143,8 @@ class Ledger:
         self.g = make_generator(attack.seed, x.device)
         self.charge_checks = bool(getattr(attack, "charge_checks", False))
         self._audit0 = model.stats.audit_queries
+        self.recheck = attack.criterion == "fast_exp" and bool(model.randomized)
+        self.false_alarms = 0
 
     @property
     def n_steps(self) -> int:
@@ -170,15 +179,40 @@ class Ledger:
         """Success check of images ``idx`` at ``xb`` (see :meth:`observe`). Marks them done;
         returns the fooled mask ``(len(idx),)``."""
         lp = self.observe(xb, idx)
+        return self.mark(lp, idx, xb)
+
+    def mark(self, lp: Tensor, idx: Tensor, xb: Tensor | None = None) -> Tensor:
+        """Mark images ``idx`` fooled according to log-probs ``lp`` (rows of ``xb``); returns the mask.
+
+        With ``criterion="fast_exp"`` on a randomized model, claimed successes are re-checked by a
+        majority of ``k`` re-queries of ``xb`` first (:meth:`confirm`); a false alarm is not marked."""
         f = fooled(lp, self.y[idx], None if self.target is None else self.target[idx])
+        if self.recheck and bool(f.any()):
+            if xb is None:
+                raise RuntimeError(f"{self.attack.name}: fast_exp needs the queried images to re-check a success")
+            claimed = f
+            f = torch.zeros_like(claimed)
+            f[claimed] = self.confirm(xb[claimed], idx[claimed])
         self.done[idx[f]] = True
         return f
 
-    def mark(self, lp: Tensor, idx: Tensor) -> Tensor:
-        """Mark images ``idx`` fooled according to log-probs ``lp`` of a charged query; returns the mask."""
-        f = fooled(lp, self.y[idx], None if self.target is None else self.target[idx])
-        self.done[idx[f]] = True
-        return f
+    def confirm(self, xb: Tensor, idx: Tensor) -> Tensor:
+        """Majority vote of ``k`` re-queries of ``xb`` ``(M, C, H, W)`` for images ``idx``: ``(M,)`` bool,
+        True where more than half say fooled. Uncounted (audit) unless ``charge_checks``, then charged
+        to the image; an image whose budget cannot pay all ``k`` is not confirmed."""
+        k = int(self.attack.k)
+        tgt = None if self.target is None else self.target[idx]
+        ok = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
+        if self.charge_checks:
+            ok = self.queries[idx] + k * self.cost <= self.max_queries
+        votes = torch.zeros(len(idx), dtype=torch.long, device=idx.device)
+        if bool(ok.any()):
+            for _ in range(k):
+                lp = self.observe(xb[ok], idx[ok])
+                votes[ok] += fooled(lp, self.y[idx[ok]], None if tgt is None else tgt[ok]).long()
+        conf = ok & (votes * 2 > k)
+        self.false_alarms += int((~conf).sum())
+        return conf
 
     def loss_up(self, lp: Tensor, idx: Tensor) -> Tensor:
         """The loss the CE-based attacks *maximise*: ``CE(y)`` untargeted, ``-CE(target)`` targeted."""
@@ -191,21 +225,21 @@ class Ledger:
         a = self.attack
         success = self.done.clone()
         crit = a.criterion
-        if self.model.randomized and crit != "fooled_once" and len(x_adv):
+        if self.model.randomized and crit not in ("fooled_once", "fast_exp") and len(x_adv):
             reps = a.k if crit == "majority" else 1
             votes = torch.zeros_like(self.queries)
             for _ in range(reps):
                 lp = log_probs(self.model.audit(x_adv), self.model.output)
                 votes += fooled(lp, self.y, self.target).long()
             success = votes * 2 > reps if crit == "majority" else votes > 0
-        label = f"majority@{a.k}" if crit == "majority" else crit
+        label = f"{crit}@{a.k}" if crit in ("majority", "fast_exp") else crit
         params: dict[str, Any] = a.get_params()
         return AttackResult(
             x_adv=x_adv, success=success, queries=self.queries.clone(),
             norms=lp_norm(x_adv - self.x, a.norm).float(), attack=a.name, params=params, norm=a.norm,
             eps=None if a.eps is None else float(a.eps),
             audit_queries=self.model.stats.audit_queries - self._audit0, criterion=label,
-            extra={"targeted": self.target is not None, "query_cost": self.cost},
+            extra={"targeted": self.target is not None, "query_cost": self.cost, "false_alarms": self.false_alarms},
         )
 
 

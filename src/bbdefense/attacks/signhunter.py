@@ -90,7 +90,7 @@ class SignHunter(ScoreAttack):
                 l0[act] = loss[0]
                 best[act] = (loss[1] - loss[0]) / eps
                 x_adv[act] = probes[len(act):]
-                led.mark(lp[len(act):], act)
+                led.mark(lp[len(act):], act, probes[len(act):])
                 act = act[~led.done[act]]
                 started = True
                 if len(act) == 0:
@@ -107,7 +107,7 @@ class SignHunter(ScoreAttack):
             best[act] = torch.maximum(best[act], est)
             keep = act[~worse]
             x_adv[keep] = xp[~worse]
-            led.mark(lp[~worse], keep)
+            led.mark(lp[~worse], keep, xp[~worse])
             i += 1
             if i == 2 ** h or s1 == d:
                 h, i = h + 1, 0

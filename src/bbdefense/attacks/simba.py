@@ -126,7 +126,7 @@ class SimBA(ScoreAttack):
             return x_adv
         lp = led.observe(x[act], act)
         prev[act] = self._score(led, lp, act)
-        led.mark(lp, act)
+        led.mark(lp, act, x[act])
         for kk in range(n_dims):
             act = idx_of(led.can(1))
             if len(act) == 0:
@@ -167,7 +167,7 @@ class SimBA(ScoreAttack):
         zf[idx] = zlow
         x_adv[idx] = cand
         prev[idx] = score
-        led.mark(lp, idx)
+        led.mark(lp, idx, cand)
 
     @staticmethod
     def _score(led: Ledger, lp: Tensor, idx: Tensor) -> Tensor:

@@ -96,7 +96,8 @@ class Square(ScoreAttack):
         max_queries: per-image budget = the reference's ``n_iters`` (1 init + 1 per iteration).
         p_init: initial fraction of pixels changed; 0.05 (linf), 0.1 (l2) in the reference
             (0.3 robust models, 0.8 Madry MNIST). ``None`` picks 0.05 / 0.1 by ``norm``.
-        criterion, k: success on randomized models (``single`` | ``majority`` of ``k`` | ``fooled_once``).
+        criterion, k: success on randomized models (``single`` | ``majority`` of ``k`` | ``fooled_once`` |
+            ``fast_exp``: re-check every claimed success with ``k`` re-queries, continue on a false alarm).
         seed: seed of the attack's own ``torch.Generator``.
 
     Shape: ``x`` ``(N, C, H, W)`` in [0, 1], ``y`` ``(N,)`` -> :class:`AttackResult`.
@@ -142,7 +143,7 @@ class Square(ScoreAttack):
         loss_min = torch.full((len(x),), math.inf, device=x.device)
         margin_min = torch.full((len(x),), math.inf, device=x.device)
         loss_min[act0], margin_min[act0] = self._losses(led, lp, act0)
-        led.mark(lp, act0)
+        led.mark(lp, act0, x_best[act0])
         step = self._step_linf if self.norm == "linf" else self._step_l2
         for i in range(n_iters - 1):
             act = idx_of(led.can(1))
@@ -156,7 +157,7 @@ class Square(ScoreAttack):
             loss_min[act] = torch.where(better, loss, loss_min[act])
             margin_min[act] = torch.where(better, margin, margin_min[act])
             x_best[act] = torch.where(better[:, None, None, None], x_new, x_best[act])
-            led.mark(lp[better], act[better])
+            led.mark(lp[better], act[better], x_new[better])
         return x_best
 
     def _losses(self, led: Ledger, lp: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:

@@ -67,8 +67,8 @@ class EvalConfig:
             raise InputError(f"eps must be > 0, got {self.eps!r}")
         if self.eot_m < 1:
             raise InputError(f"eot_m must be >= 1, got {self.eot_m!r}")
-        if self.criterion not in ("single", "majority", "fooled_once"):
-            raise InputError(f"criterion must be single, majority or fooled_once, got {self.criterion!r}")
+        if self.criterion not in ("single", "majority", "fooled_once", "fast_exp"):
+            raise InputError(f"criterion must be single, majority, fooled_once or fast_exp, got {self.criterion!r}")
 
 
 @dataclass
@@ -123,8 +123,9 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
         import inspect
 
         sig = inspect.signature(cls.__init__).parameters
-        if "criterion" in sig:
-            params.setdefault("criterion", cfg.criterion)
+        if "criterion" in sig:  # decision attacks have no in-attack re-check: fast_exp -> majority at the end
+            crit = "majority" if cfg.criterion == "fast_exp" and cls.access == "label" else cfg.criterion
+            params.setdefault("criterion", crit)
         if "k" in sig:
             params.setdefault("k", cfg.k)
         params = {k: v for k, v in params.items() if k in sig}
