@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--attack-images", type=int, default=20)
+    ap.add_argument("--attacks", default="apgd,square,hsja", help="Fig. 6-7 attacks (apgd, square, hsja)")
     ap.add_argument("--out", default="runs/bench_ducd")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -124,7 +125,8 @@ def main() -> None:
 
 
 def _attacks(run: RunDir, models: dict, test, shape: tuple, a: argparse.Namespace) -> None:
-    """Fig. 6-7: ASR vs eps of APGD (white-box on the base) and HSJA (label-only on the smoothed classifier)."""
+    """Fig. 6-7: ASR vs eps of APGD (white-box on the base), Square (scores on the base, a transfer attack) and
+    HSJA (label-only on the smoothed classifier itself)."""
     from bbdefense.certify import make_noise
     from bbdefense.defenses.ducd.attack import attack_success_curve
     from bbdefense.defenses.ducd.defense import CertifiedClassifier
@@ -136,7 +138,10 @@ def _attacks(run: RunDir, models: dict, test, shape: tuple, a: argparse.Namespac
             continue
         clf = CertifiedClassifier(BlackBox.from_module(base, input_shape=shape), make_noise(nz, sigma=s))
         for atk, params, eps in (("apgd", {"steps": 20}, [0.5, 1.0, 2.0, 3.0]),
+                                 ("square", {"max_queries": 1000}, [0.5, 1.0, 2.0, 3.0]),
                                  ("hsja", {"max_queries": 200, "num_iterations": 5}, [1.0, 2.0, 3.0])):
+            if atk not in a.attacks.split(","):
+                continue
             for r in attack_success_curve(clf, base, atk, x, y, eps, norm="l2", n_predict=50, attack_params=params):
                 rows.append([meth, f"{nz} {s:g}", r["attack"], r["eps"], r["asr"], r["n_correct"], r["queries"],
                              r["mode"]])

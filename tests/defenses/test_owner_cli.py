@@ -34,13 +34,16 @@ def test_defend_writes_a_file_that_evaluate_uses(ckpt, tmp_path, capsys) -> None
     assert "combine" in capsys.readouterr().out
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(ckpt), "-d", str(f), "-d", "aaa:num_iter=3", "--attacks", "square",
-                 "--decision-attacks", "", "--budgets", "4", "--eot", "square", "--eot-m", "2", "--n", "3",
+                 "--decision-attacks", "", "--budgets", "4", "--eot", "square", "--eot-m", "2", "--eot-budget", "8", "--n", "3",
                  "--passes", "1", "--n-clean", "64", "--out", str(out),
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "square@4" in text and "eot2-square@4" in text and (out / "report.md").is_file()
+    assert "square@4" in text and "eot2-square@8" in text and (out / "report.md").is_file()
     rows = [json.loads(line) for line in (out / "rows" / "owner_eval.jsonl").read_text().splitlines()]
     assert {r["defense"] for r in rows} == {"undefended", "rnd nu=0.05", "aaa{num_iter=3}"}
+    eot = next(r for r in rows if r.get("attack") == "eot2-square")
+    # --eot-budget gives the EOT attack m x the queries, i.e. as many iterations as the plain one; m = 2 per evaluation
+    assert eot["budget"] == 8 and eot["queries"] <= 8 * 3 and eot["queries"] % 2 == 0
 
 
 def test_cli_errors_are_one_line(ckpt, tmp_path, capsys) -> None:

@@ -122,6 +122,9 @@ def evaluate(
     budgets: str = typer.Option("100,1000,2500", "--budgets", help="Query budgets per image."),
     eot: str = typer.Option("square", "--eot", help="Attacks also run with EOT on randomized defenses ('' = none)."),
     eot_m: int = typer.Option(10, "--eot-m", help="EOT samples averaged per evaluation."),
+    eot_budget: Optional[int] = typer.Option(
+        None, "--eot-budget", help="Queries per image for the EOT runs (default the largest budget; "
+        "m x budget gives the EOT attack as many iterations as the plain one)."),
     eps: float = typer.Option(0.1, "--eps", help="Attack radius (linf, pixel units)."),
     n: int = typer.Option(100, "--n", help="Test images attacked."),
     n_clean: Optional[int] = typer.Option(None, "--n-clean", help="Test images for clean accuracy and logit "
@@ -158,7 +161,7 @@ def evaluate(
     cfg = EvalConfig(attacks=tuple(a for a in attacks.split(",") if a),
                      decision_attacks=tuple(a for a in decision_attacks.split(",") if a),
                      budgets=tuple(int(b) for b in budgets.split(",") if b), eot=tuple(a for a in eot.split(",") if a),
-                     eot_m=eot_m, eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
+                     eot_m=eot_m, eot_budget=eot_budget, eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
     config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
     from ..defenses.spec import parse_spec
