@@ -32,6 +32,7 @@ def test_defend_zo_ae_ds_end_to_end(ckpt: Path, tmp_path: Path) -> None:
     rec = json.loads((out / "record.json").read_text())
     assert rec["metrics"]["train_queries"] == 2 * (5 + 5 * 3)
     assert rec["metrics"]["certify_queries"] == 2 * 20
+    assert rec["config"]["config"]["lr"] == 1e-4  # ZO-DS defaults to the paper's from-scratch lr
     assert (out / "pipeline.safetensors").is_file() and (out / "report.md").is_file()
     assert len((out / "rows" / "certify.jsonl").read_text().splitlines()) == 2
 

@@ -14,7 +14,7 @@ def test_default_variants_follow_the_paper_for_zo_ds() -> None:
     labels = [_label(v) for v in default_variants()]
     assert "ZO-DS (RGE, q=20, lr=0.0001)" in labels and "ZO-DS (RGE, q=192, lr=0.0001)" in labels
     assert "ZO-DS (RGE, q=20, lr=0.001)" in labels  # the ablation at the other variants' lr
-    assert "ZO-AE-DS (RGE, q=20)" in labels and ZO_DS_LR == 1e-4
+    assert "ZO-AE-DS (RGE, q=20)" in labels and "ZO-AE-DS (RGE, q=20, lr=0.0001)" in labels and ZO_DS_LR == 1e-4
     assert len(set(labels)) == len(labels)  # rows are keyed by label
 
 

@@ -21,11 +21,15 @@ def test_table2_ordering_at_r025(tmp_path: Path) -> None:
     target, _ = load_checkpoint(p)
     rows = {r["method"]: r["ca@0.25"] for r in run_table2(target, splits, Table2Config(), RunDir(tmp_path / "t2", kind="t"))}
     fo, cge = rows["FO-AE-DS"], rows["ZO-AE-DS (CGE, q=d)"]
-    rge, zods = rows["ZO-AE-DS (RGE, q=20)"], rows["ZO-DS (RGE, q=20)"]
-    # measured on 200 test images (docs/denoised-smoothing.md): FO-AE-DS >= CGE > RGE holds; the paper's
-    # "ZO-AE-DS (RGE) > ZO-DS" does not on MNIST (0.905 vs 0.930), so it is not asserted
-    assert fo >= cge > rge, rows
-    assert min(rge, zods) > rows["RS (Cohen, no denoiser)"] + 0.3, rows
+    rge = rows["ZO-AE-DS (RGE, q=20)"]
+    zods = max(rows["ZO-DS (RGE, q=20, lr=0.0001)"], rows["ZO-DS (RGE, q=192, lr=0.0001)"])
+    # Table 2's order with ZO-DS trained as the paper does (lr 1e-4 from scratch), measured on 200 test images
+    # (docs/denoised-smoothing.md): 0.935 >= 0.935 > 0.905 > 0.565 (q=192) / 0.42 (q=20)
+    assert fo >= cge > rge > zods, rows
+    assert rge > rows["RS (Cohen, no denoiser)"] + 0.3, rows
+    # at equal lr the AE still wins at 1e-4; at 1e-3 (not the paper's ZO-DS setting) ZO-DS is ahead on MNIST
+    assert rows["ZO-AE-DS (RGE, q=20, lr=0.0001)"] > rows["ZO-DS (RGE, q=20, lr=0.0001)"], rows
+    assert rows["ZO-DS (RGE, q=20, lr=0.001)"] >= rge, rows
 
 
 @pytest.mark.slow

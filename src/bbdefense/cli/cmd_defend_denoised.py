@@ -61,7 +61,8 @@ def zo_ae_ds(
     sigma: float = typer.Option(0.75, "--sigma", help="Noise std in pixel space (training and certification)."),
     epochs: int = typer.Option(4, "--epochs"),
     batch_size: int = typer.Option(50, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam lr (default 1e-3; zo-ds 1e-4, as the paper trains "
+                                       "ZO-DS from scratch)."),
     mse_weight: float = typer.Option(0.0, "--mse-weight", help="Weight of the optional MSE(D(x+delta), x) term."),
     pretrain_epochs: int = typer.Option(0, "--pretrain-epochs", help=">0: MSE pre-training, then fine-tune."),
     ae_epochs: int = typer.Option(20, "--ae-epochs", help="AE pre-training epochs (AE variants)."),
@@ -86,6 +87,10 @@ def zo_ae_ds(
     from ..records import RunDir
     seed_everything(seed)
     cfg = None
+    if lr is None:
+        from ..defenses.zo_ae_ds.table2 import ZO_DS_LR
+
+        lr = ZO_DS_LR if variant == "zo-ds" else 1e-3
     if variant != "rs":
         cfg = ZOAEDSConfig(variant=variant, zo_method=zo_method, q=q, mu=mu, difference=difference,  # type: ignore[arg-type]
                            sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, mse_weight=mse_weight,

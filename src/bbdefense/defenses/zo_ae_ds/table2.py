@@ -35,7 +35,8 @@ ZO_DS_LR = 1e-4
 
 def default_variants(quick: bool = False) -> list[dict[str, Any]]:
     """RS, FO-DS, FO-AE-DS, ZO-DS (RGE q=20 and q=192 at the paper's lr 1e-4, and q=20 at lr 1e-3 as an
-    ablation), ZO-AE-DS (RGE q=20), ZO-AE-DS (CGE, q = d_z = 192).
+    ablation), ZO-AE-DS (RGE q=20), ZO-AE-DS (CGE, q = d_z = 192), and ZO-AE-DS (RGE q=20) at lr 1e-4 (the
+    equal-lr ablation of the ZO-DS rows).
 
     A variant dict holds :class:`ZOAEDSConfig` fields; ``lr`` there overrides the table's."""
     v: list[dict[str, Any]] = [
@@ -46,6 +47,7 @@ def default_variants(quick: bool = False) -> list[dict[str, Any]]:
         {"variant": "zo-ds", "zo_method": "rge", "q": 20, "lr": 1e-3},
         {"variant": "zo-ae-ds", "zo_method": "rge", "q": 20},
         {"variant": "zo-ae-ds", "zo_method": "cge"},
+        {"variant": "zo-ae-ds", "zo_method": "rge", "q": 20, "lr": ZO_DS_LR},
     ]
     return [x for x in v if x["variant"] in ("rs", "fo-ae-ds", "zo-ae-ds")] if quick else v
 
