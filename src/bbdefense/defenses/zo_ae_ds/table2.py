@@ -35,8 +35,8 @@ ZO_DS_LR = 1e-4
 
 def default_variants(quick: bool = False) -> list[dict[str, Any]]:
     """RS, FO-DS, FO-AE-DS, ZO-DS (RGE q=20 and q=192 at the paper's lr 1e-4, and q=20 at lr 1e-3 as an
-    ablation), ZO-AE-DS (RGE q=20), ZO-AE-DS (CGE, q = d_z = 192), and ZO-AE-DS (RGE q=20) at lr 1e-4 (the
-    equal-lr ablation of the ZO-DS rows).
+    ablation), ZO-AE-DS (RGE q=20), ZO-AE-DS (CGE, q = d_z = 192), ZO-AE-DS (RGE q=20) at lr 1e-4 (the
+    equal-lr ablation of the ZO-DS rows), then q = 100 (both) and 192 (ZO-AE-DS), the paper's q grid.
 
     A variant dict holds :class:`ZOAEDSConfig` fields; ``lr`` there overrides the table's."""
     v: list[dict[str, Any]] = [
@@ -48,6 +48,10 @@ def default_variants(quick: bool = False) -> list[dict[str, Any]]:
         {"variant": "zo-ae-ds", "zo_method": "rge", "q": 20},
         {"variant": "zo-ae-ds", "zo_method": "cge"},
         {"variant": "zo-ae-ds", "zo_method": "rge", "q": 20, "lr": ZO_DS_LR},
+        # the paper's q grid {20, 100, 192} for both RGE methods (rows appended so earlier rows resume)
+        {"variant": "zo-ds", "zo_method": "rge", "q": 100, "lr": ZO_DS_LR},
+        {"variant": "zo-ae-ds", "zo_method": "rge", "q": 100},
+        {"variant": "zo-ae-ds", "zo_method": "rge", "q": 192},
     ]
     return [x for x in v if x["variant"] in ("rs", "fo-ae-ds", "zo-ae-ds")] if quick else v
 
