@@ -160,6 +160,8 @@ def test_majority_criterion_uses_uncharged_audits_and_is_recorded(name: str) -> 
 def test_unknown_criterion_is_refused_before_any_query() -> None:
     x, y = _data()
     bb = BlackBox.from_module(multiclass_model(), input_shape=SHAPE, output="label")
-    with pytest.raises(InputError, match=r"criterion must be one of single, majority, fooled_once, got 'vote'"):
+    with pytest.raises(InputError, match=r"criterion must be one of single, majority, fooled_once, fast_exp, got 'vote'"):
         ATTACKS["rays"](criterion="vote").run(bb, x, y)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"signflip: criterion must be one of single, majority, fooled_once, got"):
+        ATTACKS["signflip"](criterion="fast_exp").run(bb, x, y)  # no in-attack re-check there
     assert bb.stats.queries == 0

@@ -90,3 +90,44 @@ def test_fast_exp_charge_checks_charges_the_votes_within_budget() -> None:
     res = build("nes", eps=0.05, max_queries=200, criterion="fast_exp", k=9, charge_checks=True).run(bb, x, y)
     assert res.audit_queries == 0 and bb.stats.audit_queries == 0
     assert int(res.queries.sum()) == bb.stats.queries and int(res.queries.max()) <= 200
+
+
+def noisy_labels(sigma: float, seed: int = 123) -> BlackBox:
+    """The same noisy linear model, label-only (what RayS sees)."""
+    module = linear10()
+    g = torch.Generator().manual_seed(seed)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = module(x)
+        return (out + sigma * torch.randn(out.shape, generator=g)).argmax(1)
+
+    return BlackBox.from_callable(fn, returns="label", num_classes=10, input_shape=SHAPE, randomized=True,
+                                  output="label")
+
+
+def test_rays_fast_exp_rejects_false_alarms_and_keeps_attacking() -> None:
+    x = images(24)
+    y = linear10()(x).argmax(1).detach()
+    stop = build("rays", eps=0.1, max_queries=400, criterion="majority", k=9).run(noisy_labels(2.0), x, y)
+    cont = build("rays", eps=0.1, max_queries=400, criterion="fast_exp", k=9).run(noisy_labels(2.0), x, y)
+    assert cont.criterion == "fast_exp@9" and cont.audit_queries > 0
+    assert int(cont.queries.max()) <= 400
+    # majority stops an image on its first noisy hit within eps and the final vote often finds it robust;
+    # fast_exp votes at that moment, goes on after a false alarm and spends more of the budget
+    assert float(cont.queries.float().mean()) > 1.5 * float(stop.queries.float().mean())
+    real_stop = majority_wrong(noisy(2.0, seed=5), stop.x_adv, y)
+    real_cont = majority_wrong(noisy(2.0, seed=5), cont.x_adv, y)
+    assert int(real_cont.sum()) > int(real_stop.sum()), (int(real_cont.sum()), int(real_stop.sum()))
+    # every reported success is inside the eps-ball
+    assert bool((cont.norms[cont.success] <= 0.1 + 1e-6).all())
+
+
+def test_rays_fast_exp_on_a_deterministic_model_is_single() -> None:
+    x = images(6)
+    y = linear10()(x).argmax(1).detach()
+    a = build("rays", eps=0.1, max_queries=200, criterion="single").run(
+        BlackBox.from_module(linear10(), input_shape=SHAPE, output="label"), x, y)
+    b = build("rays", eps=0.1, max_queries=200, criterion="fast_exp").run(
+        BlackBox.from_module(linear10(), input_shape=SHAPE, output="label"), x, y)
+    assert torch.equal(a.success, b.success) and torch.equal(a.queries, b.queries) and b.audit_queries == 0

@@ -49,10 +49,16 @@ TINY = {
     ({"defenses": [{"name": "rnd", "params": {"sigma": 0.1}}]}, "defense 'rnd' has no parameter 'sigma'"),
     ({"attacks": [{"name": "square", "criterion": "mostly"}]}, "criterion of 'square' must be one of single"),
     ({"attacks": [{"name": "pgd", "criterion": "single"}]}, "attack 'pgd' takes no success criterion"),
+    ({"attacks": [{"name": "signflip", "criterion": "fast_exp"}]}, "criterion of 'signflip' must be one of single"),
 ])
 def test_invalid_configs_name_the_bad_key(patch: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_config({**TINY, **patch})
+
+
+def test_rays_accepts_fast_exp() -> None:
+    cfg = parse_config({**TINY, "attacks": [{"name": "rays", "budget": 10, "criterion": "fast_exp"}]})
+    assert cfg.attacks[0].criterion == "fast_exp"
 
 
 def test_load_config_errors_and_shipped_configs_are_valid(tmp_path: Path) -> None:

@@ -76,10 +76,10 @@ class LabelOracle:
 
 
 def check_common(name: str, norm: str, norms: tuple[str, ...], eps: float | None, max_queries: int,
-                 criterion: str = "single") -> None:
-    """Validate the hyperparameters every decision attack shares."""
-    if criterion not in CRITERIA:
-        raise InputError(f"{name}: criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+                 criterion: str = "single", criteria: tuple[str, ...] = CRITERIA) -> None:
+    """Validate the hyperparameters every decision attack shares (``criteria``: those this attack accepts)."""
+    if criterion not in criteria:
+        raise InputError(f"{name}: criterion must be one of {', '.join(criteria)}, got {criterion!r}")
     if norm not in norms:
         raise InputError(f"{name}: norm must be one of {', '.join(norms)}, got {norm!r}")
     if eps is not None and not eps > 0:
@@ -88,36 +88,49 @@ def check_common(name: str, norm: str, norms: tuple[str, ...], eps: float | None
         raise InputError(f"{name}: max_queries must be an int >= 1, got {max_queries!r}")
 
 
+def confirm(model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None, k: int) -> Tensor:
+    """``(M,)`` bool: more than half of ``k`` uncharged re-queries (:meth:`BlackBox.audit`) of ``x`` ``(M, ...)``
+    are adversarial (RFD's majority of 9; the in-attack re-check of ``criterion="fast_exp"``)."""
+    if not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be an int >= 1, got {k!r}")
+    votes = torch.zeros(len(x), device=x.device)
+    for _ in range(k):
+        out = model.audit(x)
+        pred = out if model.output == "label" else out.argmax(1)
+        votes += is_adversarial(pred.to(y.device), y, target).float().to(x.device)
+    return votes > k / 2
+
+
 def verify(model: BlackBox, x_adv: Tensor, y: Tensor, target: Tensor | None, success: Tensor, criterion: str,
-           k: int) -> tuple[Tensor, int]:
+           k: int, confirmed: Tensor | None = None) -> tuple[Tensor, int]:
     """Apply the success criterion on a randomized model (reference/algorithms.md pitfall 8).
 
     ``single`` and ``fooled_once`` keep the attack's own verdict (the query that found the point
     was adversarial once); ``majority`` re-queries each successful ``x_adv`` ``k`` times through
     :meth:`BlackBox.audit` (not charged) and keeps it only if more than half are adversarial (RFD's
-    majority of 9). Returns the new success mask and the audit queries spent.
+    majority of 9). ``fast_exp`` (attacks that re-check during the run) keeps the successes already
+    ``confirmed`` there and applies ``majority`` to the others (on a deterministic model it is ``single``). Returns the new success mask and the audit
+    queries spent.
     """
-    if criterion not in CRITERIA:
-        raise InputError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
-    if criterion != "majority" or not bool(success.any()):
+    if criterion not in (*CRITERIA, "fast_exp"):
+        raise InputError(f"criterion must be one of {', '.join(CRITERIA)}, fast_exp, got {criterion!r}")
+    if criterion == "fast_exp" and not bool(model.randomized):
+        return success, 0  # as for the score attacks: on a deterministic model fast_exp is single
+    todo = success if confirmed is None or criterion != "fast_exp" else success & ~confirmed.to(success.device)
+    if criterion not in ("majority", "fast_exp") or not bool(todo.any()):
         return success, 0
     if not isinstance(k, int) or k < 1:
-        raise InputError(f"k must be an int >= 1 for criterion 'majority', got {k!r}")
-    idx = success.nonzero().squeeze(1)
-    votes = torch.zeros(len(idx), device=x_adv.device)
-    for _ in range(k):
-        out = model.audit(x_adv[idx])
-        pred = out if model.output == "label" else out.argmax(1)
-        votes += is_adversarial(pred.to(y.device), y[idx], None if target is None else target[idx]).float()
+        raise InputError(f"k must be an int >= 1 for criterion {criterion!r}, got {k!r}")
+    idx = todo.nonzero().squeeze(1)
     keep = success.clone()
-    keep[idx] = votes > k / 2
+    keep[idx] = confirm(model, x_adv[idx], y[idx], None if target is None else target[idx], k).to(keep.device)
     return keep, k * len(idx)
 
 
 def min_norm_result(name: str, params: dict[str, Any], norm: str, eps: float | None, x: Tensor, x_best: Tensor,
                     found: Tensor, queries: Tensor, *, model: BlackBox | None = None, y: Tensor | None = None,
                     target: Tensor | None = None, criterion: str = "single", k: int = 9,
-                    **extra: Any) -> AttackResult:
+                    confirmed: Tensor | None = None, audit_queries: int = 0, **extra: Any) -> AttackResult:
     """Package a minimum-norm attack's outcome.
 
     ``x_best`` ``(N, ...)`` is the closest adversarial found for each image where ``found`` is True.
@@ -129,13 +142,14 @@ def min_norm_result(name: str, params: dict[str, Any], norm: str, eps: float | N
     reached = torch.where(found, lp_norm(x_best - x, norm), torch.full_like(found, float("inf"), dtype=x.dtype))
     success = found.clone() if eps is None else found & (reached <= eps)
     x_adv = torch.where(success.view(-1, *([1] * (x.dim() - 1))), x_best, x)
-    audit = 0
+    audit = audit_queries
     if model is not None and y is not None:
-        success, audit = verify(model, x_adv, y, target, success, criterion, k)
-    crit = f"majority@{k}" if criterion == "majority" else criterion
+        success, spent = verify(model, x_adv, y, target, success, criterion, k, confirmed)
+        audit += spent
+    crit = f"{criterion}@{k}" if criterion in ("majority", "fast_exp") else criterion
     return AttackResult(x_adv=x_adv, success=success, queries=queries.cpu().long(),
                         norms=lp_norm(x_adv - x, norm).float(), attack=name, params=params, norm=norm, eps=eps,
                         audit_queries=audit, criterion=crit, extra={"min_norm": reached.float(), **extra})
 
 
-__all__ = ["CHUNK", "CRITERIA", "LabelOracle", "check_common", "min_norm_result", "verify"]
+__all__ = ["CHUNK", "CRITERIA", "LabelOracle", "check_common", "confirm", "min_norm_result", "verify"]

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..models import BlackBox
-from ._decision import LabelOracle, check_common, min_norm_result
+from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_result
 from .base import Attack, AttackResult, register_attack
 
 
@@ -42,7 +42,10 @@ class RayS(Attack):
 
         batch_size: images per model call (resource knob; results do not depend on it).
         criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
-            (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
+            (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``; ``fast_exp`` (RFD
+            reference stop rule) re-checks an image with ``k`` uncharged re-queries when it would stop
+            (within ``eps``) and, on a false alarm, forgets the noisy distance and keeps attacking along
+            the current ray direction instead of stopping (reported as ``audit_queries``).
 
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` with ``extra["min_norm"]`` ``(N,)``, the
     linf distance of the closest adversarial found (inf if none).
@@ -54,10 +57,11 @@ class RayS(Attack):
     name = "rays"
     access = "label"
     norms = ("linf",)
+    criteria = (*CRITERIA, "fast_exp")
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 10_000,
                  tol: float = 1e-3, early_stop: bool = True, batch_size: int = 32,
-                 criterion: Literal["single", "majority", "fooled_once"] = "single",
+                 criterion: Literal["single", "majority", "fooled_once", "fast_exp"] = "single",
                  k: int = 9, seed: int | None = 0) -> None:
         self.eps = eps
         self.norm = norm
@@ -70,7 +74,7 @@ class RayS(Attack):
         self.seed = seed
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion)
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria)
         n = x.shape[0]
         dim = int(x[0].numel())
         oracle = LabelOracle(model, y, target, self.max_queries, self.batch_size)
@@ -81,12 +85,24 @@ class RayS(Attack):
         d_t[clean_adv] = 0.0
         x_best = x.clone()
         found = clean_adv.clone()
-        done = clean_adv.clone()
+        recheck = self.criterion == "fast_exp" and bool(model.randomized) and self.early_stop and self.eps is not None
+        confirmed = torch.zeros(n, dtype=torch.bool, device=x.device)
+        audit = 0
+        done = torch.zeros_like(clean_adv) if recheck else clean_adv.clone()
         level, block = 0, 0
         while True:
             if self.early_stop and self.eps is not None:
                 dist = (x_best - x).flatten(1).abs().amax(dim=1)
-                done |= found & (dist <= self.eps)
+                stop = found & (dist <= self.eps) & ~done
+                if recheck and bool(stop.any()):
+                    i = stop.nonzero().squeeze(1)
+                    ok = confirm(model, x_best[i], y[i], None if target is None else target[i], self.k).to(x.device)
+                    audit += self.k * len(i)
+                    bad = i[~ok]
+                    found[bad], d_t[bad], x_best[bad] = False, float("inf"), x[bad]  # false alarm: keep going
+                    confirmed[i[ok]] = True
+                    stop[bad] = False
+                done |= stop
             active = ~done & (oracle.remaining() > 0)
             if not bool(active.any()):
                 break
@@ -100,7 +116,8 @@ class RayS(Attack):
             if block == 2 ** level or end == dim:
                 level, block = level + 1, 0
         return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, oracle.queries,
-                               model=model, y=y, target=target, criterion=self.criterion, k=self.k)
+                               model=model, y=y, target=target, criterion=self.criterion, k=self.k,
+                               confirmed=confirmed, audit_queries=audit)
 
     def _point(self, x: Tensor, unit: Tensor, d: Tensor) -> Tensor:
         return (x + d.view(-1, *([1] * (x.dim() - 1))) * unit.view_as(x)).clamp(0.0, 1.0)

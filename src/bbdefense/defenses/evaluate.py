@@ -123,8 +123,9 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
         import inspect
 
         sig = inspect.signature(cls.__init__).parameters
-        if "criterion" in sig:  # decision attacks have no in-attack re-check: fast_exp -> majority at the end
-            crit = "majority" if cfg.criterion == "fast_exp" and cls.access == "label" else cfg.criterion
+        if "criterion" in sig:  # decision attacks without an in-attack re-check: fast_exp -> majority at the end
+            fast = cls.access != "label" or "fast_exp" in getattr(cls, "criteria", ())
+            crit = "majority" if cfg.criterion == "fast_exp" and not fast else cfg.criterion
             params.setdefault("criterion", crit)
         if "k" in sig:
             params.setdefault("k", cfg.k)

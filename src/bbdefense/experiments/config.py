@@ -165,7 +165,8 @@ class AttackConfig(_Strict):
         if self.criterion is not None:
             from ..attacks import _decision, _score
 
-            allowed = _score.CRITERIA if issubclass(ATTACKS[self.name], _score.ScoreAttack) else _decision.CRITERIA
+            allowed = _score.CRITERIA if issubclass(ATTACKS[self.name], _score.ScoreAttack) else getattr(
+                ATTACKS[self.name], "criteria", _decision.CRITERIA)
             if "criterion" not in inspect_params(ATTACKS[self.name]):
                 raise ValueError(f"attack {self.name!r} takes no success criterion")
             if self.criterion not in allowed:
