@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--attack-images", type=int, default=20)
     ap.add_argument("--attacks", default="apgd,square,hsja", help="Fig. 6-7 attacks (apgd, square, hsja)")
+    ap.add_argument("--hsja-queries", type=int, default=500,
+                    help="HSJA label queries per image (each a PREDICT of 50 noisy base queries; one min-norm run)")
     ap.add_argument("--out", default="runs/bench_ducd")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -139,7 +141,7 @@ def _attacks(run: RunDir, models: dict, test, shape: tuple, a: argparse.Namespac
         clf = CertifiedClassifier(BlackBox.from_module(base, input_shape=shape), make_noise(nz, sigma=s))
         for atk, params, eps in (("apgd", {"steps": 20}, [0.5, 1.0, 2.0, 3.0]),
                                  ("square", {"max_queries": 1000}, [0.5, 1.0, 2.0, 3.0]),
-                                 ("hsja", {"max_queries": 200, "num_iterations": 5}, [1.0, 2.0, 3.0])):
+                                 ("hsja", {"max_queries": a.hsja_queries}, [0.5, 1.0, 2.0, 3.0])):
             if atk not in a.attacks.split(","):
                 continue
             for r in attack_success_curve(clf, base, atk, x, y, eps, norm="l2", n_predict=50, attack_params=params):

@@ -139,7 +139,9 @@ def test_attack_success_grows_with_eps_on_the_certified_classifier() -> None:
     assert [r["eps"] for r in rows] == [0.01, 3.0] and rows[0]["n_correct"] == 6
     assert rows[0]["asr"] == 0.0 and rows[1]["asr"] == 1.0  # a 0.01 step cannot cross, 3.0 always can
     assert rows[1]["queries"] > 0 and rows[1]["mode"].startswith("white-box")
-    lab = attack_success_curve(clf, model, "hsja", x[:2], y[:2], [3.0], norm="l2", n_predict=20,
+    lab = attack_success_curve(clf, model, "hsja", x[:2], y[:2], [0.01, 3.0], norm="l2", n_predict=20,
                                attack_params={"max_queries": 60, "init_num_evals": 5, "max_num_evals": 10,
                                               "num_iterations": 2})
     assert lab[0]["mode"].startswith("direct") and 0 < lab[0]["queries"] <= 2 * 60
+    # one min-norm run serves every eps: same queries, ASR monotone in eps, nothing within 0.01
+    assert lab[0]["queries"] == lab[1]["queries"] and lab[0]["asr"] == 0.0 <= lab[1]["asr"]
