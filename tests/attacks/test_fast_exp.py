@@ -12,16 +12,19 @@ from bbdefense.models import BlackBox
 SCORE = ["square", "nes", "bandits", "signhunter", "simba"]
 
 
-def noisy(sigma: float, seed: int = 123) -> BlackBox:
+def noisy(sigma: float, seed: int = 123, labels: bool = False) -> BlackBox:
+    """Noisy linear logits (or, ``labels=True``, their argmax only: what a decision attack sees)."""
     module = linear10()
     g = torch.Generator().manual_seed(seed)
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             out = module(x)
-        return out + sigma * torch.randn(out.shape, generator=g)
+        out = out + sigma * torch.randn(out.shape, generator=g)
+        return out.argmax(1) if labels else out
 
-    return BlackBox.from_callable(fn, returns="logits", num_classes=10, input_shape=SHAPE, randomized=True)
+    kind = "label" if labels else "logits"
+    return BlackBox.from_callable(fn, returns=kind, num_classes=10, input_shape=SHAPE, randomized=True, output=kind)
 
 
 def majority_wrong(bb: BlackBox, x: torch.Tensor, y: torch.Tensor, reps: int = 41) -> torch.Tensor:
@@ -92,25 +95,11 @@ def test_fast_exp_charge_checks_charges_the_votes_within_budget() -> None:
     assert int(res.queries.sum()) == bb.stats.queries and int(res.queries.max()) <= 200
 
 
-def noisy_labels(sigma: float, seed: int = 123) -> BlackBox:
-    """The same noisy linear model, label-only (what RayS sees)."""
-    module = linear10()
-    g = torch.Generator().manual_seed(seed)
-
-    def fn(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            out = module(x)
-        return (out + sigma * torch.randn(out.shape, generator=g)).argmax(1)
-
-    return BlackBox.from_callable(fn, returns="label", num_classes=10, input_shape=SHAPE, randomized=True,
-                                  output="label")
-
-
 def test_rays_fast_exp_rejects_false_alarms_and_keeps_attacking() -> None:
     x = images(24)
     y = linear10()(x).argmax(1).detach()
-    stop = build("rays", eps=0.1, max_queries=400, criterion="majority", k=9).run(noisy_labels(2.0), x, y)
-    cont = build("rays", eps=0.1, max_queries=400, criterion="fast_exp", k=9).run(noisy_labels(2.0), x, y)
+    stop = build("rays", eps=0.1, max_queries=400, criterion="majority", k=9).run(noisy(2.0, labels=True), x, y)
+    cont = build("rays", eps=0.1, max_queries=400, criterion="fast_exp", k=9).run(noisy(2.0, labels=True), x, y)
     assert cont.criterion == "fast_exp@9" and cont.audit_queries > 0
     assert int(cont.queries.max()) <= 400
     # majority stops an image on its first noisy hit within eps and the final vote often finds it robust;
