@@ -116,7 +116,8 @@ def test_pipeline_end_to_end_on_a_linear_target(tmp_path) -> None:
     run = RunDir(tmp_path / "run", kind="ducd", config={"t": 1})
     cfg = DUCDConfig(sigmas=(0.25,), norms=("l1", "l2"), n_images=8, n0=20, n=100, finetune_epochs=1)
     dcfg = DistillConfig(budget=500, epochs=30, lr=0.05, batch_size=50)
-    s = run_ducd(run, bb, student, defender, test, cfg, distill_cfg=dcfg, target_module=teacher, owner_train=defender)
+    s = run_ducd(run, bb, student, defender, test, cfg, distill_cfg=dcfg, target_module=teacher, owner_train=defender,
+                 rs_model=lambda sigma: teacher)
     assert s["distill_queries"] == 500 and bb.stats.queries == 500  # certification never queries the target
     assert s["fidelity"] >= 0.9
     titles = [t["title"] for t in run.record.tables]
@@ -124,7 +125,13 @@ def test_pipeline_end_to_end_on_a_linear_target(tmp_path) -> None:
     assert any(p["title"].startswith("pA-R curve, l2") for p in run.record.plots)
     lines = (run.path / "rows" / "cert_DUCD_gaussian_0.25.jsonl").read_text().splitlines()
     assert len(lines) == 8 and json.loads(lines[0])["queries"] == 120
-    assert {"DUCD.l2.score", "WUCD.l2.score", "DUCD.l1.score"} <= set(s)
+    assert {"DUCD.l2.score", "WUCD.l2.score", "DUCD.l1.score", "RS.l2.score"} <= set(s)
+    # RS is Gaussian smoothing: the l1 table carries it too, from the same certificates (l1 radius = l2 radius)
+    l1 = next(t for t in run.record.tables if t["title"].startswith("Certified accuracy, l1"))
+    l2 = next(t for t in run.record.tables if t["title"].startswith("Certified accuracy, l2"))
+    rs1 = next(r for r in l1["rows"] if r[0] == "RS (gaussian)")
+    rs2 = next(r for r in l2["rows"] if r[0] == "RS")
+    assert rs1[1:] == rs2[1:] and s["RS.l1.score"] == s["RS.l2.score"]
 
 
 def test_attack_success_grows_with_eps_on_the_certified_classifier() -> None:
