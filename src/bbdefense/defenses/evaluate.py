@@ -54,7 +54,7 @@ class EvalConfig:
     eot_budget: int | None = None
     eps: float = 0.1
     norm: str = "linf"
-    criterion: str = "majority"
+    criterion: str = "fast_exp"
     k: int = 9
     clean_passes: int = 5
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
