@@ -6,21 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from torch import nn
+from linear_helpers import Linear  # noqa: F401  (re-exported to the tests that import it from here)
 
 SHAPE = (3, 8, 8)
-
-
-class Linear(nn.Module):
-    def __init__(self, w: torch.Tensor, b: torch.Tensor) -> None:
-        super().__init__()
-        self.lin = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.lin.weight.copy_(w)
-            self.lin.bias.copy_(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x.flatten(1))
 
 
 def binary_problem(n: int = 8, seed: int = 0) -> tuple[Linear, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

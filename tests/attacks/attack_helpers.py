@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from linear_helpers import Linear  # noqa: F401  (re-exported to the tests that import it from here)
 from bbdefense.attacks import ATTACKS, Attack
 from bbdefense.models import BlackBox, WhiteBox
 
@@ -28,20 +29,6 @@ FAST: dict[str, dict[str, Any]] = {
     "bpda": {"attack": "apgd", "attack_params": {"eps": 0.1, "steps": 5}},
     "transfer": {"attack_params": {"eps": 0.1, "steps": 5}},
 }
-
-
-class Linear(nn.Module):
-    """``logits = W flatten(x) + b`` on 1x8x8 images."""
-
-    def __init__(self, w: torch.Tensor, b: torch.Tensor) -> None:
-        super().__init__()
-        self.lin = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.lin.weight.copy_(w)
-            self.lin.bias.copy_(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x.flatten(1))
 
 
 def linear10(seed: int = 0) -> Linear:

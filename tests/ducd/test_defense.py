@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from linear_helpers import Linear
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.data import ImageDataset
 from bbdefense.defenses.ducd import DistillConfig
@@ -18,18 +19,6 @@ from bbdefense.models import BlackBox
 from bbdefense.records import RunDir
 
 SHAPE = (1, 4, 4)
-
-
-class Linear(nn.Module):
-    def __init__(self, w: torch.Tensor, b: torch.Tensor) -> None:
-        super().__init__()
-        self.lin = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.lin.weight.copy_(w)
-            self.lin.bias.copy_(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x.flatten(1))
 
 
 def _binary(margin: float) -> Linear:

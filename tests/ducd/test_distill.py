@@ -6,22 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from linear_helpers import Linear
 from bbdefense.defenses.ducd import DistillConfig, TransferSet, distill, distill_loss
 from bbdefense.defenses.ducd.distill import augment_batch, collect_transfer_set, resolve_loss
 from bbdefense.errors import AccessError, InputError, QueryBudgetExceeded
 from bbdefense.models import BlackBox
-
-
-class Linear(nn.Module):
-    def __init__(self, w: torch.Tensor, b: torch.Tensor) -> None:
-        super().__init__()
-        self.lin = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.lin.weight.copy_(w)
-            self.lin.bias.copy_(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x.flatten(1))
 
 
 SHAPE = (1, 4, 4)
