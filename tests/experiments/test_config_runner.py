@@ -95,6 +95,13 @@ def test_runner_streams_rows_resumes_and_reports(tmp_path: Path) -> None:
         rows = list(read_rows(rows_dir / f"attack__{r[0]}__{r[1]}.jsonl"))
         assert r[3] == pytest.approx(1 - sum(x["success"] for x in rows) / len(rows))
     assert "Robust accuracy" in md.read_text() and "Certified accuracy" in md.read_text()
+    # the UniG Table 1 columns: clean accuracy (3 passes) and logit difference vs the undefended target
+    dfn = {r["model"]: r for r in read_rows(rows_dir / "defenses.jsonl")}
+    assert set(dfn) == {"undefended", "rnd"} and dfn["undefended"]["logit_difference"] == 0.0
+    assert dfn["rnd"]["randomized"] and dfn["rnd"]["logit_difference"] > 0 and len(dfn["rnd"]["clean_accuracy_passes"]) == 3
+    assert dfn["undefended"]["clean_accuracy"] == pytest.approx(rec["metrics"]["clean_accuracy.undefended"])
+    dtab = next(t for t in rec["tables"] if t["title"].startswith("Defenses: clean accuracy"))
+    assert [r[0] for r in dtab["rows"]] == ["undefended", "rnd"]
     checks = {c["name"]: c["passed"] for c in rec["checks"]}
     for r in table["rows"]:  # the sanity check flags robust images whose attack stopped before its budget
         rows = list(read_rows(rows_dir / f"attack__{r[0]}__{r[1]}.jsonl"))

@@ -60,12 +60,15 @@ class DataConfig(_Strict):
     """Evaluation data: the ``test`` split of ``dataset`` (``make_splits`` with ``split_seed``).
 
     ``n`` images are attacked (the first ``n`` the undefended target classifies correctly) and
-    certified (the first ``n`` test images)."""
+    certified (the first ``n`` test images); ``n_clean`` test images give each defense's clean
+    accuracy (mean of ``clean_passes`` passes) and logit difference (UniG Table 1)."""
 
     dataset: str = "mnist5k"
     data_dir: str | None = None
     split_seed: int = 0
     n: int = Field(100, ge=1)
+    n_clean: int = Field(1000, ge=1)
+    clean_passes: int = Field(3, ge=1)
 
 
 class TrainSection(_Strict):

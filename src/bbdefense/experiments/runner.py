@@ -207,6 +207,49 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list
                 else f"all {robust} images counted robust withstood the whole budget"))
 
 
+def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: Any,
+                   on_event: EventCallback | None) -> None:
+    """Clean accuracy (mean of ``data.clean_passes`` passes) and logit difference vs the undefended target
+    (UniG Table 1) of every model, on the first ``data.n_clean`` test images; one row per model streams to
+    ``rows/defenses.jsonl`` (resumable)."""
+    from ..defenses import Defense
+    from ..defenses.metrics import clean_accuracy, logit_difference
+    from ..records import RowWriter
+
+    ref, _ = load_checkpoint(target_path)
+    ref.eval()
+    names = ["undefended", *[d.key for d in cfg.defenses]]
+    x, y = test.x[:cfg.data.n_clean], test.y[:cfg.data.n_clean]
+    path = run.path / "rows" / "defenses.jsonl"
+    done = {r["model"]: r for r in read_rows(path)} if path.is_file() else {}
+    run.record.artifacts["defenses"] = "rows/defenses.jsonl"
+    emit(on_event, "start", "defenses", total=len(names), message="clean accuracy and logit difference")
+    with RowWriter(path, key="model") as w:
+        for name in names:
+            if name not in done:
+                # a fresh copy of the target per model, as the attack jobs build them
+                module, _ = load_checkpoint(target_path)
+                m = _models(cfg, module.eval(), only=name)[name]
+                acc, accs = clean_accuracy(m, x, y, passes=cfg.data.clean_passes, seed=cfg.seed)
+                if isinstance(m, Defense):
+                    m.reseed(cfg.seed)
+                ld = 0.0 if name == "undefended" else logit_difference(m, ref, x)
+                done[name] = {"model": name, "randomized": bool(getattr(m, "randomized", False)),
+                              "clean_accuracy": acc, "clean_accuracy_passes": accs, "logit_difference": ld}
+                w.write(done[name])
+            emit(on_event, "advance", "defenses", n=1)
+    emit(on_event, "end", "defenses")
+    rows = [[r["model"], r["randomized"], r["clean_accuracy"], r["logit_difference"]] for r in done.values()]
+    for r in done.values():
+        run.set_metrics(**{f"clean_accuracy.{r['model']}": r["clean_accuracy"],
+                           f"logit_difference.{r['model']}": r["logit_difference"]})
+    run.add_table({**table("Defenses: clean accuracy and logit difference (UniG Table 1)",
+                           ["model", "randomized", "clean accuracy", "logit difference"], rows,
+                           f"first {len(x)} test images; clean accuracy = mean of {cfg.data.clean_passes} passes "
+                           "(randomized models); logit difference = mean l2(defended - undefended logits)"),
+                   "section": "Attacks"})
+
+
 def _certify_one(cfg: ExperimentConfig, run: RunDir, spec: str, c: CertifyConfig, test: Any,
                  on_event: EventCallback | None) -> list[Any]:
     from ..certify import Certificate, Smooth, make_noise
@@ -295,6 +338,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
 
             raise ConfigError("attacks on defenses need the target as a torch checkpoint, not an .onnx file")
         names = ["undefended", *[d.key for d in cfg.defenses]]
+        if cfg.defenses:
+            _defense_table(cfg, run, path, test, on_event)
         _attacks(cfg, run, path, names, base, test, workers=workers, use_ray=use_ray, on_event=on_event)
     if cfg.certify:
         _certify(cfg, run, spec, test, base.input_shape, on_event)
