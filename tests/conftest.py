@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+
+from linear_helpers import Linear
 
 torch.set_num_threads(2)
 
 
-class LinearImageModel(nn.Module):
-    """``logits = W flatten(x) + b``: a linear classifier with known decision boundaries."""
+class LinearImageModel(Linear):
+    """``logits = W flatten(x) + b`` (:class:`linear_helpers.Linear`) that also knows its input shape."""
 
     def __init__(self, w: torch.Tensor, b: torch.Tensor, input_shape: tuple[int, int, int]) -> None:
-        super().__init__()
+        super().__init__(w, b)
         self.input_shape = input_shape
-        self.linear = nn.Linear(w.shape[1], w.shape[0])
-        with torch.no_grad():
-            self.linear.weight.copy_(w)
-            self.linear.bias.copy_(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
 
 
 @pytest.fixture

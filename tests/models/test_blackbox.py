@@ -177,7 +177,7 @@ def test_whitebox_logits_are_differentiable_and_counted(linear_model, images):
     x = images.clone().requires_grad_(True)
     wb.logits(x).sum().backward()
     assert x.grad is not None
-    torch.testing.assert_close(x.grad[0].flatten(), linear_model.linear.weight.sum(0))
+    torch.testing.assert_close(x.grad[0].flatten(), linear_model.lin.weight.sum(0))
     wb(images[:3])
     assert wb.stats.queries == 19
     assert wb.module is linear_model

@@ -36,7 +36,7 @@ from ..events import EventCallback, emit
 from ..models import BlackBox
 from ..records import RunDir, table
 from .base import Defense
-from .metrics import clean_accuracy, logit_difference
+from .metrics import clean_metrics
 
 SCORE_ATTACKS = ("square", "nes", "signhunter", "simba", "bandits")
 DECISION_ATTACKS = ("rays", "signflip")
@@ -198,14 +198,9 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
         if key in done:
             c = done[key]
         else:
-            acc, accs = clean_accuracy(model, xc, yc, passes=cfg.clean_passes, seed=cfg.seed)
-            if isinstance(model, Defense):
-                model.reseed(cfg.seed)
             ref = (bases or {}).get(name, undefended)
-            ld = logit_difference(model, ref, xc) if model is not ref else 0.0
-            c = {"key": key, "defense": name, "attack": "clean", "budget": 0, "clean_accuracy": acc,
-                 "clean_accuracy_passes": accs, "logit_difference": ld,
-                 "randomized": bool(getattr(model, "randomized", False)),
+            c = {"key": key, "defense": name, "attack": "clean", "budget": 0,
+                 **clean_metrics(model, ref, xc, yc, passes=cfg.clean_passes, seed=cfg.seed),
                  "params": model.get_params() if isinstance(model, Defense) else {}}
             c = {k: (v if not isinstance(v, tuple) else list(v)) for k, v in c.items()}
             if writer is not None:

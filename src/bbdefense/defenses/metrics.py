@@ -52,4 +52,17 @@ def logit_difference(defended: nn.Module, undefended: nn.Module, x: Tensor, *, b
     return float(d.norm(p=2, dim=1).mean())
 
 
-__all__ = ["clean_accuracy", "logit_difference", "predict_logits"]
+def clean_metrics(model: nn.Module, reference: nn.Module, x: Tensor, y: Tensor, *, passes: int = 1,
+                  seed: int = 0) -> dict[str, object]:
+    """The UniG Table 1 columns of one model: ``clean_accuracy`` (mean of ``passes``), its per-pass values,
+    ``logit_difference`` vs ``reference`` (0 when ``model is reference``) and ``randomized``. A randomized
+    :class:`Defense` is re-seeded with ``seed`` afterwards, so later users see the same noise stream."""
+    acc, accs = clean_accuracy(model, x, y, passes=passes, seed=seed)
+    if isinstance(model, Defense):
+        model.reseed(seed)
+    ld = 0.0 if model is reference else logit_difference(model, reference, x)
+    return {"clean_accuracy": acc, "clean_accuracy_passes": accs, "logit_difference": ld,
+            "randomized": bool(getattr(model, "randomized", False))}
+
+
+__all__ = ["clean_accuracy", "clean_metrics", "logit_difference", "predict_logits"]

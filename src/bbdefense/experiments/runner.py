@@ -212,30 +212,21 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
     """Clean accuracy (mean of ``data.clean_passes`` passes) and logit difference vs the undefended target
     (UniG Table 1) of every model, on the first ``data.n_clean`` test images; one row per model streams to
     ``rows/defenses.jsonl`` (resumable)."""
-    from ..defenses import Defense
-    from ..defenses.metrics import clean_accuracy, logit_difference
+    from ..defenses.metrics import clean_metrics
     from ..records import RowWriter
 
-    ref, _ = load_checkpoint(target_path)
-    ref.eval()
-    names = ["undefended", *[d.key for d in cfg.defenses]]
+    module, _ = load_checkpoint(target_path)
+    models = _models(cfg, module.eval())  # RFD's hooks act only inside its own forward: one copy serves all
     x, y = test.x[:cfg.data.n_clean], test.y[:cfg.data.n_clean]
     path = run.path / "rows" / "defenses.jsonl"
     done = {r["model"]: r for r in read_rows(path)} if path.is_file() else {}
     run.record.artifacts["defenses"] = "rows/defenses.jsonl"
-    emit(on_event, "start", "defenses", total=len(names), message="clean accuracy and logit difference")
+    emit(on_event, "start", "defenses", total=len(models), message="clean accuracy and logit difference")
     with RowWriter(path, key="model") as w:
-        for name in names:
+        for name, m in models.items():
             if name not in done:
-                # a fresh copy of the target per model, as the attack jobs build them
-                module, _ = load_checkpoint(target_path)
-                m = _models(cfg, module.eval(), only=name)[name]
-                acc, accs = clean_accuracy(m, x, y, passes=cfg.data.clean_passes, seed=cfg.seed)
-                if isinstance(m, Defense):
-                    m.reseed(cfg.seed)
-                ld = 0.0 if name == "undefended" else logit_difference(m, ref, x)
-                done[name] = {"model": name, "randomized": bool(getattr(m, "randomized", False)),
-                              "clean_accuracy": acc, "clean_accuracy_passes": accs, "logit_difference": ld}
+                done[name] = {"model": name,
+                              **clean_metrics(m, module, x, y, passes=cfg.data.clean_passes, seed=cfg.seed)}
                 w.write(done[name])
             emit(on_event, "advance", "defenses", n=1)
     emit(on_event, "end", "defenses")

@@ -108,10 +108,7 @@ def _min_norm_curve(cls: Any, smoothed: BlackBox, x: Tensor, y: Tensor, correct:
     yc = y[correct].cpu()
     wrong = (smoothed.audit(res.x_adv).cpu() != yc) & res.success.cpu()
     dist = lp_norm(res.x_adv - x[correct], norm).cpu()
-    rows = []
-    for eps in eps_list:
-        broken = wrong & (dist <= float(eps) + 1e-6)
-        rows.append({"attack": attack, "norm": norm, "eps": float(eps), "asr": float(broken.float().mean()),
-                     "n_correct": n_ok, "queries": int(q), "mode": mode,
-                     "median_min_norm": float(torch.where(wrong, dist, torch.full_like(dist, float("inf"))).median())})
-    return rows
+    med = float(torch.where(wrong, dist, torch.full_like(dist, float("inf"))).median())
+    return [{"attack": attack, "norm": norm, "eps": float(eps),
+             "asr": float((wrong & (dist <= float(eps) + 1e-6)).float().mean()), "n_correct": n_ok,
+             "queries": int(q), "mode": mode, "median_min_norm": med} for eps in eps_list]
