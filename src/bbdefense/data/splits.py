@@ -8,6 +8,11 @@
   passed through :func:`corrupt` (a documented shift).
 * ``test``: held out; the whole official test split when the dataset has one (unless ``sizes`` sets
   ``test``).
+
+**Order.** Every split is returned in a seeded, class-interleaved order (:func:`stratified_order`), so
+any prefix ``split.x[:N]`` holds every class in proportion (each class within one image of
+``N * p_class``). Evaluations that take "the first N test images" therefore describe the whole
+model, not the first class of a sorted file.
 """
 
 from __future__ import annotations
@@ -69,6 +74,41 @@ def _count(spec: float, n: int) -> int:
     return int(spec) if isinstance(spec, int) or spec > 1 else int(round(spec * n))
 
 
+def stratified_order(y: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded permutation of ``range(len(y))`` whose every prefix is class-proportional.
+
+    Images are shuffled within each class (seeded) and the classes are dealt greedily: position
+    ``N`` goes to the class whose count lags its quota ``(N + 1) * p_c`` the most (ties broken at
+    random, seeded). Every prefix of ``N`` images then holds ``N * p_c`` images of class ``c`` up to
+    less than 2 images (at most 1 for balanced classes; asserted for every dataset by
+    ``tests/data/test_split_order.py``), so "the first N test images" samples every class.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    classes, inv, sizes = np.unique(y, return_inverse=True, return_counts=True)
+    members = [rng.permutation(np.flatnonzero(inv == k)) for k in range(len(classes))]
+    p = sizes / n
+    jitter = rng.random((len(classes), int(sizes.max()) + 1)) * 1e-9  # seeded tie-breaker per (class, count)
+    count = np.zeros(len(classes), dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    rows = np.arange(len(classes))
+    for i in range(n):
+        score = (i + 1) * p - count + jitter[rows, count]
+        score[count >= sizes] = -np.inf
+        k = int(np.argmax(score))
+        out[i] = members[k][count[k]]
+        count[k] += 1
+    return out
+
+
+def _ordered(idx: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """``idx`` reordered by :func:`stratified_order` of its labels."""
+    return idx[stratified_order(y[idx], seed)]
+
+
 def _stratified_take(idx: np.ndarray, y: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split ``idx`` into (k stratified items, rest)."""
     if k >= len(idx):
@@ -108,18 +148,20 @@ def make_splits(ds: ImageDataset, *, seed: int = 0, sizes: dict[str, float] | No
     if ds.name == "mnist5k":
         from .embedded import digits_as_mnist
 
-        shifted = digits_as_mnist()
+        digits = digits_as_mnist()
+        shifted = digits.subset(torch.from_numpy(stratified_order(digits.y.numpy(), seed + 13)))
     else:
         k = _count(spec.get("shifted", 0.25), n)
         sh_idx, _ = _stratified_take(pool, y, min(k, len(pool)), seed + 3)
         if len(sh_idx) == 0:  # no pool left: shift a copy of the defender set instead
             sh_idx = def_idx
-        base = ds.subset(torch.from_numpy(sh_idx))
+        base = ds.subset(torch.from_numpy(_ordered(sh_idx, y, seed + 13)))
         shifted = ImageDataset(f"{ds.name}-shifted", corrupt(base.x, seed=seed), base.y, base.classes, ds.mean,
                                ds.std, info={"shift": "corrupt(contrast 0.7, blur 0.8, noise 0.03)"})
+    # membership is decided above; the order of each split is a class-interleaved seeded shuffle
     return Splits(
-        owner_train=ds.subset(torch.from_numpy(owner_idx), f"{ds.name}:owner_train"),
-        defender=ds.subset(torch.from_numpy(def_idx), f"{ds.name}:defender"),
+        owner_train=ds.subset(torch.from_numpy(_ordered(owner_idx, y, seed + 11)), f"{ds.name}:owner_train"),
+        defender=ds.subset(torch.from_numpy(_ordered(def_idx, y, seed + 12)), f"{ds.name}:defender"),
         defender_shifted=shifted,
-        test=ds.subset(torch.from_numpy(test_idx), f"{ds.name}:test"),
+        test=ds.subset(torch.from_numpy(_ordered(test_idx, y, seed + 14)), f"{ds.name}:test"),
     )
