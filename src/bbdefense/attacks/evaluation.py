@@ -153,8 +153,9 @@ def starts_of_class(pool_x: Tensor, pool_y: Tensor, target: Tensor, *, exclude: 
 
 
 def first_correct(model: BlackBox, x: Tensor, y: Tensor, n: int, *, batch_size: int = 500) -> tuple[Tensor, int, int]:
-    """Indices of the first ``n`` images ``model`` classifies correctly, checked with uncharged
-    ``audit`` queries. Returns ``(indices, n_scanned, n_correct_among_scanned)``."""
+    """Indices of the first ``n`` images ``model`` classifies correctly, checked with ``audit``
+    queries (free on a local model, charged by a remote API: ``model.audit_charged``).
+    Returns ``(indices, n_scanned, n_correct_among_scanned)``."""
     found: list[Tensor] = []
     count = 0
     for b0 in range(0, len(x), batch_size):

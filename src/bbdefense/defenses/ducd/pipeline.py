@@ -131,7 +131,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
     Returns the summary metrics (also in ``run.record.metrics``).
     """
     from ...certify import make_noise
-    from .evaluate import evaluate_surrogate
+    from .evaluate import evaluate_surrogate, target_eval_note
 
     q0 = bb.stats.queries
     res, transfer = distill(bb, surrogate, distill_data, distill_cfg, transfer=transfer, on_event=on_event)
@@ -139,8 +139,9 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
     target_q = bb.stats.queries - q0
     run.add_table({**table("Surrogate (Tables I-II)", ["target acc", "surrogate acc", "ratio %", "fidelity",
                                                        "distillation queries", "loss"],
-                           [[met.target_accuracy, met.surrogate_accuracy, 100 * met.ratio, met.fidelity,
-                             len(transfer), res.loss]]), "section": section})
+                           [[met.target_accuracy, met.surrogate_accuracy,
+                             None if met.ratio is None else 100 * met.ratio, met.fidelity, len(transfer), res.loss]],
+                           target_eval_note(met)), "section": section})
     # DUCD fine-tunes on the whole transfer set labelled by the target's answers (no new query).
     labels = transfer.out.long() if transfer.output == "label" else transfer.out.argmax(1)
     ft_data = ImageDataset("transfer", transfer.x, labels, list(test.classes), test.mean, test.std)
