@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -236,7 +236,7 @@ class RemoteBlackBox(BlackBox):
                 f"{what} would be charged {need} images but key {u.get('key')!r} has {left} of {u.get('budget')} "
                 f"left on {getattr(self.backend, 'url', self.name)}; nothing was sent")
 
-    def _split(self, x: Tensor, fn: Callable[[Tensor], Tensor], kind: str = "query") -> Tensor:
+    def _split(self, x: Tensor, fn: Callable[[Tensor], Tensor], kind: Literal["query", "audit"] = "query") -> Tensor:
         if isinstance(x, Tensor) and x.dim() == 4 and x.shape[0] == 0:  # no request for an empty batch
             from ..models.blackbox import validate_images
 
