@@ -98,14 +98,15 @@ def certify_rows(run: RunDir, name: str, model: nn.Module, noise: Any, test: Ima
                               batch_size=cfg.certify_batch)
     writer = run.rows(name)
     m = min(cfg.n_images, len(test))
-    emit(on_event, "start", f"certify:{name}", total=m)
+    emit(on_event, "start", f"certify:{name}", total=m, unit="images")
     for i in range(m):
-        if i not in writer.done:
+        fresh = i not in writer.done
+        if fresh:
             cert = clf.certify(test.x[i:i + 1], seed=cfg.seed + i)[0]
             writer.write({"idx": i, "y": int(test.y[i]), "label": int(cert.label), "pA_lower": float(cert.pA_lower),
                           "radius": {k: float(v) for k, v in cert.radius.items()}, "abstain": bool(cert.abstain),
                           "approximate": bool(cert.approximate), "queries": cfg.n0 + cfg.n})
-        emit(on_event, "advance", f"certify:{name}")
+        emit(on_event, "advance", f"certify:{name}", queries=cfg.n0 + cfg.n if fresh else 0)
     emit(on_event, "end", f"certify:{name}")
     writer.close()
     rows = [r for r in read_rows(run.path / "rows" / f"{name}.jsonl") if r["idx"] < m]
