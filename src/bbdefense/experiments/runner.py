@@ -314,8 +314,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
                  resume=resume)
     run.record.sections = []
     t0 = time.perf_counter()
-    emit(on_event, "start", "target", total=1, message="target")
+    emit(on_event, "start", "target", total=1, message="target", unit="model")
     path, meta = _target(cfg, out, on_event)
+    emit(on_event, "advance", "target")
     emit(on_event, "end", "target")
     spec = str(path)
     base = load_blackbox(spec, backend=cfg.target.backend)
