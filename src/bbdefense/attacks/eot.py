@@ -69,6 +69,11 @@ class EOTBlackBox(BlackBox):
                          output=model.output, name=f"eot{m}({model.name})")
 
     @property
+    def remote(self) -> bool:  # type: ignore[override]
+        """The wrapped model's: audits of a remote API are charged."""
+        return self.inner.remote
+
+    @property
     def query_cost(self) -> int:
         """Real queries charged per image per query of the wrapper."""
         return self.m
@@ -97,7 +102,8 @@ class EOTBlackBox(BlackBox):
     __call__ = query
 
     def audit(self, x: Tensor) -> Tensor:
-        """One uncharged pass of the wrapped model (verification on the real randomized model)."""
+        """One pass of the wrapped model's :meth:`BlackBox.audit` (verification on the real randomized
+        model; free locally, charged by a remote API)."""
         return self.inner.audit(x)
 
     def describe(self) -> dict[str, object]:

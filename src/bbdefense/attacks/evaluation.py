@@ -106,7 +106,7 @@ def run_batches(attack: Attack, model: BlackBox, x: Tensor, y: Tensor, index: Se
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     done = writer.done if writer is not None else set()
     out: list[dict[str, Any]] = []
-    emit(on_event, "start", task, total=len(x), message=f"{attack.name}")
+    emit(on_event, "start", task, total=len(x), message=f"{attack.name}", unit="images")
     for b0 in range(0, len(x), batch_size):
         sl = slice(b0, b0 + batch_size)
         ids = list(index[sl])
@@ -128,7 +128,7 @@ def run_batches(attack: Attack, model: BlackBox, x: Tensor, y: Tensor, index: Se
             batch_writer.write({"idx": b0 // batch_size, "n": len(ids), "audit_queries": res.audit_queries,
                                 "queries": int(res.queries.sum()), "seconds": round(secs, 4),
                                 "criterion": res.criterion})
-        emit(on_event, "advance", task, n=len(ids))
+        emit(on_event, "advance", task, n=len(ids), queries=int(res.queries.sum()))
     emit(on_event, "end", task)
     return out
 
@@ -153,8 +153,9 @@ def starts_of_class(pool_x: Tensor, pool_y: Tensor, target: Tensor, *, exclude: 
 
 
 def first_correct(model: BlackBox, x: Tensor, y: Tensor, n: int, *, batch_size: int = 500) -> tuple[Tensor, int, int]:
-    """Indices of the first ``n`` images ``model`` classifies correctly, checked with uncharged
-    ``audit`` queries. Returns ``(indices, n_scanned, n_correct_among_scanned)``."""
+    """Indices of the first ``n`` images ``model`` classifies correctly, checked with ``audit``
+    queries (free on a local model, charged by a remote API: ``model.audit_charged``).
+    Returns ``(indices, n_scanned, n_correct_among_scanned)``."""
     found: list[Tensor] = []
     count = 0
     for b0 in range(0, len(x), batch_size):

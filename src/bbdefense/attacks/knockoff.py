@@ -21,7 +21,8 @@ Reference: the paper and ART's ``KnockoffNets`` (the peer implementation, see
 ``shared/reference/art.md``), re-implemented (not copied). Differences from ART: the adaptive
 bandit acts on batches of ``batch_size_query`` samples per round (ART: one sample and one full
 knockoff fit per query); victim queries go through the counted oracle and total exactly
-``budget``; agreement/accuracy are measured with the victim's uncharged :meth:`BlackBox.audit`.
+``budget``; agreement/accuracy are measured with the victim's :meth:`BlackBox.audit` (free on a local
+victim; a remote API charges it, so there only as many images as ``victim.audit_allowance`` permits).
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ class StealResult:
     """The stolen model and how well it imitates the victim.
 
     ``queries`` is the number of victim queries charged (== ``budget``); ``agreement`` and
-    ``accuracy`` are measured on ``eval_set`` (None without one; audit queries, not charged);
-    ``class_counts`` counts queried images per transfer-set class.
+    ``accuracy`` are measured on ``eval_set`` (None without one). ``accuracy`` is the knockoff's own
+    (local, on all of ``eval_set``); ``agreement`` and ``victim_accuracy`` need the victim's answers
+    (audit queries) and are measured on the first ``eval_n`` images: all of them on a local victim
+    (free), as many as ``victim.audit_allowance`` permits on a remote one, where ``eval_charged`` (None
+    when 0). ``class_counts`` counts queried images per transfer-set class.
     """
 
     model: nn.Module
@@ -65,6 +69,8 @@ class StealResult:
     params: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_n: int = 0
+    eval_charged: bool = False
 
     def save(self, path: str | Path, *, dataset: str | None = None) -> Path:
         """Write the stolen model as a bbdefense checkpoint (``PATH.safetensors`` + ``PATH.json``)."""
@@ -176,7 +182,7 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
     classes = transfer_set.y
     counts = torch.zeros(transfer_set.num_classes, dtype=torch.long)
     history: list[dict[str, float]] = []
-    emit(on_event, "start", "knockoff", total=budget)
+    emit(on_event, "start", "knockoff", total=budget, unit="queries")
     if strategy == "random":
         order = torch.randperm(len(transfer_set), generator=g)[:budget]
         for i in range(0, budget, batch_size_query):
@@ -241,20 +247,23 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
     emit(on_event, "end", "knockoff")
     queries = victim.stats.queries - q_start
     agreement = accuracy = victim_acc = None
+    eval_n = 0
     if eval_set is not None:
         with torch.no_grad():
             mine = torch.cat([model(eval_set.x[i:i + 500].to(device)).argmax(1).cpu()
                               for i in range(0, len(eval_set), 500)])
-        theirs = torch.cat([_label(victim.audit(eval_set.x[i:i + 500]), victim).cpu()
-                            for i in range(0, len(eval_set), 500)])
-        agreement = float((mine == theirs).float().mean())
+        eval_n = victim.audit_allowance(len(eval_set))  # a remote victim charges these
+        theirs = torch.cat([_label(victim.audit(eval_set.x[i:min(i + 500, eval_n)]), victim).cpu()
+                            for i in range(0, eval_n, 500)]) if eval_n > 0 else None
         accuracy = float((mine == eval_set.y).float().mean())
-        victim_acc = float((theirs == eval_set.y).float().mean())
+        if theirs is not None:
+            agreement = float((mine[:eval_n] == theirs).float().mean())
+            victim_acc = float((theirs == eval_set.y[:eval_n]).float().mean())
     params = {"arch": arch, "budget": budget, "strategy": strategy, "reward": reward,
               "use_probability": use_probability, "epochs": epochs, "batch_size": batch_size,
               "batch_size_query": batch_size_query, "lr": lr, "bandit_lr": bandit_lr, "seed": seed}
     return StealResult(model.eval(), queries, agreement, accuracy, victim_acc, strategy, counts.tolist(),
-                       time.perf_counter() - t0, params, history, arch_kwargs)
+                       time.perf_counter() - t0, params, history, arch_kwargs, eval_n, victim.audit_charged)
 
 
 def _label(out: Tensor, victim: BlackBox) -> Tensor:

@@ -145,7 +145,7 @@ class Smooth:
         counts = torch.zeros(N, K, dtype=torch.int64)
         pending: list[tuple[int, Tensor]] = []
         buffered = 0
-        emit(on_event, "start", "smooth", total=N * n)
+        emit(on_event, "start", "smooth", total=N * n, unit="noisy queries")
         for i in range(N):
             g = torch.Generator(device=x.device).manual_seed(image_seed(seed, ids[i], phase))
             done = 0

@@ -136,7 +136,8 @@ def attack(
     run.record.sections = [{"title": sec, "text": (
         f"{atk.name} ({norm}, eps={eps_v:g}, budget {budget} queries/image{', targeted' if targeted else ''}) on "
         f"the first {len(rows)} correctly classified test images of {dataset} ({correct} of the first {scanned} "
-        "test images are correct; the clean check uses uncharged audit queries). Robust accuracy is over the "
+        f"test images are correct; the clean check uses audit queries, "
+        f"{'charged by the remote API' if bb.audit_charged else 'free on a local model'}). Robust accuracy is over the "
         "attacked (correctly classified) images.")}]
     run.set_metrics(**summary, clean_accuracy_scanned=correct / max(scanned, 1),
                     audit_queries=sum(b["audit_queries"] for b in batches),

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..events import emit
 from .common import out, progress_events, seed_everything
 
 
@@ -86,6 +87,7 @@ def certify(
     todo = [i for i in idx if i not in writer.done]
     t0 = time.perf_counter()
     with progress_events(progress) as cb:
+        emit(cb, "start", "certify", total=len(todo), unit="images")
         for s in range(0, len(todo), chunk):
             ids = todo[s:s + chunk]
             q0, t1 = bb.stats.queries, time.perf_counter()
@@ -99,6 +101,8 @@ def certify(
                               "radius_method": c.radius_method, "approximate": c.approximate,
                               "nA": c.counts[c.label] if c.label >= 0 else max(c.counts), "queries": dq,
                               "seconds": round(dt, 4)})
+            emit(cb, "advance", "certify", n=len(ids), queries=bb.stats.queries - q0)
+        emit(cb, "end", "certify")
     writer.close()
     rows = [r for r in read_rows(out_dir / "rows" / "certify.jsonl") if r["idx"] in set(idx)]
     d = int(math.prod(bb.input_shape))

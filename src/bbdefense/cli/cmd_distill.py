@@ -16,9 +16,13 @@ def register(app: typer.Typer) -> None:
 
 
 def open_target(spec: str, *, output: str = "logits", budget: int | None = None, api_key: str | None = None,
-                backend: str = "torch") -> Any:
+                backend: str = "torch", eval_budget: int | None = None) -> Any:
     """A query-counted :class:`BlackBox` for a checkpoint / ONNX / TorchScript path or an
-    ``http(s)://`` URL (through ``bbdefense.serve.HttpBlackBox`` when installed)."""
+    ``http(s)://`` URL (through ``bbdefense.serve.HttpBlackBox`` when installed).
+
+    ``eval_budget`` becomes the black box's ``audit_budget`` (evaluation queries). A remote API
+    charges them, so a remote target gets 0 unless one is declared (the target's accuracy is then
+    not measured); a local target's evaluation is free and unlimited unless one is given."""
     from ..errors import InputError
     from ..models import load_blackbox
 
@@ -31,8 +35,18 @@ def open_target(spec: str, *, output: str = "logits", budget: int | None = None,
         if bb.output != output:
             raise InputError(f"remote target {spec} reveals {bb.output!r}, not {output!r}; pass --output {bb.output}")
         bb.budget = budget
+        bb.audit_budget = eval_budget or 0
         return bb
-    return load_blackbox(spec, output=output, budget=budget, backend=backend)  # type: ignore[arg-type]
+    bb = load_blackbox(spec, output=output, budget=budget, backend=backend)  # type: ignore[arg-type]
+    bb.audit_budget = eval_budget
+    return bb
+
+
+def planned_transfer(out_dir: Path, resume: bool, budget: int | None, n_images: int) -> int:
+    """Queries a distillation into ``out_dir`` will spend: 0 when a saved transfer set is reused."""
+    if resume and (out_dir / "transfer.safetensors").is_file() and (out_dir / "transfer.json").is_file():
+        return 0
+    return n_images if budget is None else int(budget)
 
 
 def distill_cmd(
@@ -42,6 +56,9 @@ def distill_cmd(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     split: str = typer.Option("defender", "--split", help="owner_train | defender | defender_shifted."),
     budget: Optional[int] = typer.Option(None, "--budget", help="Hard query budget (default: each image once)."),
+    eval_budget: Optional[int] = typer.Option(
+        None, "--eval-budget", help="Test images on which to measure the target (evaluation queries, charged by a "
+        "remote API). Default: the whole test split for a local target (free), 0 for a remote one (not measured)."),
     output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
     loss: str = typer.Option("auto", "--loss", help="auto | l1_logits | l1_logprobs | ce_labels."),
     epochs: int = typer.Option(20, "--epochs"),
@@ -56,8 +73,11 @@ def distill_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Distil SURROGATE from TARGET using only its outputs; report accuracy, ratio, fidelity and queries."""
+    import torch
+
     from ..data import load_dataset, make_splits
     from ..defenses.ducd import DistillConfig, TransferSet, budget_sweep, build_surrogate, distill, evaluate_surrogate
+    from ..defenses.ducd.evaluate import target_eval_note, target_labels
     from ..errors import CheckpointError, InputError
     from ..models import CheckpointMeta, save_checkpoint
     from ..records import RunDir, line_plot, render_report, table
@@ -68,15 +88,27 @@ def distill_cmd(
     sweep_b = [int(s) for s in sweep.split(",") if s.strip()] if sweep else []
     if any(b < 1 for b in sweep_b):
         raise InputError(f"--sweep budgets must be >= 1, got {sweep}")
-    bb = open_target(target, output=output, budget=budget, api_key=api_key)
+    if eval_budget is not None and eval_budget < 0:
+        raise InputError(f"--eval-budget must be >= 0, got {eval_budget}")
+    bb = open_target(target, output=output, budget=budget, api_key=api_key, eval_budget=eval_budget)
     ds = load_dataset(dataset, data_dir)
     splits = make_splits(ds, seed=0)
     data, test = splits[split], splits.test
+    # the plan, checked against the local budgets and (remote) the key's remaining budget before any query
+    n_transfer = planned_transfer(out_dir, resume, budget, len(data))
+    n_eval = bb.audit_allowance(len(test)) if eval_budget is None else min(eval_budget, len(test))
+    bb.check_plan(n_transfer, n_eval, what=f"distill ({n_transfer} transfer-set queries + {n_eval} evaluation)")
+    if sweep_b and bb.remote:
+        bb.check_remaining(n_transfer + n_eval + max(sweep_b),
+                           what=f"distill --sweep ({n_transfer} transfer-set + {n_eval} evaluation + "
+                                f"{max(sweep_b)} sweep queries)")
+    used0 = bb.usage()["used"] if bb.remote and hasattr(bb, "usage") else None
     cfg = DistillConfig(budget=budget, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,  # type: ignore[arg-type]
                         augment=tuple(a for a in augment.split(",") if a), seed=seed)
     cfg.check()
     config = {"target": target, "surrogate": surrogate, "dataset": dataset, "split": split, "output": output,
-              "distill": {**cfg.__dict__, "augment": list(cfg.augment)}, "sweep": sweep_b}
+              "distill": {**cfg.__dict__, "augment": list(cfg.augment)}, "sweep": sweep_b,
+              "eval_budget": eval_budget}
     run = RunDir(out_dir, kind="distill", name=f"distill {surrogate} from {Path(target).name}", config=config,
                  seeds={"distill": seed}, resume=resume)
     sec = "Surrogate distillation (DUCD Tables I-II)"
@@ -98,8 +130,13 @@ def distill_cmd(
     with progress_events(progress) as cb:
         res, transfer = distill(bb, sur, data, cfg, transfer=transfer, on_event=cb, on_epoch=epochs_w.write)
         transfer.save(tpath)
-        met = evaluate_surrogate(bb, sur, test, queries=len(transfer))
+        a0 = bb.stats.audit_queries
+        tp = target_labels(bb, test.x[:n_eval]) if n_eval > 0 else None
+        met = evaluate_surrogate(bb, sur, test, queries=len(transfer), target_pred=tp, target_eval=n_eval)
+        met.audit_queries = bb.stats.audit_queries - a0
     epochs_w.close()
+    eval_charged = met.audit_queries if met.audit_charged else 0
+    charged = res.queries + eval_charged
     meta = CheckpointMeta(arch=surrogate, arch_kwargs={"num_classes": bb.num_classes, "in_channels": bb.input_shape[0],
                                                        "image_size": bb.input_shape[1], "mean": list(ds.mean),
                                                        "std": list(ds.std)},
@@ -109,23 +146,28 @@ def distill_cmd(
     ck = save_checkpoint(run.path / "surrogate", sur, meta)
     run.record.artifacts["surrogate"] = str(ck.name)
     run.add_table({**table("Surrogate vs target", ["split", "output", "loss", "target acc", "surrogate acc", "ratio %",
-                                                   "fidelity", "queries (base + augmented)", "new queries this run"],
-                           [[split, output, res.loss, met.target_accuracy, met.surrogate_accuracy, 100 * met.ratio,
-                             met.fidelity, f"{len(transfer)} ({transfer.n_base} + {len(transfer) - transfer.n_base})",
-                             res.queries]],
-                           f"test split n={met.n_test}; target test labels via audit queries ({met.audit_queries}, "
-                           "not charged)"), "section": sec})
-    run.set_metrics(**{f"distill.{k}": v for k, v in met.to_dict().items()}, **{"distill.new_queries": res.queries})
+                                                   "fidelity", "queries (base + augmented)", "new queries this run",
+                                                   "evaluation queries", "charged this run (transfer + evaluation)"],
+                           [[split, output, res.loss, met.target_accuracy, met.surrogate_accuracy,
+                             None if met.ratio is None else 100 * met.ratio, met.fidelity,
+                             f"{len(transfer)} ({transfer.n_base} + {len(transfer) - transfer.n_base})",
+                             res.queries, met.audit_queries, f"{charged} ({res.queries} + {eval_charged})"]],
+                           target_eval_note(met)), "section": sec})
+    run.set_metrics(**{f"distill.{k}": v for k, v in met.to_dict().items()},
+                    **{"distill.new_queries": res.queries, "distill.eval_queries": met.audit_queries,
+                       "distill.charged": charged})
     if sweep_b:
         bb.reset_stats()
         bb.budget = max(sweep_b)
         rows_w = run.rows("sweep", key="budget")
         with progress_events(progress) as cb:
-            rows = budget_sweep(bb, make, data, test, sweep_b, cfg, on_event=cb, on_row=rows_w.write)
+            rows = budget_sweep(bb, make, data, test, sweep_b, cfg, on_event=cb, on_row=rows_w.write,
+                                target_pred=tp if tp is not None else torch.zeros(0, dtype=torch.long))
         rows_w.close()
         run.add_table({**table("Accuracy vs query budget (Fig. 3)", ["budget", "queries", "surrogate acc", "ratio %",
                                                                       "fidelity"],
-                               [[r["budget"], r["queries"], r["surrogate_accuracy"], 100 * r["ratio"], r["fidelity"]]
+                               [[r["budget"], r["queries"], r["surrogate_accuracy"],
+                                 None if r["ratio"] is None else 100 * r["ratio"], r["fidelity"]]
                                 for r in rows]), "section": sec})
         run.add_plot({**line_plot("Surrogate accuracy vs query budget (Fig. 3)",
                                   [{"label": "surrogate", "x": [r["queries"] for r in rows],
@@ -133,9 +175,24 @@ def distill_cmd(
                                    {"label": "target", "x": [r["queries"] for r in rows],
                                     "y": [r["target_accuracy"] for r in rows]}],
                                   xlabel="queries", ylabel="test accuracy", xscale="log"), "section": sec})
+    sweep_q = bb.stats.queries if sweep_b else 0
+    server = ""
+    if used0 is not None:
+        moved = int(bb.usage()["used"]) - int(used0)
+        server = f"; the server's count for this key moved by {moved}"
+        run.set_metrics(**{"distill.server_used_delta": moved})
+    run.set_metrics(**{"distill.sweep_queries": sweep_q, "distill.charged_total": charged + sweep_q})
     run.finish()
     md, _ = render_report(run.path)
-    out.print(f"surrogate {surrogate}: accuracy {met.surrogate_accuracy:.4f} (target {met.target_accuracy:.4f}, "
-              f"ratio {100 * met.ratio:.2f}%), fidelity {met.fidelity:.4f}, {len(transfer)} queries "
+    if met.target_accuracy is None:
+        vs = "target not measured (no --eval-budget)"
+    else:
+        vs = (f"target {met.target_accuracy:.4f} on {met.n_target_eval} images, ratio {100 * (met.ratio or 0):.2f}%, "
+              f"fidelity {met.fidelity:.4f}")
+    out.print(f"surrogate {surrogate}: accuracy {met.surrogate_accuracy:.4f} ({vs}), {len(transfer)} queries "
               f"({res.queries} new)")
+    out.print(f"charged on the target this run: {charged + sweep_q} = {res.queries} transfer-set + {eval_charged} "
+              f"evaluation{f' + {sweep_q} sweep' if sweep_b else ''}"
+              + ("" if met.audit_charged else f" ({met.audit_queries} evaluation queries free on a local model)")
+              + server)
     out.print(f"wrote {ck} and {md}")

@@ -63,7 +63,7 @@ def ducd_cmd(
     from ..errors import CheckpointError, InputError
     from ..models import load_checkpoint
     from ..records import RunDir, render_report
-    from .cmd_distill import open_target
+    from .cmd_distill import open_target, planned_transfer
 
     seed_everything(seed)
     norm_t = tuple(t for t in norms.split(",") if t)
@@ -81,6 +81,9 @@ def ducd_cmd(
     bb = open_target(target, output=output, budget=budget, api_key=api_key)
     ds = load_dataset(dataset, data_dir)
     splits = make_splits(ds, seed=0)
+    # the plan against the budgets (and a remote key's remaining budget) before any query
+    n_eval = bb.audit_allowance(len(splits.test))  # a remote target: 0 (its evaluation would be charged)
+    bb.check_plan(planned_transfer(out_dir, resume, budget, len(splits[split])), n_eval, what="defend ducd")
     config = {"target": target, "surrogate": surrogate, "dataset": dataset, "split": split, "output": output,
               "budget": budget, "epochs": epochs, "ducd": {**cfg.__dict__}, "baselines": baselines}
     run = RunDir(out_dir, kind="ducd", name=f"DUCD on {Path(target).name}", config=config, seeds={"ducd": seed},
@@ -111,8 +114,9 @@ def ducd_cmd(
                            section="DUCD certified defense (Table IV)", on_event=cb)
     run.finish()
     md, _h = render_report(run.path)
-    out.print(f"surrogate ratio {100 * summary['ratio']:.2f}% fidelity {summary['fidelity']:.4f} with "
-              f"{summary['distill_queries']} target queries")
+    vs = ("target not measured (remote: evaluation queries would be charged)" if summary["ratio"] is None else
+          f"ratio {100 * summary['ratio']:.2f}% fidelity {summary['fidelity']:.4f}")
+    out.print(f"surrogate {vs} with {summary['distill_queries']} target queries")
     for k in sorted(k for k in summary if k.endswith(".score")):
         out.print(f"{k:24s} {summary[k]:.4f}")
     out.print(f"wrote {md}")

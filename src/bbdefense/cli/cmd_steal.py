@@ -43,6 +43,7 @@ def steal(
                              reward=reward, epochs=epochs, eval_set=splits[eval_split], seed=seed,  # type: ignore[arg-type]
                              on_event=cb)
     path = res.save(out_path, dataset=dataset)
-    out.print(f"wrote {path}  victim queries {res.queries}  agreement {res.agreement:.4f}  "
-              f"accuracy {res.accuracy:.4f} (victim {res.victim_accuracy:.4f}) on {eval_split}  "
+    f4 = lambda v: "not measured" if v is None else f"{v:.4f}"  # noqa: E731  (None: a remote victim's eval budget)
+    out.print(f"wrote {path}  victim queries {res.queries}  agreement {f4(res.agreement)}  "
+              f"accuracy {f4(res.accuracy)} (victim {f4(res.victim_accuracy)}) on {eval_split}  "
               f"({res.seconds:.1f}s)")

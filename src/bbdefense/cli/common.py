@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from ..events import Event
 
@@ -55,8 +60,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _QueriesColumn(ProgressColumn):
+    """``12,345 queries`` for tasks whose events report queries (blank otherwise)."""
+
+    def render(self, task: Any) -> Text:
+        q = int(task.fields.get("queries", 0))
+        return Text(f"{q:,} queries" if q else "", style="progress.data.speed")
+
+
 class ProgressEvents:
-    """Turns library :class:`~bbdefense.events.Event` s into rich progress bars on stderr.
+    """Turns library :class:`~bbdefense.events.Event` s into rich progress bars on stderr (a terminal):
+    steps done of the total, queries spent, elapsed time and ETA.
 
     The bars are started lazily, at the first event, so a command that fails before reporting
     progress prints only its one error line.
@@ -65,6 +79,7 @@ class ProgressEvents:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, Any] = {}
+        self.queries: dict[str, int] = {}
         self.started = False
 
     def __call__(self, ev: Event) -> None:
@@ -72,23 +87,113 @@ class ProgressEvents:
             self.progress.start()
             self.started = True
         if ev.kind == "start":
-            self.tasks[ev.task] = self.progress.add_task(ev.message or ev.task, total=ev.total)
+            desc = ev.message or ev.task
+            self.tasks[ev.task] = self.progress.add_task(f"{desc} ({ev.unit})" if ev.unit else desc, total=ev.total,
+                                                         queries=0)
+            self.queries[ev.task] = 0
         elif ev.kind == "advance" and ev.task in self.tasks:
-            self.progress.advance(self.tasks[ev.task], ev.n)
+            self.queries[ev.task] += ev.queries
+            self.progress.update(self.tasks[ev.task], advance=ev.n, queries=self.queries[ev.task])
         elif ev.kind == "end" and ev.task in self.tasks:
             self.progress.remove_task(self.tasks.pop(ev.task))
+            self.queries.pop(ev.task, None)
         elif ev.kind == "info":
             self.progress.console.print(f"[dim]{ev.task}:[/dim] {ev.message}")
 
 
+def format_duration(seconds: float) -> str:
+    """``42s``, ``1m12s``, ``2h05m``."""
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+@dataclass
+class _TaskLog:
+    label: str
+    total: int | None
+    unit: str
+    t0: float
+    last: float
+    done: int = 0
+    queries: int = 0
+    printed: bool = False
+
+
+class LogProgress:
+    """Progress as plain periodic lines, for a stderr that is not a terminal (a pipe, a log file, a CI job).
+
+    At most one line every ``interval`` seconds, describing every running task (outermost first,
+    ``" | "`` between nested ones), e.g. ``certify: 40/100 images, 20,000 queries, 1m12s elapsed, ETA
+    1m48s`` (ETA = elapsed / done * remaining steps), and a final ``...: done, ...`` line for an
+    outermost task that ran at least ``interval``. Commands shorter than ``interval`` print nothing, so
+    quick commands (and their one-line errors) stay quiet. ``info`` events are printed as they come.
+    ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, write: Callable[[str], None], *, interval: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.write, self.interval, self.clock = write, float(interval), clock
+        self.tasks: dict[str, _TaskLog] = {}
+        self.last: float | None = None
+
+    def line(self, st: _TaskLog, now: float, *, final: bool = False) -> str:
+        unit = f" {st.unit}" if st.unit else ""
+        count = f"{st.done:,}/{st.total:,}{unit}" if st.total is not None else f"{st.done:,}{unit}"
+        parts = [count]
+        if st.queries:
+            parts.append(f"{st.queries:,} queries")
+        elapsed = now - st.t0
+        parts.append(f"{format_duration(elapsed)} elapsed")
+        if final:
+            return f"{st.label}: done, " + ", ".join(parts)
+        if st.total is not None and 0 < st.done <= st.total:
+            parts.append(f"ETA {format_duration(elapsed / st.done * (st.total - st.done))}")
+        return f"{st.label}: " + ", ".join(parts)
+
+    def __call__(self, ev: Event) -> None:
+        now = self.clock()
+        if ev.kind == "start":
+            self.tasks[ev.task] = _TaskLog(ev.message or ev.task, ev.total, ev.unit, now, now)
+            if self.last is None:
+                self.last = now
+        elif ev.kind == "advance" and ev.task in self.tasks:
+            st = self.tasks[ev.task]
+            st.done += ev.n
+            st.queries += ev.queries
+            if self.last is not None and now - self.last >= self.interval:
+                self.write(" | ".join(self.line(t, now) for t in self.tasks.values()))
+                self.last = now
+                for t in self.tasks.values():
+                    t.printed = True
+        elif ev.kind == "end" and ev.task in self.tasks:
+            outer = next(iter(self.tasks)) == ev.task
+            st = self.tasks.pop(ev.task)
+            if outer and (st.printed or now - st.t0 >= self.interval):
+                self.write(self.line(st, now, final=True))
+            if not self.tasks:
+                self.last = None
+        elif ev.kind == "info":
+            self.write(f"{ev.task}: {ev.message}")
+
+
 @contextmanager
-def progress_events(enabled: bool = True) -> Iterator[ProgressEvents | None]:
-    """Context giving an ``on_event`` callback that draws progress bars (None when disabled)."""
+def progress_events(enabled: bool = True, *, interval: float | None = None) -> Iterator[Any]:
+    """Context giving an ``on_event`` callback (None when disabled): progress bars with queries and ETA
+    when stderr is a terminal, else periodic plain log lines (:class:`LogProgress`, every ``interval``
+    seconds; default ``BBDEFENSE_PROGRESS_INTERVAL`` or 15)."""
     if not enabled:
         yield None
         return
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console, transient=True)
+    if not console.is_terminal:
+        every = interval if interval is not None else float(os.environ.get("BBDEFENSE_PROGRESS_INTERVAL", "15"))
+        yield LogProgress(lambda line: console.print(line, markup=False, highlight=False), interval=every)
+        return
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _QueriesColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
     cb = ProgressEvents(prog)
     try:
         yield cb

@@ -192,7 +192,7 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
                 if a in ATTACKS:
                     jobs.append((name, a, int(cfg.eot_budget or budgets[-1]), cfg.eot_m))
     missing = [a for a in (*cfg.attacks, *cfg.decision_attacks) if a not in ATTACKS]
-    emit(on_event, "start", "owner-eval", total=len(jobs) + len(models))
+    emit(on_event, "start", "owner-eval", total=len(jobs) + len(models), unit="runs")
     for name, model in models.items():
         key = f"{name}|clean|0"
         if key in done:

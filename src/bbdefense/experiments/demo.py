@@ -136,9 +136,11 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
     splits = make_splits(load_dataset(DEMO_DATASET), seed=0)
     ctx = DemoContext(run, quick, seed, tpath, tmeta, module, splits, cache, on_event)
     done = {s["title"] for s in run.record.sections if s.get("status") == "complete"}
+    emit(on_event, "start", "demo slices", total=len(slices), unit="slices")
     for s in slices:
         if s.title in done:
             emit(on_event, "info", "demo", message=f"slice {s.name}: already done, skipped")
+            emit(on_event, "advance", "demo slices")
             continue
         emit(on_event, "info", "demo", message=f"slice {s.name}: {s.title}")
         ts = time.perf_counter()
@@ -149,6 +151,8 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
                 sec["status"] = "complete"
                 sec["seconds"] = round(time.perf_counter() - ts, 2)
         run.set_metrics(**{f"seconds.{s.name}": round(time.perf_counter() - ts, 2)})
+        emit(on_event, "advance", "demo slices")
+    emit(on_event, "end", "demo slices")
     run.set_metrics(seconds_total=round(time.perf_counter() - t0, 2))
     run.finish()
     render_report(run.path)

@@ -129,7 +129,7 @@ def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]],
     """Run ``attack_job`` for every (model, attack key) of ``jobs``: in this process, in a pool of
     ``workers`` processes (1 torch thread each), or as Ray tasks (``use_ray``; ``RAY_ADDRESS`` picks a cluster,
     whose nodes must share the run directory)."""
-    emit(on_event, "start", "attack jobs", total=len(jobs), message=f"{len(jobs)} attack runs")
+    emit(on_event, "start", "attack jobs", total=len(jobs), message="attack runs", unit="jobs")
     if use_ray:
         try:
             import ray
@@ -221,7 +221,8 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
     path = run.path / "rows" / "defenses.jsonl"
     done = {r["model"]: r for r in read_rows(path)} if path.is_file() else {}
     run.record.artifacts["defenses"] = "rows/defenses.jsonl"
-    emit(on_event, "start", "defenses", total=len(models), message="clean accuracy and logit difference")
+    emit(on_event, "start", "defenses", total=len(models), message="clean accuracy and logit difference",
+         unit="models")
     with RowWriter(path, key="model") as w:
         for name, m in models.items():
             if name not in done:
@@ -313,8 +314,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
                  resume=resume)
     run.record.sections = []
     t0 = time.perf_counter()
-    emit(on_event, "start", "target", total=1, message="target")
+    emit(on_event, "start", "target", total=1, message="target", unit="model")
     path, meta = _target(cfg, out, on_event)
+    emit(on_event, "advance", "target")
     emit(on_event, "end", "target")
     spec = str(path)
     base = load_blackbox(spec, backend=cfg.target.backend)

@@ -51,7 +51,12 @@ class QueryStats:
 
     ``queries`` counts images forwarded through :meth:`BlackBox.query` (charged to the budget);
     ``audit_queries`` counts images forwarded through :meth:`BlackBox.audit` (verification by an
-    evaluator, reported separately, not charged); ``calls`` counts batches.
+    evaluator, reported separately); ``calls`` counts batches.
+
+    Whether audit queries cost anything depends on the backend (``audit_charged``): a local model's
+    audits are free, but a remote API bills every image it receives, so there they are charged:
+    against ``audit_budget`` when one was declared, otherwise against ``budget`` together with the
+    queries. ``charged`` is what the backend billed: ``queries`` plus the charged audits.
     """
 
     queries: int
@@ -59,10 +64,28 @@ class QueryStats:
     audit_queries: int
     budget: int | None
     seconds: float
+    audit_charged: bool = False
+    audit_budget: int | None = None
+
+    @property
+    def charged(self) -> int:
+        """Images the backend billed: every query, plus every audit where audits are charged."""
+        return self.queries + (self.audit_queries if self.audit_charged else 0)
 
     @property
     def remaining(self) -> int | None:
-        return None if self.budget is None else max(self.budget - self.queries, 0)
+        """Queries left under ``budget`` (charged audits without their own budget count against it)."""
+        if self.budget is None:
+            return None
+        shared = self.audit_queries if self.audit_charged and self.audit_budget is None else 0
+        return max(self.budget - self.queries - shared, 0)
+
+    @property
+    def audit_remaining(self) -> int | None:
+        """Audit images still allowed (None: no limit; free audits on a local model have none)."""
+        if self.audit_budget is not None:
+            return max(self.audit_budget - self.audit_queries, 0)
+        return self.remaining if self.audit_charged else None
 
 
 @dataclass
@@ -127,6 +150,9 @@ class BlackBox:
         budget: hard limit on the number of images queried; ``None`` for no limit.
         log_queries: keep a :class:`QueryLogEntry` per call in :attr:`log`.
         name: a label for records.
+        audit_budget: hard limit on the number of images sent through :meth:`audit` (an
+            evaluation budget); ``None`` for none. Where audits are charged (:attr:`audit_charged`,
+            a remote API) and no audit budget is declared, audits count against ``budget``.
 
     Shape:
         - input: ``(N, C, H, W)`` float32 in [0, 1].
@@ -144,6 +170,7 @@ class BlackBox:
         budget: int | None = None,
         log_queries: bool = False,
         name: str = "blackbox",
+        audit_budget: int | None = None,
     ) -> None:
         if output not in OUTPUT_MODES:
             raise InputError(f"unknown output mode {output!r}; choose one of: {', '.join(OUTPUT_MODES)}")
@@ -159,6 +186,8 @@ class BlackBox:
                 raise InputError(f"top_k must be in [1, {num_classes}], got {top_k}")
         if budget is not None and budget < 0:
             raise InputError(f"budget must be >= 0 or None, got {budget}")
+        if audit_budget is not None and audit_budget < 0:
+            raise InputError(f"audit_budget must be >= 0 or None, got {audit_budget}")
         if num_classes < 2:
             raise InputError(f"num_classes must be >= 2, got {num_classes}")
         self.backend = backend
@@ -167,6 +196,7 @@ class BlackBox:
         self.output: OutputMode = output
         self.top_k = top_k
         self.budget = budget
+        self.audit_budget = audit_budget
         self.name = name
         self.log_queries = log_queries
         self.log: list[QueryLogEntry] = []
@@ -202,13 +232,44 @@ class BlackBox:
         """True if the same input can give different outputs (a randomized defense)."""
         return bool(self.backend.randomized)
 
+    #: True where the backend is a remote API that bills every image it receives (set by
+    #: :class:`~bbdefense.serve.client.RemoteBlackBox`); then :meth:`audit` queries are charged.
+    remote: bool = False
+
+    @property
+    def audit_charged(self) -> bool:
+        """True if :meth:`audit` queries cost budget (a remote API charges every image it is sent)."""
+        return self.remote
+
+    def audit_allowance(self, n: int) -> int:
+        """How many of ``n`` audit images may be sent now: ``n`` where audits are free and unlimited,
+        else ``min(n, stats.audit_remaining)``. Optional evaluations measure the target on that many."""
+        left = self.stats.audit_remaining
+        return int(n) if left is None else min(int(n), left)
+
+    def check_plan(self, queries: int, audits: int = 0, *, what: str = "this run") -> None:
+        """Refuse, before any query, a plan of ``queries`` queries and ``audits`` audit images that
+        the budgets cannot cover (remote black boxes also ask the server for the key's remaining
+        budget). Raises :class:`QueryBudgetExceeded` naming the plan and what is left."""
+        st = self.stats
+        left = st.audit_remaining
+        if st.audit_budget is not None and left is not None and audits > left:
+            raise QueryBudgetExceeded(f"{what} needs {audits} evaluation (audit) queries but the evaluation "
+                                      f"budget has {left} of {st.audit_budget} left")
+        shared = audits if self.audit_charged and st.audit_budget is None else 0
+        if st.remaining is not None and queries + shared > st.remaining:
+            detail = f" ({queries} + {shared} evaluation)" if shared else ""
+            raise QueryBudgetExceeded(f"{what} needs {queries + shared} queries{detail} but the budget has "
+                                      f"{st.remaining} of {self.budget} left")
+
     @property
     def reveals_scores(self) -> bool:
         return self.output in ("logits", "probs")
 
     @property
     def stats(self) -> QueryStats:
-        return QueryStats(self._queries, self._calls, self._audit, self.budget, self._seconds)
+        return QueryStats(self._queries, self._calls, self._audit, self.budget, self._seconds,
+                          self.audit_charged, self.audit_budget)
 
     def reset_stats(self) -> None:
         """Zero every counter (the budget is charged afresh) and clear the log."""
@@ -225,6 +286,7 @@ class BlackBox:
             "output": self.output,
             "top_k": self.top_k,
             "budget": self.budget,
+            "audit_charged": self.audit_charged,
             "randomized": self.randomized,
             "backend": type(self.backend).__name__,
             "bounds": [0.0, 1.0],
@@ -248,7 +310,10 @@ class BlackBox:
     def audit(self, x: Tensor) -> Tensor:
         """Forward a batch for *verification* by an evaluator (e.g. re-checking an attack's success).
 
-        Counted in ``stats.audit_queries``, not in ``stats.queries``, and not charged to the budget.
+        Counted in ``stats.audit_queries``, not in ``stats.queries``. On a local model it is free
+        (not charged to ``budget``). Where the backend bills every image (:attr:`audit_charged`, a
+        remote API) it is charged: against ``audit_budget`` when declared, else against ``budget``;
+        either limit refuses the batch (:class:`QueryBudgetExceeded`) before anything is sent.
         """
         return self._forward(x, kind="audit")
 
@@ -257,15 +322,26 @@ class BlackBox:
         out = self.query(x, bounded=bounded)
         return out if self.output == "label" else out.argmax(dim=1)
 
+    def _check_budget(self, kind: Literal["query", "audit"], n: int) -> None:
+        """Raise :class:`QueryBudgetExceeded` if ``n`` more images of ``kind`` would pass a limit."""
+        # charged audits without their own budget share the query budget (a remote API bills both)
+        shared = self.audit_charged and self.audit_budget is None
+        used = self._queries + (self._audit if shared else 0)
+        if (kind == "query" or shared) and self.budget is not None and used + n > self.budget:
+            extra = " audit images (a remote API charges audit queries too)" if kind == "audit" else ""
+            raise QueryBudgetExceeded(
+                f"query budget exceeded: {used} of {self.budget} used, a batch of {n}{extra} was refused")
+        if kind == "audit" and self.audit_budget is not None and self._audit + n > self.audit_budget:
+            raise QueryBudgetExceeded(
+                f"evaluation (audit) budget exceeded: {self._audit} of {self.audit_budget} used, a batch of {n} "
+                f"was refused{' (a remote API charges audit queries)' if self.audit_charged else ''}")
+
     def _forward(self, x: Tensor, *, kind: Literal["query", "audit"], differentiable: bool = False,
                  bounded: bool = True) -> Tensor:
         """Validate, check the budget, forward, count. Every query of every subclass passes here."""
         validate_images(x, self.input_shape, bounded=bounded)
         n = int(x.shape[0])
-        if kind == "query" and self.budget is not None and self._queries + n > self.budget:
-            raise QueryBudgetExceeded(
-                f"query budget exceeded: {self._queries} of {self.budget} used, a batch of {n} was refused"
-            )
+        self._check_budget(kind, n)
         t0 = time.perf_counter()
         if differentiable:
             out = self.backend.forward_grad(x.to(self.backend.device))  # type: ignore[attr-defined]

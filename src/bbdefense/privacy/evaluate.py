@@ -88,7 +88,7 @@ def evaluate_privacy(models: dict[str, BlackBox], x_mem: Tensor, y_mem: Tensor, 
     writer = run.rows("privacy", key="key") if run is not None else None
     rows: list[dict[str, Any]] = []
     for mname, bb in models.items():
-        emit(on_event, "start", f"privacy {mname}", total=len(attacks) + 1)
+        emit(on_event, "start", f"privacy {mname}", total=len(attacks) + 1, unit="steps")
         q0 = bb.stats.queries
         p_mem, p_non = model_outputs(bb, x_mem), model_outputs(bb, x_non)
         queries = (bb.stats.queries - q0) * int(getattr(bb, "samples_per_query", 1)) + \

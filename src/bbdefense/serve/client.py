@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -208,9 +208,35 @@ class RemoteBlackBox(BlackBox):
     A larger batch is sent as several requests, **each counted as its own query call**, so that
     when the remote budget runs out mid-batch the local counters still equal the remote charges
     (the chunks already answered are counted, the refused one is not).
+
+    A remote API bills every image it receives, whatever the caller calls it: :meth:`audit`
+    queries (an evaluator's verification) are **charged** here (``remote = True``, so
+    ``audit_charged``): against ``audit_budget`` when one is declared, else against ``budget``
+    together with the queries, and ``stats.charged`` is what the server billed.
     """
 
-    def _split(self, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    remote = True
+
+    def check_plan(self, queries: int, audits: int = 0, *, what: str = "this run") -> None:
+        """:meth:`BlackBox.check_plan`, then (when the backend can tell) the key's remaining budget on
+        the server: a plan charging more than that is refused before any query is sent."""
+        super().check_plan(queries, audits, what=what)
+        self.check_remaining(int(queries) + int(audits), what=what)
+
+    def check_remaining(self, need: int, *, what: str = "this run") -> None:
+        """Refuse (:class:`QueryBudgetExceeded`) a plan charging ``need`` images when the server says
+        the key has fewer left (``GET /v1/usage``, not charged); a backend without usage is trusted."""
+        usage = getattr(self.backend, "usage", None)
+        if usage is None:
+            return
+        u = usage()
+        left = u.get("remaining")
+        if left is not None and int(need) > int(left):
+            raise QueryBudgetExceeded(
+                f"{what} would be charged {need} images but key {u.get('key')!r} has {left} of {u.get('budget')} "
+                f"left on {getattr(self.backend, 'url', self.name)}; nothing was sent")
+
+    def _split(self, x: Tensor, fn: Callable[[Tensor], Tensor], kind: Literal["query", "audit"] = "query") -> Tensor:
         if isinstance(x, Tensor) and x.dim() == 4 and x.shape[0] == 0:  # no request for an empty batch
             from ..models.blackbox import validate_images
 
@@ -221,6 +247,7 @@ class RemoteBlackBox(BlackBox):
         step = int(getattr(self.backend, "max_batch", 0)) or None
         if step is None or not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] <= step:
             return fn(x)
+        self._check_budget(kind, int(x.shape[0]))  # a batch over a local budget sends no chunk at all
         return torch.cat([fn(x[i:i + step]) for i in range(0, x.shape[0], step)])
 
     def query(self, x: Tensor, **kw: Any) -> Tensor:
@@ -231,7 +258,8 @@ class RemoteBlackBox(BlackBox):
     __call__ = query
 
     def audit(self, x: Tensor, **kw: Any) -> Tensor:
-        return self._split(x, lambda c: self._forward(c, kind="audit", **kw))
+        """:meth:`BlackBox.audit`, one counted call per request; **charged** (see the class)."""
+        return self._split(x, lambda c: self._forward(c, kind="audit", **kw), "audit")
 
 
 class HttpBlackBox(RemoteBlackBox):
@@ -249,7 +277,9 @@ class HttpBlackBox(RemoteBlackBox):
         output: what to reveal locally: None (the server's mode) or a coarser one (``"label"`` from a
             ``"probs"`` server); asking for more than the server reveals raises AccessError.
         top_k: with ``output="probs"``, reveal only the k largest locally (on top of the server's).
-        budget: an extra local budget (the server enforces its own per key).
+        budget: an extra local budget (the server enforces its own per key); audit queries count
+            against it unless ``audit_budget`` is given.
+        audit_budget: a separate local limit on audit (evaluation) images, which the server charges.
         timeout, retries, backoff, encoding: see :class:`HttpBackend`.
 
     Shape: ``(N, C, H, W)`` float32 in [0, 1] -> ``(N, K)`` scores or ``(N,)`` labels.
@@ -258,14 +288,14 @@ class HttpBlackBox(RemoteBlackBox):
     def __init__(self, url: str, api_key: str | None = None, *, client: Any = None, output: OutputMode | None = None,
                  top_k: int | None = None, budget: int | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
                  encoding: str = "float32", log_queries: bool = False, name: str | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 audit_budget: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         backend = HttpBackend(url, api_key, client=client, timeout=timeout, retries=retries, backoff=backoff,
                               encoding=encoding, sleep=sleep)
         info = backend.info
         super().__init__(backend, num_classes=int(info["num_classes"]),
                          input_shape=tuple(int(s) for s in info["input_shape"]),  # type: ignore[arg-type]
                          output=output or backend.returns, top_k=top_k, budget=budget, log_queries=log_queries,
-                         name=name or str(info.get("name") or url))
+                         name=name or str(info.get("name") or url), audit_budget=audit_budget)
         if self.top_k is None and self.output == "probs":
             self.top_k = info.get("top_k")  # what the server already applies
 
@@ -333,11 +363,12 @@ class JsonApiBackend:
 def json_api_blackbox(url: str, request_fn: Callable[[Tensor], Any], response_fn: Callable[[Any], Any], *,
                       num_classes: int, input_shape: tuple[int, int, int], returns: OutputMode = "probs",
                       output: OutputMode | None = None, budget: int | None = None,
-                      **backend_kw: Any) -> RemoteBlackBox:
-    """A query-counted :class:`BlackBox` on a user's own JSON API (see :class:`JsonApiBackend`)."""
+                      audit_budget: int | None = None, **backend_kw: Any) -> RemoteBlackBox:
+    """A query-counted :class:`BlackBox` on a user's own JSON API (see :class:`JsonApiBackend`);
+    its audit queries are charged like any other request."""
     backend = JsonApiBackend(url, request_fn, response_fn, returns=returns, **backend_kw)
     return RemoteBlackBox(backend, num_classes=num_classes, input_shape=input_shape, output=output or returns,
-                    budget=budget, name=url)
+                          budget=budget, audit_budget=audit_budget, name=url)
 
 
 __all__ = ["HttpBackend", "HttpBlackBox", "HttpTransport", "JsonApiBackend", "RemoteBlackBox", "json_api_blackbox", "raise_for_status"]

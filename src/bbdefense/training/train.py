@@ -136,7 +136,7 @@ def train_classifier(model: nn.Module, data: ImageDataset, cfg: TrainConfig, *,
                                                 pct_start=0.25) if cfg.optimizer == "sgd" else None
     history: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    emit(on_event, "start", "train", total=cfg.epochs * steps_per_epoch)
+    emit(on_event, "start", "train", total=cfg.epochs * steps_per_epoch, unit="steps")
     acc = 0.0
     for epoch in range(cfg.epochs):
         model.train()

@@ -239,7 +239,7 @@ def collect_transfer_set(bb: BlackBox, images: Tensor, cfg: DistillConfig, *,
     start = bb.stats.queries
     xs: list[Tensor] = []
     outs: list[Tensor] = []
-    emit(on_event, "start", "distill:query", total=total)
+    emit(on_event, "start", "distill:query", total=total, unit="images")
     done = 0
     while done < total:
         k = min(cfg.query_batch, total - done)
@@ -253,7 +253,7 @@ def collect_transfer_set(bb: BlackBox, images: Tensor, cfg: DistillConfig, *,
         xs.append(xb.cpu())
         outs.append(ob.detach().cpu())
         done += k
-        emit(on_event, "advance", "distill:query", n=k)
+        emit(on_event, "advance", "distill:query", n=k, queries=k)
     emit(on_event, "end", "distill:query")
     spent = bb.stats.queries - start
     if spent != total:  # pragma: no cover - the oracle is the only counter; a mismatch is a bug
@@ -307,7 +307,7 @@ def train_on_transfer(surrogate: nn.Module, ts: TransferSet, cfg: DistillConfig,
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
     g = make_generator(cfg.seed + 1)
     hist: list[dict[str, float]] = []
-    emit(on_event, "start", "distill:train", total=cfg.epochs)
+    emit(on_event, "start", "distill:train", total=cfg.epochs, unit="epochs")
     for ep in range(cfg.epochs):
         surrogate.train()
         perm = torch.randperm(m, generator=g)

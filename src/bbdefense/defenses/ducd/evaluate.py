@@ -5,8 +5,11 @@
 * fidelity (agreement): ``P_x[argmax T(x) == argmax A(x)]`` on the test set (Eq. 5's complement).
 
 The target's test predictions are an *evaluation*, not part of the defender's distillation:
-they go through :meth:`BlackBox.audit` (counted in ``stats.audit_queries``, never charged to the
-budget) and are reported separately from the distillation queries.
+they go through :meth:`BlackBox.audit` (counted in ``stats.audit_queries``) and are reported
+separately from the distillation queries. On a local model they are free; a remote API charges
+them (``bb.audit_charged``), so there the target is measured on only as many test images as the
+black box's audit allowance permits (its declared evaluation budget; 0 = not measured), and the
+metrics say how many images that was and whether they were charged.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def predict_labels(module: nn.Module, x: Tensor, *, batch_size: int = 500) -> Te
 
 
 def target_labels(bb: BlackBox, x: Tensor, *, batch_size: int = 500) -> Tensor:
-    """Top-1 labels ``(N,)`` of the target through :meth:`BlackBox.audit` (not charged)."""
+    """Top-1 labels ``(N,)`` of the target through :meth:`BlackBox.audit` (charged on a remote API)."""
     outs = []
     for i in range(0, len(x), batch_size):
         o = bb.audit(x[i:i + batch_size])
@@ -43,39 +46,76 @@ def target_labels(bb: BlackBox, x: Tensor, *, batch_size: int = 500) -> Tensor:
 
 @dataclass
 class SurrogateMetrics:
-    """Table I-II row: accuracies in [0, 1], ``ratio = surrogate / target``, fidelity, queries."""
+    """Table I-II row: accuracies in [0, 1], ``ratio = surrogate / target``, fidelity, queries.
 
-    target_accuracy: float
+    ``surrogate_accuracy`` is on all ``n_test`` images (the surrogate is local). The target is
+    measured on the first ``n_target_eval`` test images (all of them unless a charged evaluation
+    budget limits it); ``target_accuracy``, ``ratio`` (surrogate / target accuracy on those same
+    images) and ``fidelity`` are None when ``n_target_eval == 0``. ``audit_queries`` were sent for
+    it, ``audit_charged`` says whether the target's owner billed them.
+    """
+
+    target_accuracy: float | None
     surrogate_accuracy: float
-    ratio: float
-    fidelity: float
+    ratio: float | None
+    fidelity: float | None
     queries: int
     audit_queries: int
     n_test: int
+    n_target_eval: int = 0
+    audit_charged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def evaluate_surrogate(bb: BlackBox, surrogate: nn.Module, test: ImageDataset, *, queries: int = 0,
-                       target_pred: Tensor | None = None) -> SurrogateMetrics:
+                       target_pred: Tensor | None = None, target_eval: int | None = None) -> SurrogateMetrics:
     """Accuracy of target and surrogate, ratio and fidelity on ``test``.
 
     ``queries`` is the distillation cost to report next to the figures; ``target_pred`` reuses
-    the target's test labels (then no audit query is made).
+    the target's labels of the first ``len(target_pred)`` test images (then no audit query is made).
+    ``target_eval`` caps the test images the target is asked about (default: all, limited by
+    ``bb.audit_allowance``, i.e. by the evaluation budget where a remote API charges audits).
+    The splits are class-interleaved, so a prefix holds every class in proportion.
     """
     a0 = bb.stats.audit_queries
-    tp = target_labels(bb, test.x) if target_pred is None else target_pred
+    if target_pred is None:
+        want = len(test) if target_eval is None else min(int(target_eval), len(test))
+        m = bb.audit_allowance(want)
+        tp = target_labels(bb, test.x[:m]) if m > 0 else torch.zeros(0, dtype=torch.long)
+    else:
+        tp = target_pred[: len(test) if target_eval is None else int(target_eval)]
+        m = len(tp)
     sp = predict_labels(surrogate, test.x)
-    t_acc = float((tp == test.y).float().mean())
     s_acc = float((sp == test.y).float().mean())
-    return SurrogateMetrics(t_acc, s_acc, s_acc / t_acc if t_acc > 0 else float("nan"),
-                            float((tp == sp).float().mean()), int(queries), bb.stats.audit_queries - a0, len(test))
+    t_acc = ratio = fid = None
+    if m > 0:
+        yt, st = test.y[:m], sp[:m]
+        t_acc = float((tp == yt).float().mean())
+        s_sub = float((st == yt).float().mean())
+        ratio = s_sub / t_acc if t_acc > 0 else float("nan")
+        fid = float((tp == st).float().mean())
+    return SurrogateMetrics(t_acc, s_acc, ratio, fid, int(queries), bb.stats.audit_queries - a0, len(test), m,
+                            bb.audit_charged)
+
+
+def target_eval_note(met: SurrogateMetrics) -> str:
+    """One sentence for a table note: on how many test images the target was measured and whether
+    those evaluation queries were charged (a remote API bills them)."""
+    if met.n_target_eval == 0:
+        return (f"surrogate accuracy on the test split (n={met.n_test}); the target's test accuracy, ratio and "
+                "fidelity were not measured (no evaluation budget: a remote API charges every image it is sent)")
+    where = (f"the first {met.n_target_eval} of {met.n_test} test images (class-interleaved)"
+             if met.n_target_eval < met.n_test else f"the test split (n={met.n_test})")
+    charged = ("charged by the remote API" if met.audit_charged else "free on a local model, not charged")
+    return (f"surrogate accuracy on the test split (n={met.n_test}); target accuracy, ratio and fidelity on {where}, "
+            f"measured with {met.audit_queries} evaluation (audit) queries, {charged}")
 
 
 def budget_sweep(bb: BlackBox, make_surrogate: Callable[[], nn.Module], data: ImageDataset, test: ImageDataset,
                  budgets: Sequence[int], cfg: DistillConfig | None = None, *,
-                 on_event: EventCallback | None = None,
+                 on_event: EventCallback | None = None, target_pred: Tensor | None = None,
                  on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Fig. 3: surrogate accuracy vs query budget.
 
@@ -84,12 +124,17 @@ def budget_sweep(bb: BlackBox, make_surrogate: Callable[[], nn.Module], data: Im
     would query, then augmented queries from the same distribution (only the draws of a last
     partial query batch can differ from a fresh run). Total queries spent = ``max(budgets)``.
     A fresh surrogate is trained per budget; each row reports its own ``queries``.
+    ``target_pred`` reuses the target's labels of a test prefix (no audit query); otherwise the
+    target is measured as in :func:`evaluate_surrogate` (within ``bb.audit_allowance``).
     """
     cfg = cfg or DistillConfig()
     bs = sorted({int(b) for b in budgets})
     q0 = bb.stats.queries
     full = collect_transfer_set(bb, data.x, replace(cfg, budget=bs[-1]), on_event=on_event)
-    tp = target_labels(bb, test.x)
+    if target_pred is None:
+        m = bb.audit_allowance(len(test))
+        target_pred = target_labels(bb, test.x[:m]) if m > 0 else torch.zeros(0, dtype=torch.long)
+    tp = target_pred
     rows: list[dict[str, Any]] = []
     for b in bs:
         m = min(b, len(full))
@@ -107,4 +152,5 @@ def budget_sweep(bb: BlackBox, make_surrogate: Callable[[], nn.Module], data: Im
     return rows
 
 
-__all__ = ["SurrogateMetrics", "budget_sweep", "evaluate_surrogate", "predict_labels", "target_labels"]
+__all__ = ["SurrogateMetrics", "budget_sweep", "evaluate_surrogate", "predict_labels", "target_eval_note",
+           "target_labels"]

@@ -98,14 +98,15 @@ def certify_rows(run: RunDir, name: str, model: nn.Module, noise: Any, test: Ima
                               batch_size=cfg.certify_batch)
     writer = run.rows(name)
     m = min(cfg.n_images, len(test))
-    emit(on_event, "start", f"certify:{name}", total=m)
+    emit(on_event, "start", f"certify:{name}", total=m, unit="images")
     for i in range(m):
-        if i not in writer.done:
+        fresh = i not in writer.done
+        if fresh:
             cert = clf.certify(test.x[i:i + 1], seed=cfg.seed + i)[0]
             writer.write({"idx": i, "y": int(test.y[i]), "label": int(cert.label), "pA_lower": float(cert.pA_lower),
                           "radius": {k: float(v) for k, v in cert.radius.items()}, "abstain": bool(cert.abstain),
                           "approximate": bool(cert.approximate), "queries": cfg.n0 + cfg.n})
-        emit(on_event, "advance", f"certify:{name}")
+        emit(on_event, "advance", f"certify:{name}", queries=cfg.n0 + cfg.n if fresh else 0)
     emit(on_event, "end", f"certify:{name}")
     writer.close()
     rows = [r for r in read_rows(run.path / "rows" / f"{name}.jsonl") if r["idx"] < m]
@@ -131,7 +132,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
     Returns the summary metrics (also in ``run.record.metrics``).
     """
     from ...certify import make_noise
-    from .evaluate import evaluate_surrogate
+    from .evaluate import evaluate_surrogate, target_eval_note
 
     q0 = bb.stats.queries
     res, transfer = distill(bb, surrogate, distill_data, distill_cfg, transfer=transfer, on_event=on_event)
@@ -139,8 +140,9 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
     target_q = bb.stats.queries - q0
     run.add_table({**table("Surrogate (Tables I-II)", ["target acc", "surrogate acc", "ratio %", "fidelity",
                                                        "distillation queries", "loss"],
-                           [[met.target_accuracy, met.surrogate_accuracy, 100 * met.ratio, met.fidelity,
-                             len(transfer), res.loss]]), "section": section})
+                           [[met.target_accuracy, met.surrogate_accuracy,
+                             None if met.ratio is None else 100 * met.ratio, met.fidelity, len(transfer), res.loss]],
+                           target_eval_note(met)), "section": section})
     # DUCD fine-tunes on the whole transfer set labelled by the target's answers (no new query).
     labels = transfer.out.long() if transfer.output == "label" else transfer.out.argmax(1)
     ft_data = ImageDataset("transfer", transfer.x, labels, list(test.classes), test.mean, test.std)
