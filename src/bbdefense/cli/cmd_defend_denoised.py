@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
+from .options import seed_option
 
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -73,7 +74,7 @@ def zo_ae_ds(
     alpha: float = typer.Option(0.001, "--alpha"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """ZO-AE-DS (Zhang et al., ICLR 2022): train a denoiser (+ encoder) in front of a black box
@@ -143,7 +144,7 @@ def irs(
     alpha: float = typer.Option(0.001, "--alpha"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """IRS-Net (Kumar & Narayan, IJCNN 2022): a UNet on the normalised noisy image, trained against one

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
+from .options import seed_option
 
 OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
 
@@ -59,7 +60,7 @@ def _make_defend(name: str):  # noqa: ANN202
         passes: int = typer.Option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
         n_test: Optional[int] = typer.Option(None, "--n-test", help="Test images for clean accuracy (default all)."),
         out_path: Optional[Path] = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = seed_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         from ..defenses import clean_accuracy, logit_difference
@@ -134,7 +135,7 @@ def evaluate(
         "continue on a false alarm) | majority (re-check the final x_adv only) | single | fooled_once"),
     passes: int = typer.Option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
     out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:

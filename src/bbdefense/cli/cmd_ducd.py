@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
+from .options import seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +54,7 @@ def ducd_cmd(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
     out_dir: Path = typer.Option(Path("runs/ducd"), "--out"),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """DUCD: certify a black-box target through a distilled surrogate (l1/l2/linf), vs WUCD and RS."""

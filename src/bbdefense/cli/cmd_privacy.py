@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
+from .options import seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +32,7 @@ def privacy_cmd(
     n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples of the AUC interval."),
     out_dir: Path = typer.Option(Path("runs/privacy"), "--out"),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Membership inference (thresholds, shadow, gap) on target, DUCD surrogates and smoothed models."""

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .common import console, out, seed_everything
+from .options import seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +35,7 @@ def serve(
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (no defense with onnx)."),
     durability: str = typer.Option("full", "--durability",
                                    help="full: every charge fsynced; normal: survives process crashes only."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a model as a black-box API: GET /v1/info, POST /v1/predict, GET /healthz (docs at /docs)."""

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
+from .options import seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +28,7 @@ def steal(
     transfer_split: str = typer.Option("defender", "--transfer-split", help="Split used as the transfer set."),
     eval_split: str = typer.Option("test", "--eval-split", help="Split for agreement/accuracy (audit queries)."),
     epochs: int = typer.Option(10, "--epochs"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Steal a model with KnockoffNets (Orekondy et al. 2019) and save it as a checkpoint."""

@@ -29,14 +29,26 @@ SEED_MAX = 2**32 - 1
 
 
 # ---------------------------------------------------------------- option factories (bounds at parse time)
+def _int_range(lo: int, hi: Optional[int] = None) -> Any:
+    """A typer callback refusing integers outside [lo, hi], naming the value."""
+
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and (value < lo or (hi is not None and value > hi)):
+            raise typer.BadParameter(f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+                                     + f", got {value}")
+        return value
+
+    return check
+
+
 def seed_option(default: int = 0) -> Any:
     """``--seed``: an integer in [0, 2**32 - 1]."""
-    return typer.Option(default, "--seed", min=0, max=SEED_MAX, help=f"Seed, 0 to {SEED_MAX} (recorded).")
+    return typer.Option(default, "--seed", callback=_int_range(0, SEED_MAX), help=f"Seed, 0 to {SEED_MAX} (recorded).")
 
 
 def count_option(default: Optional[int], *decls: str, help: Optional[str] = None, minimum: int = 1) -> Any:  # noqa: A002
     """An integer option of at least ``minimum`` (default 1): image counts, budgets, samples, epochs."""
-    return typer.Option(default, *decls, min=minimum, help=help)
+    return typer.Option(default, *decls, callback=_int_range(minimum), help=help)
 
 
 def _check_positive(value: Optional[float]) -> Optional[float]:
@@ -74,7 +86,7 @@ def fraction_option(default: Optional[float], *decls: str, help: Optional[str] =
 
 def port_option(default: int = 8000) -> Any:
     """``--port``: a TCP port in [1, 65535]."""
-    return typer.Option(default, "--port", min=1, max=65535, help="TCP port, 1 to 65535.")
+    return typer.Option(default, "--port", callback=_int_range(1, 65535), help="TCP port, 1 to 65535.")
 
 
 # ---------------------------------------------------------------- parsing
@@ -110,7 +122,8 @@ def check_writable_dir(folder: str | Path, what: str) -> None:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise InputError(f"{what}: {target} cannot be created because {probe} is a file, not a folder")
+        raise InputError(f"{what}: {probe} is a file, not a folder" if probe == target else
+                         f"{what}: {target} cannot be created because {probe} is a file, not a folder")
     try:
         with tempfile.TemporaryFile(dir=probe):
             pass

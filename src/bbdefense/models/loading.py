@@ -64,7 +64,10 @@ def load_blackbox(
         if input_shape is None:
             side = p.with_suffix(".json")
             if side.is_file():
-                input_shape = tuple(json.loads(side.read_text())["input_shape"])  # type: ignore[assignment]
+                try:
+                    input_shape = tuple(json.loads(side.read_text())["input_shape"])  # type: ignore[assignment]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise CheckpointError(f"{side}: expected JSON with 'input_shape' [C, H, W]: {exc}") from None
             else:
                 raise InputError(f"pass input_shape for TorchScript file {p.name}")
         assert input_shape is not None
