@@ -29,7 +29,7 @@ def one_error_line(err: str) -> str:
         (["train", "--arch", "nope", "--dataset", "mnist5k"], "unknown architecture 'nope'; choose one of:"),
         (["train", "--arch", "smallcnn", "--dataset", "cifar"], "unknown dataset 'cifar'; choose one of:"),
         (["train", "--arch", "smallcnn", "--dataset", "mnist5k", "--mode", "fancy"], "unknown training mode 'fancy'"),
-        (["train", "--arch", "smallcnn", "--dataset", "mnist5k", "--epochs", "0"], "epochs must be >= 1, got 0"),
+        (["train", "--arch", "smallcnn", "--dataset", "mnist5k", "--epochs", "0"], "'--epochs': must be an integer >= 1, got 0"),
         (["info", "--model", "/nonexistent/ck"], "checkpoint metadata not found"),
         (["export-onnx", "--model", "/nonexistent/ck"], "checkpoint metadata not found"),
         (["report", "/nonexistent/run"], "no record.json in /nonexistent/run"),

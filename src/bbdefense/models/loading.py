@@ -78,6 +78,8 @@ def load_blackbox(
     meta = read_meta(p)
     if meta.get("kind", "classifier") != "classifier":
         raise CheckpointError(f"{wpath.name} holds a {meta.get('kind')}, not a classifier")
+    if not meta.get("input_shape") or not meta.get("num_classes"):
+        raise CheckpointError(f"{wpath.name}: its metadata lacks input_shape or num_classes, which a black box needs")
     shape = tuple(meta["input_shape"])
     if backend == "onnx":
         from .onnx_export import export_onnx
