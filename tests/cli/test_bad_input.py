@@ -34,8 +34,8 @@ def ck(tmp_path_factory) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         module = build_model("smallcnn", **kw)
-    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10, input_shape=[1, 28, 28],
-                          mean=[0.1307], std=[0.3081])
+    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10,
+                          input_shape=[1, 28, 28], mean=[0.1307], std=[0.3081])
     save_checkpoint(d / "ck", module, meta)
     good = json.loads((d / "ck.json").read_text())
     variants = {"shape": {"input_shape": [3, 32, 32]}, "classes": {"num_classes": 7}}
@@ -65,8 +65,10 @@ CONFIGS = {
     "ok": "target: {checkpoint: CK}\ndata: {n: 5}",
     "dataset": "target: {checkpoint: CK}\ndata: {dataset: nosuch}",
     "missing_ck": "target: {checkpoint: /nonexistent/ck}",
-    "eps_neg": "target: {checkpoint: CK}\nattacks: [{name: square, budget: 10, params: {norm: linf, eps: -0.3}}]",
-    "eps_big": "target: {checkpoint: CK}\nattacks: [{name: square, budget: 10, params: {norm: linf, eps: 2}}]",
+    "eps_neg": "target: {checkpoint: CK}"
+               "\nattacks: [{name: square, budget: 10, params: {norm: linf, eps: -0.3}}]",
+    "eps_big": "target: {checkpoint: CK}"
+               "\nattacks: [{name: square, budget: 10, params: {norm: linf, eps: 2}}]",
     "norm": "target: {checkpoint: CK}\nattacks: [{name: square, budget: 10, params: {norm: l7, eps: 0.1}}]",
     "nu": "target: {checkpoint: CK}\ndefenses: [{name: rnd, params: {nu: -1}}]",
     "n_members": "target: {checkpoint: CK}\nprivacy: {n_members: -3}",
@@ -116,16 +118,21 @@ CLI_CASES = [
     ("attack-seed", ["attack", "--model", "CK", "--seed", "-1"], "'--seed': must be an integer >= 0"),
     ("certify-seed", ["certify", "--model", "CK", "--seed", "-1"], "'--seed': must be an integer >= 0"),
     ("certify-alpha0", ["certify", "--model", "CK", "--alpha", "0"], "'--alpha': must be in (0, 1), got 0.0"),
-    ("attack-norm-l7", ["attack", "--model", "CK", "--norm", "l7", "-n", "2"], "norm must be one of linf, l2, got 'l7'"),
-    ("serve-port", ["serve", "--model", "CK", "--port", "70000"], "'--port': must be an integer >= 1 and <= 65535"),
-    ("serve-budget", ["serve", "--model", "CK", "--budget", "-1"], "'--budget': must be an integer >= 0, got -1"),
-    ("serve-db-folder", ["serve", "--model", "CK", "--db", "D", "--port", "1"], "is a folder; give a file path"),
+    ("attack-norm-l7", ["attack", "--model", "CK", "--norm", "l7", "-n", "2"],
+     "norm must be one of linf, l2, got 'l7'"),
+    ("serve-port", ["serve", "--model", "CK", "--port", "70000"],
+     "'--port': must be an integer >= 1 and <= 65535"),
+    ("serve-budget", ["serve", "--model", "CK", "--budget", "-1"],
+     "'--budget': must be an integer >= 0, got -1"),
+    ("serve-db-folder", ["serve", "--model", "CK", "--db", "D", "--port", "1"],
+     "is a folder; give a file path"),
     ("serve-db-not-sqlite", ["serve", "--model", "CK", "--db", "D/ck.json", "--port", "1"],
      "is not a SQLite state file"),
     ("serve-db-under-file", ["serve", "--model", "CK", "--db", "D/ck.json/state.sqlite3", "--port", "1"],
      "is a file, not a folder"),
     ("serve-keys-dup", ["serve", "--model", "CK", "--keys", "D/keys.json"], "key name 'a' appears 2 times"),
-    ("evaluate-budgets", ["evaluate", "--model", "CK", "--budgets", "abc"], "--budgets must be comma-separated"),
+    ("evaluate-budgets", ["evaluate", "--model", "CK", "--budgets", "abc"],
+     "--budgets must be comma-separated"),
     ("evaluate-attacks", ["evaluate", "--model", "CK", "--attacks", "bogus"], "unknown attack 'bogus'"),
     ("evaluate-eps", ["evaluate", "--model", "CK", "--eps", "2"], "--eps 2 is outside (0, 1] for linf"),
     ("evaluate-defense-value", ["evaluate", "--model", "CK", "-d", "rnd:nu=-1"], "nu must be >= 0, got -1"),
@@ -134,23 +141,28 @@ CLI_CASES = [
     ("attack-shape-json", ["attack", "--model", "D/shape"], "which the weights do not take"),
     ("predict-classes-json", ["predict", "--model", "D/classes", "--input", "D/x.npy"],
      "metadata says 7 classes, the weights answer with 10 outputs"),
-    ("train-out-under-file", ["train", "--arch", "smallcnn", "--dataset", "mnist5k", "--out", "D/ck.json/model"],
+    ("train-out-under-file",
+     ["train", "--arch", "smallcnn", "--dataset", "mnist5k", "--out", "D/ck.json/model"],
      "is a file, not a folder"),
     ("predict-empty", ["predict", "--model", "CK", "--input", "D/empty.npy"], "expected a non-empty batch"),
     ("attack-eot0", ["attack", "--model", "CK", "--eot", "0"], "'--eot': must be an integer >= 1, got 0"),
     ("attack-eps-linf", ["attack", "--model", "CK", "--eps", "2"], "--eps 2 is outside (0, 1] for linf"),
-    ("attack-eps-l2", ["attack", "--model", "CK", "--norm", "l2", "--eps", "29"], "--eps 29 is outside (0, 28] for l2"),
+    ("attack-eps-l2", ["attack", "--model", "CK", "--norm", "l2", "--eps", "29"],
+     "--eps 29 is outside (0, 28] for l2"),
     ("attack-n-too-many", ["attack", "--model", "CK", "-n", "100000"],
      "-n 100000 asks for more than the 1000 test images of mnist5k; give -n 1000 or fewer"),
     ("certify-n-too-many", ["certify", "--model", "CK", "-n", "100000"], "give -n 1000 or fewer"),
     ("certify-gen-gaussian", ["certify", "--model", "CK", "--noise", "gen_gaussian"],
      "--noise gen_gaussian needs its shape: give --beta"),
-    # representative cases that already failed cleanly: wrong files, corrupt checkpoints, NaN/inf, ranges, names
+    # representative cases that already failed cleanly: wrong files, corrupt checkpoints, NaN/inf, ranges,
+    # unknown names
     ("predict-missing-input", ["predict", "--model", "CK", "--input", "D/nope.npy"], "input file not found"),
     ("predict-text-input", ["predict", "--model", "CK", "--input", "D/text.npy"], "cannot read images"),
     ("predict-missing-model", ["predict", "--model", "D/nope", "--input", "D/x.npy"], "not found"),
-    ("predict-truncated-ck", ["predict", "--model", "D/trunc", "--input", "D/x.npy"], "do not match the hash"),
-    ("predict-corrupt-ck", ["predict", "--model", "D/garbage", "--input", "D/x.npy"], "do not match the hash"),
+    ("predict-truncated-ck", ["predict", "--model", "D/trunc", "--input", "D/x.npy"],
+     "do not match the hash"),
+    ("predict-corrupt-ck", ["predict", "--model", "D/garbage", "--input", "D/x.npy"],
+     "do not match the hash"),
     ("predict-ck-not-json", ["predict", "--model", "D/notjson", "--input", "D/x.npy"], "is not valid JSON"),
     ("predict-nan", ["predict", "--model", "CK", "--input", "D/nan.npy"], "images contain NaN"),
     ("predict-inf", ["predict", "--model", "CK", "--input", "D/inf.npy"], "inf"),
@@ -164,11 +176,13 @@ CLI_CASES = [
     ("attack-param", ["attack", "--model", "CK", "--param", "p_init=7"], "p_init"),
     ("attack-budget0", ["attack", "--model", "CK", "--budget", "0"], "'--budget': must be an integer >= 1"),
     ("certify-noise", ["certify", "--model", "CK", "--noise", "nosuch"], "unknown noise 'nosuch'"),
-    ("certify-sigma-nan", ["certify", "--model", "CK", "--sigma", "nan"], "'--sigma': must be a finite number > 0"),
+    ("certify-sigma-nan", ["certify", "--model", "CK", "--sigma", "nan"],
+     "'--sigma': must be a finite number > 0"),
     ("certify-norm", ["certify", "--model", "CK", "--norm", "l9"], "l9"),
     ("train-arch", ["train", "--arch", "nosuch", "--dataset", "mnist5k"], "unknown architecture 'nosuch'"),
     ("train-dataset", ["train", "--arch", "smallcnn", "--dataset", "nosuch"], "unknown dataset 'nosuch'"),
-    ("train-lr", ["train", "--arch", "smallcnn", "--dataset", "mnist5k", "--lr", "-1"], "'--lr': must be a finite"),
+    ("train-lr", ["train", "--arch", "smallcnn", "--dataset", "mnist5k", "--lr", "-1"],
+     "'--lr': must be a finite"),
     ("defend-nu", ["defend", "rnd", "--model", "CK", "--nu", "-1"], "'--nu': must be a finite number >= 0"),
     ("defend-layer", ["defend", "rfd", "--model", "CK", "--layers", "nosuch"], "unknown layer 'nosuch'"),
     ("serve-keys-missing", ["serve", "--model", "CK", "--keys", "D/nokeys.json"], "keys file not found"),
@@ -200,7 +214,8 @@ def test_serve_on_a_busy_port(capsys, cwd, ck):
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        line = refused(capsys, ["serve", "--model", ck, "--port", str(port), "--db", cwd / "out" / "state.sqlite3"])
+        line = refused(capsys, ["serve", "--model", ck, "--port", str(port),
+                                "--db", cwd / "out" / "state.sqlite3"])
     assert f"cannot serve on 127.0.0.1:{port}" in line
     assert_nothing_written(cwd)
 

@@ -25,8 +25,9 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.manual_seed(0)
         module = build_model("smallcnn", **kw)
     path = tmp_path_factory.mktemp("ck") / "ck"
-    save_checkpoint(path, module, CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10,
-                                                 input_shape=[1, 28, 28]))
+    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10,
+                          input_shape=[1, 28, 28])
+    save_checkpoint(path, module, meta)
     return path
 
 
@@ -48,9 +49,11 @@ def test_schema_refusals(patch: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize(("patch", "message"), [
-    ({"attacks": [{"name": "square", "params": {"eps": -0.3}}]}, "attacks.square: eps must be a finite number > 0"),
+    ({"attacks": [{"name": "square", "params": {"eps": -0.3}}]},
+     "attacks.square: eps must be a finite number > 0"),
     ({"attacks": [{"name": "square", "params": {"eps": 2}}]}, "eps 2 is outside (0, 1] for linf"),
-    ({"attacks": [{"name": "hsja", "params": {"norm": "l2", "eps": 100}}]}, "eps 100 is outside (0, 28] for l2"),
+    ({"attacks": [{"name": "hsja", "params": {"norm": "l2", "eps": 100}}]},
+     "eps 100 is outside (0, 28] for l2"),
     ({"attacks": [{"name": "square", "params": {"p_init": 7}}]}, "p_init"),
     ({"defenses": [{"name": "rnd", "params": {"nu": -1}}]}, "defenses.rnd: rnd: nu must be >= 0, got -1"),
     ({"defenses": [{"name": "rfd", "params": {"layers": ["nosuch"]}}]}, "unknown layer 'nosuch'"),
@@ -64,7 +67,8 @@ def test_check_runnable_refusals(ckpt: Path, patch: dict, message: str) -> None:
 
 
 def test_check_runnable_leaves_the_global_rng_alone(ckpt: Path) -> None:
-    cfg = parse_config({"target": {"checkpoint": str(ckpt)}, "defenses": [{"name": "rnd", "params": {"nu": 0.1}}],
+    cfg = parse_config({"target": {"checkpoint": str(ckpt)},
+                        "defenses": [{"name": "rnd", "params": {"nu": 0.1}}],
                         "attacks": [{"name": "square", "budget": 5}]})
     torch.manual_seed(123)
     want = torch.rand(3)
@@ -93,7 +97,8 @@ def test_defenses_are_measured_without_attacks(ckpt: Path, tmp_path: Path) -> No
 
 
 def test_a_refused_config_writes_no_run_dir(ckpt: Path, tmp_path: Path) -> None:
-    cfg = parse_config({"target": {"checkpoint": str(ckpt)}, "defenses": [{"name": "rnd", "params": {"nu": -1}}]})
+    cfg = parse_config({"target": {"checkpoint": str(ckpt)},
+                        "defenses": [{"name": "rnd", "params": {"nu": -1}}]})
     with pytest.raises(ConfigError):
         run_experiment(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -58,8 +58,8 @@ def _one_line(text: str) -> str:
 
 
 def _log_traceback(exc: BaseException, args: list[str]) -> Path | None:
-    """Write the traceback of an unexpected error to ``$BBDEFENSE_LOG_DIR`` (default ``<tmp>/bbdefense-logs``);
-    returns the file, or None when it cannot be written."""
+    """Write the traceback of an unexpected error to ``$BBDEFENSE_LOG_DIR`` (default
+    ``<tmp>/bbdefense-logs``); returns the file, or None when it cannot be written."""
     import os
     import tempfile
     import time
@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line, the traceback in a file
         where = _log_traceback(exc, args)
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        _error(f"internal error (a bug, please report it): {what}; "
-               + (f"traceback written to {where}" if where else "the traceback could not be written to a file"))
+        tail = f"traceback written to {where}" if where else "the traceback could not be written to a file"
+        _error(f"internal error (a bug, please report it): {what}; {tail}")
         return 1
 
 

@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import check_count, check_radius, check_writable_dir, count_option, preflight_attack, seed_option
+from .options import (check_count, check_radius, check_writable_dir, count_option, preflight_attack,
+                      seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -114,8 +115,8 @@ def attack(
     if len(sel) == 0:
         raise InputError("the model classifies no test image correctly; nothing to attack")
     if len(sel) < n:
-        raise InputError(f"-n {n}: the model classifies only {len(sel)} of the {len(test)} test images of {dataset} "
-                         f"correctly; give -n {len(sel)} or fewer")
+        raise InputError(f"-n {n}: the model classifies only {len(sel)} of the {len(test)} test images of "
+                         f"{dataset} correctly; give -n {len(sel)} or fewer")
     x, y = test.x[sel], test.y[sel]
     target = None
     if targeted:

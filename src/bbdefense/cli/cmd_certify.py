@@ -39,7 +39,8 @@ def certify(
     k: Optional[float] = positive_option(None, "--k", help="Shape of pareto."),
     n0: int = count_option(100, "--n0", help="Selection samples per image."),
     n: int = count_option(10_000, "--n", help="Estimation samples per image."),
-    alpha: float = fraction_option(0.001, "--alpha", help="Failure probability of each certificate, in (0, 1)."),
+    alpha: float = fraction_option(0.001, "--alpha",
+                                   help="Failure probability of each certificate, in (0, 1)."),
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Norms to certify (repeatable)."),
     num_images: int = count_option(100, "-n", "--num-images", help="Test images to certify."),
     skip: int = count_option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
@@ -147,7 +148,8 @@ def certify(
 
 def certify_curves(
     noise: list[str] = typer.Option(["gaussian", "laplace", "pareto", "cauchy"], "--noise", help="Repeatable."),
-    sigma: float = positive_option(1.0, "--sigma", help="Common per-coordinate std (DUCD Fig. 4 compares at equal variance)."),
+    sigma: float = positive_option(1.0, "--sigma",
+                                   help="Common per-coordinate std (DUCD Fig. 4: equal variance)."),
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Repeatable."),
     dim: int = count_option(784, "--dim", help="Input dimension d (784 = MNIST)."),
     points: int = count_option(8, "--points", help="pA values in (0.5, 1)."),

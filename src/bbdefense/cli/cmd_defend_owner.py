@@ -10,8 +10,8 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import (check_count, check_names, check_output_file, check_radius, check_writable_dir, count_option,
-                      fraction_option, nonnegative_option, parse_int_list, seed_option)
+from .options import (check_count, check_names, check_output_file, check_radius, check_writable_dir,
+                      count_option, fraction_option, nonnegative_option, parse_int_list, seed_option)
 
 OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
 
@@ -51,7 +51,8 @@ def _check_spec(spec: str, module: Any, reference: Any, seed: int) -> None:
 
     name, params = parse_spec(spec)
     drop = params.get("calibrate")
-    if drop is not None and not (isinstance(drop, (int, float)) and not isinstance(drop, bool) and 0 < drop < 1):
+    is_number = isinstance(drop, (int, float)) and not isinstance(drop, bool)
+    if drop is not None and not (is_number and 0 < drop < 1):
         from ..errors import InputError
 
         raise InputError(f"defense {spec!r}: calibrate must be a clean-accuracy drop in (0, 1), got {drop!r}")
@@ -74,12 +75,14 @@ def _make_defend(name: str):  # noqa: ANN202
                                            "held-out defender split (rfd, rnd, snd)."),
         layers: Optional[str] = typer.Option(None, "--layers", help="rfd: layer names joined by '+', e.g. stage2 "
                                                                     "or penultimate (see docs/owner-defenses.md)."),
-        nu: Optional[float] = nonnegative_option(None, "--nu", help="Noise std (rfd, rnd, snd) when not calibrating."),
+        nu: Optional[float] = nonnegative_option(None, "--nu",
+                                                 help="Noise std (rfd, rnd, snd) when not calibrating."),
         combine: bool = typer.Option(False, "--combine", help="unig: pad each query with k=5 stored training samples."),
         option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Extra hyperparameter key=value "
                                                                                 "(repeatable), e.g. -o lr=1."),
         passes: int = count_option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
-        n_test: Optional[int] = count_option(None, "--n-test", help="Test images for clean accuracy (default all)."),
+        n_test: Optional[int] = count_option(None, "--n-test",
+                                             help="Test images for clean accuracy (default all)."),
         out_path: Optional[Path] = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
         seed: int = seed_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -178,13 +181,14 @@ def evaluate(
 
     seed_everything(seed)
     names = {what: [a.strip() for a in text.split(",") if a.strip()]
-             for what, text in (("--attacks", attacks), ("--decision-attacks", decision_attacks), ("--eot", eot))}
+             for what, text in (("--attacks", attacks), ("--decision-attacks", decision_attacks),
+                                ("--eot", eot))}
     for what, listed in names.items():
         check_names(listed, ATTACKS)
         for a in listed:
             if ATTACKS[a].requires:
-                raise InputError(f"{what}: attack {a!r} needs {', '.join(ATTACKS[a].requires)}, which evaluate "
-                                 "cannot give")
+                needs = ", ".join(ATTACKS[a].requires)
+                raise InputError(f"{what}: attack {a!r} needs {needs}, which evaluate cannot give")
     if not names["--attacks"] and not names["--decision-attacks"]:
         raise InputError("give at least one attack (--attacks or --decision-attacks)")
     budget_list = parse_int_list(budgets, "--budgets")
@@ -206,8 +210,8 @@ def evaluate(
     cal = (splits.defender.x, splits.defender.y)
     ref = (splits.owner_train.x, splits.owner_train.y)
     cfg = EvalConfig(attacks=tuple(names["--attacks"]), decision_attacks=tuple(names["--decision-attacks"]),
-                     budgets=budget_list, eot=tuple(names["--eot"]), eot_m=eot_m, eot_budget=eot_budget, eps=eps,
-                     criterion=criterion, clean_passes=passes, seed=seed)
+                     budgets=budget_list, eot=tuple(names["--eot"]), eot_m=eot_m, eot_budget=eot_budget,
+                     eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
     cfg.check()
     config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
@@ -217,7 +221,8 @@ def evaluate(
         spec_s, _, on = spec.rpartition("@") if "@" in spec else (spec, "", "")
         parse_spec(spec_s)
         if on and on not in bases:
-            raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model {on}=CKPT")
+            raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model "
+                             f"{on}=CKPT")
         _check_spec(spec_s, bases[on], ref, seed)
     run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
                  resume=resume)

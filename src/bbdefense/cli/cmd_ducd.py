@@ -10,7 +10,8 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import check_count, check_writable_dir, count_option, fraction_option, positive_option, seed_option
+from .options import (check_count, check_writable_dir, count_option, fraction_option, positive_option,
+                      seed_option)
 
 
 def register(app: typer.Typer) -> None:

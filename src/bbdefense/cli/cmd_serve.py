@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from .common import console, out, seed_everything
-from .options import check_free_port, check_writable_dir, count_option, port_option, positive_option, seed_option
+from .options import (check_free_port, check_writable_dir, count_option, port_option, positive_option,
+                      seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +24,8 @@ def serve(
     defense_config: Optional[Path] = typer.Option(None, "--defense-config",
                                                   help="JSON/YAML keyword arguments of the defense."),
     output: str = typer.Option("probs", "--output", help="What the API reveals: probs | logits | label."),
-    top_k: Optional[int] = count_option(None, "--top-k", help="With --output probs: reveal only the k largest."),
+    top_k: Optional[int] = count_option(None, "--top-k",
+                                        help="With --output probs: reveal only the k largest."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = port_option(8000),
     keys: Optional[Path] = typer.Option(None, "--keys", help="JSON/YAML keys file (name, key, budget, rate, burst)."),

@@ -46,8 +46,9 @@ def parse_options(items: list[str] | None, what: str = "--data-option") -> dict[
 
 
 def seed_everything(seed: int) -> None:
-    """The only place that seeds global RNGs (the CLI, once per command; the seed is recorded). A seed outside
-    numpy's range [0, 2**32 - 1] is an InputError (commands declare ``--seed`` with ``options.seed_option``)."""
+    """The only place that seeds global RNGs (the CLI, once per command; the seed is recorded). A seed
+    outside numpy's range [0, 2**32 - 1] is an InputError (commands declare ``--seed`` with
+    ``options.seed_option``)."""
     import numpy as np
     import torch
 

@@ -34,8 +34,8 @@ def _int_range(lo: int, hi: Optional[int] = None) -> Any:
 
     def check(value: Optional[int]) -> Optional[int]:
         if value is not None and (value < lo or (hi is not None and value > hi)):
-            raise typer.BadParameter(f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
-                                     + f", got {value}")
+            upper = f" and <= {hi}" if hi is not None else ""
+            raise typer.BadParameter(f"must be an integer >= {lo}{upper}, got {value}")
         return value
 
     return check
@@ -43,10 +43,12 @@ def _int_range(lo: int, hi: Optional[int] = None) -> Any:
 
 def seed_option(default: int = 0) -> Any:
     """``--seed``: an integer in [0, 2**32 - 1]."""
-    return typer.Option(default, "--seed", callback=_int_range(0, SEED_MAX), help=f"Seed, 0 to {SEED_MAX} (recorded).")
+    return typer.Option(default, "--seed", callback=_int_range(0, SEED_MAX),
+                        help=f"Seed, 0 to {SEED_MAX} (recorded).")
 
 
-def count_option(default: Optional[int], *decls: str, help: Optional[str] = None, minimum: int = 1) -> Any:  # noqa: A002
+def count_option(default: Optional[int], *decls: str, help: Optional[str] = None,  # noqa: A002
+                 minimum: int = 1) -> Any:
     """An integer option of at least ``minimum`` (default 1): image counts, budgets, samples, epochs."""
     return typer.Option(default, *decls, callback=_int_range(minimum), help=help)
 
@@ -74,7 +76,8 @@ def positive_option(default: Optional[float], *decls: str, help: Optional[str] =
     return typer.Option(default, *decls, callback=_check_positive, help=help)
 
 
-def nonnegative_option(default: Optional[float], *decls: str, help: Optional[str] = None) -> Any:  # noqa: A002
+def nonnegative_option(default: Optional[float], *decls: str,
+                       help: Optional[str] = None) -> Any:  # noqa: A002
     """A float option that must be finite and >= 0."""
     return typer.Option(default, *decls, callback=_check_nonnegative, help=help)
 
@@ -103,7 +106,7 @@ def parse_int_list(text: str, what: str, *, minimum: int = 1) -> tuple[int, ...]
 
 
 def check_names(names: Iterable[str], registry: Any) -> list[str]:
-    """Every name is in ``registry`` (else :class:`~bbdefense.errors.UnknownNameError` listing the choices)."""
+    """Every name is in ``registry`` (else an UnknownNameError listing the choices)."""
     out = []
     for name in names:
         registry[name]  # raises UnknownNameError naming the bad one and the choices
@@ -132,7 +135,8 @@ def check_writable_dir(folder: str | Path, what: str) -> None:
 
 
 def check_output_file(path: str | Path, what: str) -> None:
-    """A file to be written at ``path``: not a folder, and its folder writable (see :func:`check_writable_dir`)."""
+    """A file to be written at ``path``: not a folder, and its folder writable
+    (see :func:`check_writable_dir`)."""
     p = Path(path).expanduser()
     if p.is_dir():
         raise InputError(f"{what}: {p} is a folder; give a file path")
@@ -159,7 +163,8 @@ def check_free_port(host: str, port: int) -> None:
 def check_count(n: int, available: int, what: str, of: str) -> None:
     """Refuse asking for more items than exist (rather than silently using fewer)."""
     if n > available:
-        raise InputError(f"{what} {n} asks for more than the {available} {of}; give {what} {available} or fewer")
+        raise InputError(f"{what} {n} asks for more than the {available} {of}; give {what} {available} or "
+                         "fewer")
 
 
 __all__ = ["SEED_MAX", "check_count", "check_free_port", "check_names", "check_output_file", "check_radius",

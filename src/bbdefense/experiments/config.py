@@ -47,14 +47,15 @@ def radius_bound(norm: str, input_shape: Sequence[int]) -> float | None:
 
 
 def check_radius(eps: Any, norm: str, input_shape: Sequence[int], what: str = "--eps") -> None:
-    """``eps`` in (0, bound] for ``norm`` on images in [0, 1] (see :func:`radius_bound`); raises InputError."""
+    """``eps`` in (0, bound] for ``norm`` on images in [0, 1] (:func:`radius_bound`), else InputError."""
     if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise InputError(f"{what} must be a finite number > 0, got {eps!r}")
     bound = radius_bound(norm, input_shape)
     if bound is not None and eps > bound:
         hint = " (8/255 ~ 0.031 is a common linf radius)" if norm == "linf" else ""
         raise InputError(f"{what} {eps:g} is outside (0, {bound:g}] for {norm} on images in [0, 1] of "
-                         f"{math.prod(input_shape)} values: no {norm} distance between two images is larger{hint}")
+                         f"{math.prod(input_shape)} values: no {norm} distance between two images is "
+                         f"larger{hint}")
 
 
 def preflight_attack(attack: Attack, model: BlackBox) -> None:
@@ -303,7 +304,7 @@ class CertifyConfig(_Strict):
         need = SHAPE_PARAMS.get(self.noise)
         if need is not None and need not in self.noise_params:
             raise ValueError(f"noise {self.noise!r} needs its shape in noise_params.{need}")
-        make_noise(self.noise, sigma=self.sigma, **self.noise_params)  # InputError (a ValueError) on bad values
+        make_noise(self.noise, sigma=self.sigma, **self.noise_params)  # InputError (a ValueError) if bad
         return self
 
     @property
@@ -327,8 +328,8 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _plain(cls, v: str) -> str:
         if not _PLAIN_NAME.fullmatch(v):
-            raise ValueError(f"name must be a plain folder name (letters, digits, '.', '_', '-'; it names the run "
-                             f"directory under runs/), got {v!r}")
+            raise ValueError(f"name must be a plain folder name (letters, digits, '.', '_', '-'; it names "
+                             f"the run directory under runs/), got {v!r}")
         return v
 
     @model_validator(mode="after")
@@ -358,8 +359,8 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"privacy: {exc}") from None
         if self.target.checkpoint is not None and self.target.checkpoint.endswith(".onnx") and (
                 self.defenses or self.attacks or self.privacy is not None):
-            raise ValueError("defenses, attacks and privacy need the target as a torch checkpoint, not an .onnx "
-                             "file (certify works on either)")
+            raise ValueError("defenses, attacks and privacy need the target as a torch checkpoint, not an "
+                             ".onnx file (certify works on either)")
         return self
 
     def study_config(self) -> Any:
@@ -475,7 +476,8 @@ def load_config(path: str | Path) -> ExperimentConfig:
     try:
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p.name}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+        bad = exc.object[exc.start]
+        raise ConfigError(f"{p.name}: not UTF-8 text (byte {bad:#04x} at offset {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
     try:

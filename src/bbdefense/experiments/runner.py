@@ -309,7 +309,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
     from ..data import load_dataset, make_splits
     from .config import check_runnable
 
-    check_runnable(cfg, source=f"config {cfg.name!r}")  # everything that can be refused is refused before a file is written
+    check_runnable(cfg, source=f"config {cfg.name!r}")  # every refusal comes before a file is written
     out = Path(out)
     run = RunDir(out, kind="experiment", name=cfg.name, config=cfg.model_dump(), seeds={"experiment": cfg.seed},
                  resume=resume)

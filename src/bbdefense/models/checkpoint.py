@@ -111,8 +111,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     shape, k = meta.get("input_shape"), meta.get("num_classes")
     if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
-        raise CheckpointError(f"checkpoint metadata {mpath}: input_shape must be [C, H, W] of positive integers, "
-                              f"got {shape!r}")
+        raise CheckpointError(f"checkpoint metadata {mpath}: input_shape must be [C, H, W] of positive "
+                              f"integers, got {shape!r}")
     if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
         raise CheckpointError(f"checkpoint metadata {mpath}: num_classes must be an integer >= 2, got {k!r}")
     return meta
@@ -127,8 +127,8 @@ def _check_answers(module: nn.Module, meta: dict[str, Any], name: str) -> None:
             out = module(torch.zeros((1, *shape)))
     except (RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"checkpoint {name}: its metadata says input_shape {list(shape)}, which the weights "
-                              f"do not take ({first})") from None
+        raise CheckpointError(f"checkpoint {name}: its metadata says input_shape {list(shape)}, which the "
+                              f"weights do not take ({first})") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, k):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise CheckpointError(f"checkpoint {name}: its metadata says {k} classes, the weights answer with "

@@ -65,9 +65,11 @@ def load_blackbox(
             side = p.with_suffix(".json")
             if side.is_file():
                 try:
-                    input_shape = tuple(json.loads(side.read_text())["input_shape"])  # type: ignore[assignment]
+                    shape_list = json.loads(side.read_text())["input_shape"]
+                    input_shape = tuple(shape_list)  # type: ignore[assignment]
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise CheckpointError(f"{side}: expected JSON with 'input_shape' [C, H, W]: {exc}") from None
+                    msg = f"{side}: expected JSON with 'input_shape' [C, H, W]: {exc}"
+                    raise CheckpointError(msg) from None
             else:
                 raise InputError(f"pass input_shape for TorchScript file {p.name}")
         assert input_shape is not None
@@ -79,7 +81,8 @@ def load_blackbox(
     if meta.get("kind", "classifier") != "classifier":
         raise CheckpointError(f"{wpath.name} holds a {meta.get('kind')}, not a classifier")
     if not meta.get("input_shape") or not meta.get("num_classes"):
-        raise CheckpointError(f"{wpath.name}: its metadata lacks input_shape or num_classes, which a black box needs")
+        raise CheckpointError(f"{wpath.name}: its metadata lacks input_shape or num_classes, which a black "
+                              "box needs")
     shape = tuple(meta["input_shape"])
     if backend == "onnx":
         from .onnx_export import export_onnx

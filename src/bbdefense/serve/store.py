@@ -116,8 +116,8 @@ def parse_keys(obj: Any, source: str = "keys") -> list[KeySpec]:
     names = [s.name for s in specs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:  # budgets and the audit log are reported per name: two keys of one name would merge
-        raise ConfigError(f"{source}: the key name {dup[0]!r} appears {names.count(dup[0])} times; names must be "
-                          "unique")
+        raise ConfigError(f"{source}: the key name {dup[0]!r} appears {names.count(dup[0])} times; names "
+                          "must be unique")
     if ANONYMOUS in names:
         raise ConfigError(f"{source}: the key name {ANONYMOUS!r} is reserved for the open API")
     return specs
@@ -213,9 +213,9 @@ class KeyStore:
                  anonymous_budget: int | None = None, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise InputError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
-        if anonymous_budget is not None and (isinstance(anonymous_budget, bool) or not isinstance(anonymous_budget, int)
-                                             or anonymous_budget < 0):
-            raise InputError(f"the open API's budget must be an integer >= 0 or None, got {anonymous_budget!r}")
+        ab = anonymous_budget
+        if ab is not None and (isinstance(ab, bool) or not isinstance(ab, int) or ab < 0):
+            raise InputError(f"the open API's budget must be an integer >= 0 or None, got {ab!r}")
         self.path = str(path)
         self._lock = threading.Lock()
         try:
@@ -343,5 +343,5 @@ class KeyStore:
             self._db.close()
 
 
-__all__ = ["ANONYMOUS", "Charge", "KeyRecord", "KeySpec", "KeyStore", "check_state_file", "hash_key", "load_keys_file",
-           "parse_keys"]
+__all__ = ["ANONYMOUS", "Charge", "KeyRecord", "KeySpec", "KeyStore", "check_state_file", "hash_key",
+           "load_keys_file", "parse_keys"]
