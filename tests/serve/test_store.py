@@ -105,6 +105,8 @@ def test_open_store_has_one_anonymous_account(tmp_path: Path) -> None:
     ({"keys": [{"name": "x", "key": "k", "rate": 0}]}, "rate must be a number > 0"),
     ({"keys": [{"name": "x", "key": "k", "colour": "red"}]}, "unknown field"),
     ({"keys": [{"name": "x", "key": "k"}, {"name": "y", "key": "k"}]}, "same key appears twice"),
+    ({"keys": [{"name": "x", "key": "k1"}, {"name": "x", "key": "k2"}]}, "key name 'x' appears 2 times"),
+    ({"keys": [{"name": "anonymous", "key": "k1"}]}, "reserved for the open API"),
 ])
 def test_bad_keys_documents(doc: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -12,6 +12,8 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
+from .options import (check_count, check_radius, check_writable_dir, count_option, preflight_attack,
+                      seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -56,19 +58,19 @@ def attack(
     attack_name: str = typer.Option("square", "--attack", help="A name of the attack registry (bbdefense info)."),
     norm: str = typer.Option("linf", "--norm", help="linf | l2 (where the attack supports it)."),
     eps: str = typer.Option("0.1", "--eps", help="Radius in [0, 1] pixel scale; fractions like 8/255 work."),
-    budget: int = typer.Option(1000, "--budget", help="Per-image query budget (max_queries)."),
-    n: int = typer.Option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
+    budget: int = count_option(1000, "--budget", help="Per-image query budget (max_queries)."),
+    n: int = count_option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime; faster on CPU)."),
     output: str = typer.Option("logits", "--output", help="What the oracle reveals: logits | probs | label."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
     targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); attacks that take starting points (hsja, signflip) start from a test image of the target class."),
     criterion: Optional[str] = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
-    eot: int = typer.Option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
+    eot: int = count_option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
     param: Optional[list[str]] = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the checkpoint's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
-    batch_size: int = typer.Option(100, "--batch-size", help="Images attacked together (a resource knob)."),
-    seed: int = typer.Option(0, "--seed"),
+    batch_size: int = count_option(100, "--batch-size", help="Images attacked together (a resource knob)."),
+    seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -88,12 +90,16 @@ def attack(
     params = parse_params(param)
     if criterion is not None:
         params["criterion"] = criterion
-    if budget < 1 or n < 1:
-        raise InputError(f"--budget and -n must be >= 1, got {budget} and {n}")
     atk = build_attack(attack_name, norm=norm, eps=eps_v, max_queries=budget, seed=seed, params=params)
+    run_path = out_dir or Path("runs") / f"attack-{atk.name}-{norm}"
+    check_writable_dir(run_path, "--out")
     bb = load_blackbox(model, backend=backend, output=output)  # type: ignore[arg-type]
+    got = atk.get_params()
+    if got.get("eps") is not None and "norm" in got:
+        check_radius(got["eps"], str(got["norm"]), bb.input_shape)
     if eot > 1:
         bb = EOTBlackBox(bb, m=eot)
+    preflight_attack(atk, bb)  # the attack's own checks (norm, criterion, params), no query
     split_seed = 0
     if dataset is None:
         if str(model).endswith(".onnx"):
@@ -104,9 +110,13 @@ def attack(
         if dataset is None:
             raise InputError(f"checkpoint {model} records no dataset: pass --dataset")
     test = make_splits(load_dataset(dataset, data_dir), seed=split_seed).test
+    check_count(n, len(test), "-n", f"test images of {dataset}")
     sel, scanned, correct = first_correct(bb, test.x, test.y, n)
     if len(sel) == 0:
         raise InputError("the model classifies no test image correctly; nothing to attack")
+    if len(sel) < n:
+        raise InputError(f"-n {n}: the model classifies only {len(sel)} of the {len(test)} test images of "
+                         f"{dataset} correctly; give -n {len(sel)} or fewer")
     x, y = test.x[sel], test.y[sel]
     target = None
     if targeted:
@@ -119,7 +129,6 @@ def attack(
     config = {"model": str(model), "backend": backend, "output": output, "dataset": dataset, "n": n,
               "attack": atk.name, "params": atk.get_params(), "targeted": targeted, "eot": eot,
               "batch_size": batch_size}
-    run_path = out_dir or Path("runs") / f"attack-{atk.name}-{norm}"
     run = RunDir(run_path, kind="attack", name=f"{atk.name} attack on {Path(model).name}", config=config,
                  seeds={"attack": seed}, resume=resume)
     t0 = time.perf_counter()

@@ -13,6 +13,8 @@ import typer
 
 from ..events import emit
 from .common import out, progress_events, seed_everything
+from .options import (check_count, check_writable_dir, count_option, fraction_option, positive_option,
+                      seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,24 +35,25 @@ def _noise_params(beta: Optional[float], k: Optional[float]) -> dict[str, float]
 def certify(
     model: str = typer.Option(..., "--model", help="Checkpoint (or .onnx/.pt file) of the base classifier."),
     noise: str = typer.Option("gaussian", "--noise", help="gaussian | laplace | gen_gaussian | uniform | cauchy | pareto"),
-    sigma: float = typer.Option(0.25, "--sigma", help="Per-coordinate noise std in [0,1] pixel space."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="Shape of gen_gaussian."),
-    k: Optional[float] = typer.Option(None, "--k", help="Shape of pareto."),
-    n0: int = typer.Option(100, "--n0", help="Selection samples per image."),
-    n: int = typer.Option(10_000, "--n", help="Estimation samples per image."),
-    alpha: float = typer.Option(0.001, "--alpha", help="Failure probability of each certificate."),
+    sigma: float = positive_option(0.25, "--sigma", help="Per-coordinate noise std in [0,1] pixel space."),
+    beta: Optional[float] = positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
+    k: Optional[float] = positive_option(None, "--k", help="Shape of pareto."),
+    n0: int = count_option(100, "--n0", help="Selection samples per image."),
+    n: int = count_option(10_000, "--n", help="Estimation samples per image."),
+    alpha: float = fraction_option(0.001, "--alpha",
+                                   help="Failure probability of each certificate, in (0, 1)."),
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Norms to certify (repeatable)."),
-    num_images: int = typer.Option(100, "-n", "--num-images", help="Test images to certify."),
-    skip: int = typer.Option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
+    num_images: int = count_option(100, "-n", "--num-images", help="Test images to certify."),
+    skip: int = count_option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the checkpoint's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     out_dir: Path = typer.Option(Path("runs/certify"), "--out", help="Run directory (resumable)."),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx"),
-    batch_size: int = typer.Option(1000, "--batch-size", help="Noisy images per forward pass."),
+    batch_size: int = count_option(1000, "--batch-size", help="Noisy images per forward pass."),
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | closed | numerical"),
     clip: bool = typer.Option(False, "--clip/--no-clip", help="Clamp noisy inputs to [0, 1]."),
-    chunk: int = typer.Option(10, "--chunk", help="Images certified per batch (rows are written per chunk)."),
-    seed: int = typer.Option(0, "--seed"),
+    chunk: int = count_option(10, "--chunk", help="Images certified per batch (rows are written per chunk)."),
+    seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -59,13 +62,16 @@ def certify(
     from ..certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
     from ..data import load_dataset, make_splits
     from ..errors import InputError
+    from ..experiments.config import SHAPE_PARAMS
     from ..models import load_blackbox, read_meta
     from ..records import RunDir, line_plot, read_rows, render_report, table
 
     seed_everything(seed)
-    if num_images < 1 or skip < 1 or chunk < 1:
-        raise InputError(f"-n, --skip and --chunk must be >= 1, got {num_images}, {skip}, {chunk}")
-    nz = make_noise(noise, sigma=sigma, **_noise_params(beta, k))
+    params = _noise_params(beta, k)
+    if noise in SHAPE_PARAMS and SHAPE_PARAMS[noise] not in params:
+        raise InputError(f"--noise {noise} needs its shape: give --{SHAPE_PARAMS[noise]}")
+    nz = make_noise(noise, sigma=sigma, **params)
+    check_writable_dir(out_dir, "--out")
     bb = load_blackbox(model, backend=backend)  # type: ignore[arg-type]
     meta: dict[str, Any] = {}
     if dataset is None:
@@ -76,6 +82,8 @@ def certify(
         dataset = str(meta["dataset"])
     ds = load_dataset(dataset, data_dir)
     test = make_splits(ds, seed=0).test
+    check_count(num_images, len(range(0, len(test), skip)), "-n",
+                f"test images of {dataset}" + (f" taken every {skip}" if skip > 1 else ""))
     idx = list(range(0, len(test), skip))[:num_images]
     sm = Smooth(bb, nz, norms=norm, radius_method=radius_method, clip=clip)  # type: ignore[arg-type]
     config = {"model": str(model), "dataset": dataset, "split": "test", "noise": nz.params(), "n0": n0, "n": n,
@@ -144,14 +152,15 @@ def certify(
 
 def certify_curves(
     noise: list[str] = typer.Option(["gaussian", "laplace", "pareto", "cauchy"], "--noise", help="Repeatable."),
-    sigma: float = typer.Option(1.0, "--sigma", help="Common per-coordinate std (DUCD Fig. 4 compares at equal variance)."),
+    sigma: float = positive_option(1.0, "--sigma",
+                                   help="Common per-coordinate std (DUCD Fig. 4: equal variance)."),
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Repeatable."),
-    dim: int = typer.Option(784, "--dim", help="Input dimension d (784 = MNIST)."),
-    points: int = typer.Option(8, "--points", help="pA values in (0.5, 1)."),
+    dim: int = count_option(784, "--dim", help="Input dimension d (784 = MNIST)."),
+    points: int = count_option(8, "--points", help="pA values in (0.5, 1)."),
     numerical: str = typer.Option("missing", "--numerical", help="missing | all | none"),
-    n_mc: int = typer.Option(1000, "--n-mc", help="Monte-Carlo samples of the numerical method."),
+    n_mc: int = count_option(1000, "--n-mc", help="Monte-Carlo samples of the numerical method."),
     out_dir: Path = typer.Option(Path("runs/certify-curves"), "--out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
 ) -> None:
     """pA-R curves per noise family and norm (closed forms; numerical radii labelled approximate)."""
     import numpy as np
@@ -160,10 +169,19 @@ def certify_curves(
     from ..certify.metrics import pa_r_curves
     from ..records import RunDir, line_plot, render_report, table
 
+    from ..errors import InputError
+
     seed_everything(seed)
     ps = [float(p) for p in np.linspace(0.55, 0.99, points)]
     noises = [make_noise(nm, sigma=sigma) for nm in noise]
-    mode: bool | str = {"missing": "missing", "all": True, "none": False}.get(numerical, "missing")
+    modes: dict[str, bool | str] = {"missing": "missing", "all": True, "none": False}
+    if numerical not in modes:
+        raise InputError(f"--numerical must be missing, all or none, got {numerical!r}")
+    bad = [nm for nm in norm if nm not in ("l1", "l2", "linf")]
+    if bad:
+        raise InputError(f"--norm must be l1, l2 or linf, got {bad[0]!r}")
+    mode = modes[numerical]
+    check_writable_dir(out_dir, "--out")
     config = {"noises": [z.params() for z in noises], "norms": list(norm), "dim": dim, "p": ps, "numerical": numerical,
               "n_mc": n_mc, "seed": seed}
     run = RunDir(out_dir, kind="certify-curves", name="pA-R curves", config=config, resume=False)
@@ -187,15 +205,15 @@ def select_noise_cmd(
     arch: str = typer.Option("smallcnn", "--arch"),
     dataset: str = typer.Option("mnist5k", "--dataset"),
     betas: str = typer.Option("0.5,1,2,3", "--betas", help="Comma-separated shapes of the generalized Gaussian."),
-    sigma: float = typer.Option(0.25, "--sigma"),
-    epochs: int = typer.Option(2, "--epochs"),
-    num_images: int = typer.Option(30, "-n", "--num-images"),
-    n0: int = typer.Option(50, "--n0"),
-    n: int = typer.Option(500, "--n"),
-    alpha: float = typer.Option(0.001, "--alpha"),
+    sigma: float = positive_option(0.25, "--sigma"),
+    epochs: int = count_option(2, "--epochs"),
+    num_images: int = count_option(30, "-n", "--num-images"),
+    n0: int = count_option(50, "--n0"),
+    n: int = count_option(500, "--n"),
+    alpha: float = fraction_option(0.001, "--alpha"),
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | numerical (DUCD: all numerical)"),
     out_dir: Path = typer.Option(Path("runs/select-noise"), "--out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """DUCD Table III: robust score per norm for each beta (one noise-trained model per beta)."""
@@ -208,6 +226,9 @@ def select_noise_cmd(
         bs = [float(b) for b in betas.split(",") if b.strip()]
     except ValueError:
         raise InputError(f"--betas must be comma-separated numbers, got {betas!r}") from None
+    if not bs or not all(math.isfinite(b) and b > 0 for b in bs):
+        raise InputError(f"--betas must be comma-separated numbers > 0, got {betas!r}")
+    check_writable_dir(out_dir, "--out")
     with progress_events(progress) as cb:
         res = select_noise(arch, dataset, out_dir / "models", betas=bs, sigma=sigma, epochs=epochs,
                            n_images=num_images, n0=n0, n=n, alpha=alpha, radius_method=radius_method, seed=seed,

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .common import console, out, parse_options, progress_events, seed_everything
+from .options import check_output_file, check_writable_dir, count_option, positive_option, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -52,28 +53,43 @@ def train(
     data_option: Optional[list[str]] = typer.Option(None, "--data-option",
                                                     help="Loader option KEY=VALUE (repeatable), e.g. image_size=64."),
     mode: str = typer.Option("plain", "--mode", help="plain | gaussian | pgd (and modes other parts add)."),
-    epochs: int = typer.Option(6, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    epochs: int = count_option(6, "--epochs"),
+    batch_size: int = count_option(64, "--batch-size"),
+    lr: float = positive_option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam | sgd"),
-    sigma: float = typer.Option(0.25, "--sigma", help="Noise std for --mode gaussian/noise (pixel space)."),
-    eps: float = typer.Option(0.1, "--eps", help="linf radius for --mode pgd."),
-    pgd_steps: int = typer.Option(7, "--pgd-steps"),
+    sigma: float = positive_option(0.25, "--sigma",
+                                   help="Noise std for --mode gaussian/noise (pixel space)."),
+    eps: float = positive_option(0.1, "--eps", help="linf radius for --mode pgd, in (0, 1]."),
+    pgd_steps: int = count_option(7, "--pgd-steps"),
     noise: Optional[str] = typer.Option(None, "--noise", help="Noise family for --mode noise."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="Shape of the generalized Gaussian for --mode noise."),
+    beta: Optional[float] = positive_option(None, "--beta",
+                                            help="Shape of the generalized Gaussian for --mode noise."),
     split: str = typer.Option("owner_train", "--split", help="owner_train | defender | defender_shifted | test"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     device: str = typer.Option("auto", "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a zoo classifier and write a checkpoint (safetensors + JSON metadata)."""
+    from ..data import DATASETS
+    from ..errors import InputError
+    from ..experiments.config import check_radius
+    from ..models.checkpoint import checkpoint_paths
+    from ..models.zoo import MODELS
     from ..training import TrainConfig, train_target
     from ..utils import resolve_device
 
     seed_everything(seed)
+    MODELS[arch], DATASETS[dataset]  # unknown names: refused before anything loads  # noqa: B018
     params = {} if beta is None else {"beta": beta}
     cfg = TrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, sigma=sigma, eps=eps,
                       pgd_steps=pgd_steps, noise=noise, noise_params=params, seed=seed)
+    cfg.check()
+    if mode == "pgd":
+        check_radius(eps, "linf", (1,))
+    if split not in ("owner_train", "defender", "defender_shifted", "test"):
+        raise InputError(f"--split must be owner_train, defender, defender_shifted or test, got {split!r}")
+    for p in checkpoint_paths(out_path):  # the checkpoint's folder is writable: checked before training
+        check_output_file(p, "--out")
     with progress_events(progress) as cb:
         path, meta = train_target(arch, dataset, out_path, cfg, data_dir=data_dir, split=split,
                                   device=resolve_device(device), data_options=parse_options(data_option), on_event=cb)
@@ -98,6 +114,7 @@ def export_onnx_cmd(
     module, meta = load_checkpoint(model)
     shape = tuple(meta["input_shape"])
     target = out_path or checkpoint_paths(model)[0].with_suffix(".onnx")
+    check_output_file(target, "--out")
     export_onnx(module, target, shape)  # type: ignore[arg-type]
     msg = f"wrote {target}"
     if check:
@@ -128,6 +145,9 @@ def load_images(path: Path) -> "torch.Tensor":  # type: ignore[name-defined]  # 
         arr = obj["x"] if isinstance(obj, np.lib.npyio.NpzFile) else obj
     except (ValueError, OSError, KeyError) as exc:
         raise DataError(f"cannot read images from {path} (a .npy array or an .npz with 'x'): {exc}") from exc
+    if arr.ndim != 4 or arr.shape[0] == 0:
+        raise DataError(f"{path}: expected a non-empty batch of images (N, C, H, W) with N >= 1, got shape "
+                        f"{tuple(arr.shape)}")
     if arr.dtype == np.uint8:
         arr = arr.astype(np.float32) / 255.0
     elif arr.dtype.kind == "f":
@@ -141,7 +161,8 @@ def predict(
     model: Path = typer.Option(..., "--model", help="Checkpoint, .onnx or TorchScript file."),
     input_path: Path = typer.Option(..., "--input", help=".npy or .npz (array 'x') of (N, C, H, W) images in [0, 1]."),
     output: str = typer.Option("label", "--output", help="label | probs | logits"),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="With --output probs, reveal only the k largest."),
+    top_k: Optional[int] = count_option(None, "--top-k",
+                                        help="With --output probs, reveal only the k largest."),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx"),
 ) -> None:
     """Query a model as a black box on images from a file; prints one JSON line per image."""
@@ -166,7 +187,7 @@ def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
     quick: bool = typer.Option(False, "--quick", help="The fast subset (under 3 minutes on 2 cores)."),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these slices (repeatable)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume after the last finished slice."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -176,6 +197,7 @@ def demo(
     from ..experiments.demo import run_demo
 
     seed_everything(seed)
+    check_writable_dir(out_dir, "--out")
     t0 = time.perf_counter()
     with progress_events(progress) as cb:
         run = run_demo(out_dir, quick=quick, seed=seed, only=only, resume=resume, on_event=cb)

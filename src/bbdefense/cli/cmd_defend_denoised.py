@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
+from .options import check_count, check_writable_dir, count_option, fraction_option, seed_option
 
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -66,14 +67,14 @@ def zo_ae_ds(
     mse_weight: float = typer.Option(0.0, "--mse-weight", help="Weight of the optional MSE(D(x+delta), x) term."),
     pretrain_epochs: int = typer.Option(0, "--pretrain-epochs", help=">0: MSE pre-training, then fine-tune."),
     ae_epochs: int = typer.Option(20, "--ae-epochs", help="AE pre-training epochs (AE variants)."),
-    n_train: int = typer.Option(1000, "--n-train"),
-    n_test: int = typer.Option(50, "--n-test"),
-    n0: int = typer.Option(100, "--n0"),
-    n: int = typer.Option(10_000, "--n"),
-    alpha: float = typer.Option(0.001, "--alpha"),
+    n_train: int = count_option(1000, "--n-train"),
+    n_test: int = count_option(50, "--n-test"),
+    n0: int = count_option(100, "--n0"),
+    n: int = count_option(10_000, "--n"),
+    alpha: float = fraction_option(0.001, "--alpha"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """ZO-AE-DS (Zhang et al., ICLR 2022): train a denoiser (+ encoder) in front of a black box
@@ -96,14 +97,16 @@ def zo_ae_ds(
                            sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, mse_weight=mse_weight,
                            pretrain_epochs=pretrain_epochs, seed=seed)
         cfg.check()
+    check_writable_dir(out_dir, "--out")
     splits = make_splits(load_dataset(dataset, data_dir), seed=0)
     if tuple(splits.test.x.shape[1:]) != (1, 28, 28) and variant.endswith("ae-ds"):
         raise InputError(f"the AE variants ship the MNIST d_z=192 autoencoder only; {dataset!r} has images of shape "
                          f"{tuple(splits.test.x.shape[1:])}")
+    check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
+    bb = load_blackbox(model)
     run = RunDir(out_dir, kind="defend-zo-ae-ds", config={"model": model, "dataset": dataset, "variant": variant,
                  "config": cfg.__dict__ if cfg else {}, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test},
                  seeds={"seed": seed})
-    bb = load_blackbox(model)
     train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
     pre, tq = None, 0
     if cfg is not None:
@@ -136,14 +139,14 @@ def irs(
     lr: float = typer.Option(0.1, "--lr"),
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (paper) | adam"),
     width: int = typer.Option(16, "--width", help="UNet width."),
-    n_train: int = typer.Option(1000, "--n-train"),
-    n_test: int = typer.Option(50, "--n-test"),
-    n0: int = typer.Option(100, "--n0"),
-    n: int = typer.Option(10_000, "--n"),
-    alpha: float = typer.Option(0.001, "--alpha"),
+    n_train: int = count_option(1000, "--n-train"),
+    n_test: int = count_option(50, "--n-test"),
+    n0: int = count_option(100, "--n0"),
+    n: int = count_option(10_000, "--n"),
+    alpha: float = fraction_option(0.001, "--alpha"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """IRS-Net (Kumar & Narayan, IJCNN 2022): a UNet on the normalised noisy image, trained against one
@@ -158,10 +161,13 @@ def irs(
     cfg = IRSConfig(method=method, sigma=sigma, lam=lam, epochs=epochs, lr=lr, optimizer=optimizer,  # type: ignore[arg-type]
                     width=width, seed=seed)
     cfg.check()
+    check_writable_dir(out_dir, "--out")
     splits = make_splits(load_dataset(dataset, data_dir), seed=0)
+    check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
+    module, meta = load_checkpoint(surrogate)
+    bb = load_blackbox(model)
     run = RunDir(out_dir, kind="defend-irs", config={"surrogate": surrogate, "model": model, "dataset": dataset,
                  "config": cfg.__dict__, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test}, seeds={"seed": seed})
-    module, meta = load_checkpoint(surrogate)
     sur = WhiteBox(module, input_shape=tuple(meta["input_shape"]))
     train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
     with progress_events(progress) as cb:
@@ -169,7 +175,6 @@ def irs(
     run.set_metrics(surrogate_forwards=res.surrogate_queries, train_seconds=res.seconds,
                     pixel_sigma=pixel_sigma(res.denoiser, sigma), history=res.history)
     _save(run, "denoiser", res.denoiser)
-    bb = load_blackbox(model)
     _certify_and_report(run, bb, res.denoiser, splits, sigma=sigma, n_test=n_test, n0=n0, n=n, alpha=alpha, seed=seed,
                         title=f"{method} (sigma {sigma}, pixel sigma {pixel_sigma(res.denoiser, sigma):.3f})",
                         channel_scale=res.denoiser.noise_scale)

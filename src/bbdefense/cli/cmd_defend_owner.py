@@ -10,6 +10,8 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
+from .options import (check_count, check_names, check_output_file, check_radius, check_writable_dir,
+                      count_option, fraction_option, nonnegative_option, parse_int_list, seed_option)
 
 OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
 
@@ -40,6 +42,27 @@ def _load(model: Path, seed: int) -> tuple[Any, dict[str, Any], Any]:
     return module, meta, splits
 
 
+def _check_spec(spec: str, module: Any, reference: Any, seed: int) -> None:
+    """Build the defense of ``spec`` once without calibrating (a throw-away copy), so that its own checks of
+    its values (``nu=-1``, an unknown layer...) refuse it before any calibration, attack or file."""
+    import torch
+
+    from ..defenses.spec import build_from_spec, parse_spec
+
+    name, params = parse_spec(spec)
+    drop = params.get("calibrate")
+    is_number = isinstance(drop, (int, float)) and not isinstance(drop, bool)
+    if drop is not None and not (is_number and 0 < drop < 1):
+        from ..errors import InputError
+
+        raise InputError(f"defense {spec!r}: calibrate must be a clean-accuracy drop in (0, 1), got {drop!r}")
+    head, _, rest = spec.partition(":")
+    plain = spec if spec.strip().endswith(".json") else head + ":" + ",".join(
+        item for item in rest.split(",") if not item.strip().startswith("calibrate="))
+    with torch.random.fork_rng(devices=[]):
+        build_from_spec(plain, module, reference=reference, seed=seed)
+
+
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
 
@@ -47,26 +70,32 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 def _make_defend(name: str):  # noqa: ANN202
     def defend_cmd(
         model: Path = typer.Option(..., "--model", help="The owner's checkpoint."),
-        calibrate_drop: Optional[float] = typer.Option(
+        calibrate_drop: Optional[float] = fraction_option(
             None, "--calibrate-drop", help="Calibrate nu to this clean-accuracy drop (fraction, e.g. 0.02) on the "
                                            "held-out defender split (rfd, rnd, snd)."),
         layers: Optional[str] = typer.Option(None, "--layers", help="rfd: layer names joined by '+', e.g. stage2 "
                                                                     "or penultimate (see docs/owner-defenses.md)."),
-        nu: Optional[float] = typer.Option(None, "--nu", help="Noise std (rfd, rnd, snd) when not calibrating."),
+        nu: Optional[float] = nonnegative_option(None, "--nu",
+                                                 help="Noise std (rfd, rnd, snd) when not calibrating."),
         combine: bool = typer.Option(False, "--combine", help="unig: pad each query with k=5 stored training samples."),
         option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Extra hyperparameter key=value "
                                                                                 "(repeatable), e.g. -o lr=1."),
-        passes: int = typer.Option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
-        n_test: Optional[int] = typer.Option(None, "--n-test", help="Test images for clean accuracy (default all)."),
+        passes: int = count_option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
+        n_test: Optional[int] = count_option(None, "--n-test",
+                                             help="Test images for clean accuracy (default all)."),
         out_path: Optional[Path] = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
-        seed: int = typer.Option(0, "--seed"),
+        seed: int = seed_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         from ..defenses import clean_accuracy, logit_difference
         from ..defenses.spec import build_from_spec, defense_label
 
         seed_everything(seed)
+        if out_path is not None:
+            check_output_file(out_path, "--out")
         module, meta, splits = _load(model, seed)
+        if n_test is not None:
+            check_count(n_test, len(splits.test), "--n-test", "test images")
         opts = list(option or [])
         if calibrate_drop is not None:
             opts.append(f"calibrate={calibrate_drop}")
@@ -79,6 +108,7 @@ def _make_defend(name: str):  # noqa: ANN202
         spec = name + (":" + ",".join(opts) if opts else "")
         cal = (splits.defender.x, splits.defender.y)
         ref = (splits.owner_train.x, splits.owner_train.y)
+        _check_spec(spec, module, ref, seed)
         with progress_events(progress) as cb:
             built = build_from_spec(spec, module, calibration=cal, reference=ref, passes=passes, seed=seed,
                                     on_event=cb)
@@ -121,20 +151,20 @@ def evaluate(
     decision_attacks: str = typer.Option("rays,signflip", "--decision-attacks", help="Label-only attacks."),
     budgets: str = typer.Option("100,1000,2500", "--budgets", help="Query budgets per image."),
     eot: str = typer.Option("square", "--eot", help="Attacks also run with EOT on randomized defenses ('' = none)."),
-    eot_m: int = typer.Option(10, "--eot-m", help="EOT samples averaged per evaluation."),
-    eot_budget: Optional[int] = typer.Option(
+    eot_m: int = count_option(10, "--eot-m", help="EOT samples averaged per evaluation."),
+    eot_budget: Optional[int] = count_option(
         None, "--eot-budget", help="Queries per image for the EOT runs (default the largest budget; "
         "m x budget gives the EOT attack as many iterations as the plain one)."),
-    eps: float = typer.Option(0.1, "--eps", help="Attack radius (linf, pixel units)."),
-    n: int = typer.Option(100, "--n", help="Test images attacked."),
-    n_clean: Optional[int] = typer.Option(None, "--n-clean", help="Test images for clean accuracy and logit "
+    eps: float = typer.Option(0.1, "--eps", help="Attack radius (linf, pixel units), in (0, 1]."),
+    n: int = count_option(100, "--n", help="Test images attacked."),
+    n_clean: Optional[int] = count_option(None, "--n-clean", help="Test images for clean accuracy and logit "
                                                                   "difference (default all)."),
     criterion: str = typer.Option(
         "fast_exp", "--criterion", help="fast_exp (RFD reference: re-check each claimed success with 9 re-queries, "
         "continue on a false alarm) | majority (re-check the final x_adv only) | single | fooled_once"),
-    passes: int = typer.Option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
+    passes: int = count_option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
     out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -147,8 +177,27 @@ def evaluate(
     from ..models import load_checkpoint
     from ..records import RunDir, render_report
 
+    from ..attacks import ATTACKS
+
     seed_everything(seed)
+    names = {what: [a.strip() for a in text.split(",") if a.strip()]
+             for what, text in (("--attacks", attacks), ("--decision-attacks", decision_attacks),
+                                ("--eot", eot))}
+    for what, listed in names.items():
+        check_names(listed, ATTACKS)
+        for a in listed:
+            if ATTACKS[a].requires:
+                needs = ", ".join(ATTACKS[a].requires)
+                raise InputError(f"{what}: attack {a!r} needs {needs}, which evaluate cannot give")
+    if not names["--attacks"] and not names["--decision-attacks"]:
+        raise InputError("give at least one attack (--attacks or --decision-attacks)")
+    budget_list = parse_int_list(budgets, "--budgets")
+    check_writable_dir(out_dir, "--out")
     module, meta, splits = _load(model, seed)
+    check_radius(eps, "linf", tuple(meta["input_shape"]))
+    check_count(n, len(splits.test), "--n", "test images")
+    if n_clean is not None:
+        check_count(n_clean, len(splits.test), "--n-clean", "test images")
     models: dict[str, torch.nn.Module] = {"undefended": module}
     ref_of: dict[str, torch.nn.Module] = {}
     bases: dict[str, torch.nn.Module] = {"": module}
@@ -160,16 +209,21 @@ def evaluate(
         models[key] = bases[key]
     cal = (splits.defender.x, splits.defender.y)
     ref = (splits.owner_train.x, splits.owner_train.y)
-    cfg = EvalConfig(attacks=tuple(a for a in attacks.split(",") if a),
-                     decision_attacks=tuple(a for a in decision_attacks.split(",") if a),
-                     budgets=tuple(int(b) for b in budgets.split(",") if b), eot=tuple(a for a in eot.split(",") if a),
-                     eot_m=eot_m, eot_budget=eot_budget, eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
+    cfg = EvalConfig(attacks=tuple(names["--attacks"]), decision_attacks=tuple(names["--decision-attacks"]),
+                     budgets=budget_list, eot=tuple(names["--eot"]), eot_m=eot_m, eot_budget=eot_budget,
+                     eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
+    cfg.check()
     config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
     from ..defenses.spec import parse_spec
 
-    for spec in defense or []:  # validate every spec before anything is written
-        parse_spec(spec.rpartition("@")[0] if "@" in spec else spec)
+    for spec in defense or []:  # validate every spec (and its values) before anything is written
+        spec_s, _, on = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        parse_spec(spec_s)
+        if on and on not in bases:
+            raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model "
+                             f"{on}=CKPT")
+        _check_spec(spec_s, bases[on], ref, seed)
     run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
                  resume=resume)
     with progress_events(progress) as cb:

@@ -10,6 +10,8 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
+from .options import (check_count, check_writable_dir, count_option, fraction_option, positive_option,
+                      seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,22 +32,22 @@ def _floats(s: str, what: str) -> tuple[float, ...]:
 
 def ducd_cmd(
     target: str = typer.Option(..., "--target", help="Target checkpoint, .onnx/.pt file, or http(s):// URL."),
-    budget: int = typer.Option(200_000, "--budget", help="Hard query budget of the distillation."),
+    budget: int = count_option(200_000, "--budget", help="Hard query budget of the distillation."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier used as the surrogate."),
     dataset: str = typer.Option("mnist5k", "--dataset"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     split: str = typer.Option("defender", "--split", help="Distillation data: owner_train | defender | defender_shifted."),
     output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
-    epochs: int = typer.Option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
+    epochs: int = count_option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
     norms: str = typer.Option("l1,l2,linf", "--norms"),
     sigmas: str = typer.Option("0.25,0.5", "--sigmas", help="Noise std per coordinate (pixel space)."),
     l1_noise: str = typer.Option("laplace", "--l1-noise", help="Noise for l1 (Table IV: laplace)."),
     l2_noise: str = typer.Option("gaussian", "--l2-noise", help="Noise for l2 and linf (Table IV: gaussian)."),
-    beta: Optional[float] = typer.Option(None, "--beta", help="Shape when a noise is gen_gaussian."),
-    n_images: int = typer.Option(100, "-n", "--n-images", help="Test images to certify."),
-    n0: int = typer.Option(100, "--n0"),
-    n: int = typer.Option(1000, "--n", help="Monte-Carlo samples for the bound (paper: 4000)."),
-    alpha: float = typer.Option(0.001, "--alpha"),
+    beta: Optional[float] = positive_option(None, "--beta", help="Shape when a noise is gen_gaussian."),
+    n_images: int = count_option(100, "-n", "--n-images", help="Test images to certify."),
+    n0: int = count_option(100, "--n0"),
+    n: int = count_option(1000, "--n", help="Monte-Carlo samples for the bound (paper: 4000)."),
+    alpha: float = fraction_option(0.001, "--alpha"),
     zeta: float = typer.Option(1.0, "--zeta", help="Algorithm 3 abstain threshold."),
     iota: float = typer.Option(0.5, "--iota", help="Algorithm 3 certification threshold."),
     finetune_epochs: int = typer.Option(3, "--finetune-epochs"),
@@ -53,7 +55,7 @@ def ducd_cmd(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
     out_dir: Path = typer.Option(Path("runs/ducd"), "--out"),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """DUCD: certify a black-box target through a distilled surrogate (l1/l2/linf), vs WUCD and RS."""
@@ -71,6 +73,8 @@ def ducd_cmd(
         if t not in NORMS:
             raise InputError(f"unknown norm {t!r}; choose from {', '.join(NORMS)}")
     sig = _floats(sigmas, "--sigmas")
+    if beta is None and "gen_gaussian" in (l1_noise, l2_noise):
+        raise InputError("a gen_gaussian noise needs its shape: give --beta")
     params: dict[str, Any] = {} if beta is None else {"beta": beta}
     nfn = {"l1": (l1_noise, params if l1_noise == "gen_gaussian" else {}),
            "l2": (l2_noise, params if l2_noise == "gen_gaussian" else {}),
@@ -78,9 +82,13 @@ def ducd_cmd(
     cfg = DUCDConfig(sigmas=sig, norms=norm_t, noise_for_norm=nfn, n_images=n_images, n0=n0, n=n, alpha=alpha,
                      zeta=zeta, iota=iota, finetune_epochs=finetune_epochs, seed=seed)
     dcfg = DistillConfig(budget=budget, epochs=epochs, seed=seed)
-    bb = open_target(target, output=output, budget=budget, api_key=api_key)
+    if split not in ("owner_train", "defender", "defender_shifted"):
+        raise InputError(f"--split must be owner_train, defender or defender_shifted, got {split!r}")
+    check_writable_dir(out_dir, "--out")
     ds = load_dataset(dataset, data_dir)
     splits = make_splits(ds, seed=0)
+    check_count(n_images, len(splits.test), "-n", f"test images of {dataset}")
+    bb = open_target(target, output=output, budget=budget, api_key=api_key)
     # the plan against the budgets (and a remote key's remaining budget) before any query
     n_eval = bb.audit_allowance(len(splits.test))  # a remote target: 0 (its evaluation would be charged)
     bb.check_plan(planned_transfer(out_dir, resume, budget, len(splits[split])), n_eval, what="defend ducd")

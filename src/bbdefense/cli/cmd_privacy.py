@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
+from .options import check_count, check_writable_dir, count_option, positive_option, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -19,19 +20,20 @@ def privacy_cmd(
     model: Path = typer.Option(..., "--model", help="Target checkpoint (local; the owner's training split = members)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Defaults to the checkpoint's dataset."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
-    n_members: int = typer.Option(100, "-n", "--n-members", help="Members (and as many non-members)."),
+    n_members: int = count_option(100, "-n", "--n-members", help="Members (and as many non-members)."),
     sources: str = typer.Option("same,disjoint,shifted", "--sources", help="DUCD surrogates to distil."),
-    budget: int = typer.Option(1500, "--budget", help="Target queries per distillation."),
-    epochs: int = typer.Option(4, "--epochs", help="Distillation epochs."),
-    sigma: float = typer.Option(0.25, "--sigma", help="Gaussian smoothing noise std (pixels)."),
-    n_smooth: int = typer.Option(16, "--n-smooth", help="Noisy draws per image of the smoothed models."),
-    overfit_n: int = typer.Option(100, "--overfit-n", help="Training-set size of the overfit control (0: off)."),
+    budget: int = count_option(1500, "--budget", help="Target queries per distillation."),
+    epochs: int = count_option(4, "--epochs", help="Distillation epochs."),
+    sigma: float = positive_option(0.25, "--sigma", help="Gaussian smoothing noise std (pixels)."),
+    n_smooth: int = count_option(16, "--n-smooth", help="Noisy draws per image of the smoothed models."),
+    overfit_n: int = count_option(100, "--overfit-n", minimum=0,
+                                  help="Training-set size of the overfit control (0: off)."),
     overfit_epochs: int = typer.Option(40, "--overfit-epochs"),
     shadow: bool = typer.Option(True, "--shadow/--no-shadow", help="Shokri shadow-model attack."),
-    n_boot: int = typer.Option(1000, "--n-boot", help="Bootstrap resamples of the AUC interval."),
+    n_boot: int = count_option(1000, "--n-boot", help="Bootstrap resamples of the AUC interval."),
     out_dir: Path = typer.Option(Path("runs/privacy"), "--out"),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Membership inference (thresholds, shadow, gap) on target, DUCD surrogates and smoothed models."""
@@ -42,6 +44,7 @@ def privacy_cmd(
     from ..records import RunDir, render_report
 
     seed_everything(seed)
+    check_writable_dir(out_dir, "--out")
     module, meta = load_checkpoint(model)
     ds_name = dataset or meta.get("dataset")
     if not ds_name:
@@ -52,6 +55,8 @@ def privacy_cmd(
     cfg.check()
     splits = make_splits(load_dataset(ds_name, data_dir), seed=int(meta.get("extra", {}).get("recipe", {})
                                                                    .get("split_seed", 0)))
+    check_count(n_members, min(len(splits.owner_train), len(splits.test)), "-n",
+                "members available (the owner's training split and the test split bound it)")
     run = RunDir(out_dir, kind="privacy", name=f"Membership inference on {model.name}",
                  config={"model": str(model), "dataset": ds_name, "study": cfg.__dict__}, seeds={"privacy": seed},
                  resume=resume)

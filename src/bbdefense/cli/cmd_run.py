@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
+from .options import check_writable_dir, count_option
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +21,7 @@ def run_config(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/ and docs/experiments.md)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep rows already on disk."),
-    workers: int = typer.Option(1, "--workers", help="Run the (model, attack) pairs in this many processes."),
+    workers: int = count_option(1, "--workers", help="Run the (model, attack) pairs in this many processes."),
     ray: bool = typer.Option(False, "--ray", help="Run the (model, attack) pairs as Ray tasks (pip install "
                                                   "'bbdefense[ray]'; RAY_ADDRESS picks a cluster)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -32,13 +33,10 @@ def run_config(
     from ..experiments.runner import run_experiment
     from ..records import load_record
 
-    from ..errors import InputError
-
-    if workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
-    cfg = load_config(config)
-    seed_everything(cfg.seed)
+    cfg = load_config(config)  # the schema; run_experiment runs check_runnable before it writes anything
     path = out_dir or Path("runs") / cfg.name
+    check_writable_dir(path, "--out")
+    seed_everything(cfg.seed)
     t0 = time.perf_counter()
     with progress_events(progress) as cb:
         md = run_experiment(cfg, path, resume=resume, workers=workers, use_ray=ray, on_event=cb)
@@ -49,10 +47,12 @@ def run_config(
 
 
 def check_config(config: Path = typer.Argument(..., help="Experiment YAML.")) -> None:
-    """Validate an experiment file (unknown keys and names are errors) and print what it would run."""
-    from ..experiments.config import load_config
+    """Validate an experiment file as `run` would (unknown keys and names, values, the data, the target's
+    architecture, every defense and attack) and print what it would run; nothing is written or trained."""
+    from ..experiments.config import check_runnable, load_config
 
     cfg = load_config(config)
+    check_runnable(cfg, source=config.name)
     out.print(f"{config.name}: valid. target {cfg.target.checkpoint or cfg.target.arch}; "
               f"{len(cfg.defenses)} defense(s), {len(cfg.attacks)} attack(s), {len(cfg.certify)} certification(s), "
               f"privacy {'on' if cfg.privacy is not None else 'off'}")

@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 
 from .common import console, out, seed_everything
+from .options import (check_free_port, check_writable_dir, count_option, port_option, positive_option,
+                      seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,30 +24,41 @@ def serve(
     defense_config: Optional[Path] = typer.Option(None, "--defense-config",
                                                   help="JSON/YAML keyword arguments of the defense."),
     output: str = typer.Option("probs", "--output", help="What the API reveals: probs | logits | label."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="With --output probs: reveal only the k largest."),
+    top_k: Optional[int] = count_option(None, "--top-k",
+                                        help="With --output probs: reveal only the k largest."),
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
+    port: int = port_option(8000),
     keys: Optional[Path] = typer.Option(None, "--keys", help="JSON/YAML keys file (name, key, budget, rate, burst)."),
     db: Path = typer.Option(Path("runs/serve/state.sqlite3"), "--db",
                             help="SQLite file of budgets and the audit log (persists across restarts)."),
-    budget: Optional[int] = typer.Option(None, "--budget", help="Budget (images) of the open API when no keys exist."),
-    max_batch: int = typer.Option(256, "--max-batch", help="Images per request."),
-    max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="Request body limit in MiB."),
+    budget: Optional[int] = count_option(None, "--budget", minimum=0,
+                                         help="Budget (images) of the open API when no keys exist."),
+    max_batch: int = count_option(256, "--max-batch", help="Images per request."),
+    max_body_mb: float = positive_option(8.0, "--max-body-mb", help="Request body limit in MiB."),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx (no defense with onnx)."),
     durability: str = typer.Option("full", "--durability",
                                    help="full: every charge fsynced; normal: survives process crashes only."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a model as a black-box API: GET /v1/info, POST /v1/predict, GET /healthz (docs at /docs)."""
+    from ..errors import InputError
     from ..serve import ServeLimits, build_served_blackbox, create_app, load_defense_config, run_server
+    from ..serve.store import check_state_file, load_keys_file
 
     seed_everything(seed)
+    if durability not in ("full", "normal"):
+        raise InputError(f"--durability must be full or normal, got {durability!r}")
+    # everything that can be refused is refused before the model loads and before the state file is created
+    key_specs = load_keys_file(keys) if keys is not None else None
+    check_state_file(db)
+    check_writable_dir(db.parent, "--db")
+    check_free_port(host, port)
+    limits = ServeLimits(max_batch=max_batch, max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)))
     cfg = load_defense_config(defense_config)
     bb = build_served_blackbox(model, defense=defense, defense_config=cfg, output=output,  # type: ignore[arg-type]
                                top_k=top_k, backend=backend)
-    limits = ServeLimits(max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024))
-    app = create_app(bb, keys=keys, db_path=db, limits=limits, defense=defense, defense_config=cfg,
+    app = create_app(bb, keys=key_specs, db_path=db, limits=limits, defense=defense, defense_config=cfg,
                      anonymous_budget=budget, synchronous=durability.upper())
     store = app.state.store
     if store.open:

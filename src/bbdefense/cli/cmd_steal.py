@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
+from .options import check_output_file, count_option, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +19,7 @@ def steal(
     model: Path = typer.Option(..., "--model", help="Victim checkpoint (queried as a black box)."),
     out_path: Path = typer.Option(Path("runs/stolen"), "--out", help="Checkpoint of the stolen model (OUT.safetensors + OUT.json)."),
     arch: str = typer.Option("lenet", "--arch", help="Zoo architecture of the knockoff."),
-    budget: int = typer.Option(1000, "--budget", help="Victim queries (exact)."),
+    budget: int = count_option(1000, "--budget", help="Victim queries (exact)."),
     strategy: str = typer.Option("random", "--strategy", help="random | adaptive (gradient bandit over classes)."),
     reward: str = typer.Option("all", "--reward", help="Adaptive reward: cert | div | loss | all."),
     output: str = typer.Option("probs", "--output", help="What the victim reveals: probs | logits | label."),
@@ -26,8 +27,8 @@ def steal(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     transfer_split: str = typer.Option("defender", "--transfer-split", help="Split used as the transfer set."),
     eval_split: str = typer.Option("test", "--eval-split", help="Split for agreement/accuracy (audit queries)."),
-    epochs: int = typer.Option(10, "--epochs"),
-    seed: int = typer.Option(0, "--seed"),
+    epochs: int = count_option(10, "--epochs"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Steal a model with KnockoffNets (Orekondy et al. 2019) and save it as a checkpoint."""
@@ -35,9 +36,14 @@ def steal(
     from ..data import load_dataset, make_splits
     from ..models import load_blackbox
 
+    from ..models.checkpoint import checkpoint_paths
+
     seed_everything(seed)
-    victim = load_blackbox(model, output=output, budget=budget)  # type: ignore[arg-type]
+    for p in checkpoint_paths(out_path):
+        check_output_file(p, "--out")
     splits = make_splits(load_dataset(dataset, data_dir), seed=0)
+    splits[transfer_split], splits[eval_split]  # unknown split names are refused here  # noqa: B018
+    victim = load_blackbox(model, output=output, budget=budget)  # type: ignore[arg-type]
     with progress_events(progress) as cb:
         res = knockoff_steal(victim, splits[transfer_split], arch=arch, budget=budget, strategy=strategy,  # type: ignore[arg-type]
                              reward=reward, epochs=epochs, eval_set=splits[eval_split], seed=seed,  # type: ignore[arg-type]

@@ -51,9 +51,16 @@ def parse_options(items: list[str] | None, what: str = "--data-option") -> dict[
 
 
 def seed_everything(seed: int) -> None:
-    """The only place that seeds global RNGs (the CLI, once per command; the seed is recorded)."""
+    """The only place that seeds global RNGs (the CLI, once per command; the seed is recorded). A seed
+    outside numpy's range [0, 2**32 - 1] is an InputError (commands declare ``--seed`` with
+    ``options.seed_option``)."""
     import numpy as np
     import torch
+
+    from ..errors import InputError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise InputError(f"--seed must be an integer in [0, {2**32 - 1}], got {seed!r}")
 
     random.seed(seed)
     np.random.seed(seed)

@@ -18,12 +18,62 @@ Example (``configs/quick.yaml`` is a complete one)::
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ConfigError
+from ..errors import BBDefenseError, ConfigError, InputError
+
+if TYPE_CHECKING:
+    from ..attacks.base import Attack
+    from ..models import BlackBox
+
+#: numpy's global seed takes 0 .. 2**32 - 1
+SEED_MAX = 2**32 - 1
+#: noises whose shape parameter must be given (a silent default would certify another noise than meant)
+SHAPE_PARAMS = {"gen_gaussian": "beta"}
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def radius_bound(norm: str, input_shape: Sequence[int]) -> float | None:
+    """The largest ``norm`` distance between two images in [0, 1]^d (None for an unknown norm): 1 for linf,
+    sqrt(d) for l2, d for l1. A radius beyond it constrains nothing: almost surely a unit mistake."""
+    d = math.prod(input_shape)
+    return {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d)}.get(norm)
+
+
+def check_radius(eps: Any, norm: str, input_shape: Sequence[int], what: str = "--eps") -> None:
+    """``eps`` in (0, bound] for ``norm`` on images in [0, 1] (:func:`radius_bound`), else InputError."""
+    if isinstance(eps, bool) or not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise InputError(f"{what} must be a finite number > 0, got {eps!r}")
+    bound = radius_bound(norm, input_shape)
+    if bound is not None and eps > bound:
+        hint = " (8/255 ~ 0.031 is a common linf radius)" if norm == "linf" else ""
+        raise InputError(f"{what} {eps:g} is outside (0, {bound:g}] for {norm} on images in [0, 1] of "
+                         f"{math.prod(input_shape)} values: no {norm} distance between two images is "
+                         f"larger{hint}")
+
+
+def preflight_attack(attack: Attack, model: BlackBox) -> None:
+    """Run ``attack`` on an empty batch: its own checks of its hyperparameters (norm, eps, criterion, ...)
+    and of the model's access run before any image is attacked, spending no query.
+
+    Only typed errors count as a refusal: an attack whose code cannot handle a batch of zero images
+    after its checks passed is no bad input (its real run reports any other problem)."""
+    import torch
+
+    x = torch.zeros((0, *model.input_shape))
+    y = torch.zeros(0, dtype=torch.long)
+    try:
+        attack.run(model, x, y)
+    except BBDefenseError:
+        raise
+    except Exception:  # noqa: BLE001, S110 - see the docstring
+        pass
 
 
 class _Strict(BaseModel):
@@ -65,10 +115,28 @@ class DataConfig(_Strict):
 
     dataset: str = "mnist5k"
     data_dir: str | None = None
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=SEED_MAX)
     n: int = Field(100, ge=1)
     n_clean: int = Field(1000, ge=1)
     clean_passes: int = Field(3, ge=1)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ..data import DATASETS
+
+        return _known_name("dataset", v, DATASETS)
+
+    @model_validator(mode="after")
+    def _data_dir(self) -> DataConfig:
+        from ..data import EMBEDDED
+
+        if self.dataset not in EMBEDDED:
+            if self.data_dir is None:
+                raise ValueError(f"dataset {self.dataset!r} is read from a local folder: give data.data_dir")
+            if not Path(self.data_dir).is_dir():
+                raise ValueError(f"data_dir not found: {self.data_dir}")
+        return self
 
 
 class TrainSection(_Strict):
@@ -104,6 +172,17 @@ class TargetConfig(_Strict):
             from ..models.zoo import MODELS
 
             _known_name("architecture", self.arch, MODELS)
+        if self.checkpoint is not None:
+            from ..models.checkpoint import checkpoint_paths, read_meta
+
+            p = Path(self.checkpoint)
+            if p.suffix == ".onnx":
+                if not p.is_file():
+                    raise ValueError(f"ONNX file not found: {p}")
+            elif not checkpoint_paths(p)[0].is_file():
+                raise ValueError(f"checkpoint not found: {checkpoint_paths(p)[0]}")
+            else:
+                read_meta(p)  # CheckpointError (a ValueError) naming the problem
         return self
 
 
@@ -218,6 +297,16 @@ class CertifyConfig(_Strict):
 
         return _known_name("noise", v, NOISES)
 
+    @model_validator(mode="after")
+    def _noise_params(self) -> CertifyConfig:
+        from ..certify import make_noise
+
+        need = SHAPE_PARAMS.get(self.noise)
+        if need is not None and need not in self.noise_params:
+            raise ValueError(f"noise {self.noise!r} needs its shape in noise_params.{need}")
+        make_noise(self.noise, sigma=self.sigma, **self.noise_params)  # InputError (a ValueError) if bad
+        return self
+
     @property
     def key(self) -> str:
         return f"{self.noise}-{self.sigma:g}"
@@ -227,13 +316,21 @@ class ExperimentConfig(_Strict):
     """A whole run. ``defenses``, ``attacks``, ``certify`` and ``privacy`` may each be empty."""
 
     name: str = "experiment"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     data: DataConfig = Field(default_factory=DataConfig)
     target: TargetConfig
     defenses: list[DefenseConfig] = Field(default_factory=list)
     attacks: list[AttackConfig] = Field(default_factory=list)
     certify: list[CertifyConfig] = Field(default_factory=list)
     privacy: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        if not _PLAIN_NAME.fullmatch(v):
+            raise ValueError(f"name must be a plain folder name (letters, digits, '.', '_', '-'; it names "
+                             f"the run directory under runs/), got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _unique(self) -> ExperimentConfig:
@@ -254,17 +351,108 @@ class ExperimentConfig(_Strict):
             bad = sorted(set(self.privacy) - known)
             if bad:
                 raise ValueError(f"privacy: unknown key {bad[0]!r}; known: {', '.join(sorted(known))}")
+            try:
+                self.study_config().check()  # its own checks of the values (InputError)
+            except TypeError as exc:
+                raise ValueError(f"privacy: {exc}") from None
+            except InputError as exc:
+                raise ValueError(f"privacy: {exc}") from None
+        if self.target.checkpoint is not None and self.target.checkpoint.endswith(".onnx") and (
+                self.defenses or self.attacks or self.privacy is not None):
+            raise ValueError("defenses, attacks and privacy need the target as a torch checkpoint, not an "
+                             ".onnx file (certify works on either)")
         return self
+
+    def study_config(self) -> Any:
+        """The :class:`~bbdefense.privacy.study.StudyConfig` of ``privacy`` (None when off)."""
+        if self.privacy is None:
+            return None
+        from ..privacy.study import StudyConfig
+
+        return StudyConfig(**{"seed": self.seed, **{k: (tuple(v) if isinstance(v, list) else v)
+                                                    for k, v in self.privacy.items()}})
+
+
+def check_runnable(cfg: ExperimentConfig, *, source: str = "config") -> None:
+    """The checks that need the data and the target's architecture, run before anything is written or
+    trained (``check-config`` and ``run`` both call it): ``data.n`` (and an explicit ``data.n_clean``) fit
+    the test split; the training recipe; every defense built around the target's architecture (its own
+    checks of its parameters); every attack's radius within the images' range (:func:`check_radius`) and
+    its hyperparameters (:func:`preflight_attack`, no query). Raises :class:`ConfigError` naming the entry."""
+    import torch
+
+    from ..attacks import ATTACKS
+    from ..attacks.evaluation import build_attack
+    from ..data import load_dataset, make_splits
+    from ..defenses import build_defense
+    from ..models import BlackBox, WhiteBox
+    from ..models.checkpoint import read_meta
+    from ..models.zoo import build_model
+    from ..training import TrainConfig
+
+    where = "data"
+    try:
+        ds = load_dataset(cfg.data.dataset, cfg.data.data_dir)
+        test = make_splits(ds, seed=cfg.data.split_seed).test
+        if cfg.data.n > len(test):
+            raise InputError(f"n {cfg.data.n} asks for more than the {len(test)} test images of "
+                             f"{cfg.data.dataset}; give n: {len(test)} or fewer")
+        if "n_clean" in cfg.data.model_fields_set and cfg.data.n_clean > len(test):
+            raise InputError(f"n_clean {cfg.data.n_clean} asks for more than the {len(test)} test images of "
+                             f"{cfg.data.dataset}; give n_clean: {len(test)} or fewer")
+        where = "target"
+        t = cfg.target
+        if t.arch is not None:
+            TrainConfig(**t.train.model_dump(), seed=cfg.seed).check()
+            c, h, _ = ds.input_shape
+            arch, kwargs = t.arch, {"num_classes": ds.num_classes, "in_channels": c, "image_size": h,
+                                    "mean": list(ds.mean), "std": list(ds.std)}
+            shape, k = tuple(ds.input_shape), int(ds.num_classes)
+        elif t.checkpoint is not None and not t.checkpoint.endswith(".onnx"):
+            meta = read_meta(t.checkpoint)
+            arch, kwargs = meta["arch"], meta["arch_kwargs"]
+            shape, k = tuple(meta["input_shape"]), int(meta["num_classes"])
+            if shape != tuple(ds.input_shape):
+                raise InputError(f"checkpoint {t.checkpoint} takes images of shape {list(shape)}, dataset "
+                                 f"{cfg.data.dataset} has {list(ds.input_shape)}")
+        else:  # an ONNX target: only certification, checked by its own schema
+            return
+        with torch.random.fork_rng(devices=[]):  # a throw-away initialisation: the global stream is untouched
+            module = build_model(arch, **kwargs).eval()
+            for d in cfg.defenses:
+                where = f"defenses.{d.key}"
+                build_defense(d.name, module, **{"seed": cfg.seed, **d.params})
+        for entry in cfg.attacks:
+            for a in entry.expand():
+                where = f"attacks.{a.key}"
+                params = dict(a.params)
+                if a.criterion is not None:
+                    params["criterion"] = a.criterion
+                atk = build_attack(a.name, max_queries=a.budget, seed=cfg.seed, params=params)
+                got = atk.get_params()
+                if got.get("eps") is not None and "norm" in got:
+                    check_radius(got["eps"], str(got["norm"]), shape, what="eps")
+                access = ATTACKS[a.name].access
+                bb: BlackBox = (WhiteBox(module, num_classes=k, input_shape=shape) if access == "white" else
+                                BlackBox.from_module(module, num_classes=k, input_shape=shape,
+                                                     output="label" if access == "label" else "logits"))
+                preflight_attack(atk, bb)
+    except ConfigError:
+        raise
+    except BBDefenseError as exc:
+        raise ConfigError(f"{source}: {where}: {exc}") from None
 
 
 def _describe(err: ValidationError) -> str:
     e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    where = ".".join(str(p) for p in e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif e["type"] != "value_error" and "input" in e and not isinstance(e["input"], (dict, list)):
+        msg += f", got {e['input']!r}"  # pydantic's own messages do not name the bad value
     extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{where}: {msg}{extra}"
+    return f"{where}: {msg}{extra}" if where else f"{msg}{extra}"
 
 
 def parse_config(data: Any, *, source: str = "config") -> ExperimentConfig:
@@ -278,14 +466,22 @@ def parse_config(data: Any, *, source: str = "config") -> ExperimentConfig:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment file."""
+    """Read and validate a YAML experiment file (the schema; :func:`check_runnable` adds the checks that
+    need the data and the model)."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start]
+        raise ConfigError(f"{p.name}: not UTF-8 text (byte {bad:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return parse_config(data, source=p.name)

@@ -308,7 +308,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
     rows are the same as in one process (each pair seeds itself). Execution settings are not part of the
     config, so a run may be resumed with other ones."""
     from ..data import load_dataset, make_splits
+    from .config import check_runnable
 
+    check_runnable(cfg, source=f"config {cfg.name!r}")  # every refusal comes before a file is written
     out = Path(out)
     run = RunDir(out, kind="experiment", name=cfg.name, config=cfg.model_dump(), seeds={"experiment": cfg.seed},
                  resume=resume)
@@ -325,14 +327,10 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
     run.set_metrics(target_test_accuracy=acc)
     run.add_check("randomized_outputs", not base.randomized, "the target answers deterministically"
                   if not base.randomized else "the target's outputs are randomized: use criterion/EOT")
+    if cfg.defenses:  # each defense's clean accuracy and logit difference, with or without attacks
+        _defense_table(cfg, run, path, test, on_event)
     if cfg.attacks:
-        if spec.endswith(".onnx"):
-            from ..errors import ConfigError
-
-            raise ConfigError("attacks on defenses need the target as a torch checkpoint, not an .onnx file")
         names = ["undefended", *[d.key for d in cfg.defenses]]
-        if cfg.defenses:
-            _defense_table(cfg, run, path, test, on_event)
         _attacks(cfg, run, path, names, base, test, workers=workers, use_ray=use_ray, on_event=on_event)
     if cfg.certify:
         _certify(cfg, run, spec, test, base.input_shape, on_event)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, UnknownNameError
+from ..errors import CheckpointError, InputError
 from ..utils import environment
 
 SCHEMA_VERSION = 1
@@ -73,15 +73,18 @@ def save_checkpoint(path: str | Path, module: nn.Module, meta: CheckpointMeta) -
     from safetensors.torch import save_file
 
     wpath, mpath = checkpoint_paths(path)
-    wpath.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     tmp_w = wpath.with_name(wpath.name + ".tmp")
-    save_file(state, str(tmp_w))
-    digest = _sha256(tmp_w)
     tmp_m = mpath.with_name(mpath.name + ".tmp")
-    tmp_m.write_text(json.dumps(meta.to_json(digest), indent=2, sort_keys=True))
-    tmp_w.replace(wpath)
-    tmp_m.replace(mpath)
+    try:
+        wpath.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(tmp_w))
+        digest = _sha256(tmp_w)
+        tmp_m.write_text(json.dumps(meta.to_json(digest), indent=2, sort_keys=True))
+        tmp_w.replace(wpath)
+        tmp_m.replace(mpath)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {wpath}: {exc.strerror or exc}") from None
     return wpath
 
 
@@ -102,7 +105,34 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     for key in ("arch", "arch_kwargs", "sha256"):
         if key not in meta:
             raise CheckpointError(f"checkpoint metadata {mpath} lacks {key!r}")
+    if not isinstance(meta["arch_kwargs"], dict):
+        raise CheckpointError(f"checkpoint metadata {mpath}: arch_kwargs must be an object, got "
+                              f"{meta['arch_kwargs']!r}")
+    shape, k = meta.get("input_shape"), meta.get("num_classes")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise CheckpointError(f"checkpoint metadata {mpath}: input_shape must be [C, H, W] of positive "
+                              f"integers, got {shape!r}")
+    if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
+        raise CheckpointError(f"checkpoint metadata {mpath}: num_classes must be an integer >= 2, got {k!r}")
     return meta
+
+
+def _check_answers(module: nn.Module, meta: dict[str, Any], name: str) -> None:
+    """A classifier's recorded ``input_shape`` and ``num_classes`` match what its weights do: one image of
+    that shape goes through and ``num_classes`` logits come out (else :class:`CheckpointError`)."""
+    shape, k = meta["input_shape"], meta["num_classes"]
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros((1, *shape)))
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {name}: its metadata says input_shape {list(shape)}, which the "
+                              f"weights do not take ({first})") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, k):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise CheckpointError(f"checkpoint {name}: its metadata says {k} classes, the weights answer with "
+                              f"{got[-1] if isinstance(got, tuple) and got else got} outputs")
 
 
 def load_checkpoint(path: str | Path, *, expect_arch: str | None = None, expect_dataset: str | None = None,
@@ -136,11 +166,14 @@ def load_checkpoint(path: str | Path, *, expect_arch: str | None = None, expect_
         raise CheckpointError(f"cannot read checkpoint weights {wpath}: {exc}") from exc
     try:
         module = build_model(meta["arch"], **meta["arch_kwargs"])
-    except UnknownNameError as exc:
+    except InputError as exc:  # an unknown architecture, or arguments it does not take
         raise CheckpointError(f"checkpoint {wpath.name}: {exc}") from exc
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"checkpoint {wpath.name} does not fit architecture {meta['arch']!r}: {first}") from exc
-    return module.to(device).eval(), meta
+    module.eval()
+    if meta.get("kind", "classifier") == "classifier" and meta.get("input_shape") and meta.get("num_classes"):
+        _check_answers(module, meta, wpath.name)
+    return module.to(device), meta

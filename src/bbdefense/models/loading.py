@@ -64,7 +64,12 @@ def load_blackbox(
         if input_shape is None:
             side = p.with_suffix(".json")
             if side.is_file():
-                input_shape = tuple(json.loads(side.read_text())["input_shape"])  # type: ignore[assignment]
+                try:
+                    shape_list = json.loads(side.read_text())["input_shape"]
+                    input_shape = tuple(shape_list)  # type: ignore[assignment]
+                except (ValueError, KeyError, TypeError) as exc:
+                    msg = f"{side}: expected JSON with 'input_shape' [C, H, W]: {exc}"
+                    raise CheckpointError(msg) from None
             else:
                 raise InputError(f"pass input_shape for TorchScript file {p.name}")
         assert input_shape is not None
@@ -75,6 +80,9 @@ def load_blackbox(
     meta = read_meta(p)
     if meta.get("kind", "classifier") != "classifier":
         raise CheckpointError(f"{wpath.name} holds a {meta.get('kind')}, not a classifier")
+    if not meta.get("input_shape") or not meta.get("num_classes"):
+        raise CheckpointError(f"{wpath.name}: its metadata lacks input_shape or num_classes, which a black "
+                              "box needs")
     shape = tuple(meta["input_shape"])
     if backend == "onnx":
         from .onnx_export import export_onnx

@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -59,7 +59,7 @@ class WireTensor(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     dtype: Literal["float32", "uint8", "int64"] = Field(description="float32 (exact), uint8 (value/255) or int64")
-    shape: list[int] = Field(description="e.g. [N, C, H, W]")
+    shape: list[int] = Field(min_length=1, description="e.g. [N, C, H, W]")
     data: str = Field(description="base64 of the raw bytes")
 
 
@@ -67,7 +67,8 @@ class PredictRequest(BaseModel):
     """``inputs``: a batch ``(N, C, H, W)`` in [0, 1], as a wire tensor or as nested lists (small batches)."""
 
     model_config = ConfigDict(extra="forbid")
-    inputs: WireTensor | list[Any] = Field(description="wire tensor (base64) or nested JSON lists")
+    inputs: WireTensor | Annotated[list[Any], Field(min_length=1)] = Field(
+        description="wire tensor (base64) or nested JSON lists of at least one image")
     response_encoding: Literal["base64", "json"] | None = Field(
         None, description="encoding of outputs; default: the encoding of inputs")
 
@@ -261,7 +262,11 @@ def create_app(
         try:
             req = PredictRequest.model_validate_json(body)
         except ValidationError as exc:
-            first = exc.errors()[0]
+            errs = exc.errors()
+            others = [e for e in errs if tuple(e.get("loc", ()))[:1] != ("inputs",)]
+            if not others and any(e["type"] == "too_short" for e in errs):  # {"inputs": []}
+                raise ApiError(422, "invalid_images", "empty batch: send at least one image") from None
+            first = (others or errs)[0]  # a problem outside `inputs` first: the union's branches say less
             where = ".".join(str(p) for p in first.get("loc", ())) or "body"
             raise ApiError(422, "malformed", f"malformed request at {where}: {first.get('msg')} "
                                              f"({exc.error_count()} error(s))") from None

@@ -113,7 +113,33 @@ def parse_keys(obj: Any, source: str = "keys") -> list[KeySpec]:
     hashes = [s.key_hash for s in specs]
     if len(set(hashes)) != len(hashes):
         raise ConfigError(f"{source}: the same key appears twice")
+    names = [s.name for s in specs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:  # budgets and the audit log are reported per name: two keys of one name would merge
+        raise ConfigError(f"{source}: the key name {dup[0]!r} appears {names.count(dup[0])} times; names "
+                          "must be unique")
+    if ANONYMOUS in names:
+        raise ConfigError(f"{source}: the key name {ANONYMOUS!r} is reserved for the open API")
     return specs
+
+
+def check_state_file(path: str | Path) -> None:
+    """``path`` can hold the server's state: an existing SQLite file (opened read-only to check), or a
+    new file in a folder that exists or can be created. Raises :class:`ConfigError`; writes nothing."""
+    p = Path(path)
+    if str(p) == ":memory:":
+        return
+    if p.is_dir():
+        raise ConfigError(f"--db {p} is a folder; give a file path (e.g. {p / 'state.sqlite3'})")
+    if p.exists():
+        try:
+            db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5.0)
+            try:
+                db.execute("PRAGMA schema_version").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"--db {p} is not a SQLite state file ({exc})") from None
 
 
 def load_keys_file(path: str | Path) -> list[KeySpec]:
@@ -121,7 +147,10 @@ def load_keys_file(path: str | Path) -> list[KeySpec]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"keys file not found: {p}")
-    text = p.read_text()
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read keys file {p} as UTF-8 text: {exc}") from None
     try:
         if p.suffix in (".yaml", ".yml"):
             import yaml
@@ -184,15 +213,21 @@ class KeyStore:
                  anonymous_budget: int | None = None, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise InputError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+        ab = anonymous_budget
+        if ab is not None and (isinstance(ab, bool) or not isinstance(ab, int) or ab < 0):
+            raise InputError(f"the open API's budget must be an integer >= 0 or None, got {ab!r}")
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        if self.path != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._db.executescript(SCHEMA)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open the server state file {self.path}: {exc}") from None
         if keys is not None:
             self.sync_keys(keys)
         self.open = self._count_active() == 0
@@ -308,4 +343,5 @@ class KeyStore:
             self._db.close()
 
 
-__all__ = ["ANONYMOUS", "Charge", "KeyRecord", "KeySpec", "KeyStore", "hash_key", "load_keys_file", "parse_keys"]
+__all__ = ["ANONYMOUS", "Charge", "KeyRecord", "KeySpec", "KeyStore", "check_state_file", "hash_key",
+           "load_keys_file", "parse_keys"]

@@ -1,0 +1,172 @@
+"""The CLI's option layer: option factories that carry their bounds (refused by the parser, exit code 2,
+before the command runs) and the checks a command runs first, before any work or any file is written.
+
+A command validates everything it can in this order: its options' bounds (here, at parse time), then
+the checks that need a name or a file (registries, checkpoints, datasets, folders, ports), then the
+checks that need the model (an attack's hyperparameters against the model's input shape); only then
+does it open its run directory (``record.json``) and start. Each refusal is a typed
+:class:`~bbdefense.errors.BBDefenseError` naming the bad value, which :func:`bbdefense.cli.main` turns
+into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import InputError
+# the checks an experiment config shares with the CLI live with the config schema
+from ..experiments.config import check_radius, preflight_attack, radius_bound
+
+#: numpy's global seed takes 0 .. 2**32 - 1 (``seed_everything`` seeds it)
+SEED_MAX = 2**32 - 1
+
+
+# ---------------------------------------------------------------- option factories (bounds at parse time)
+def _int_range(lo: int, hi: Optional[int] = None) -> Any:
+    """A typer callback refusing integers outside [lo, hi], naming the value."""
+
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and (value < lo or (hi is not None and value > hi)):
+            upper = f" and <= {hi}" if hi is not None else ""
+            raise typer.BadParameter(f"must be an integer >= {lo}{upper}, got {value}")
+        return value
+
+    return check
+
+
+def seed_option(default: int = 0) -> Any:
+    """``--seed``: an integer in [0, 2**32 - 1]."""
+    return typer.Option(default, "--seed", callback=_int_range(0, SEED_MAX),
+                        help=f"Seed, 0 to {SEED_MAX} (recorded).")
+
+
+def count_option(default: Optional[int], *decls: str, help: Optional[str] = None,  # noqa: A002
+                 minimum: int = 1) -> Any:
+    """An integer option of at least ``minimum`` (default 1): image counts, budgets, samples, epochs."""
+    return typer.Option(default, *decls, callback=_int_range(minimum), help=help)
+
+
+def _check_positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}")
+    return value
+
+
+def _check_nonnegative(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number >= 0, got {value}")
+    return value
+
+
+def _check_fraction(value: Optional[float]) -> Optional[float]:
+    if value is not None and not 0 < value < 1:
+        raise typer.BadParameter(f"must be in (0, 1), got {value}")
+    return value
+
+
+def positive_option(default: Optional[float], *decls: str, help: Optional[str] = None) -> Any:  # noqa: A002
+    """A float option that must be finite and > 0 (noise std, learning rate, shape parameters)."""
+    return typer.Option(default, *decls, callback=_check_positive, help=help)
+
+
+def nonnegative_option(default: Optional[float], *decls: str,
+                       help: Optional[str] = None) -> Any:  # noqa: A002
+    """A float option that must be finite and >= 0."""
+    return typer.Option(default, *decls, callback=_check_nonnegative, help=help)
+
+
+def fraction_option(default: Optional[float], *decls: str, help: Optional[str] = None) -> Any:  # noqa: A002
+    """A float option in the open interval (0, 1) (failure probabilities such as ``--alpha``)."""
+    return typer.Option(default, *decls, callback=_check_fraction, help=help)
+
+
+def port_option(default: int = 8000) -> Any:
+    """``--port``: a TCP port in [1, 65535]."""
+    return typer.Option(default, "--port", callback=_int_range(1, 65535), help="TCP port, 1 to 65535.")
+
+
+# ---------------------------------------------------------------- parsing
+def parse_int_list(text: str, what: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """``"100,1000"`` -> ``(100, 1000)``; refuses non-integers, values below ``minimum`` and an empty list."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        vals = tuple(int(t) for t in items)
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < minimum:
+        raise InputError(f"{what} must be comma-separated integers >= {minimum}, got {text!r}")
+    return vals
+
+
+def check_names(names: Iterable[str], registry: Any) -> list[str]:
+    """Every name is in ``registry`` (else an UnknownNameError listing the choices)."""
+    out = []
+    for name in names:
+        registry[name]  # raises UnknownNameError naming the bad one and the choices
+        out.append(name)
+    return out
+
+
+# ---------------------------------------------------------------- files, folders, ports
+def check_writable_dir(folder: str | Path, what: str) -> None:
+    """``folder`` exists as a writable folder or can be created: its nearest existing ancestor is a folder
+    in which a file can be created. Probed with an anonymous temporary file; nothing is left behind."""
+    target = Path(folder).expanduser()
+    probe = target
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"{what}: {probe} is a file, not a folder" if probe == target else
+                         f"{what}: {target} cannot be created because {probe} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write in {probe} ({exc.strerror or exc})") from None
+
+
+def check_output_file(path: str | Path, what: str) -> None:
+    """A file to be written at ``path``: not a folder, and its folder writable
+    (see :func:`check_writable_dir`)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise InputError(f"{what}: {p} is a folder; give a file path")
+    check_writable_dir(p.parent, what)
+
+
+def check_free_port(host: str, port: int) -> None:
+    """``host:port`` can be bound now (refuses a busy port or an unknown host before the model is loaded)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(f"--host {host!r} cannot be resolved ({exc})") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise InputError(f"cannot serve on {host}:{port}: {exc.strerror or exc} (another server there? "
+                             "choose another --port)") from None
+
+
+# ---------------------------------------------------------------- values that need the model or the data
+def check_count(n: int, available: int, what: str, of: str) -> None:
+    """Refuse asking for more items than exist (rather than silently using fewer)."""
+    if n > available:
+        raise InputError(f"{what} {n} asks for more than the {available} {of}; give {what} {available} or "
+                         "fewer")
+
+
+__all__ = ["SEED_MAX", "check_count", "check_free_port", "check_names", "check_output_file", "check_radius",
+           "check_writable_dir", "count_option", "fraction_option", "nonnegative_option", "parse_int_list",
+           "port_option", "positive_option", "preflight_attack", "radius_bound", "seed_option"]
