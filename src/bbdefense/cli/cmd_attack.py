@@ -12,8 +12,8 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (check_count, check_radius, check_writable_dir, count_option, preflight_attack,
-                      seed_option)
+from .options import (check_count, check_radius, check_writable_dir, checkpoint_meta, count_option,
+                      preflight_attack, resolve_splits, seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -69,6 +69,7 @@ def attack(
     param: Optional[list[str]] = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the checkpoint's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
+    split_seed: Optional[int] = split_seed_option(),
     batch_size: int = count_option(100, "--batch-size", help="Images attacked together (a resource knob)."),
     seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
@@ -80,9 +81,8 @@ def attack(
     from ..attacks.eot import EOTBlackBox
     from ..attacks.evaluation import (build_attack, first_correct, query_grid, robust_curve, run_batches,
                                        starts_of_class, summarize)
-    from ..data import load_dataset, make_splits
     from ..errors import InputError
-    from ..models import load_blackbox, read_meta
+    from ..models import load_blackbox
     from ..records import RunDir, line_plot, read_rows, render_report, table
 
     seed_everything(seed)
@@ -100,16 +100,9 @@ def attack(
     if eot > 1:
         bb = EOTBlackBox(bb, m=eot)
     preflight_attack(atk, bb)  # the attack's own checks (norm, criterion, params), no query
-    split_seed = 0
-    if dataset is None:
-        if str(model).endswith(".onnx"):
-            raise InputError("an .onnx model carries no dataset: pass --dataset")
-        meta = read_meta(model)
-        dataset = meta.get("dataset")
-        split_seed = int(meta.get("train", {}).get("split_seed", 0))
-        if dataset is None:
-            raise InputError(f"checkpoint {model} records no dataset: pass --dataset")
-    test = make_splits(load_dataset(dataset, data_dir), seed=split_seed).test
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+                                                 split_seed=split_seed, what=f"model {model}")
+    test = splits.test
     check_count(n, len(test), "-n", f"test images of {dataset}")
     sel, scanned, correct = first_correct(bb, test.x, test.y, n)
     if len(sel) == 0:
@@ -126,7 +119,7 @@ def attack(
     x_init = None
     if targeted and atk.takes_init:
         x_init = starts_of_class(test.x, test.y, target, exclude=sel)
-    config = {"model": str(model), "backend": backend, "output": output, "dataset": dataset, "n": n,
+    config = {"model": str(model), "backend": backend, "output": output, "dataset": dataset, "split_seed": split_seed, "n": n,
               "attack": atk.name, "params": atk.get_params(), "targeted": targeted, "eot": eot,
               "batch_size": batch_size}
     run = RunDir(run_path, kind="attack", name=f"{atk.name} attack on {Path(model).name}", config=config,

@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from ..events import emit
 from .common import out, progress_events, seed_everything
-from .options import (check_count, check_writable_dir, count_option, fraction_option, positive_option,
-                      seed_option)
+from .options import (check_count, check_writable_dir, checkpoint_meta, count_option, fraction_option,
+                      positive_option, resolve_splits, seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +47,7 @@ def certify(
     skip: int = count_option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the checkpoint's)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split_seed: Optional[int] = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/certify"), "--out", help="Run directory (resumable)."),
     backend: str = typer.Option("torch", "--backend", help="torch | onnx"),
     batch_size: int = count_option(1000, "--batch-size", help="Noisy images per forward pass."),
@@ -60,10 +61,9 @@ def certify(
     """Cohen CERTIFY of test images: one row per image in OUT/rows/certify.jsonl, then report.md/html."""
     from ..certify import Smooth, make_noise
     from ..certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
-    from ..data import load_dataset, make_splits
     from ..errors import InputError
     from ..experiments.config import SHAPE_PARAMS
-    from ..models import load_blackbox, read_meta
+    from ..models import load_blackbox
     from ..records import RunDir, line_plot, read_rows, render_report, table
 
     seed_everything(seed)
@@ -73,20 +73,14 @@ def certify(
     nz = make_noise(noise, sigma=sigma, **params)
     check_writable_dir(out_dir, "--out")
     bb = load_blackbox(model, backend=backend)  # type: ignore[arg-type]
-    meta: dict[str, Any] = {}
-    if dataset is None:
-        try:
-            meta = read_meta(model)
-        except Exception as exc:
-            raise InputError(f"give --dataset: cannot read the dataset from {model} ({exc})") from None
-        dataset = str(meta["dataset"])
-    ds = load_dataset(dataset, data_dir)
-    test = make_splits(ds, seed=0).test
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+                                                 split_seed=split_seed, what=f"model {model}")
+    test = splits.test
     check_count(num_images, len(range(0, len(test), skip)), "-n",
                 f"test images of {dataset}" + (f" taken every {skip}" if skip > 1 else ""))
     idx = list(range(0, len(test), skip))[:num_images]
     sm = Smooth(bb, nz, norms=norm, radius_method=radius_method, clip=clip)  # type: ignore[arg-type]
-    config = {"model": str(model), "dataset": dataset, "split": "test", "noise": nz.params(), "n0": n0, "n": n,
+    config = {"model": str(model), "dataset": dataset, "split": "test", "split_seed": split_seed, "noise": nz.params(), "n0": n0, "n": n,
               "alpha": alpha, "norms": list(sm.norms), "skip": skip, "seed": seed,
               "radius_method": radius_method, "clip": clip, "backend": backend}
     run = RunDir(out_dir, kind="certify", name=f"certify {Path(str(model)).stem}", config=config,

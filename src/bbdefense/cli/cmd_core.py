@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from .common import console, out, parse_options, progress_events, seed_everything
-from .options import check_output_file, check_writable_dir, count_option, positive_option, seed_option
+from .options import (check_output_file, check_writable_dir, count_option, positive_option, seed_option,
+                      split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -65,6 +66,8 @@ def train(
     beta: Optional[float] = positive_option(None, "--beta",
                                             help="Shape of the generalized Gaussian for --mode noise."),
     split: str = typer.Option("owner_train", "--split", help="owner_train | defender | defender_shifted | test"),
+    split_seed: int = split_seed_option(0, help="Seed of the owner/defender/test split (recorded; every command "
+                                                "that evaluates the checkpoint uses it)."),
     seed: int = seed_option(),
     device: str = typer.Option("auto", "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -91,7 +94,7 @@ def train(
     for p in checkpoint_paths(out_path):  # the checkpoint's folder is writable: checked before training
         check_output_file(p, "--out")
     with progress_events(progress) as cb:
-        path, meta = train_target(arch, dataset, out_path, cfg, data_dir=data_dir, split=split,
+        path, meta = train_target(arch, dataset, out_path, cfg, data_dir=data_dir, split=split, split_seed=split_seed,
                                   device=resolve_device(device), data_options=parse_options(data_option), on_event=cb)
     m = meta["metrics"]
     out.print(f"wrote {path}  test accuracy {m['test_accuracy']:.4f}  ({m['n_train']} train images, "

@@ -7,7 +7,8 @@ from typing import Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import check_count, check_writable_dir, count_option, fraction_option, seed_option
+from .options import (check_count, check_writable_dir, checkpoint_meta, count_option, fraction_option, resolve_splits,
+                      seed_option, split_seed_option)
 
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -73,6 +74,7 @@ def zo_ae_ds(
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split_seed: Optional[int] = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
     seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -81,7 +83,6 @@ def zo_ae_ds(
     using only its scores, then certify the smoothed classifier (every query counted)."""
     import torch
 
-    from ..data import load_dataset, make_splits
     from ..defenses.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
     from ..errors import InputError
     from ..models import WhiteBox, load_blackbox, load_checkpoint
@@ -98,13 +99,14 @@ def zo_ae_ds(
                            pretrain_epochs=pretrain_epochs, seed=seed)
         cfg.check()
     check_writable_dir(out_dir, "--out")
-    splits = make_splits(load_dataset(dataset, data_dir), seed=0)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+                                                 split_seed=split_seed, what=f"model {model}")
     if tuple(splits.test.x.shape[1:]) != (1, 28, 28) and variant.endswith("ae-ds"):
         raise InputError(f"the AE variants ship the MNIST d_z=192 autoencoder only; {dataset!r} has images of shape "
                          f"{tuple(splits.test.x.shape[1:])}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
     bb = load_blackbox(model)
-    run = RunDir(out_dir, kind="defend-zo-ae-ds", config={"model": model, "dataset": dataset, "variant": variant,
+    run = RunDir(out_dir, kind="defend-zo-ae-ds", config={"model": model, "dataset": dataset, "split_seed": split_seed, "variant": variant,
                  "config": cfg.__dict__ if cfg else {}, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test},
                  seeds={"seed": seed})
     train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
@@ -145,6 +147,7 @@ def irs(
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split_seed: Optional[int] = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
     seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -153,7 +156,6 @@ def irs(
     surrogate, put in front of an unseen black box and certified (radii in pixel space)."""
     import torch
 
-    from ..data import load_dataset, make_splits
     from ..defenses.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
     from ..models import WhiteBox, load_blackbox, load_checkpoint
     from ..records import RunDir
@@ -162,11 +164,12 @@ def irs(
                     width=width, seed=seed)
     cfg.check()
     check_writable_dir(out_dir, "--out")
-    splits = make_splits(load_dataset(dataset, data_dir), seed=0)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+                                                 split_seed=split_seed, what=f"model {model}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
     module, meta = load_checkpoint(surrogate)
     bb = load_blackbox(model)
-    run = RunDir(out_dir, kind="defend-irs", config={"surrogate": surrogate, "model": model, "dataset": dataset,
+    run = RunDir(out_dir, kind="defend-irs", config={"surrogate": surrogate, "model": model, "dataset": dataset, "split_seed": split_seed,
                  "config": cfg.__dict__, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test}, seeds={"seed": seed})
     sur = WhiteBox(module, input_shape=tuple(meta["input_shape"]))
     train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))

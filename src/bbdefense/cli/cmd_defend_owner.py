@@ -11,7 +11,8 @@ import typer
 
 from .common import defend_app, out, progress_events, seed_everything
 from .options import (check_count, check_names, check_output_file, check_radius, check_writable_dir,
-                      count_option, fraction_option, nonnegative_option, parse_int_list, seed_option)
+                      count_option, fraction_option, nonnegative_option, parse_int_list, resolve_splits,
+                      seed_option)
 
 OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
 
@@ -34,11 +35,10 @@ _HELP = {
 
 
 def _load(model: Path, seed: int) -> tuple[Any, dict[str, Any], Any]:
-    from ..data import load_dataset, make_splits
     from ..models import load_checkpoint
 
     module, meta = load_checkpoint(model)
-    splits = make_splits(load_dataset(meta["dataset"]), seed=int(meta.get("train", {}).get("split_seed", 0)))
+    _, splits, _ = resolve_splits(None, None, meta=meta, split_seed=None, what=f"model {model}")
     return module, meta, splits
 
 

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from .common import out, progress_events, seed_everything
+from .options import checkpoint_meta, count_option, positive_option, resolve_splits, seed_option, split_seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -54,28 +55,28 @@ def distill_cmd(
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier to train as the surrogate."),
     dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset the distillation/test splits come from."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split_seed: Optional[int] = split_seed_option(),
     split: str = typer.Option("defender", "--split", help="owner_train | defender | defender_shifted."),
-    budget: Optional[int] = typer.Option(None, "--budget", help="Hard query budget (default: each image once)."),
+    budget: Optional[int] = count_option(None, "--budget", help="Hard query budget (default: each image once)."),
     eval_budget: Optional[int] = typer.Option(
         None, "--eval-budget", help="Test images on which to measure the target (evaluation queries, charged by a "
         "remote API). Default: the whole test split for a local target (free), 0 for a remote one (not measured)."),
     output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
     loss: str = typer.Option("auto", "--loss", help="auto | l1_logits | l1_logprobs | ce_labels."),
-    epochs: int = typer.Option(20, "--epochs"),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    epochs: int = count_option(20, "--epochs"),
+    batch_size: int = count_option(64, "--batch-size"),
+    lr: float = positive_option(1e-3, "--lr"),
     augment: str = typer.Option("shift,mixup,noise", "--augment", help="Augmented queries beyond the base images."),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Comma-separated budgets for Fig. 3 (accuracy vs budget)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
     out_dir: Path = typer.Option(Path("runs/distill"), "--out", help="Run directory (record, rows, surrogate)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse a saved transfer set (no new query)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Distil SURROGATE from TARGET using only its outputs; report accuracy, ratio, fidelity and queries."""
     import torch
 
-    from ..data import load_dataset, make_splits
     from ..defenses.ducd import DistillConfig, TransferSet, budget_sweep, build_surrogate, distill, evaluate_surrogate
     from ..defenses.ducd.evaluate import target_eval_note, target_labels
     from ..errors import CheckpointError, InputError
@@ -91,8 +92,8 @@ def distill_cmd(
     if eval_budget is not None and eval_budget < 0:
         raise InputError(f"--eval-budget must be >= 0, got {eval_budget}")
     bb = open_target(target, output=output, budget=budget, api_key=api_key, eval_budget=eval_budget)
-    ds = load_dataset(dataset, data_dir)
-    splits = make_splits(ds, seed=0)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(target),
+                                                 split_seed=split_seed, what=f"target {target}")
     data, test = splits[split], splits.test
     # the plan, checked against the local budgets and (remote) the key's remaining budget before any query
     n_transfer = planned_transfer(out_dir, resume, budget, len(data))
@@ -106,7 +107,8 @@ def distill_cmd(
     cfg = DistillConfig(budget=budget, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,  # type: ignore[arg-type]
                         augment=tuple(a for a in augment.split(",") if a), seed=seed)
     cfg.check()
-    config = {"target": target, "surrogate": surrogate, "dataset": dataset, "split": split, "output": output,
+    config = {"target": target, "surrogate": surrogate, "dataset": dataset, "split_seed": split_seed, "split": split,
+              "output": output,
               "distill": {**cfg.__dict__, "augment": list(cfg.augment)}, "sweep": sweep_b,
               "eval_budget": eval_budget}
     run = RunDir(out_dir, kind="distill", name=f"distill {surrogate} from {Path(target).name}", config=config,
@@ -121,8 +123,8 @@ def distill_cmd(
             transfer = None
 
     def make() -> Any:
-        return build_surrogate(surrogate, num_classes=bb.num_classes, input_shape=bb.input_shape, mean=ds.mean,
-                               std=ds.std, seed=seed)
+        return build_surrogate(surrogate, num_classes=bb.num_classes, input_shape=bb.input_shape, mean=test.mean,
+                               std=test.std, seed=seed)
 
     sur = make()
     (run.path / "rows" / "epochs.jsonl").unlink(missing_ok=True)  # a rerun retrains (from the saved transfer set)
@@ -138,10 +140,10 @@ def distill_cmd(
     eval_charged = met.audit_queries if met.audit_charged else 0
     charged = res.queries + eval_charged
     meta = CheckpointMeta(arch=surrogate, arch_kwargs={"num_classes": bb.num_classes, "in_channels": bb.input_shape[0],
-                                                       "image_size": bb.input_shape[1], "mean": list(ds.mean),
-                                                       "std": list(ds.std)},
+                                                       "image_size": bb.input_shape[1], "mean": list(test.mean),
+                                                       "std": list(test.std)},
                           dataset=dataset, num_classes=bb.num_classes, input_shape=list(bb.input_shape),
-                          mean=list(ds.mean), std=list(ds.std), metrics=met.to_dict(),
+                          mean=list(test.mean), std=list(test.std), metrics=met.to_dict(),
                           train={"distill": res.to_dict()}, seed=seed, extra={"target": target, "split": split})
     ck = save_checkpoint(run.path / "surrogate", sur, meta)
     run.record.artifacts["surrogate"] = str(ck.name)

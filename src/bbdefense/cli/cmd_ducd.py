@@ -10,8 +10,8 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import (check_count, check_writable_dir, count_option, fraction_option, positive_option,
-                      seed_option)
+from .options import (check_count, check_writable_dir, checkpoint_meta, count_option, fraction_option,
+                      positive_option, resolve_splits, seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +36,7 @@ def ducd_cmd(
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier used as the surrogate."),
     dataset: str = typer.Option("mnist5k", "--dataset"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split_seed: Optional[int] = split_seed_option(),
     split: str = typer.Option("defender", "--split", help="Distillation data: owner_train | defender | defender_shifted."),
     output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
     epochs: int = count_option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
@@ -59,7 +60,6 @@ def ducd_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """DUCD: certify a black-box target through a distilled surrogate (l1/l2/linf), vs WUCD and RS."""
-    from ..data import load_dataset, make_splits
     from ..defenses.ducd import DistillConfig, TransferSet, build_surrogate
     from ..defenses.ducd.pipeline import NORMS, DUCDConfig, run_ducd
     from ..errors import CheckpointError, InputError
@@ -85,14 +85,16 @@ def ducd_cmd(
     if split not in ("owner_train", "defender", "defender_shifted"):
         raise InputError(f"--split must be owner_train, defender or defender_shifted, got {split!r}")
     check_writable_dir(out_dir, "--out")
-    ds = load_dataset(dataset, data_dir)
-    splits = make_splits(ds, seed=0)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(target),
+                                                 split_seed=split_seed, what=f"target {target}")
+    ds = splits.test
     check_count(n_images, len(splits.test), "-n", f"test images of {dataset}")
     bb = open_target(target, output=output, budget=budget, api_key=api_key)
     # the plan against the budgets (and a remote key's remaining budget) before any query
     n_eval = bb.audit_allowance(len(splits.test))  # a remote target: 0 (its evaluation would be charged)
     bb.check_plan(planned_transfer(out_dir, resume, budget, len(splits[split])), n_eval, what="defend ducd")
-    config = {"target": target, "surrogate": surrogate, "dataset": dataset, "split": split, "output": output,
+    config = {"target": target, "surrogate": surrogate, "dataset": dataset, "split_seed": split_seed, "split": split,
+              "output": output,
               "budget": budget, "epochs": epochs, "ducd": {**cfg.__dict__}, "baselines": baselines}
     run = RunDir(out_dir, kind="ducd", name=f"DUCD on {Path(target).name}", config=config, seeds={"ducd": seed},
                  resume=resume)

@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import check_count, check_writable_dir, count_option, positive_option, seed_option
+from .options import (check_count, check_writable_dir, count_option, positive_option, resolve_splits, seed_option,
+                      split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +21,7 @@ def privacy_cmd(
     model: Path = typer.Option(..., "--model", help="Target checkpoint (local; the owner's training split = members)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Defaults to the checkpoint's dataset."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split_seed: Optional[int] = split_seed_option(),
     n_members: int = count_option(100, "-n", "--n-members", help="Members (and as many non-members)."),
     sources: str = typer.Option("same,disjoint,shifted", "--sources", help="DUCD surrogates to distil."),
     budget: int = count_option(1500, "--budget", help="Target queries per distillation."),
@@ -37,8 +39,6 @@ def privacy_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Membership inference (thresholds, shadow, gap) on target, DUCD surrogates and smoothed models."""
-    from ..data import load_dataset, make_splits
-    from ..errors import InputError
     from ..models import load_checkpoint
     from ..privacy.study import StudyConfig, run_study
     from ..records import RunDir, render_report
@@ -46,19 +46,17 @@ def privacy_cmd(
     seed_everything(seed)
     check_writable_dir(out_dir, "--out")
     module, meta = load_checkpoint(model)
-    ds_name = dataset or meta.get("dataset")
-    if not ds_name:
-        raise InputError(f"checkpoint {model} records no dataset; pass --dataset")
     cfg = StudyConfig(n_members=n_members, sources=tuple(s for s in sources.split(",") if s), distill_budget=budget,
                       distill_epochs=epochs, sigma=sigma, n_smooth=n_smooth, overfit_n=overfit_n,
                       overfit_epochs=overfit_epochs, shadow=shadow, n_boot=n_boot, seed=seed)
     cfg.check()
-    splits = make_splits(load_dataset(ds_name, data_dir), seed=int(meta.get("extra", {}).get("recipe", {})
-                                                                   .get("split_seed", 0)))
+    # the members are the owner's training split of the seed the checkpoint records
+    ds_name, splits, split_seed = resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed,
+                                                 what=f"checkpoint {model}")
     check_count(n_members, min(len(splits.owner_train), len(splits.test)), "-n",
                 "members available (the owner's training split and the test split bound it)")
     run = RunDir(out_dir, kind="privacy", name=f"Membership inference on {model.name}",
-                 config={"model": str(model), "dataset": ds_name, "study": cfg.__dict__}, seeds={"privacy": seed},
+                 config={"model": str(model), "dataset": ds_name, "split_seed": split_seed, "study": cfg.__dict__}, seeds={"privacy": seed},
                  resume=resume)
     with progress_events(progress) as cb:
         rows = run_study(run, module, meta["arch"], splits, cfg, cache_dir=run.path / "models",

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import check_output_file, count_option, seed_option
+from .options import check_output_file, checkpoint_meta, count_option, resolve_splits, seed_option, split_seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +25,7 @@ def steal(
     output: str = typer.Option("probs", "--output", help="What the victim reveals: probs | logits | label."),
     dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset providing the transfer and evaluation splits."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    split_seed: Optional[int] = split_seed_option(),
     transfer_split: str = typer.Option("defender", "--transfer-split", help="Split used as the transfer set."),
     eval_split: str = typer.Option("test", "--eval-split", help="Split for agreement/accuracy (audit queries)."),
     epochs: int = count_option(10, "--epochs"),
@@ -33,7 +34,6 @@ def steal(
 ) -> None:
     """Steal a model with KnockoffNets (Orekondy et al. 2019) and save it as a checkpoint."""
     from ..attacks.knockoff import knockoff_steal
-    from ..data import load_dataset, make_splits
     from ..models import load_blackbox
 
     from ..models.checkpoint import checkpoint_paths
@@ -41,7 +41,8 @@ def steal(
     seed_everything(seed)
     for p in checkpoint_paths(out_path):
         check_output_file(p, "--out")
-    splits = make_splits(load_dataset(dataset, data_dir), seed=0)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model), split_seed=split_seed,
+                                                 what=f"victim {model}")
     splits[transfer_split], splits[eval_split]  # unknown split names are refused here  # noqa: B018
     victim = load_blackbox(model, output=output, budget=budget)  # type: ignore[arg-type]
     with progress_events(progress) as cb:

@@ -170,3 +170,55 @@ def check_count(n: int, available: int, what: str, of: str) -> None:
 __all__ = ["SEED_MAX", "check_count", "check_free_port", "check_names", "check_output_file", "check_radius",
            "check_writable_dir", "count_option", "fraction_option", "nonnegative_option", "parse_int_list",
            "port_option", "positive_option", "preflight_attack", "radius_bound", "seed_option"]
+
+
+# ---------------------------------------------------------------- what a command evaluates on
+def split_seed_option(default: Optional[int] = None, help: Optional[str] = None) -> Any:  # noqa: A002
+    """``--split-seed``: the seed of the owner/defender/test split (default: the checkpoint's own)."""
+    return typer.Option(default, "--split-seed", callback=_int_range(0, SEED_MAX),
+                        help=help or "Seed of the owner/defender/test split (default: the seed the checkpoint "
+                                     "was trained with, else 0).")
+
+
+def checkpoint_meta(model: str | Path | None) -> dict[str, Any] | None:
+    """The metadata of ``model`` when it is a bbdefense checkpoint; ``None`` for an ONNX or
+    TorchScript file, a URL, or nothing. A checkpoint with broken metadata raises its
+    :class:`~bbdefense.errors.CheckpointError`."""
+    if model is None:
+        return None
+    s = str(model)
+    if "://" in s or s.endswith((".onnx", ".pt", ".ts", ".pth")):
+        return None
+    from ..models.checkpoint import checkpoint_paths, read_meta
+
+    if not checkpoint_paths(s)[1].is_file():
+        return None
+    return read_meta(s)
+
+
+def resolve_splits(dataset: str | None, data_dir: str | Path | None, *, meta: dict[str, Any] | None,
+                   split_seed: int | None, what: str = "the model") -> tuple[str, Any, int]:
+    """``(dataset, splits, split_seed)`` a command evaluates ``what`` on: the one place every command
+    resolves its test split.
+
+    The split seed is the one the checkpoint records (:func:`~bbdefense.models.checkpoint.split_seed_of`),
+    so a model trained with ``--split-seed 3`` is never attacked, certified or evaluated on images of
+    its own training split; ``--split-seed`` applies to models that record none (ONNX, TorchScript,
+    URLs) and is refused when it contradicts the checkpoint. A checkpoint trained on the test split
+    itself is refused. The dataset defaults to the checkpoint's.
+    """
+    from ..data import load_dataset, make_splits
+    from ..models.checkpoint import split_seed_of, training_split_of
+
+    recorded = split_seed_of(meta) if meta else None
+    if recorded is not None and split_seed is not None and split_seed != recorded:
+        raise InputError(f"--split-seed {split_seed} contradicts {what}, trained with split seed {recorded}: "
+                         f"its 'test' images would include its training images (omit --split-seed)")
+    if meta and training_split_of(meta) == "test":
+        raise InputError(f"{what} was trained on the test split: evaluating it there would measure training images")
+    if dataset is None:
+        dataset = (meta or {}).get("dataset")
+        if dataset is None:
+            raise InputError(f"{what} records no dataset: pass --dataset")
+    seed = recorded if recorded is not None else (split_seed or 0)
+    return str(dataset), make_splits(load_dataset(str(dataset), data_dir), seed=seed), seed

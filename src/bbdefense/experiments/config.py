@@ -386,7 +386,7 @@ def check_runnable(cfg: ExperimentConfig, *, source: str = "config") -> None:
     from ..data import load_dataset, make_splits
     from ..defenses import build_defense
     from ..models import BlackBox, WhiteBox
-    from ..models.checkpoint import read_meta
+    from ..models.checkpoint import read_meta, split_seed_of
     from ..models.zoo import build_model
     from ..training import TrainConfig
 
@@ -410,6 +410,11 @@ def check_runnable(cfg: ExperimentConfig, *, source: str = "config") -> None:
             shape, k = tuple(ds.input_shape), int(ds.num_classes)
         elif t.checkpoint is not None and not t.checkpoint.endswith(".onnx"):
             meta = read_meta(t.checkpoint)
+            recorded = split_seed_of(meta)
+            if recorded is not None and recorded != cfg.data.split_seed:
+                raise InputError(f"target checkpoint {t.checkpoint} was trained with split seed {recorded} but "
+                                 f"data.split_seed is {cfg.data.split_seed}: its 'test' images would include its "
+                                 f"training images (set data.split_seed: {recorded})")
             arch, kwargs = meta["arch"], meta["arch_kwargs"]
             shape, k = tuple(meta["input_shape"]), int(meta["num_classes"])
             if shape != tuple(ds.input_shape):

@@ -177,3 +177,25 @@ def load_checkpoint(path: str | Path, *, expect_arch: str | None = None, expect_
     if meta.get("kind", "classifier") == "classifier" and meta.get("input_shape") and meta.get("num_classes"):
         _check_answers(module, meta, wpath.name)
     return module.to(device), meta
+
+
+def split_seed_of(meta: dict[str, Any]) -> int | None:
+    """The seed of :func:`~bbdefense.data.make_splits` the checkpoint's model was trained with.
+
+    ``train_target`` records it in ``meta["train"]["split_seed"]`` (and in the recipe under
+    ``meta["extra"]["recipe"]``); ``None`` when the metadata says nothing (a model trained elsewhere).
+    Every command that evaluates a checkpoint on "test" images reads it through here, so a model
+    trained on another split seed is never evaluated on its own training images.
+    """
+    for src in (meta.get("train"), (meta.get("extra") or {}).get("recipe")):
+        if isinstance(src, dict) and src.get("split_seed") is not None:
+            return int(src["split_seed"])
+    return None
+
+
+def training_split_of(meta: dict[str, Any]) -> str | None:
+    """Which split of :func:`~bbdefense.data.make_splits` the model was trained on (``None``: unknown)."""
+    for src in (meta.get("train"), (meta.get("extra") or {}).get("recipe")):
+        if isinstance(src, dict) and src.get("split"):
+            return str(src["split"])
+    return None

@@ -1,0 +1,132 @@
+"""One resolver for the test split (issue 14 / issue 15 item 5): a model trained with split seed 3 is never
+attacked, certified or evaluated on images of its own training split, whichever command runs.
+
+Every command resolves its splits through ``cli.options.resolve_splits``, which reads the split seed the
+checkpoint records. A spy on ``make_splits`` captures the test split each command would use (and stops it
+there, before any work); the test then checks that no such image is in the owner's training split of seed 3.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import bbdefense.data as data_mod
+from bbdefense.cli import main
+from bbdefense.errors import BBDefenseError
+
+SEED = 3
+
+
+class _Stop(BBDefenseError):
+    """Raised by the spy: the command has resolved its splits; nothing more is needed."""
+
+
+@pytest.fixture(scope="module")
+def ck3(tmp_path_factory) -> Path:
+    """A (cheap, untrained) SmallCNN checkpoint whose metadata says: trained on owner_train of split seed 3."""
+    from bbdefense.models import CheckpointMeta, save_checkpoint
+    from bbdefense.models.zoo import build_model
+
+    d = tmp_path_factory.mktemp("ck3")
+    kw = {"num_classes": 10, "in_channels": 1, "image_size": 28, "mean": [0.1307], "std": [0.3081]}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = build_model("smallcnn", **kw)
+    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10, input_shape=[1, 28, 28],
+                          mean=[0.1307], std=[0.3081], train={"split": "owner_train", "split_seed": SEED})
+    save_checkpoint(d / "ck", module, meta)
+    return d / "ck"
+
+
+def _keys(x: torch.Tensor) -> set[bytes]:
+    return {row.numpy().tobytes() for row in x}
+
+
+@pytest.fixture(scope="module")
+def owner3() -> set[bytes]:
+    return _keys(data_mod.make_splits(data_mod.load_dataset("mnist5k"), seed=SEED).owner_train.x)
+
+
+COMMANDS = {
+    "attack": ["attack", "--model", "CK", "--attack", "square", "-n", "2", "--budget", "10"],
+    "certify": ["certify", "--model", "CK", "-n", "2", "--n", "10"],
+    "evaluate": ["evaluate", "--model", "CK", "-d", "rnd:nu=0.1"],
+    "defend-rnd": ["defend", "rnd", "--model", "CK"],
+    "zo-ae-ds": ["defend", "zo-ae-ds", "--model", "CK", "--variant", "rs"],
+    "irs": ["defend", "irs", "--surrogate", "CK", "--model", "CK"],
+    "distill": ["distill", "--target", "CK"],
+    "ducd": ["defend", "ducd", "--target", "CK"],
+    "privacy": ["privacy", "--model", "CK"],
+    "steal": ["steal", "--model", "CK"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_no_command_evaluates_a_model_on_its_training_split(name: str, ck3: Path, owner3: set[bytes], tmp_path: Path,
+                                                            monkeypatch, capsys) -> None:
+    seen: list[tuple[int, data_mod.Splits]] = []
+    real = data_mod.make_splits
+
+    def spy(ds, *, seed=0, sizes=None):
+        splits = real(ds, seed=seed, sizes=sizes)
+        seen.append((seed, splits))
+        raise _Stop(f"splits resolved with seed {seed}")
+
+    monkeypatch.setattr(data_mod, "make_splits", spy)
+    monkeypatch.chdir(tmp_path)
+    args = [str(ck3) if a == "CK" else a for a in COMMANDS[name]]
+    out_flag = ["--out", str(tmp_path / "out")]
+    code = main([*args, *out_flag])
+    err = capsys.readouterr().err
+    assert code == 2 and f"splits resolved with seed {SEED}" in err, (code, err)
+    assert [s for s, _ in seen] == [SEED]
+    test = seen[0][1].test
+    assert not (_keys(test.x) & owner3), "a 'test' image is one the model was trained on"
+
+
+def test_contradicting_split_seed_is_refused_in_one_line(ck3: Path, tmp_path: Path, capsys) -> None:
+    code = main(["certify", "--model", str(ck3), "--split-seed", "0", "-n", "2", "--n", "10",
+                 "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "trained with split seed 3" in err[0]
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_model_trained_on_the_test_split_is_not_evaluated_there(ck3: Path, tmp_path: Path, capsys) -> None:
+    meta = json.loads(ck3.with_suffix(".json").read_text())
+    meta["train"]["split"] = "test"
+    bad = tmp_path / "bad"
+    bad.with_suffix(".safetensors").write_bytes(ck3.with_suffix(".safetensors").read_bytes())
+    bad.with_suffix(".json").write_text(json.dumps(meta))
+    code = main(["certify", "--model", str(bad), "-n", "2", "--n", "10", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained on the test split" in err
+
+
+def test_certify_rows_are_of_the_checkpoints_test_split(ck3: Path, owner3: set[bytes], tmp_path: Path) -> None:
+    """End to end: the certified images are the first test images of split seed 3, recorded as such."""
+    out = tmp_path / "cert"
+    assert main(["certify", "--model", str(ck3), "-n", "3", "--n0", "10", "--n", "20", "--norm", "l2",
+                 "--out", str(out), "--no-progress"]) == 0
+    record = json.loads((out / "record.json").read_text())
+    assert record["config"]["split_seed"] == SEED
+    rows = [json.loads(line) for line in (out / "rows" / "certify.jsonl").read_text().splitlines()]
+    test = data_mod.make_splits(data_mod.load_dataset("mnist5k"), seed=SEED).test
+    idx = [int(r["idx"]) for r in rows]
+    assert idx == [0, 1, 2]
+    assert not (_keys(test.x[idx]) & owner3)
+
+
+def test_config_runner_refuses_a_split_seed_the_checkpoint_was_not_trained_with(ck3: Path, tmp_path: Path,
+                                                                                 capsys) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"target: {{checkpoint: {ck3}}}\ndata: {{n: 2, split_seed: 0}}\n")
+    code = main(["check-config", str(cfg)])
+    err = capsys.readouterr().err
+    assert code == 2 and "split seed 3" in err and "data.split_seed: 3" in err
+    cfg.write_text(f"target: {{checkpoint: {ck3}}}\ndata: {{n: 2, split_seed: {SEED}}}\n")
+    assert main(["check-config", str(cfg)]) == 0
