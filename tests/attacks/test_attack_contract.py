@@ -105,3 +105,12 @@ def test_attack_success_agrees_with_fresh_evaluation(name: str) -> None:
         pred = linear10()(res.x_adv).argmax(1)
     # ties are measure-zero on a linear model: success <=> misclassified
     assert torch.equal(res.success, pred.ne(y))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_attack_on_an_empty_batch_returns_an_empty_result_without_a_query(name: str) -> None:
+    attack, model, x, y = _setup(name)
+    before = model.stats.queries
+    res = attack.run(model, x[:0], y[:0])
+    assert res.x_adv.shape == (0, *x.shape[1:]) and res.success.shape == (0,) and res.queries.shape == (0,)
+    assert model.stats.queries == before and res.attack == attack.name
