@@ -6,25 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from attack_helpers import one_thread  # noqa: F401
+from checkpoint_helpers import save_untrained_smallcnn
 
 from bbdefense.cli import main
-from bbdefense.models import CheckpointMeta, build_model, save_checkpoint
 from bbdefense.records import read_rows
 
 
 @pytest.fixture(scope="module")
 def digits_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained SmallCNN on the 8x8 digits (fast; about 10% of images are 'correct')."""
-    kw = {"num_classes": 10, "in_channels": 1, "image_size": 8, "mean": [0.5], "std": [0.5]}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = build_model("smallcnn", **kw)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    save_checkpoint(path, module, CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="digits", num_classes=10,
-                                                 input_shape=[1, 8, 8], mean=[0.5], std=[0.5]))
-    return path
+    return save_untrained_smallcnn(tmp_path_factory.mktemp("ckpt") / "tiny", dataset="digits", image_size=8,
+                                   mean=(0.5,), std=(0.5,))
 
 
 def test_cli_attack_writes_rows_record_and_report(digits_ckpt: Path, tmp_path: Path) -> None:

@@ -18,25 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from checkpoint_helpers import save_untrained_smallcnn
+
 from bbdefense.cli import main
 
 
 @pytest.fixture(scope="module")
 def ck(tmp_path_factory) -> Path:
     """An untrained SmallCNN checkpoint for MNIST-5k images, plus broken variants next to it."""
-    import torch
-
-    from bbdefense.models import CheckpointMeta, save_checkpoint
-    from bbdefense.models.zoo import build_model
-
     d = tmp_path_factory.mktemp("ck")
-    kw = {"num_classes": 10, "in_channels": 1, "image_size": 28, "mean": [0.1307], "std": [0.3081]}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = build_model("smallcnn", **kw)
-    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10,
-                          input_shape=[1, 28, 28], mean=[0.1307], std=[0.3081])
-    save_checkpoint(d / "ck", module, meta)
+    save_untrained_smallcnn(d / "ck")
     good = json.loads((d / "ck.json").read_text())
     variants = {"shape": {"input_shape": [3, 32, 32]}, "classes": {"num_classes": 7}}
     for name, change in variants.items():

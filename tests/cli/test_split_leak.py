@@ -15,6 +15,8 @@ import pytest
 import torch
 
 import bbdefense.data as data_mod
+from checkpoint_helpers import save_untrained_smallcnn
+
 from bbdefense.cli import main
 from bbdefense.errors import BBDefenseError
 
@@ -28,18 +30,8 @@ class _Stop(BBDefenseError):
 @pytest.fixture(scope="module")
 def ck3(tmp_path_factory) -> Path:
     """A (cheap, untrained) SmallCNN checkpoint whose metadata says: trained on owner_train of split seed 3."""
-    from bbdefense.models import CheckpointMeta, save_checkpoint
-    from bbdefense.models.zoo import build_model
-
-    d = tmp_path_factory.mktemp("ck3")
-    kw = {"num_classes": 10, "in_channels": 1, "image_size": 28, "mean": [0.1307], "std": [0.3081]}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = build_model("smallcnn", **kw)
-    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10, input_shape=[1, 28, 28],
-                          mean=[0.1307], std=[0.3081], train={"split": "owner_train", "split_seed": SEED})
-    save_checkpoint(d / "ck", module, meta)
-    return d / "ck"
+    return save_untrained_smallcnn(tmp_path_factory.mktemp("ck3") / "ck",
+                                   train={"split": "owner_train", "split_seed": SEED})
 
 
 def _keys(x: torch.Tensor) -> set[bytes]:

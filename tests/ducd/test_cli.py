@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from bbdefense.cli import main
 from bbdefense.defenses.ducd import build_surrogate

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from checkpoint_helpers import save_untrained_smallcnn
+
 from bbdefense.errors import ConfigError
 from bbdefense.experiments.config import check_radius, check_runnable, parse_config
 from bbdefense.experiments.runner import run_experiment
@@ -17,18 +19,7 @@ from bbdefense.records import read_rows
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from bbdefense.models import CheckpointMeta, save_checkpoint
-    from bbdefense.models.zoo import build_model
-
-    kw = {"num_classes": 10, "in_channels": 1, "image_size": 28, "mean": [0.1307], "std": [0.3081]}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        module = build_model("smallcnn", **kw)
-    path = tmp_path_factory.mktemp("ck") / "ck"
-    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset="mnist5k", num_classes=10,
-                          input_shape=[1, 28, 28])
-    save_checkpoint(path, module, meta)
-    return path
+    return save_untrained_smallcnn(tmp_path_factory.mktemp("ck") / "ck")
 
 
 @pytest.mark.parametrize(("patch", "message"), [

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bbdefense import InputError
-from bbdefense.data import load_dataset, make_splits
+from bbdefense.data import load_dataset
 from bbdefense.models import build_model, load_checkpoint
 from bbdefense.training import TRAIN_MODES, TrainConfig, accuracy, train_classifier, train_target
 

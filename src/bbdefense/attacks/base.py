@@ -11,7 +11,6 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-import torch
 from torch import Tensor
 
 from ..errors import AccessError, InputError
@@ -123,12 +122,6 @@ class Attack:
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= model.num_classes):
             raise InputError(f"{self.name}: labels must be in [0, {model.num_classes}), got [{int(y.min())}, "
                              f"{int(y.max())}]")
-        if x.shape[0] == 0:  # nothing to attack: one empty result and no query, for every attack alike
-            p = self.get_params()
-            eps = p.get("eps")
-            return AttackResult(x.detach().clone(), torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.int64),
-                                torch.zeros(0), self.name, p, str(p.get("norm", "")),
-                                None if eps is None else float(eps))
         extra: dict[str, Tensor] = {}
         if x_init is not None:
             if not self.takes_init:

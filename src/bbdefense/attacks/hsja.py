@@ -202,7 +202,7 @@ class HopSkipJump(Attack):
                              f"{self.max_num_evals}")
         g = make_generator(self.seed, x.device)
         n = x.shape[0]
-        d = int(x[0].numel())
+        d = int(math.prod(x.shape[1:]))
         theta = self.gamma / (d * math.sqrt(d)) if self.norm == "l2" else self.gamma / d ** 2
         o = LabelOracle(model, y, target, self.max_queries, self.batch_size)
         clean_adv = o.is_adv(x, torch.arange(n, device=x.device))

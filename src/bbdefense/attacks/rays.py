@@ -76,7 +76,7 @@ class RayS(Attack):
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
         check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria)
         n = x.shape[0]
-        dim = int(x[0].numel())
+        dim = int(math.prod(x.shape[1:]))
         oracle = LabelOracle(model, y, target, self.max_queries, self.batch_size)
         own = torch.arange(n, device=x.device)
         clean_adv = oracle.is_adv(x, own)
