@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -60,6 +62,13 @@ def test_train_target_metadata_and_reuse(tmp_path):
     assert p2 == p and p.stat().st_mtime_ns == mtime  # reused, not retrained
     module, _ = load_checkpoint(p, expect_arch="smallcnn", expect_dataset="digits")
     assert not module.training
+    # a model cached under the old class-sorted split order (no split_order in its recipe) is retrained
+    mpath = p.with_suffix(".json")
+    old = json.loads(mpath.read_text())
+    del old["extra"]["recipe"]["split_order"]
+    mpath.write_text(json.dumps(old))
+    _, meta3 = train_target("smallcnn", "digits", tmp_path / "m", cfg, reuse=True)
+    assert meta3["extra"]["recipe"]["split_order"] == "class-interleaved-v1" and p.stat().st_mtime_ns != mtime
 
 
 def test_train_target_refuses_non_classifier(tmp_path):

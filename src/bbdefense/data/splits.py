@@ -74,6 +74,11 @@ def _count(spec: float, n: int) -> int:
     return int(spec) if isinstance(spec, int) or spec > 1 else int(round(spec * n))
 
 
+#: names the order :func:`make_splits` returns each split in; recorded in training recipes so that a model
+#: cached under another order (the class-sorted one before 2026-12-03) is retrained, not silently reused
+SPLIT_ORDER = "class-interleaved-v1"
+
+
 def stratified_order(y: np.ndarray, seed: int) -> np.ndarray:
     """A seeded permutation of ``range(len(y))`` whose every prefix is class-proportional.
 

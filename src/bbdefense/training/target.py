@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..data import load_dataset, make_splits
+from ..data.splits import SPLIT_ORDER
 from ..errors import CheckpointError, InputError
 from ..events import EventCallback
 from ..models.checkpoint import CheckpointMeta, checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
@@ -32,8 +33,10 @@ def train_target(arch: str, dataset: str, out: str | Path, cfg: TrainConfig, *, 
     if entry.kind != "classifier":
         raise InputError(f"{arch!r} is a {entry.kind}, not a classifier; `train` trains classifiers")
     cfg.check()
-    wanted = {"arch": arch, "dataset": dataset, "split": split, "split_seed": split_seed, "config": asdict(cfg),
-              "data_options": dict(data_options or {})}
+    # split_order: the order make_splits returns images in (it sets the training batches); a cached model
+    # trained on the old class-sorted order is not reused
+    wanted = {"arch": arch, "dataset": dataset, "split": split, "split_seed": split_seed, "split_order": SPLIT_ORDER,
+              "config": asdict(cfg), "data_options": dict(data_options or {})}
     wpath, _ = checkpoint_paths(out)
     if reuse and wpath.is_file():
         try:
