@@ -6,7 +6,8 @@
    signed-gradient step), nu calibrated per layer to a 2% clean-accuracy drop on the defender split
    (5 passes), and the robustness index nu * median ratio; the layer with the largest index is used.
 2. RND calibrated to the same 2% drop; UniG with the paper's CIFAR settings.
-3. Square linf at 1000 queries on the first N test images (criterion majority@9, re-queries uncounted),
+3. Square linf at 1000 queries on the first N test images of the class-interleaved split (N/10 per digit;
+   criterion fast_exp with k = 9 uncounted re-checks),
    and the EOT-10 Square attack on the randomized defenses (same 1000-query budget).
 
 Trains the target (the demo recipe: SmallCNN, MNIST-5k owner split, 6 epochs) when the checkpoint is
