@@ -18,6 +18,11 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+#: the largest seed: numpy's global generator takes 0 .. 2**32 - 1 (the CLI seeds it), so every seed
+#: option and config field is bounded by it
+SEED_MAX = 2**32 - 1
+
+
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
     """A fresh ``torch.Generator`` on ``device``, seeded with ``seed`` (or from OS entropy when None).
 

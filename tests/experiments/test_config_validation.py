@@ -12,7 +12,8 @@ import torch
 from checkpoint_helpers import save_untrained_smallcnn
 
 from bbdefense.errors import ConfigError
-from bbdefense.experiments.config import check_radius, check_runnable, parse_config
+from bbdefense.experiments.config import parse_config
+from bbdefense.experiments.preflight import check_radius, check_runnable
 from bbdefense.experiments.runner import run_experiment
 from bbdefense.records import read_rows
 

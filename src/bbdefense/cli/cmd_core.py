@@ -75,7 +75,7 @@ def train(
     """Train a zoo classifier and write a checkpoint (safetensors + JSON metadata)."""
     from ..data import DATASETS
     from ..errors import InputError
-    from ..experiments.config import check_radius
+    from .options import check_radius
     from ..models.checkpoint import checkpoint_paths
     from ..models.zoo import MODELS
     from ..training import TrainConfig, train_target

@@ -49,7 +49,8 @@ def run_config(
 def check_config(config: Path = typer.Argument(..., help="Experiment YAML.")) -> None:
     """Validate an experiment file as `run` would (unknown keys and names, values, the data, the target's
     architecture, every defense and attack) and print what it would run; nothing is written or trained."""
-    from ..experiments.config import check_runnable, load_config
+    from ..experiments.config import load_config
+    from ..experiments.preflight import check_runnable
 
     cfg = load_config(config)
     check_runnable(cfg, source=config.name)

@@ -58,9 +58,10 @@ def seed_everything(seed: int) -> None:
     import torch
 
     from ..errors import InputError
+    from ..utils import SEED_MAX
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
-        raise InputError(f"--seed must be an integer in [0, {2**32 - 1}], got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise InputError(f"--seed must be an integer in [0, {SEED_MAX}], got {seed!r}")
 
     random.seed(seed)
     np.random.seed(seed)

@@ -21,11 +21,9 @@ from typing import Any, Optional
 import typer
 
 from ..errors import InputError
-# the checks an experiment config shares with the CLI live with the config schema
-from ..experiments.config import check_radius, preflight_attack, radius_bound
-
-#: numpy's global seed takes 0 .. 2**32 - 1 (``seed_everything`` seeds it)
-SEED_MAX = 2**32 - 1
+# the checks an experiment config shares with the CLI
+from ..experiments.preflight import check_radius, preflight_attack, radius_bound
+from ..utils import SEED_MAX
 
 
 # ---------------------------------------------------------------- option factories (bounds at parse time)
@@ -167,11 +165,6 @@ def check_count(n: int, available: int, what: str, of: str) -> None:
                          "fewer")
 
 
-__all__ = ["SEED_MAX", "check_count", "check_free_port", "check_names", "check_output_file", "check_radius",
-           "check_writable_dir", "count_option", "fraction_option", "nonnegative_option", "parse_int_list",
-           "port_option", "positive_option", "preflight_attack", "radius_bound", "seed_option"]
-
-
 # ---------------------------------------------------------------- what a command evaluates on
 def split_seed_option(default: Optional[int] = None, help: Optional[str] = None) -> Any:  # noqa: A002
     """``--split-seed``: the seed of the owner/defender/test split (default: the checkpoint's own)."""
@@ -222,3 +215,9 @@ def resolve_splits(dataset: str | None, data_dir: str | Path | None, *, meta: di
             raise InputError(f"{what} records no dataset: pass --dataset")
     seed = recorded if recorded is not None else (split_seed or 0)
     return str(dataset), make_splits(load_dataset(str(dataset), data_dir), seed=seed), seed
+
+
+__all__ = ["SEED_MAX", "check_count", "check_free_port", "check_names", "check_output_file", "check_radius",
+           "check_writable_dir", "checkpoint_meta", "count_option", "fraction_option", "nonnegative_option",
+           "parse_int_list", "port_option", "positive_option", "preflight_attack", "radius_bound", "resolve_splits",
+           "seed_option", "split_seed_option"]

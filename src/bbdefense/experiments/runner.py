@@ -308,7 +308,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
     rows are the same as in one process (each pair seeds itself). Execution settings are not part of the
     config, so a run may be resumed with other ones."""
     from ..data import load_dataset, make_splits
-    from .config import check_runnable
+    from .preflight import check_runnable
 
     check_runnable(cfg, source=f"config {cfg.name!r}")  # every refusal comes before a file is written
     out = Path(out)
