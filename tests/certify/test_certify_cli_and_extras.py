@@ -95,7 +95,7 @@ def test_purification_filter_passes_clean_and_rejects_boundary() -> None:
 
 @pytest.mark.slow
 def test_select_noise_on_digits(tmp_path: Path) -> None:
-    from bbdefense.certify.selection import select_noise
+    from bbdefense.certified.ducd.selection import select_noise
 
     res = select_noise("smallcnn", "digits", tmp_path, betas=(1.0, 2.0), sigma=0.25, epochs=1, n_images=6, n0=10, n=60,
                        alpha=0.01)

@@ -109,7 +109,7 @@ def test_library_loops_emit_totals_and_queries(linear_model) -> None:
     from bbdefense.attacks import ATTACKS
     from bbdefense.attacks.evaluation import run_batches
     from bbdefense.certify import Smooth, make_noise
-    from bbdefense.defenses.ducd import DistillConfig, build_surrogate, distill
+    from bbdefense.certified.ducd import DistillConfig, build_surrogate, distill
     from bbdefense.models import BlackBox
 
     shape = (1, 8, 8)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bbdefense.defenses.zo.estimators import cge, estimate, query_cost, rge, surrogate_loss, unit_directions
+from bbdefense.certified.zo.estimators import cge, estimate, query_cost, rge, surrogate_loss, unit_directions
 from bbdefense.errors import InputError
 
 

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from bbdefense.data import ImageDataset
-from bbdefense.defenses.irs.bpda import NoisyPipeline, bpda_pgd_accuracy
-from bbdefense.defenses.irs.irs_net import (IRSConfig, IRSDenoiser, pixel_sigma, rescaled_loss, stability_mse_loss,
+from bbdefense.certified.irs.bpda import NoisyPipeline, bpda_pgd_accuracy
+from bbdefense.certified.irs.irs_net import (IRSConfig, IRSDenoiser, pixel_sigma, rescaled_loss, stability_mse_loss,
                                             train_denoiser)
-from bbdefense.defenses.irs.unet import UNet
+from bbdefense.certified.irs.unet import UNet
 from bbdefense.errors import InputError
 from bbdefense.models import WhiteBox
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from bbdefense.data import ImageDataset
-from bbdefense.defenses.zo_ae_ds.reconstruction import (MeasuredReconstructor, as_blackbox, pgd_l2_recon, rmse_ssim,
+from bbdefense.certified.zo_ae_ds.reconstruction import (MeasuredReconstructor, as_blackbox, pgd_l2_recon, rmse_ssim,
                                                         table5_rows)
-from bbdefense.defenses.zo_ae_ds.train import ZOAEDSConfig, expected_queries_per_step, train_zo_ae_ds
+from bbdefense.certified.zo_ae_ds.train import ZOAEDSConfig, expected_queries_per_step, train_zo_ae_ds
 from bbdefense.errors import AccessError, InputError
 from bbdefense.models import BlackBox
 

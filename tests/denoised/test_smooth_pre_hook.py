@@ -1,5 +1,5 @@
 """The pre-processor hook of bbdefense.certify.Smooth (denoised smoothing on the shared engine), checked against
-exact answers on a linear black box and against the denoised code's own Cohen CERTIFY (defenses/zo/cohen.py)."""
+exact answers on a linear black box and against the denoised code's own Cohen CERTIFY (certified/zo/cohen.py)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ from torch import nn
 
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.certify.stats import cp_lower
-from bbdefense.defenses.zo.cohen import certify as zo_certify
+from bbdefense.certified.zo.cohen import certify as zo_certify
 from bbdefense.errors import InputError
 from bbdefense.models import BlackBox
 

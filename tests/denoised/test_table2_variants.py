@@ -6,7 +6,7 @@ from torch import nn
 
 from bbdefense.data import ImageDataset
 from bbdefense.data.splits import Splits
-from bbdefense.defenses.zo_ae_ds.table2 import ZO_DS_LR, Table2Config, _label, default_variants, run_table2
+from bbdefense.experiments.papers.zo_ae_ds import ZO_DS_LR, Table2Config, _label, default_variants, run_table2
 from bbdefense.records import RunDir
 
 
@@ -19,7 +19,7 @@ def test_default_variants_follow_the_paper_for_zo_ds() -> None:
 
 
 def test_variant_lr_overrides_the_table_lr(tmp_path, monkeypatch) -> None:
-    import bbdefense.defenses.zo_ae_ds.table2 as t2
+    import bbdefense.experiments.papers.zo_ae_ds as t2
 
     seen: list[float] = []
     real = t2.train_zo_ae_ds

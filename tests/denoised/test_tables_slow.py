@@ -14,7 +14,7 @@ from bbdefense.training import TrainConfig, train_target
 
 @pytest.mark.slow
 def test_table2_ordering_at_r025(tmp_path: Path) -> None:
-    from bbdefense.defenses.zo_ae_ds.table2 import Table2Config, run_table2
+    from bbdefense.experiments.papers.zo_ae_ds import Table2Config, run_table2
     torch.set_num_threads(1)  # the figures in the docs were measured with one thread
     splits = make_splits(load_dataset("mnist5k"), seed=0)
     p, _ = train_target("lenet", "mnist5k", tmp_path / "lenet", TrainConfig(epochs=6, seed=0))
@@ -36,7 +36,7 @@ def test_table2_ordering_at_r025(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_irs_beats_salman_on_unseen_black_box(tmp_path: Path) -> None:
-    from bbdefense.defenses.irs.experiment import IRSTablesConfig, run_irs_tables
+    from bbdefense.experiments.papers.irs_net import IRSTablesConfig, run_irs_tables
     torch.set_num_threads(1)  # the figures in the docs were measured with one thread
     splits = make_splits(load_dataset("mnist5k"), seed=0)
     res = run_irs_tables(splits, IRSTablesConfig(), RunDir(tmp_path / "irs", kind="t"), cache_dir=tmp_path)

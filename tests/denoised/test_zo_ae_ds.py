@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bbdefense.data import ImageDataset
-from bbdefense.defenses.zo.cohen import certified_accuracy, certify, clopper_pearson_lower
-from bbdefense.defenses.zo.estimators import cge, surrogate_loss
-from bbdefense.defenses.zo_ae_ds.nets import DnCNN, mnist_ae_192
-from bbdefense.defenses.zo_ae_ds.train import (DenoisedPipeline, ZOAEDSConfig, expected_queries_per_step,
+from bbdefense.certified.zo.cohen import certified_accuracy, certify, clopper_pearson_lower
+from bbdefense.certified.zo.estimators import cge, surrogate_loss
+from bbdefense.certified.zo_ae_ds.nets import DnCNN, mnist_ae_192
+from bbdefense.certified.zo_ae_ds.train import (DenoisedPipeline, ZOAEDSConfig, expected_queries_per_step,
                                                train_zo_ae_ds)
 from bbdefense.errors import AccessError, InputError
 from bbdefense.models import BlackBox, WhiteBox

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bbdefense.cli import main
-from bbdefense.defenses.ducd import build_surrogate
+from bbdefense.certified.ducd import build_surrogate
 from bbdefense.models import CheckpointMeta, save_checkpoint
 
 

@@ -11,9 +11,9 @@ from torch import nn
 from linear_helpers import Linear
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.data import ImageDataset
-from bbdefense.defenses.ducd import DistillConfig
-from bbdefense.defenses.ducd.defense import CertifiedClassifier, noise_finetune
-from bbdefense.defenses.ducd.pipeline import DUCDConfig, certified_accuracy, default_radii, robust_score, run_ducd
+from bbdefense.certified.ducd import DistillConfig
+from bbdefense.certified.ducd.defense import CertifiedClassifier, noise_finetune
+from bbdefense.experiments.papers.ducd import DUCDConfig, certified_accuracy, default_radii, robust_score, run_ducd
 from bbdefense.errors import InputError
 from bbdefense.models import BlackBox
 from bbdefense.records import RunDir
@@ -124,7 +124,7 @@ def test_pipeline_end_to_end_on_a_linear_target(tmp_path) -> None:
 
 
 def test_attack_success_grows_with_eps_on_the_certified_classifier() -> None:
-    from bbdefense.defenses.ducd.attack import attack_success_curve
+    from bbdefense.certified.ducd.attack import attack_success_curve
 
     model = _binary(0.0)
     x = torch.linspace(0.75, 1.0, 6).view(6, 1, 1, 1).expand(6, *SHAPE).contiguous()  # bright: class 1

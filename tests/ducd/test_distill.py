@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from linear_helpers import Linear
-from bbdefense.defenses.ducd import DistillConfig, TransferSet, distill, distill_loss
-from bbdefense.defenses.ducd.distill import augment_batch, collect_transfer_set, resolve_loss
+from bbdefense.certified.ducd import DistillConfig, TransferSet, distill, distill_loss
+from bbdefense.certified.ducd.distill import augment_batch, collect_transfer_set, resolve_loss
 from bbdefense.errors import AccessError, InputError, QueryBudgetExceeded
 from bbdefense.models import BlackBox
 

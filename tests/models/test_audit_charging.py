@@ -9,7 +9,7 @@ import torch
 from bbdefense.errors import QueryBudgetExceeded
 from bbdefense.models import BlackBox
 from bbdefense.models.backends import CallableBackend
-from bbdefense.serve.client import RemoteBlackBox
+from bbdefense.models.remote import RemoteBlackBox
 
 SHAPE = (1, 4, 4)
 

@@ -12,7 +12,7 @@ import torch
 from bbdefense.errors import ConfigError, UnknownNameError
 from bbdefense.models import BlackBox
 from bbdefense.serve import ServeLimits, build_served_blackbox
-from bbdefense.serve.wire import decode_tensor, encode_tensor
+from bbdefense.models.wire import decode_tensor, encode_tensor
 
 from .serve_helpers import ALICE, BOB, SHAPE, NoisyInput
 
@@ -159,7 +159,7 @@ def test_open_api_without_keys(make_client: Any, tiny_bb: BlackBox, tmp_path: Pa
 
 
 def test_audit_rows_hash_the_images(make_client: Any, tiny_bb: BlackBox) -> None:
-    from bbdefense.serve.wire import batch_digest
+    from bbdefense.models.wire import batch_digest
 
     c = make_client(tiny_bb)
     x = _x(3)

@@ -12,7 +12,7 @@ import torch
 from bbdefense.errors import AccessError, QueryBudgetExceeded, RemoteError
 from bbdefense.models import BlackBox, load_blackbox
 from bbdefense.serve import HttpBlackBox, ServeLimits, json_api_blackbox
-from bbdefense.serve.wire import encode_tensor
+from bbdefense.models.wire import encode_tensor
 
 from .serve_helpers import SHAPE
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bbdefense.cli import main
-from bbdefense.defenses.ducd import build_surrogate
+from bbdefense.certified.ducd import build_surrogate
 from bbdefense.models import CheckpointMeta, save_checkpoint
 from bbdefense.serve import HttpBlackBox
 

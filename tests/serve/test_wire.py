@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bbdefense.errors import InputError
-from bbdefense.serve.wire import batch_digest, decode_any, decode_nested, decode_tensor, encode_tensor
+from bbdefense.models.wire import batch_digest, decode_any, decode_nested, decode_tensor, encode_tensor
 
 
 def test_float32_round_trip_is_bit_exact() -> None:

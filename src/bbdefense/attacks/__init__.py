@@ -2,7 +2,7 @@
 
 Every attack is built from keyword hyperparameters and gets the model and data at run time:
 ``Attack(**hparams).run(model, x, y, *, target=None) -> AttackResult``. The functional PGD core
-(:mod:`bbdefense.attacks.pgd_core`) is shared with adversarial training.
+(:mod:`bbdefense.training.pgd`) is shared with adversarial training.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pkgutil
 from .base import ATTACKS, Attack, AttackResult, is_adversarial, lp_norm, margin_loss, register_attack
 
 for _m in pkgutil.iter_modules(__path__):
-    if _m.name not in {"base", "pgd_core"} and not _m.name.startswith("_"):
+    if _m.name not in {"base"} and not _m.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "is_adversarial", "lp_norm", "margin_loss", "register_attack"]

@@ -39,7 +39,7 @@ from ..models import BlackBox, WhiteBox
 from ..utils import make_generator
 from .base import Attack, AttackResult, is_adversarial, margin_loss, register_attack
 from .pgd import check_white, white_result
-from .pgd_core import project
+from ..training.pgd import project
 
 LOSSES = ("ce", "dlr", "cw")
 

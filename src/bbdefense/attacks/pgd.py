@@ -4,7 +4,7 @@ Objective: ``max_{||delta||_p <= eps, x + delta in [0, 1]} CE(f(x + delta), y)``
 ``min CE(f(x + delta), t)`` (targeted) by ``steps`` steepest-ascent steps of size ``step_size``
 (sign of the gradient for linf, normalised gradient for l2, the top-(1 - sparsity) coordinates
 for l1, SLIDE of Tramer & Boneh 2019), each followed by projection onto the ball and the box.
-The step and the projections are the shared :mod:`bbdefense.attacks.pgd_core` (also used by
+The step and the projections are the shared :mod:`bbdefense.training.pgd` (also used by
 adversarial training).
 
 Queries: every forward pass through ``WhiteBox.logits`` costs one query per image. A run costs at
@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..models import BlackBox, WhiteBox
 from ..utils import make_generator
 from .base import Attack, AttackResult, is_adversarial, lp_norm, register_attack
-from .pgd_core import project, random_init, steepest_step
+from ..training.pgd import project, random_init, steepest_step
 
 NORMS = ("linf", "l2", "l1")
 

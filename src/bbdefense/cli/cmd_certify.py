@@ -211,7 +211,7 @@ def select_noise_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """DUCD Table III: robust score per norm for each beta (one noise-trained model per beta)."""
-    from ..certify.selection import select_noise
+    from ..certified.ducd.selection import select_noise
     from ..errors import InputError
     from ..records import RunDir, render_report, table
 

@@ -29,7 +29,7 @@ def _save(run, name: str, module) -> str:  # type: ignore[no-untyped-def]
 
 def _certify_and_report(run, bb, pre, splits, *, sigma, n_test, n0, n, alpha, seed, title,  # type: ignore[no-untyped-def]
                         channel_scale=None, train_queries=0) -> None:
-    from ..defenses.zo.cohen import certified_accuracy, certify
+    from ..certified.zo.cohen import certified_accuracy, certify
     from ..records import render_report, table
     xt, yt = splits.test.x[:n_test], splits.test.y[:n_test]
     rows = run.rows("certify")
@@ -83,14 +83,14 @@ def zo_ae_ds(
     using only its scores, then certify the smoothed classifier (every query counted)."""
     import torch
 
-    from ..defenses.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
+    from ..certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
     from ..errors import InputError
     from ..models import WhiteBox, load_blackbox, load_checkpoint
     from ..records import RunDir
     seed_everything(seed)
     cfg = None
     if lr is None:
-        from ..defenses.zo_ae_ds.table2 import ZO_DS_LR
+        from ..experiments.papers.zo_ae_ds import ZO_DS_LR
 
         lr = ZO_DS_LR if variant == "zo-ds" else 1e-3
     if variant != "rs":
@@ -156,7 +156,7 @@ def irs(
     surrogate, put in front of an unseen black box and certified (radii in pixel space)."""
     import torch
 
-    from ..defenses.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
+    from ..certified.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
     from ..models import WhiteBox, load_blackbox, load_checkpoint
     from ..records import RunDir
     seed_everything(seed)

@@ -77,8 +77,8 @@ def distill_cmd(
     """Distil SURROGATE from TARGET using only its outputs; report accuracy, ratio, fidelity and queries."""
     import torch
 
-    from ..defenses.ducd import DistillConfig, TransferSet, budget_sweep, build_surrogate, distill, evaluate_surrogate
-    from ..defenses.ducd.evaluate import target_eval_note, target_labels
+    from ..certified.ducd import DistillConfig, TransferSet, budget_sweep, build_surrogate, distill, evaluate_surrogate
+    from ..certified.ducd.evaluate import target_eval_note, target_labels
     from ..errors import CheckpointError, InputError
     from ..models import CheckpointMeta, save_checkpoint
     from ..records import RunDir, line_plot, render_report, table

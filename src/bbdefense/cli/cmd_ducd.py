@@ -60,8 +60,8 @@ def ducd_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """DUCD: certify a black-box target through a distilled surrogate (l1/l2/linf), vs WUCD and RS."""
-    from ..defenses.ducd import DistillConfig, TransferSet, build_surrogate
-    from ..defenses.ducd.pipeline import NORMS, DUCDConfig, run_ducd
+    from ..certified.ducd import DistillConfig, TransferSet, build_surrogate
+    from ..experiments.papers.ducd import NORMS, DUCDConfig, run_ducd
     from ..errors import CheckpointError, InputError
     from ..models import load_checkpoint
     from ..records import RunDir, render_report
@@ -115,7 +115,7 @@ def ducd_cmd(
         rs_model = _rs_factory(meta, run.path / "rs", seed)
     with progress_events(progress) as cb:
         if transfer is None:
-            from ..defenses.ducd.distill import collect_transfer_set
+            from ..certified.ducd.distill import collect_transfer_set
 
             transfer = collect_transfer_set(bb, splits[split].x, dcfg, on_event=cb)
             transfer.save(tpath)

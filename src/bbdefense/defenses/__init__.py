@@ -10,8 +10,8 @@ themselves models. See :mod:`bbdefense.defenses.base` for the contract and ``doc
 PGD adversarial training, the white-box baseline, is ``bbdefense train --mode pgd``; every defense
 here wraps an AT checkpoint like any other model (AT + RFD, AT + UniG).
 
-Third-party defenses (query access only) live in subpackages: :mod:`bbdefense.defenses.ducd`
-(DUCD), :mod:`bbdefense.defenses.zo_ae_ds` and :mod:`bbdefense.defenses.irs` (denoised smoothing).
+Third-party defenses (query access only) live in subpackages: :mod:`bbdefense.certified.ducd`
+(DUCD), :mod:`bbdefense.certified.zo_ae_ds` and :mod:`bbdefense.certified.irs` (denoised smoothing).
 """
 
 from .aaa import AAA, aaa_postprocess, quantize8

@@ -233,7 +233,7 @@ class BlackBox:
         return bool(self.backend.randomized)
 
     #: True where the backend is a remote API that bills every image it receives (set by
-    #: :class:`~bbdefense.serve.client.RemoteBlackBox`); then :meth:`audit` queries are charged.
+    #: :class:`~bbdefense.models.remote.RemoteBlackBox`); then :meth:`audit` queries are charged.
     remote: bool = False
 
     @property

@@ -46,7 +46,7 @@ def load_blackbox(
     if spec.startswith(("http://", "https://")):
         import os
 
-        from ..serve.client import HttpBlackBox
+        from .remote import HttpBlackBox
 
         return HttpBlackBox(spec, api_key or os.environ.get("BBDEFENSE_API_KEY"), output=output, top_k=top_k,
                             budget=budget, log_queries=log_queries)

@@ -2,7 +2,7 @@
 same, disjoint and shifted data, the smoothed versions of all of them, and the overfit positive control.
 
 Members are ``n_members`` images of the owner's training split, non-members as many test images.
-Surrogates are distilled with :func:`bbdefense.defenses.ducd.distill` (queries charged to the target
+Surrogates are distilled with :func:`bbdefense.certified.ducd.distill` (queries charged to the target
 and reported next to each surrogate). Smoothed models are read through
 :func:`.signals.smoothed_blackbox` (class frequencies of ``n_smooth`` noisy draws; base-model queries
 reported). The overfit control has its own members (its small training set).
@@ -88,7 +88,7 @@ def run_study(run: RunDir, target: nn.Module, arch: str, splits: Splits, cfg: St
               cache_dir: Path | None = None, section: str | None = None,
               on_event: EventCallback | None = None) -> list[dict[str, Any]]:
     """Run the whole Fig. 9 study; rows and report go to ``run``. Returns all rows."""
-    from ..defenses.ducd import DistillConfig, build_surrogate, distill
+    from ..certified.ducd import DistillConfig, build_surrogate, distill
 
     cfg.check()
     k = len(splits.owner_train.classes)

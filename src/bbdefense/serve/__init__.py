@@ -10,10 +10,10 @@
 """
 
 from .app import ServeLimits, create_app, run_server
-from .client import HttpBackend, HttpBlackBox, JsonApiBackend, json_api_blackbox
+from ..models.remote import HttpBackend, HttpBlackBox, JsonApiBackend, json_api_blackbox
 from .model import build_served_blackbox, load_defense_config, resolve_defense
 from .store import KeySpec, KeyStore, load_keys_file
-from .wire import decode_tensor, encode_tensor
+from ..models.wire import decode_tensor, encode_tensor
 
 __all__ = ["HttpBackend", "HttpBlackBox", "JsonApiBackend", "KeySpec", "KeyStore", "ServeLimits",
            "build_served_blackbox", "create_app", "decode_tensor", "encode_tensor", "json_api_blackbox",

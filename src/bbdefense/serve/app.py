@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import InputError
 from ..models.blackbox import BlackBox, validate_images
 from .store import KeyRecord, KeySpec, KeyStore, load_keys_file, parse_keys
-from .wire import batch_digest, decode_any, encode_tensor
+from ..models.wire import batch_digest, decode_any, encode_tensor
 
 API_KEY_HEADER = "X-API-Key"
 

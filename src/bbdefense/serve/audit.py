@@ -7,7 +7,7 @@ recovery). Triggers make the table append-only.
 
 One row per charged request (``outcome="charged"``), per refused request (``"budget_exceeded"``,
 ``images`` = the refused batch size) and per refund after a model failure (``"refunded"``,
-negative ``images``). ``sha256`` is :func:`bbdefense.serve.wire.batch_digest` of the decoded batch.
+negative ``images``). ``sha256`` is :func:`bbdefense.models.wire.batch_digest` of the decoded batch.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def _noise(model: nn.Module, x: Tensor, y: Tensor, g: torch.Generator, cfg: Trai
 
 @TRAIN_MODES.register("pgd")
 def _pgd(model: nn.Module, x: Tensor, y: Tensor, g: torch.Generator, cfg: TrainConfig) -> Tensor:
-    from ..attacks.pgd_core import pgd_perturb
+    from .pgd import pgd_perturb
 
     model.eval()
     x_adv = pgd_perturb(model, x, y, eps=cfg.eps, norm="linf", steps=cfg.pgd_steps, generator=g)

@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from ...defenses.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
-from ...defenses.zo.cohen import certified_accuracy, certify
-from ...defenses.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
+from ...certified.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
+from ...certified.zo.cohen import certified_accuracy, certify
+from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
 from ...models import WhiteBox, load_checkpoint
 from ...records import table
 from ...training import TrainConfig, train_target

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ...defenses.ducd import DistillConfig, TransferSet, build_surrogate
-from ...defenses.ducd.distill import collect_transfer_set
-from ...defenses.ducd.pipeline import DUCDConfig, run_ducd
+from ...certified.ducd import DistillConfig, TransferSet, build_surrogate
+from ...certified.ducd.distill import collect_transfer_set
+from ..papers.ducd import DUCDConfig, run_ducd
 from ...errors import CheckpointError
 from ...models import load_checkpoint
 from ...training import TrainConfig, train_target

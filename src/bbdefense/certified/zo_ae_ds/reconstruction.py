@@ -4,7 +4,7 @@ The black box is a reconstruction network on MNIST fed the back-projection ``A^T
 Gaussian measurement ``y = A x`` (``A`` of shape ``(m, 784)``, entries ``N(0, 1/m)``; the paper
 uses m = 576). It is robustified with the same methods as the classifiers (a denoiser, optionally
 the AE, trained by FO or ZO gradients of the regression stability loss
-``||f(Pre(x + delta)) - f(x)||^2``, :class:`~bbdefense.defenses.zo_ae_ds.train.ZOAEDSConfig` with
+``||f(Pre(x + delta)) - f(x)||^2``, :class:`~bbdefense.certified.zo_ae_ds.train.ZOAEDSConfig` with
 ``task="reconstruction"``) and evaluated by RMSE and SSIM (``skimage.metrics.structural_similarity``)
 under l2 PGD of growing norm that maximises the reconstruction error (40 steps, as in Table 5).
 

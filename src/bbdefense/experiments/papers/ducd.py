@@ -34,8 +34,8 @@ from ...data import ImageDataset
 from ...events import EventCallback, emit
 from ...models import BlackBox
 from ...records import RunDir, line_plot, read_rows, table
-from .defense import CertifiedClassifier, noise_finetune
-from .distill import DistillConfig, TransferSet, distill
+from ...certified.ducd.defense import CertifiedClassifier, noise_finetune
+from ...certified.ducd.distill import DistillConfig, TransferSet, distill
 
 NORMS: tuple[str, ...] = ("l1", "l2", "linf")
 TABLE_IV_NOISE: dict[str, tuple[str, dict[str, Any]]] = {"l1": ("laplace", {}), "l2": ("gaussian", {}),
@@ -131,7 +131,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
     Returns the summary metrics (also in ``run.record.metrics``).
     """
     from ...certify import make_noise
-    from .evaluate import evaluate_surrogate, target_eval_note
+    from ...certified.ducd.evaluate import evaluate_surrogate, target_eval_note
 
     q0 = bb.stats.queries
     res, transfer = distill(bb, surrogate, distill_data, distill_cfg, transfer=transfer, on_event=on_event)

@@ -15,7 +15,7 @@ inputs (B queries per step)::
 
 The paper's Eq. 2 adds a denoising MSE term; the reference code trains the CE term only, so
 ``mse_weight = 0`` is the default (documented). The gradient w.r.t. z is estimated by RGE or CGE
-(:mod:`bbdefense.defenses.zo.estimators`) and back-propagated with the surrogate product of Eq. 8,
+(:mod:`bbdefense.certified.zo.estimators`) and back-propagated with the surrogate product of Eq. 8,
 ``mean_b <z_b, a_b>``, ``a = stop_grad(estimate)``.
 
 Variants (``variant``):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...attacks.pgd_core import pgd_perturb
+from ...training.pgd import pgd_perturb
 from ...models import BlackBox
 from ...utils import make_generator
 from ..zo_ae_ds.train import clip_st

@@ -28,9 +28,9 @@ from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import RunDir, table
 from ...training import TrainConfig, train_target
 from ...utils import make_generator
-from ..zo.cohen import certified_accuracy, certify
-from .bpda import bpda_pgd_accuracy
-from .irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_denoiser
+from ...certified.zo.cohen import certified_accuracy, certify
+from ...certified.irs.bpda import bpda_pgd_accuracy
+from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_denoiser
 
 RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 

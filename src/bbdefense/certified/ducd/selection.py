@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data import load_dataset, make_splits
-from ..events import EventCallback, emit
-from ..models import load_blackbox
-from ..training import TrainConfig, train_target
-from .metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
-from .noises import NORMS, make_noise
-from .smooth import Certificate, Smooth
+from ...data import load_dataset, make_splits
+from ...events import EventCallback, emit
+from ...models import load_blackbox
+from ...training import TrainConfig, train_target
+from ...certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
+from ...certify.noises import NORMS, make_noise
+from ...certify.smooth import Certificate, Smooth
 
 
 class TabulatedSmooth(Smooth):

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import AccessError, InputError, QueryBudgetExceeded, RemoteError
-from ..models.blackbox import BlackBox, OutputMode
+from .blackbox import BlackBox, OutputMode
 from .wire import decode_tensor, encode_tensor
 
 RETRY_STATUS = (502, 503, 504)
@@ -238,7 +238,7 @@ class RemoteBlackBox(BlackBox):
 
     def _split(self, x: Tensor, fn: Callable[[Tensor], Tensor], kind: Literal["query", "audit"] = "query") -> Tensor:
         if isinstance(x, Tensor) and x.dim() == 4 and x.shape[0] == 0:  # no request for an empty batch
-            from ..models.blackbox import validate_images
+            from .blackbox import validate_images
 
             validate_images(x, self.input_shape)
             shape = (0,) if self.output == "label" else (0, self.num_classes)

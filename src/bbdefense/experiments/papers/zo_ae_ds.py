@@ -21,8 +21,8 @@ from ...data import Splits
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox
 from ...records import RunDir, table
-from ..zo.cohen import certified_accuracy, certify
-from .train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
+from ...certified.zo.cohen import certified_accuracy, certify
+from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
 
 RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
 
