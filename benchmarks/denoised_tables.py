@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/denoised_tables.py [--out runs/denoised-tables] [--only table2|irs] [--threads 1]
 
 Trains the MNIST-5k black boxes (cached under <out>/../cache), runs
-:func:`bbdefense.defenses.zo_ae_ds.table2.run_table2` and
-:func:`bbdefense.defenses.irs.experiment.run_irs_tables`, prints the tables and renders the report.
+:func:`bbdefense.experiments.papers.zo_ae_ds.run_table2` and
+:func:`bbdefense.experiments.papers.irs_net.run_irs_tables`, prints the tables and renders the report.
 Timings depend on the machine's load; figures (accuracies, queries) are seeded and reproducible.
 """
 from __future__ import annotations
@@ -37,16 +37,16 @@ def main() -> None:
     splits = make_splits(load_dataset("mnist5k"), seed=0)
     t0 = time.perf_counter()
     if args.only in (None, "table2"):
-        from bbdefense.defenses.zo_ae_ds.table2 import Table2Config, run_table2
+        from bbdefense.experiments.papers.zo_ae_ds import Table2Config, run_table2
         p, _ = train_target("lenet", "mnist5k", cache / "target_lenet_mnist5k", TrainConfig(epochs=6, seed=0),
                             reuse=True)
         target, _ = load_checkpoint(p)
         run_table2(target, splits, Table2Config(n=args.n, **({} if args.n_test is None else {'n_test': args.n_test}), **({} if args.sigma is None else {'sigma': args.sigma})), run, section="ZO-AE-DS")
     if args.only in (None, "irs"):
-        from bbdefense.defenses.irs.experiment import IRSTablesConfig, run_irs_tables
+        from bbdefense.experiments.papers.irs_net import IRSTablesConfig, run_irs_tables
         run_irs_tables(splits, IRSTablesConfig(n=args.n, **({} if args.n_test is None else {'n_test': args.n_test}), **({} if args.sigma is None else {'sigma': args.sigma})), run, cache_dir=cache, section="IRS-Net")
     if args.only in (None, "table5"):
-        from bbdefense.defenses.zo_ae_ds.reconstruction import run_table5
+        from bbdefense.certified.zo_ae_ds.reconstruction import run_table5
         run_table5(splits, run, section="Reconstruction")
     run.set_metrics(seconds=round(time.perf_counter() - t0, 1))
     run.finish()

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from bbdefense.data import load_dataset, make_splits
-from bbdefense.defenses.ducd import DistillConfig, build_surrogate, budget_sweep, distill, evaluate_surrogate
-from bbdefense.defenses.ducd.pipeline import DUCDConfig, run_ducd
+from bbdefense.certified.ducd import DistillConfig, build_surrogate, budget_sweep, distill, evaluate_surrogate
+from bbdefense.experiments.papers.ducd import DUCDConfig, run_ducd
 from bbdefense.experiments.demo import DEMO_ARCH, DEMO_DATASET, DEMO_TRAIN
 from bbdefense.models import BlackBox, load_checkpoint
 from bbdefense.records import RunDir, render_report, table
@@ -130,8 +130,8 @@ def _attacks(run: RunDir, models: dict, test, shape: tuple, a: argparse.Namespac
     """Fig. 6-7: ASR vs eps of APGD (white-box on the base), Square (scores on the base, a transfer attack) and
     HSJA (label-only on the smoothed classifier itself)."""
     from bbdefense.certify import make_noise
-    from bbdefense.defenses.ducd.attack import attack_success_curve
-    from bbdefense.defenses.ducd.defense import CertifiedClassifier
+    from bbdefense.certified.ducd.attack import attack_success_curve
+    from bbdefense.certified.ducd.defense import CertifiedClassifier
 
     x, y = test.x[:a.attack_images], test.y[:a.attack_images]
     rows = []

@@ -119,7 +119,7 @@ def load(url: str, key: str, batch: int, requests: int, clients: int) -> dict[st
     """``clients`` threads share ``requests`` POSTs of ``batch`` images; returns latencies and counts."""
     import httpx
 
-    from bbdefense.serve.wire import encode_tensor
+    from bbdefense.models.wire import encode_tensor
 
     x = torch.rand(batch, *SHAPE, generator=torch.Generator().manual_seed(batch))
     body = json.dumps({"inputs": encode_tensor(x)}).encode()
