@@ -82,7 +82,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from bbdefense.attacks import ATTACKS
-    from bbdefense.attacks.evaluation import first_correct
+    from bbdefense.evaluation.attacks import first_correct
     from bbdefense.data import load_dataset, make_splits
     from bbdefense.models import BlackBox, load_checkpoint
 

@@ -40,7 +40,7 @@ def main() -> None:
 
     from bbdefense.data import load_dataset, make_splits
     from bbdefense.defenses import RandomizedFeatureDefense, RandomNoiseDefense, UniG, calibrate_noise
-    from bbdefense.defenses.evaluate import EvalConfig, evaluate_defenses
+    from bbdefense.evaluation.owner import EvalConfig, evaluate_defenses
     from bbdefense.defenses.layer_analysis import gradient_ratios, layer_table
     from bbdefense.experiments.demo import DEMO_TRAIN
     from bbdefense.models import load_checkpoint

@@ -32,7 +32,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from bbdefense.attacks import ATTACKS
-    from bbdefense.attacks.evaluation import first_correct, starts_of_class
+    from bbdefense.evaluation.attacks import first_correct, starts_of_class
     from bbdefense.data import load_dataset, make_splits
     from bbdefense.experiments.demo import DEMO_ARCH, DEMO_DATASET, DEMO_TRAIN
     from bbdefense.models import BlackBox, load_checkpoint

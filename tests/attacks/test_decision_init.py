@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bbdefense.attacks import ATTACKS
-from bbdefense.attacks.evaluation import starts_of_class
+from bbdefense.evaluation.attacks import starts_of_class
 from bbdefense.errors import InputError
 from bbdefense.models import BlackBox
 

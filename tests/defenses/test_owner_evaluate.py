@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from bbdefense.defenses import RandomNoiseDefense
-from bbdefense.defenses.evaluate import EvalConfig, evaluate_defenses
+from bbdefense.evaluation.owner import EvalConfig, evaluate_defenses
 from bbdefense.records import RunDir, read_rows
 
 

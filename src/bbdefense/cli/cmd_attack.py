@@ -79,7 +79,7 @@ def attack(
     import torch
 
     from ..attacks.eot import EOTBlackBox
-    from ..attacks.evaluation import (build_attack, first_correct, query_grid, robust_curve, run_batches,
+    from ..evaluation.attacks import (build_attack, first_correct, query_grid, robust_curve, run_batches,
                                        starts_of_class, summarize)
     from ..errors import InputError
     from ..models import load_blackbox

@@ -171,7 +171,7 @@ def evaluate(
     """Robust accuracy of defenses under the attack suite (UniG Table 1 / RFD Table 2 layout)."""
     import torch
 
-    from ..defenses.evaluate import EvalConfig, evaluate_defenses
+    from ..evaluation.owner import EvalConfig, evaluate_defenses
     from ..defenses.spec import build_from_spec, defense_label
     from ..errors import InputError
     from ..models import load_checkpoint

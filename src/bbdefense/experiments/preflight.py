@@ -64,7 +64,7 @@ def check_runnable(cfg: ExperimentConfig, *, source: str = "config") -> None:
     import torch
 
     from ..attacks import ATTACKS
-    from ..attacks.evaluation import build_attack
+    from ..evaluation.attacks import build_attack
     from ..data import load_dataset, make_splits
     from ..defenses import build_defense
     from ..models import BlackBox, WhiteBox

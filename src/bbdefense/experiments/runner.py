@@ -90,7 +90,7 @@ def attack_job(cfg_json: str, run_path: str, target_path: str, sel: list[int], m
     rebuilds the target, the defense, the data and the attack from the config. Every pair seeds its
     own defense and attack from ``cfg.seed``, so the rows do not depend on the executor or the order.
     Rows already on disk are skipped (resume). Returns the rows name."""
-    from ..attacks.evaluation import build_attack, run_batches, starts_of_class
+    from ..evaluation.attacks import build_attack, run_batches, starts_of_class
     from ..data import load_dataset, make_splits
     from ..records import RowWriter
 
@@ -162,7 +162,7 @@ def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]],
 
 def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list[str], base: BlackBox, test: Any,
              *, workers: int, use_ray: bool, on_event: EventCallback | None) -> None:
-    from ..attacks.evaluation import first_correct, query_grid, robust_curve, summarize
+    from ..evaluation.attacks import first_correct, query_grid, robust_curve, summarize
 
     sel, _, _ = first_correct(base, test.x, test.y, cfg.data.n)
     sec = "Attacks"

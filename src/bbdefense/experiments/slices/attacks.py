@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from ...attacks import ATTACKS
-from ...attacks.evaluation import build_attack, first_correct, query_grid, robust_curve, run_batches, summarize
+from ...evaluation.attacks import build_attack, first_correct, query_grid, robust_curve, run_batches, summarize
 from ...records import line_plot, table
 from ..demo import DemoContext, register_slice
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ...defenses import AAA, RandomizedFeatureDefense, RandomNoiseDefense, UniG, calibrate_noise
-from ...defenses.evaluate import EvalConfig, evaluate_defenses
+from ...evaluation.owner import EvalConfig, evaluate_defenses
 from ...records import table
 from ..demo import DemoContext, register_slice
 

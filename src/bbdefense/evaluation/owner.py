@@ -35,8 +35,8 @@ from ..errors import InputError
 from ..events import EventCallback, emit
 from ..models import BlackBox
 from ..records import RunDir, table
-from .base import Defense
-from .metrics import clean_metrics
+from ..defenses.base import Defense
+from ..defenses.metrics import clean_metrics
 
 SCORE_ATTACKS = ("square", "nes", "signhunter", "simba", "bandits")
 DECISION_ATTACKS = ("rays", "signflip")

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..events import EventCallback, emit
 from ..models import BlackBox
 from ..records import RowWriter
-from .base import ATTACKS, Attack
+from ..attacks.base import ATTACKS, Attack
 
 
 def build_attack(name: str, *, norm: str | None = None, eps: float | None = None, max_queries: int | None = None,
