@@ -1,0 +1,109 @@
+"""Evaluations into a run record: the tables, plots, checks and metrics that ``bbdefense attack``,
+``bbdefense certify`` and ``bbdefense run`` add to a :class:`~bbdefense.records.RunDir` from the rows of
+:mod:`.attacks` and :mod:`.certification` (data only; ``render_report`` draws them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import RunDir, line_plot, table
+from .attacks import AttackEvaluation
+from .certification import (
+    TABLE_COLUMNS,
+    CertifiedCurve,
+    abstain_rate,
+    certification_table_rows,
+    certified_curve,
+    default_grid,
+)
+
+
+# ------------------------------------------------------------------------------------------ attacks
+def fmt_ci(ci: Sequence[float] | None, digits: int = 3) -> list[float] | None:
+    """``[lo, hi]`` rounded for a table cell (None stays None)."""
+    return None if ci is None else [round(float(v), digits) for v in ci]
+
+
+def add_attack_curve(run: RunDir, title: str, series: Mapping[str, AttackEvaluation], *,
+                     section: str) -> None:
+    """A robust-accuracy-vs-queries plot, one series per label of ``series`` (queries spent in the label)."""
+    lines = [{"label": f"{label} ({ev.summary['total_queries']} queries)", "x": ev.grid, "y": ev.curve}
+             for label, ev in series.items()]
+    run.add_plot({**line_plot(title, lines, xlabel="queries per image", ylabel="robust accuracy", xscale="log"),
+                  "section": section})
+
+
+def add_attack_run(run: RunDir, ev: AttackEvaluation, *, label: str, section: str, text: str,
+                   **metrics: Any) -> None:
+    """The record of a single attack run (``bbdefense attack``): section text, metrics (the summary,
+    audit queries, attack seconds and ``metrics``), the curve as a table and as a plot."""
+    run.record.sections = [{"title": section, "text": text}]
+    run.set_metrics(**ev.summary, **metrics, audit_queries=ev.audit_queries,
+                    attack_seconds=round(ev.seconds, 3))
+    n = len(ev.rows)
+    lo, hi = ev.summary["robust_accuracy_ci"] or (None, None)
+    run.add_table({**table("Robust accuracy vs queries", ["queries per image", "robust accuracy", "fooled"],
+                           [[q, c, round((1 - c) * n)] for q, c in zip(ev.grid, ev.curve, strict=True)],
+                           f"{n} images; total queries spent {ev.summary['total_queries']}; robust accuracy at the "
+                           f"budget, 95% Clopper-Pearson interval: "
+                           f"{'-' if lo is None else f'[{lo:.3f}, {hi:.3f}]'}"), "section": section})
+    run.add_plot({**line_plot("Robust accuracy vs queries", [{"label": label, "x": ev.grid, "y": ev.curve}],
+                              xlabel="queries per image", ylabel="robust accuracy", xscale="log"),
+                  "section": section})
+
+
+def budget_exhaustion(ev: AttackEvaluation) -> tuple[int, int]:
+    """``(early, robust)``: images counted robust, and those of them that stopped before spending the
+    budget (the attack claimed a success its criterion did not confirm: robust accuracy is optimistic)."""
+    robust = [r for r in ev.rows if not r["success"]]
+    return sum(1 for r in robust if r["queries"] < ev.budget), len(robust)
+
+
+# ------------------------------------------------------------------------------------ certification
+@dataclass
+class CertifiedSetting:
+    """The rows of one certification (one noise and sigma) and how to name it in the record:
+    ``label`` in plots and tables, ``key`` in check and metric names (``None``: unsuffixed)."""
+
+    label: str
+    sigma: float
+    norms: Sequence[str]
+    rows: list[dict[str, Any]]
+    key: str | None = None
+
+
+def add_certification(run: RunDir, settings: Sequence[CertifiedSetting], *, d: int, section: str,
+                      caption: str = "") -> dict[str, list[CertifiedCurve]]:
+    """Per setting and norm a certified-accuracy-vs-radius plot on :func:`default_grid`, one
+    "Certified accuracy" table (with the 95% interval at r = 0), an abstain-rate check and the robust
+    scores as metrics. Returns the curves per setting label."""
+    body: list[list[Any]] = []
+    out: dict[str, list[CertifiedCurve]] = {}
+    for s in settings:
+        rows = s.rows
+        q = sum(int(r["queries"]) for r in rows)
+        tag = " (approximate: numerical radii)" if any(r.get("approximate") for r in rows) else ""
+        curves = [certified_curve(rows, nm, default_grid(nm, s.sigma, d)) for nm in s.norms]
+        out[s.label] = curves
+        for c in curves:
+            run.add_plot({**line_plot(f"Certified accuracy vs {c.norm} radius: {s.label}{tag}", [
+                {"label": f"{s.label} ({q} queries)", "x": c.grid, "y": c.curve, "marker": ""}],
+                xlabel=f"{c.norm} radius", ylabel="certified accuracy"), "section": section})
+            name = f"certified.{s.key}.{c.norm}.robust_score" if s.key else f"certified.{c.norm}.robust_score"
+            run.set_metrics(**{name: c.score})
+        body += certification_table_rows(s.label, rows, curves)
+        abst = abstain_rate(rows)
+        run.add_check("abstain_rate" + (f".{s.key}" if s.key else ""), abst < 0.5,
+                      f"{abst:.1%} of images abstained")
+    run.add_table({**table("Certified accuracy", TABLE_COLUMNS, body, (
+        (caption + "; " if caption else "") + "certified accuracy at r = correct certificates with radius "
+        ">= r (abstentions wrong); r=0 95% CI: Clopper-Pearson over the images; r_max: the end of the radius "
+        "grid (4 sigma; linf 4 sigma / sqrt(d)); robust score = area under the certified-accuracy curve on "
+        "[0, r_max] (DUCD Eq. 8)")), "section": section})
+    return out
+
+
+__all__ = ["CertifiedSetting", "add_attack_curve", "add_attack_run", "add_certification", "budget_exhaustion",
+           "fmt_ci"]
