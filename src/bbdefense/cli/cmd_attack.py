@@ -76,14 +76,11 @@ def attack(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Attack a model through its query-counted black box; write rows, record and report."""
-    import torch
-
-    from ..attacks.eot import EOTBlackBox
-    from ..evaluation.attacks import (build_attack, first_correct, query_grid, robust_curve, run_batches,
-                                       starts_of_class, summarize)
     from ..errors import InputError
+    from ..evaluation.attacks import attack_inputs, build_attack, evaluate_attack, first_correct
+    from ..evaluation.report import add_attack_run
     from ..models import load_blackbox
-    from ..records import RunDir, line_plot, read_rows, render_report, table
+    from ..records import RunDir, render_report
 
     seed_everything(seed)
     eps_v = parse_eps(eps)
@@ -98,6 +95,8 @@ def attack(
     if got.get("eps") is not None and "norm" in got:
         check_radius(got["eps"], str(got["norm"]), bb.input_shape)
     if eot > 1:
+        from ..attacks.eot import EOTBlackBox
+
         bb = EOTBlackBox(bb, m=eot)
     preflight_attack(atk, bb)  # the attack's own checks (norm, criterion, params), no query
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
@@ -110,15 +109,8 @@ def attack(
     if len(sel) < n:
         raise InputError(f"-n {n}: the model classifies only {len(sel)} of the {len(test)} test images of "
                          f"{dataset} correctly; give -n {len(sel)} or fewer")
-    x, y = test.x[sel], test.y[sel]
-    target = None
-    if targeted:
-        g = torch.Generator().manual_seed(seed)
-        k = bb.num_classes
-        target = (y + 1 + torch.randint(0, k - 1, y.shape, generator=g)) % k
-    x_init = None
-    if targeted and atk.takes_init:
-        x_init = starts_of_class(test.x, test.y, target, exclude=sel)
+    inp = attack_inputs(test.x, test.y, sel, targeted=targeted, num_classes=bb.num_classes, seed=seed,
+                        takes_init=atk.takes_init)
     config = {"model": str(model), "backend": backend, "output": output, "dataset": dataset, "split_seed": split_seed, "n": n,
               "attack": atk.name, "params": atk.get_params(), "targeted": targeted, "eot": eot,
               "batch_size": batch_size}
@@ -126,35 +118,22 @@ def attack(
                  seeds={"attack": seed}, resume=resume)
     t0 = time.perf_counter()
     with run.rows("attack") as writer, run.rows("batches") as bwriter, progress_events(progress) as cb:
-        run_batches(atk, bb, x, y, [int(i) for i in sel], target=target, x_init=x_init, batch_size=batch_size,
-                    writer=writer,
-                    batch_writer=bwriter, on_event=cb)
-    rows = list(read_rows(run.path / "rows" / "attack.jsonl"))
-    batches = list(read_rows(run.path / "rows" / "batches.jsonl"))
-    summary = summarize(rows, budget)
-    grid = query_grid(budget)
-    curve = robust_curve([r["success"] for r in rows], [r["queries"] for r in rows], grid)
-    sec = "Attack"
-    run.record.sections = [{"title": sec, "text": (
+        ev = evaluate_attack(bb, atk, inp.x, inp.y, inp.index, budget=budget, target=inp.target, x_init=inp.x_init,
+                             batch_size=batch_size, writer=writer, batch_writer=bwriter, on_event=cb)
+    add_attack_run(run, ev, label=f"{atk.name} {norm} eps={eps_v:g}", section="Attack", text=(
         f"{atk.name} ({norm}, eps={eps_v:g}, budget {budget} queries/image{', targeted' if targeted else ''}) on "
-        f"the first {len(rows)} correctly classified test images of {dataset} ({correct} of the first {scanned} "
+        f"the first {len(ev.rows)} correctly classified test images of {dataset} ({correct} of the first {scanned} "
         f"test images are correct; the clean check uses audit queries, "
         f"{'charged by the remote API' if bb.audit_charged else 'free on a local model'}). Robust accuracy is over the "
-        "attacked (correctly classified) images.")}]
-    run.set_metrics(**summary, clean_accuracy_scanned=correct / max(scanned, 1),
-                    audit_queries=sum(b["audit_queries"] for b in batches),
-                    attack_seconds=round(sum(b["seconds"] for b in batches), 3),
-                    wall_seconds=round(time.perf_counter() - t0, 3))
-    run.add_table({**table("Robust accuracy vs queries", ["queries per image", "robust accuracy", "fooled"],
-                           [[q, c, round((1 - c) * len(rows))] for q, c in zip(grid, curve, strict=True)],
-                           f"{len(rows)} images; total queries spent {summary['total_queries']}"), "section": sec})
-    run.add_plot({**line_plot("Robust accuracy vs queries", [{"label": f"{atk.name} {norm} eps={eps_v:g}",
-                                                             "x": grid, "y": curve}],
-                              xlabel="queries per image", ylabel="robust accuracy", xscale="log"), "section": sec})
+        "attacked (correctly classified) images."), clean_accuracy_scanned=correct / max(scanned, 1),
+        wall_seconds=round(time.perf_counter() - t0, 3))
     run.finish()
     md, _ = render_report(run.path)
+    summary = ev.summary
     med = summary["median_queries_success"]
-    out.print(f"{atk.name} {norm} eps={eps_v:g}: robust accuracy {summary['robust_accuracy']:.3f} on "
-              f"{len(rows)} images, success {summary['attack_success_rate']:.3f}, median queries of successes "
-              f"{'-' if med is None else f'{med:g}'}, total queries {summary['total_queries']}")
+    lo, hi = summary["robust_accuracy_ci"]
+    out.print(f"{atk.name} {norm} eps={eps_v:g}: robust accuracy {summary['robust_accuracy']:.3f} "
+              f"[95% CI {lo:.3f}, {hi:.3f}] on {len(ev.rows)} images, success {summary['attack_success_rate']:.3f}, "
+              f"median queries of successes {'-' if med is None else f'{med:g}'}, total queries "
+              f"{summary['total_queries']}")
     out.print(f"wrote {md}")

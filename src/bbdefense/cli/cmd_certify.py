@@ -11,7 +11,6 @@ from typing import Optional
 
 import typer
 
-from ..events import emit
 from .common import out, progress_events, seed_everything
 from .options import (check_count, check_writable_dir, checkpoint_meta, count_option, fraction_option,
                       positive_option, resolve_splits, seed_option, split_seed_option)
@@ -60,11 +59,12 @@ def certify(
 ) -> None:
     """Cohen CERTIFY of test images: one row per image in OUT/rows/certify.jsonl, then report.md/html."""
     from ..certify import Smooth, make_noise
-    from ..certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
     from ..errors import InputError
+    from ..evaluation.certification import certify_rows
+    from ..evaluation.report import CertifiedSetting, add_certification
     from ..experiments.config import SHAPE_PARAMS
     from ..models import load_blackbox
-    from ..records import RunDir, line_plot, read_rows, render_report, table
+    from ..records import RunDir, render_report
 
     seed_everything(seed)
     params = _noise_params(beta, k)
@@ -85,62 +85,28 @@ def certify(
               "radius_method": radius_method, "clip": clip, "backend": backend}
     run = RunDir(out_dir, kind="certify", name=f"certify {Path(str(model)).stem}", config=config,
                  seeds={"certify": seed}, resume=resume)
-    writer = run.rows("certify")
-    todo = [i for i in idx if i not in writer.done]
     t0 = time.perf_counter()
-    with progress_events(progress) as cb:
-        emit(cb, "start", "certify", total=len(todo), unit="images")
-        for s in range(0, len(todo), chunk):
-            ids = todo[s:s + chunk]
-            q0, t1 = bb.stats.queries, time.perf_counter()
-            certs = sm.certify(test.x[ids], n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed, indices=ids,
-                               on_event=cb)
-            dt, dq = (time.perf_counter() - t1) / len(ids), (bb.stats.queries - q0) // len(ids)
-            for i, c in zip(ids, certs):
-                y = int(test.y[i])
-                writer.write({"idx": i, "label": y, "predict": c.label, "correct": c.label == y, "abstain": c.abstain,
-                              "pA_lower": c.pA_lower, **{f"radius_{k_}": v for k_, v in c.radius.items()},
-                              "radius_method": c.radius_method, "approximate": c.approximate,
-                              "nA": c.counts[c.label] if c.label >= 0 else max(c.counts), "queries": dq,
-                              "seconds": round(dt, 4)})
-            emit(cb, "advance", "certify", n=len(ids), queries=bb.stats.queries - q0)
-        emit(cb, "end", "certify")
-    writer.close()
-    rows = [r for r in read_rows(out_dir / "rows" / "certify.jsonl") if r["idx"] in set(idx)]
-    d = int(math.prod(bb.input_shape))
+    with run.rows("certify") as writer, progress_events(progress) as cb:
+        res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=n0, n=n, alpha=alpha, batch_size=batch_size,
+                           seed=seed, chunk=chunk, writer=writer, on_event=cb)
+    rows = res.rows
     approx = any(r["approximate"] for r in rows)
-    tag = " (approximate: numerical radii)" if approx else ""
     sec = f"Certification: {nz.name} sigma={sigma:g}"
     run.record.sections = [{"title": sec, "text": (
         f"Cohen CERTIFY, n0={n0}, n={n}, alpha={alpha}, {len(rows)} test images of {dataset}; certified accuracy "
-        f"counts correct certificates with radius >= r (abstentions wrong).{tag}")}]
+        f"counts correct certificates with radius >= r (abstentions wrong)."
+        f"{' (approximate: numerical radii)' if approx else ''}")}]
     queries = sum(r["queries"] for r in rows)
-    summary = []
-    from ..certify import Certificate
-
-    certs_back = [Certificate(r["predict"], r["pA_lower"], {k_: r.get(f"radius_{k_}", 0.0) or 0.0 for k_ in sm.norms},
-                              [], n0, n, r["abstain"]) for r in rows]
-    labels = [r["label"] for r in rows]
-    for nm in sm.norms:
-        grid = radius_grid(default_r_max(nm, sigma, d))
-        curve = curve_from_certificates(certs_back, labels, nm, grid)
-        score = robust_score(curve, grid)
-        run.add_plot({**line_plot(f"Certified accuracy vs {nm} radius{tag}", [
-            {"label": f"{nz.name} sigma={sigma:g} ({queries} queries)", "x": grid.tolist(), "y": curve.tolist(),
-             "marker": ""}], xlabel=f"{nm} radius", ylabel="certified accuracy"), "section": sec})
-        summary.append([nm, float(curve[0]), *[float(curve[min(int(j * (len(grid) - 1) / 4), len(grid) - 1)])
-                                              for j in (1, 2, 3)], score["score"], score["r_max"], approx])
-    run.add_table({**table("Certified accuracy", ["norm", "r=0", "r=r_max/4", "r=r_max/2", "r=3r_max/4",
-                                                  "robust score", "r_max", "approximate"], summary,
-                           f"{len(rows)} images, {queries} queries ({n0}+{n} per image)"), "section": sec})
+    add_certification(run, [CertifiedSetting(f"{nz.name} sigma={sigma:g}", sigma, sm.norms, rows)],
+                      d=int(math.prod(bb.input_shape)), section=sec,
+                      caption=f"{len(rows)} images, {queries} queries ({n0}+{n} per image)")
     abst = sum(r["abstain"] for r in rows) / max(len(rows), 1)
-    run.add_check("abstain_rate", abst < 0.5, f"{abst:.1%} of images abstained")
     run.set_metrics(images=len(rows), queries=queries, abstain_rate=abst,
                     clean_accuracy=sum(r["correct"] for r in rows) / max(len(rows), 1),
                     seconds=round(time.perf_counter() - t0, 2))
     run.finish()
     md, _ = render_report(out_dir)
-    out.print(f"certified {len(rows)} images ({len(todo)} new, {queries} queries); smoothed accuracy "
+    out.print(f"certified {len(rows)} images ({res.new} new, {queries} queries); smoothed accuracy "
               f"{run.record.metrics['clean_accuracy']:.3f}, abstained {abst:.1%}; wrote {md}")
 
 

@@ -13,6 +13,9 @@ Protocol:
   undefended target classifies correctly (found with uncharged audit queries), the same for all models;
 * robust accuracy = fraction of those images the attack did not fool within its budget;
 * certification smooths the undefended target (Cohen CERTIFY), one row per image.
+
+Attacks and certification run through the evaluation layer (:func:`bbdefense.evaluation.attacks.evaluate_attack`,
+:func:`bbdefense.evaluation.certification.certify_rows`); this module only schedules them and files the rows.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from torch import nn
 
 from ..events import EventCallback, emit
 from ..models import BlackBox, load_blackbox, load_checkpoint, read_meta
-from ..records import RunDir, line_plot, read_rows, render_report, table
-from .config import AttackConfig, CertifyConfig, ExperimentConfig
+from ..records import RunDir, read_rows, render_report, table
+from .config import AttackConfig, ExperimentConfig
 
 
 def _target(cfg: ExperimentConfig, run_path: Path, on_event: EventCallback | None) -> tuple[Path, dict[str, Any]]:
@@ -54,25 +57,6 @@ def _models(cfg: ExperimentConfig, module: nn.Module, only: str | None = None) -
     return models
 
 
-def _attack_model(model: nn.Module, a: AttackConfig, shape: tuple[int, int, int], k: int, seed: int,
-                  name: str) -> tuple[BlackBox, BlackBox]:
-    from ..attacks import ATTACKS
-    from ..attacks.eot import EOTBlackBox
-    from ..defenses import Defense
-
-    if isinstance(model, Defense):
-        model.reseed(seed)
-    access = ATTACKS[a.name].access
-    if access == "white":
-        from ..models import WhiteBox
-
-        bb: BlackBox = WhiteBox(model, num_classes=k, input_shape=shape)
-    else:
-        bb = BlackBox.from_module(model, num_classes=k, input_shape=shape,
-                                  output="label" if access == "label" else "logits", name=name)
-    return bb, (EOTBlackBox(bb, m=a.eot) if a.eot > 1 else bb)
-
-
 def _attack_entries(cfg: ExperimentConfig) -> list[AttackConfig]:
     return [e for entry in cfg.attacks for e in entry.expand()]
 
@@ -90,8 +74,8 @@ def attack_job(cfg_json: str, run_path: str, target_path: str, sel: list[int], m
     rebuilds the target, the defense, the data and the attack from the config. Every pair seeds its
     own defense and attack from ``cfg.seed``, so the rows do not depend on the executor or the order.
     Rows already on disk are skipped (resume). Returns the rows name."""
-    from ..evaluation.attacks import build_attack, run_batches, starts_of_class
     from ..data import load_dataset, make_splits
+    from ..evaluation.attacks import attack_blackbox, attack_inputs, build_attack, evaluate_attack
     from ..records import RowWriter
 
     if threads is not None:
@@ -102,25 +86,20 @@ def attack_job(cfg_json: str, run_path: str, target_path: str, sel: list[int], m
     module.eval()
     models = _models(cfg, module, only=model)
     test = make_splits(load_dataset(cfg.data.dataset, cfg.data.data_dir), seed=cfg.data.split_seed).test
-    idx = torch.tensor(sel, dtype=torch.long)
-    x, y = test.x[idx], test.y[idx]
     k = int(meta["num_classes"])
     params = dict(a.params)
     if a.criterion is not None:
         params["criterion"] = a.criterion
     atk = build_attack(a.name, max_queries=a.budget, seed=cfg.seed, params=params)
-    target = x_init = None
-    if a.targeted:
-        g = torch.Generator().manual_seed(cfg.seed)
-        target = (y + 1 + torch.randint(0, k - 1, y.shape, generator=g)) % k
-        if atk.takes_init:
-            x_init = starts_of_class(test.x, test.y, target, exclude=idx)
-    _, bb = _attack_model(models[model], a, tuple(meta["input_shape"]), k, cfg.seed, model)
+    inp = attack_inputs(test.x, test.y, sel, targeted=a.targeted, num_classes=k, seed=cfg.seed,
+                        takes_init=atk.takes_init)
+    bb = attack_blackbox(models[model], atk, num_classes=k, input_shape=tuple(meta["input_shape"]), name=model,
+                         eot=a.eot if a.eot > 1 else None, reseed=cfg.seed)
     name = _rows_name(model, akey)
     rows_dir = Path(run_path) / "rows"
     with RowWriter(rows_dir / f"{name}.jsonl") as w, RowWriter(rows_dir / f"{name}_batches.jsonl") as bw:
-        run_batches(atk, bb, x, y, sel, target=target, x_init=x_init, writer=w, batch_writer=bw,
-                    task=f"{akey} on {model}")
+        evaluate_attack(bb, atk, inp.x, inp.y, inp.index, budget=a.budget, target=inp.target, x_init=inp.x_init,
+                        writer=w, batch_writer=bw, task=f"{akey} on {model}")
     return name
 
 
@@ -162,7 +141,8 @@ def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]],
 
 def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list[str], base: BlackBox, test: Any,
              *, workers: int, use_ray: bool, on_event: EventCallback | None) -> None:
-    from ..evaluation.attacks import first_correct, query_grid, robust_curve, summarize
+    from ..evaluation.attacks import evaluation_from_rows, first_correct
+    from ..evaluation.report import add_attack_curve, budget_exhaustion, fmt_ci
 
     sel, _, _ = first_correct(base, test.x, test.y, cfg.data.n)
     sec = "Attacks"
@@ -179,26 +159,23 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list
              workers=workers, use_ray=use_ray, on_event=on_event)
     summary, flagged = [], []
     for a in entries:
-        series = []
+        series = {}
         for mname in models:
-            name = _rows_name(mname, a.key)
-            rows = list(read_rows(run.path / "rows" / f"{name}.jsonl"))
-            secs = sum(b["seconds"] for b in read_rows(run.path / "rows" / f"{name}_batches.jsonl"))
-            s = summarize(rows, a.budget)
-            early = sum(1 for r in rows if not r["success"] and r["queries"] < a.budget)
-            summary.append([mname, a.key, a.budget, s["robust_accuracy"], s.get("median_queries_success"),
-                            s["total_queries"], round(secs, 2)])
-            flagged.append((mname, a.key, early, sum(1 for r in rows if not r["success"])))
-            grid = query_grid(a.budget)
-            series.append({"label": f"{mname} ({s['total_queries']} queries)", "x": grid,
-                           "y": robust_curve([r["success"] for r in rows], [r["queries"] for r in rows], grid)})
+            path = run.path / "rows" / f"{_rows_name(mname, a.key)}.jsonl"
+            ev = evaluation_from_rows(read_rows(path), read_rows(path.with_name(path.stem + "_batches.jsonl")),
+                                      a.budget, attack=a.name)
+            s = ev.summary
+            summary.append([mname, a.key, a.budget, s["robust_accuracy"], fmt_ci(s["robust_accuracy_ci"]),
+                            s.get("median_queries_success"), s["total_queries"], round(ev.seconds, 2)])
+            flagged.append((mname, a.key, *budget_exhaustion(ev)))
+            series[mname] = ev
             run.set_metrics(**{f"robust_accuracy.{mname}.{a.key}": s["robust_accuracy"]})
-        run.add_plot({**line_plot(f"Robust accuracy vs queries: {a.key}", series, xlabel="queries per image",
-                                  ylabel="robust accuracy", xscale="log"), "section": sec})
-    run.add_table({**table("Robust accuracy", ["model", "attack", "budget", "robust accuracy",
+        add_attack_curve(run, f"Robust accuracy vs queries: {a.key}", series, section=sec)
+    run.add_table({**table("Robust accuracy", ["model", "attack", "budget", "robust accuracy", "95% CI",
                                                "median queries (successes)", "total queries", "attack seconds"],
-                           summary, f"{len(sel)} images; attack seconds = the attack's own wall time (summed over "
-                                    "its batches, across resumed runs)"), "section": sec})
+                           summary, f"{len(sel)} images; 95% CI: Clopper-Pearson over the images; attack seconds = "
+                                    "the attack's own wall time (summed over its batches, across resumed runs)"),
+                   "section": sec})
     for mname, akey, early, robust in flagged:
         if robust:
             run.add_check(f"budget_exhaustion.{mname}.{akey}", early == 0, (
@@ -242,62 +219,26 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
                    "section": "Attacks"})
 
 
-def _certify_one(cfg: ExperimentConfig, run: RunDir, spec: str, c: CertifyConfig, test: Any,
-                 on_event: EventCallback | None) -> list[Any]:
-    from ..certify import Certificate, Smooth, make_noise
-
-    bb = load_blackbox(spec, backend=cfg.target.backend)
-    sm = Smooth(bb, make_noise(c.noise, sigma=c.sigma, **c.noise_params), norms=c.norms)  # type: ignore[arg-type]
-    name = f"certify__{c.key}"
-    idx = list(range(min(cfg.data.n, len(test))))
-    with run.rows(name) as w:
-        todo = [i for i in idx if i not in w.done]
-        for s in range(0, len(todo), 10):
-            ids = todo[s:s + 10]
-            q0 = bb.stats.queries
-            certs = sm.certify(test.x[ids], n0=c.n0, n=c.n, alpha=c.alpha, batch_size=c.batch_size, seed=cfg.seed,
-                               indices=ids, on_event=on_event)
-            dq = (bb.stats.queries - q0) // len(ids)
-            for i, ct in zip(ids, certs, strict=True):
-                w.write({"idx": i, "label": int(test.y[i]), "predict": ct.label, "abstain": ct.abstain,
-                         "pA_lower": ct.pA_lower, **{f"radius_{k}": v for k, v in ct.radius.items()},
-                         "approximate": ct.approximate, "queries": dq})
-    rows = [r for r in read_rows(run.path / "rows" / f"{name}.jsonl") if r["idx"] in set(idx)]
-    return [(r, Certificate(r["predict"], r["pA_lower"], {k: r.get(f"radius_{k}", 0.0) or 0.0 for k in c.norms},
-                            [], c.n0, c.n, r["abstain"])) for r in rows]
-
-
 def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tuple[int, int, int],
              on_event: EventCallback | None) -> None:
-    from ..certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
+    from ..certify import Smooth, make_noise
+    from ..evaluation.certification import certify_rows
+    from ..evaluation.report import CertifiedSetting, add_certification
 
     sec = "Certification"
     run.record.sections.append({"title": sec, "text": (
         f"Cohen CERTIFY of the undefended target on the first {cfg.data.n} test images; certified accuracy counts "
         "correct certificates with radius >= r (abstentions are wrong).")})
-    d = int(math.prod(shape))
-    summary = []
+    idx = list(range(min(cfg.data.n, len(test))))
+    settings = []
     for c in cfg.certify:
-        pairs = _certify_one(cfg, run, spec, c, test, on_event)
-        labels = [r["label"] for r, _ in pairs]
-        certs = [ct for _, ct in pairs]
-        q = sum(r["queries"] for r, _ in pairs)
-        abst = sum(r["abstain"] for r, _ in pairs) / max(len(pairs), 1)
-        run.add_check(f"abstain_rate.{c.key}", abst < 0.5, f"{abst:.1%} of images abstained")
-        for nm in c.norms:
-            grid = radius_grid(default_r_max(nm, c.sigma, d))
-            curve = curve_from_certificates(certs, labels, nm, grid)
-            score = robust_score(curve, grid)
-            summary.append([c.key, nm, float(grid[-1]), float(curve[0]), float(curve[len(grid) // 4]),
-                            float(curve[len(grid) // 2]), score["score"], abst, q])
-            run.add_plot({**line_plot(f"Certified accuracy vs {nm} radius: {c.key}", [
-                {"label": f"{c.key} ({q} queries)", "x": grid.tolist(), "y": curve.tolist(), "marker": ""}],
-                xlabel=f"{nm} radius", ylabel="certified accuracy"), "section": sec})
-            run.set_metrics(**{f"certified.{c.key}.{nm}.robust_score": score["score"]})
-    run.add_table({**table("Certified accuracy", ["noise", "norm", "r_max", "r=0", "r=r_max/4", "r=r_max/2",
-                                                  "robust score", "abstain rate", "queries"], summary,
-                           "r_max: the end of the radius grid (default_r_max of the norm and sigma); robust score = "
-                           "area under the certified-accuracy curve on [0, r_max] (DUCD Eq. 8)"), "section": sec})
+        bb = load_blackbox(spec, backend=cfg.target.backend)
+        sm = Smooth(bb, make_noise(c.noise, sigma=c.sigma, **c.noise_params), norms=c.norms)  # type: ignore[arg-type]
+        with run.rows(f"certify__{c.key}") as w:
+            res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=c.n0, n=c.n, alpha=c.alpha,
+                               batch_size=c.batch_size, seed=cfg.seed, chunk=10, writer=w, on_event=on_event)
+        settings.append(CertifiedSetting(c.key, c.sigma, c.norms, res.rows, key=c.key))
+    add_certification(run, settings, d=int(math.prod(shape)), section=sec)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = True, workers: int = 1,

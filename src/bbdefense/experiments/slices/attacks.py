@@ -3,11 +3,10 @@ the registry (score- and decision-based; white-box attacks are left out)."""
 
 from __future__ import annotations
 
-import time
-
 from ...attacks import ATTACKS
-from ...evaluation.attacks import build_attack, first_correct, query_grid, robust_curve, run_batches, summarize
-from ...records import line_plot, table
+from ...evaluation.attacks import attack_inputs, evaluate_attack, first_correct, query_grid
+from ...evaluation.report import add_attack_curve, fmt_ci
+from ...records import table
 from ..demo import DemoContext, register_slice
 
 TITLE = "Query attacks on the undefended target"
@@ -27,29 +26,25 @@ def attacks_slice(ctx: DemoContext) -> None:
     test = ctx.splits.test
     probe = ctx.blackbox(name="clean-check")
     sel, _, _ = first_correct(probe, test.x, test.y, n)
-    x, y = test.x[sel], test.y[sel]
+    inp = attack_inputs(test.x, test.y, sel)
     grid = query_grid(budget)
-    rows, series = [], []
+    rows, evs = [], {}
     for name in names:
         bb = ctx.blackbox(name=f"target-{name}")
-        atk = build_attack(name, norm="linf", eps=EPS, max_queries=budget, seed=ctx.seed)
-        t0 = time.perf_counter()
-        res_rows = run_batches(atk, bb, x, y, [int(i) for i in sel], batch_size=len(x), task=f"attack {name}",
-                               on_event=ctx.on_event)
-        secs = time.perf_counter() - t0
-        s = summarize(res_rows, budget)
-        curve = robust_curve([r["success"] for r in res_rows], [r["queries"] for r in res_rows], grid)
-        series.append({"label": name, "x": grid, "y": curve})
-        rows.append([name, ATTACKS[name].access, s["robust_accuracy"], s["median_queries_success"],
-                     s["mean_queries"], s["total_queries"], bb.stats.audit_queries, round(secs, 2)])
+        ev = evaluate_attack(bb, name, inp.x, inp.y, inp.index, budget=budget, norm="linf", eps=EPS, seed=ctx.seed,
+                             batch_size=len(inp.x), task=f"attack {name}", on_event=ctx.on_event)
+        evs[name] = ev
+        s = ev.summary
+        rows.append([name, ATTACKS[name].access, s["robust_accuracy"], fmt_ci(s["robust_accuracy_ci"]),
+                     s["median_queries_success"], s["mean_queries"], s["total_queries"], bb.stats.audit_queries,
+                     round(ev.seconds, 2)])
     ctx.run.add_table({**table("Robust accuracy under query attacks",
-                               ["attack", "access", "robust accuracy", "median queries (successes)",
+                               ["attack", "access", "robust accuracy", "95% CI", "median queries (successes)",
                                 "mean queries", "total queries", "audit queries", "seconds"], rows,
-                               f"{len(x)} images, linf eps={EPS}, budget {budget} queries/image"), "section": sec})
+                               f"{len(inp.x)} images, linf eps={EPS}, budget {budget} queries/image; 95% CI: "
+                               "Clopper-Pearson over the images"), "section": sec})
     ctx.run.add_table({**table("Robust accuracy vs queries per image", ["attack", *[str(q) for q in grid]],
-                               [[s["label"], *s["y"]] for s in series]), "section": sec})
-    ctx.run.add_plot({**line_plot("Robust accuracy vs queries (undefended target)", series,
-                                  xlabel="queries per image", ylabel="robust accuracy", xscale="log"),
-                      "section": sec})
+                               [[name, *ev.curve] for name, ev in evs.items()]), "section": sec})
+    add_attack_curve(ctx.run, "Robust accuracy vs queries (undefended target)", evs, section=sec)
     ctx.run.set_metrics(**{f"attacks.robust_accuracy.{r[0]}": r[2] for r in rows},
-                        **{"attacks.total_queries": sum(r[5] for r in rows)})
+                        **{"attacks.total_queries": sum(r[6] for r in rows)})

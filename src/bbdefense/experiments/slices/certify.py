@@ -4,10 +4,10 @@ their envelope and DUCD's robust score, with the queries spent next to every fig
 from __future__ import annotations
 
 import math
-import time
 
 from ...certify import Smooth, make_noise
-from ...certify.metrics import curve_from_certificates, envelope, radius_grid, robust_score
+from ...certify.metrics import envelope, radius_grid, robust_score
+from ...evaluation.certification import abstain_rate, certified_accuracy, certified_accuracy_ci, certify_rows
 from ...models import load_blackbox
 from ...records import line_plot, table
 from ...training import TrainConfig, train_target
@@ -26,9 +26,10 @@ def certify_slice(ctx: DemoContext) -> None:
         f"Cohen CERTIFY (n0={n0}, n={n}, alpha={alpha}) on {n_img} MNIST-5k test images for {ARCH} targets trained "
         f"with Gaussian noise at sigma in {list(SIGMAS)} (2 epochs, cached). Certified accuracy at r counts correct "
         "certificates with radius >= r; abstentions are wrong. l2 radii are the closed form sigma Phi^-1(pA); "
-        "l1/linf follow by norm conversion. Robust score = area under the envelope over sigma (DUCD Eq. 8)."))
+        "l1/linf follow by norm conversion. Robust score = area under the envelope over sigma (DUCD Eq. 8). "
+        "One row per image streams to rows/certify_sigma<s>.jsonl (bbdefense.evaluation.certification)."))
     test = ctx.splits.test
-    x, y = test.x[:n_img], test.y[:n_img].tolist()
+    x, y = test.x[:n_img], test.y[:n_img]
     d = int(math.prod(ctx.input_shape))
     grids = {"l2": radius_grid(2.0), "l1": radius_grid(2.0), "linf": radius_grid(2.0 / math.sqrt(d))}
     curves: dict[str, dict[float, list[float]]] = {k: {} for k in grids}
@@ -38,18 +39,18 @@ def certify_slice(ctx: DemoContext) -> None:
         path, meta = train_target(ARCH, "mnist5k", ctx.cache_dir / f"certify_{ARCH}_gauss{s:g}", cfg, reuse=True,
                                   on_event=ctx.on_event)
         bb = load_blackbox(path)
-        t0 = time.perf_counter()
-        certs = Smooth(bb, make_noise("gaussian", sigma=s)).certify(x, n0=n0, n=n, alpha=alpha, seed=ctx.seed,
-                                                                     on_event=ctx.on_event)
-        secs = time.perf_counter() - t0
-        q = bb.stats.queries
+        with ctx.run.rows(f"certify_sigma{s:g}") as w:
+            res = certify_rows(Smooth(bb, make_noise("gaussian", sigma=s)), x, y, n0=n0, n=n, alpha=alpha,
+                               seed=ctx.seed, chunk=n_img, writer=w, on_event=ctx.on_event)
+        q = sum(int(r["queries"]) for r in res.rows)  # all rows, also those of an interrupted run
         total_q += q
         for nm, g in grids.items():
-            curves[nm][s] = curve_from_certificates(certs, y, nm, g).tolist()
+            curves[nm][s] = certified_accuracy(res.rows, nm, g)
         c2 = curves["l2"][s]
         at = [c2[int(round(r / 2.0 * (len(c2) - 1)))] for r in (0.25, 0.5, 1.0)]
-        rows.append([s, meta["metrics"]["test_accuracy"], c2[0], *at, sum(c.abstain for c in certs) / n_img, q,
-                     round(secs, 1)])
+        (ci,) = certified_accuracy_ci(res.rows, "l2", [0.0])
+        rows.append([s, meta["metrics"]["test_accuracy"], c2[0], [round(ci["low"], 3), round(ci["high"], 3)], *at,
+                     abstain_rate(res.rows), q, round(res.seconds, 1)])
     g2 = grids["l2"]
     series = [{"label": f"sigma={s:g} ({rows[i][-2]} queries)", "x": g2.tolist(), "y": curves["l2"][s], "marker": ""}
               for i, s in enumerate(SIGMAS)]
@@ -58,9 +59,10 @@ def certify_slice(ctx: DemoContext) -> None:
     ctx.run.add_plot({**line_plot(f"Certified accuracy vs l2 radius ({total_q} queries)", series,
                                   xlabel="l2 radius", ylabel="certified accuracy"), "section": sec})
     ctx.run.add_table({**table("Gaussian smoothing of noise-trained targets",
-                               ["sigma", "base test acc", "smoothed acc (r=0)", "cert acc r=0.25", "cert acc r=0.5",
-                                "cert acc r=1.0", "abstain rate", "queries", "seconds"], rows,
-                               f"{n_img} images, {n0}+{n} queries per image"), "section": sec})
+                               ["sigma", "base test acc", "smoothed acc (r=0)", "r=0 95% CI", "cert acc r=0.25",
+                                "cert acc r=0.5", "cert acc r=1.0", "abstain rate", "queries", "seconds"], rows,
+                               f"{n_img} images, {n0}+{n} queries per image; 95% CI: Clopper-Pearson over the "
+                               "images"), "section": sec})
     scores = [[nm, robust_score(curves[nm], grids[nm])["score"], float(grids[nm][-1]), len(grids[nm]), total_q]
               for nm in ("l1", "l2", "linf")]
     ctx.run.add_table({**table("Robust score (DUCD Eq. 8, envelope over sigma)",
