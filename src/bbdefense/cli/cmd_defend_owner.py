@@ -44,27 +44,6 @@ def _load(model: str, command: str, dataset: str | None, data_dir: Path | None,
     return module, meta, splits
 
 
-def _check_spec(spec: str, module: Any, reference: Any, seed: int) -> None:
-    """Build the defense of ``spec`` once without calibrating (a throw-away copy), so that its own checks of
-    its values (``nu=-1``, an unknown layer...) refuse it before any calibration, attack or file."""
-    import torch
-
-    from ..defenses.spec import build_from_spec, parse_spec
-
-    name, params = parse_spec(spec)
-    drop = params.get("calibrate")
-    is_number = isinstance(drop, (int, float)) and not isinstance(drop, bool)
-    if drop is not None and not (is_number and 0 < drop < 1):
-        from ..errors import InputError
-
-        raise InputError(f"defense {spec!r}: calibrate must be a clean-accuracy drop in (0, 1), got {drop!r}")
-    head, _, rest = spec.partition(":")
-    plain = spec if spec.strip().endswith(".json") else head + ":" + ",".join(
-        item for item in rest.split(",") if not item.strip().startswith("calibrate="))
-    with torch.random.fork_rng(devices=[]):
-        build_from_spec(plain, module, reference=reference, seed=seed)
-
-
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
 
@@ -93,7 +72,7 @@ def _make_defend(name: str):  # noqa: ANN202
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         from ..defenses import clean_accuracy, logit_difference
-        from ..defenses.spec import build_from_spec, defense_label
+        from ..defenses.spec import build_from_spec, check_spec, defense_label
 
         seed_everything(seed)
         if out_path is not None:
@@ -113,7 +92,7 @@ def _make_defend(name: str):  # noqa: ANN202
         spec = name + (":" + ",".join(opts) if opts else "")
         cal = (splits.defender.x, splits.defender.y)
         ref = (splits.owner_train.x, splits.owner_train.y)
-        _check_spec(spec, module, ref, seed)
+        check_spec(spec, module, ref, seed)
         with progress_events(progress) as cb:
             built = build_from_spec(spec, module, calibration=cal, reference=ref, passes=passes, seed=seed,
                                     on_event=cb)
@@ -224,22 +203,20 @@ def evaluate(
     cfg.check()
     config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
-    from ..defenses.spec import parse_spec
+    from ..defenses.spec import check_spec, parse_spec, split_wrapped
 
     for spec in defense or []:  # validate every spec (and its values) before anything is written
-        spec_s, _, on = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        spec_s, on = split_wrapped(spec)
         parse_spec(spec_s)
         if on and on not in bases:
             raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model "
                              f"{on}=CKPT")
-        _check_spec(spec_s, bases[on], ref, seed)
+        check_spec(spec_s, bases[on], ref, seed)
     run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
                  resume=resume)
     with progress_events(progress) as cb:
         for spec in defense or []:
-            spec_s, _, on = spec.rpartition("@") if "@" in spec else (spec, "", "")
-            if on and on not in bases:
-                raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model {on}=CKPT")
+            spec_s, on = split_wrapped(spec)
             built = build_from_spec(spec_s, bases[on], calibration=cal, reference=ref, passes=passes, seed=seed,
                                     on_event=cb)
             label = defense_label(built) + (f" @{on}" if on else "")

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ConfigError, InputError, UnknownNameError
 from ..models.blackbox import BlackBox, OutputMode
+from ..models.loading import BackendName
 
 
 def resolve_defense(name: str, registry: Mapping[str, Any] | None = None) -> Callable[..., Any]:
@@ -57,7 +58,7 @@ def load_defense_config(path: str | Path | None) -> dict[str, Any]:
 
 def build_served_blackbox(model: str | Path, *, defense: str | None = None,
                           defense_config: Mapping[str, Any] | None = None, output: OutputMode = "probs",
-                          top_k: int | None = None, backend: str = "torch", device: str = "cpu",
+                          top_k: int | None = None, backend: BackendName = "torch", device: str = "cpu",
                           registry: Mapping[str, Any] | None = None) -> BlackBox:
     """The black box to serve: ``model`` (any kind of :func:`~bbdefense.models.model_source` but a URL), wrapped
     in ``defense`` when given.
@@ -73,7 +74,7 @@ def build_served_blackbox(model: str | Path, *, defense: str | None = None,
         raise ModelKindError(f"serve serves a local model; --model {model} is a server URL; serve accepts: "
                              + ", ".join(k for k in KINDS if k != "url"))
     if defense is None:
-        return src.blackbox(backend=backend, output=output, top_k=top_k, device=device)  # type: ignore[arg-type]
+        return src.blackbox(backend=backend, output=output, top_k=top_k, device=device)
     if backend != "torch":
         raise InputError(f"--defense wraps the torch module; use backend 'torch', got {backend!r}")
     factory = resolve_defense(defense, registry)
