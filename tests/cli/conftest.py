@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from model_kind_helpers import serve_in_thread, write_kinds
 
 

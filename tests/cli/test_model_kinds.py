@@ -97,8 +97,6 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], Callable[[Path, str], Any]
 NEEDS_MODULE = {"attack-white": "attack --attack pgd", "zo-ae-ds-fo": "defend zo-ae-ds --variant fo-ds",
                 "irs": "defend irs --surrogate", "defend-rnd": "defend rnd", "evaluate": "evaluate",
                 "privacy": "privacy", "export-onnx": "export-onnx", "serve": "serve"}
-# the attack rows and trained surrogates of an ONNX model may differ from torch's in the last float bits
-EXACT_EXCEPT_ONNX = {"steal", "distill", "ducd", "attack"}
 
 _SERVED: list[Any] = []
 
@@ -110,9 +108,9 @@ def _images() -> np.ndarray:
 
 
 def _onnx_logits(path: Path) -> np.ndarray:
-    from bbdefense.models.backends import OnnxBackend
-
     import torch
+
+    from bbdefense.models.backends import OnnxBackend
 
     return OnnxBackend(path).forward(torch.from_numpy(_images())).numpy()
 
@@ -180,15 +178,12 @@ def test_every_command_takes_every_kind_it_supports(name: str, kind: str, model_
     code, stdout, err, out = _run(name, kind, model_kinds, tmp, monkeypatch, capsys)
     assert code == 0, err
     got, want = result(out, stdout), _REFERENCE[name]
-    if kind == "onnx" and name in EXACT_EXCEPT_ONNX:
-        assert type(got) is type(want) and len(got) == len(want)
-        return
     if name == "predict":  # logits: onnxruntime agrees with torch within 1e-4
         g = np.array([json.loads(ln)["logits"] for ln in got])
         w = np.array([json.loads(ln)["logits"] for ln in want])
         np.testing.assert_allclose(g, w, atol=1e-4)
         return
-    assert got == want
+    assert got == want  # onnxruntime's ~1e-6 differences from torch change no decision at these settings
 
 
 def test_target_stays_a_deprecated_alias_of_model(model_kinds: dict[str, str], tmp_path: Path, capsys) -> None:
