@@ -66,6 +66,7 @@ class Bandits(ScoreAttack):
     """
 
     name = "bandits"
+    default_eps = {"linf": 0.05, "l2": 5.0}
 
     def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
                  tile_size: int | None = None, fd_eta: float | None = None, image_lr: float | None = None,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..errors import AccessError, InputError
 from ..models import BlackBox, WhiteBox
 from ..models.backends import TorchBackend
-from .base import ATTACKS, Attack, AttackResult, register_attack
+from .base import ATTACKS, Attack, Outcome, register_attack
 
 
 class Preprocessed(nn.Module):
@@ -104,9 +104,11 @@ class BPDA(Attack):
         params = {"seed": self.seed, **(self.attack_params or {})}
         return ATTACKS[self.attack](**params)
 
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
+        self.inner()
+
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         inner = self.inner()
         res = inner.run(bpda_view(cast(WhiteBox, model), self.surrogate), x, y, target=target)
-        res.attack, res.params = self.name, self.get_params()
-        res.extra["inner"] = {"attack": inner.name, "params": inner.get_params()}
-        return res
+        return Outcome(x_adv=res.x_adv, success=res.success, queries=res.queries, norm=res.norm, eps=res.eps,
+                       extra={**res.extra, "inner": {"attack": inner.name, "params": inner.get_params()}})

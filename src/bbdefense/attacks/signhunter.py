@@ -46,6 +46,7 @@ class SignHunter(ScoreAttack):
     """
 
     name = "signhunter"
+    default_eps = {"linf": 0.3, "l2": 3.0}
 
     def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
                  criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:

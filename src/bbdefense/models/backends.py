@@ -48,6 +48,27 @@ class Backend(Protocol):
     def forward(self, x: Tensor) -> Tensor: ...
 
 
+def module_num_classes(module: nn.Module) -> int | None:
+    """The class count K a classifier module declares, read from its metadata without a forward pass:
+    an int ``num_classes`` attribute, a zoo classifier's ``head`` (``nn.Linear``), the same on a wrapped
+    ``module``/``model``/``classifier`` (owner-side defenses wrap the target), else the out-features of
+    its last ``nn.Linear``. None when nothing tells."""
+    seen: set[int] = set()
+    m: object = module
+    while isinstance(m, nn.Module) and id(m) not in seen:
+        seen.add(id(m))
+        k = getattr(m, "num_classes", None)
+        if isinstance(k, int) and not isinstance(k, bool):
+            return k
+        head = getattr(m, "head", None)
+        if isinstance(head, nn.Linear):
+            return int(head.out_features)
+        m = next((getattr(m, a) for a in ("module", "model", "classifier") if isinstance(getattr(m, a, None), nn.Module)),
+                 None)
+    last = [lin for lin in module.modules() if isinstance(lin, nn.Linear)]
+    return int(last[-1].out_features) if last else None
+
+
 class TorchBackend:
     """A local torch module mapping ``(N, C, H, W)`` in [0, 1] to logits ``(N, K)``.
 
@@ -169,4 +190,4 @@ class CallableBackend:
 
 
 __all__ = ["OUTPUT_MODES", "Backend", "CallableBackend", "OnnxBackend", "OutputMode", "TorchBackend",
-           "TorchScriptBackend"]
+           "TorchScriptBackend", "module_num_classes"]
