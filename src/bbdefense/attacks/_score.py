@@ -82,7 +82,7 @@ class ScoreAttack(Attack):
     """
 
     access = "scores"
-    norms: tuple[str, ...] = ("linf", "l2")
+    norms = ("linf", "l2")
     criteria = CRITERIA
     #: the radius used when ``eps`` is None, per norm (the reference configs); absent: unbounded
     default_eps: ClassVar[dict[str, float]] = {}

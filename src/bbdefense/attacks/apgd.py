@@ -36,10 +36,10 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..models import BlackBox, WhiteBox
+from ..training.pgd import project
 from ..utils import make_generator
 from .base import Attack, Outcome, is_adversarial, margin_loss, register_attack
 from .pgd import check_white, white_outcome
-from ..training.pgd import project
 
 LOSSES = ("ce", "dlr", "cw")
 

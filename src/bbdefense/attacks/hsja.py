@@ -227,7 +227,7 @@ class HopSkipJump(Attack):
         for t in range(1, self.num_iterations + 1):
             act = started & (o.remaining() > 0)
             if recheck:  # fast_exp: confirm the boundary point before stopping, else keep iterating
-                stop = (act & (dist <= self.eps) & ~confirmed).nonzero().squeeze(1)
+                stop = (act & (dist <= float(self.eps or 0.0)) & ~confirmed).nonzero().squeeze(1)
                 if len(stop):
                     ok = confirm(model, pert[stop], y[stop], None if target is None else target[stop],
                                  self.k).to(x.device)

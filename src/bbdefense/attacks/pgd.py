@@ -23,9 +23,9 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..models import BlackBox, WhiteBox
+from ..training.pgd import project, random_init, steepest_step
 from ..utils import make_generator
 from .base import Attack, Outcome, is_adversarial, register_attack
-from ..training.pgd import project, random_init, steepest_step
 
 NORMS = ("linf", "l2", "l1")
 

@@ -20,6 +20,7 @@ Differences from the reference, on purpose:
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -108,7 +109,7 @@ class Square(ScoreAttack):
     """
 
     name = "square"
-    default_eps = {"linf": 0.3, "l2": 2.0}
+    default_eps: ClassVar[dict[str, float]] = {"linf": 0.3, "l2": 2.0}
 
     def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
                  p_init: float | None = None, criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:

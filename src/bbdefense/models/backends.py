@@ -41,9 +41,14 @@ class Backend(Protocol):
     declarations (``cost``, ``max_batch``, ``audit_backend``, ``remote``) are in the module docstring.
     """
 
-    returns: OutputMode
-    device: torch.device
-    randomized: bool
+    @property
+    def returns(self) -> OutputMode: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def randomized(self) -> bool: ...
 
     def forward(self, x: Tensor) -> Tensor: ...
 
@@ -63,8 +68,8 @@ def module_num_classes(module: nn.Module) -> int | None:
         head = getattr(m, "head", None)
         if isinstance(head, nn.Linear):
             return int(head.out_features)
-        m = next((getattr(m, a) for a in ("module", "model", "classifier") if isinstance(getattr(m, a, None), nn.Module)),
-                 None)
+        m = next((getattr(m, a) for a in ("module", "model", "classifier")
+                  if isinstance(getattr(m, a, None), nn.Module)), None)
     last = [lin for lin in module.modules() if isinstance(lin, nn.Linear)]
     return int(last[-1].out_features) if last else None
 
@@ -91,10 +96,10 @@ class TorchBackend:
 
     @property
     def device(self) -> torch.device:
-        for t in self.module.parameters():
-            return t.device
-        for t in self.module.buffers():
-            return t.device
+        for p in self.module.parameters():
+            return p.device
+        for b in self.module.buffers():
+            return b.device
         return torch.device("cpu")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -19,15 +19,13 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, Self
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import AccessError, InputError, QueryBudgetExceeded
 from .backends import OUTPUT_MODES, Backend, CallableBackend, OutputMode, TorchBackend
-
-_B = TypeVar("_B", bound="BlackBox")
 
 
 @dataclass(frozen=True)
@@ -204,6 +202,7 @@ class BlackBox:
         self.name = name
         self.log_queries = log_queries
         self._remote = bool(getattr(backend, "remote", False)) if remote is None else bool(remote)
+        self._meter: _Meter
         if share_counters_with is not None:
             if budget is not None or audit_budget is not None:
                 raise InputError("a black box sharing another's counters uses that one's budgets; got budget="
@@ -273,7 +272,7 @@ class BlackBox:
         """Images charged per image of a :meth:`query` (the backend's ``cost``; 1 but for EOT's ``m``)."""
         return int(getattr(self.backend, "cost", 1))
 
-    def with_backend(self: _B, backend: Backend) -> _B:
+    def with_backend(self, backend: Backend) -> Self:
         """A view of this oracle through another ``backend`` (same class, shape, output, budgets and
         **counters**: a query through the view is charged here). The caller's object is unchanged;
         BPDA attacks through such a view."""
