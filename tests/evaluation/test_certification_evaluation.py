@@ -3,6 +3,7 @@ chunking and resume do not change them, and the certified-accuracy table of a li
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def test_certified_accuracy_of_a_linear_model_has_exact_radii(tmp_path: Path) ->
     # intervals: the exact two-sided 95% Clopper-Pearson interval of k of 5
     ci = certified_accuracy_ci(rows, "l2", [0.0, r_l2 * 1.001])
     assert (ci[0]["k"], ci[0]["n"], ci[1]["k"]) == (3, 5, 0)
-    assert ci[0]["low"] == pytest.approx(beta.ppf(0.025, 3, 3)) and ci[0]["high"] == pytest.approx(beta.ppf(0.975, 4, 2))
+    assert ci[0]["low"] == pytest.approx(beta.ppf(0.025, 3, 3))
+    assert ci[0]["high"] == pytest.approx(beta.ppf(0.975, 4, 2))
     assert ci[1]["low"] == 0.0 and ci[1]["high"] == pytest.approx(1 - 0.025 ** (1 / 5))
     # the record: one table row per norm, the r=0 interval next to the figure, a plot per norm
     run = RunDir(tmp_path / "run", kind="test", config={})
@@ -95,7 +97,7 @@ def test_certified_accuracy_of_a_linear_model_has_exact_radii(tmp_path: Path) ->
                                                                              round(ci[0]["high"], 4)]
     c2 = curves["gaussian 0.05"][0]
     assert c2.grid == pytest.approx(default_grid("l2", SIGMA, 4).tolist()) and c2.r_max == pytest.approx(4 * SIGMA)
-    area = sum(0.6 * (b - a) for a, b in zip(c2.grid, c2.grid[1:]) if b <= r_l2)  # steps of the curve, exactly
+    area = sum(0.6 * (b - a) for a, b in itertools.pairwise(c2.grid) if b <= r_l2)  # steps of the curve, exactly
     assert c2.score == pytest.approx(area, abs=0.6 * (c2.grid[1] - c2.grid[0]))
     assert len(run.record.plots) == 2 and run.record.metrics["certified.l2.robust_score"] == c2.score
 

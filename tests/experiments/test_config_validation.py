@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from checkpoint_helpers import save_untrained_smallcnn
-
 from bbdefense.errors import ConfigError
 from bbdefense.experiments.config import parse_config
 from bbdefense.experiments.preflight import check_radius, check_runnable
 from bbdefense.experiments.runner import run_experiment
 from bbdefense.records import read_rows
+from checkpoint_helpers import save_untrained_smallcnn
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from typing import Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import (check_count, check_writable_dir, checkpoint_meta, count_option, fraction_option, resolve_splits,
-                      seed_option, split_seed_option)
+from .options import (api_key_option, backend_option, check_count, check_writable_dir, count_option, data_dir_option,
+                      dataset_option, fraction_option, model_option, resolve_splits, seed_option, split_seed_option)
 
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -53,8 +53,10 @@ def _certify_and_report(run, bb, pre, splits, *, sigma, n_test, n0, n, alpha, se
 
 
 def zo_ae_ds(
-    model: str = typer.Option(..., "--model", help="The black box: a checkpoint (FO variants need a checkpoint)."),
-    dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset; the defender split trains, the test split certifies."),
+    model: str = model_option(help="The black box (FO variants need a kind with a torch module)."),
+    backend: str = backend_option(),
+    api_key: Optional[str] = api_key_option(),
+    dataset: str = dataset_option("mnist5k", help="Dataset; the defender split trains, the test split certifies."),
     variant: str = typer.Option("zo-ae-ds", "--variant", help="zo-ae-ds | zo-ds | fo-ae-ds | fo-ds | rs"),
     zo_method: str = typer.Option("rge", "--zo-method", help="rge | cge (latent space; zo-ds: rge only)"),
     q: int = typer.Option(192, "--q", help="RGE directions per sample."),
@@ -73,7 +75,7 @@ def zo_ae_ds(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
     seed: int = seed_option(),
@@ -85,7 +87,7 @@ def zo_ae_ds(
 
     from ..certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
     from ..errors import InputError
-    from ..models import WhiteBox, load_blackbox, load_checkpoint
+    from ..models import model_source
     from ..records import RunDir
     seed_everything(seed)
     cfg = None
@@ -99,13 +101,15 @@ def zo_ae_ds(
                            pretrain_epochs=pretrain_epochs, seed=seed)
         cfg.check()
     check_writable_dir(out_dir, "--out")
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+    src = model_source(model)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     if tuple(splits.test.x.shape[1:]) != (1, 28, 28) and variant.endswith("ae-ds"):
         raise InputError(f"the AE variants ship the MNIST d_z=192 autoencoder only; {dataset!r} has images of shape "
                          f"{tuple(splits.test.x.shape[1:])}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
-    bb = load_blackbox(model)
+    tb = src.whitebox(f"defend zo-ae-ds --variant {variant}") if variant.startswith("fo") else None
+    bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-zo-ae-ds", config={"model": model, "dataset": dataset, "split_seed": split_seed, "variant": variant,
                  "config": cfg.__dict__ if cfg else {}, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test},
                  seeds={"seed": seed})
@@ -116,12 +120,8 @@ def zo_ae_ds(
         if cfg.variant.endswith("ae-ds"):
             ae, mse = pretrain_autoencoder(train, epochs=ae_epochs, seed=seed)
             run.set_metrics(ae_mse=mse)
-        tb = bb
-        if cfg.variant.startswith("fo"):
-            module, meta = load_checkpoint(model)
-            tb = WhiteBox(module, input_shape=tuple(meta["input_shape"]))
         with progress_events(progress) as cb:
-            res = train_zo_ae_ds(tb, train, cfg, ae=ae, on_event=cb)
+            res = train_zo_ae_ds(tb or bb, train, cfg, ae=ae, on_event=cb)
         pre, tq = res.pipeline, res.queries
         run.set_metrics(queries_per_step=res.queries_per_step, train_seconds=res.seconds, history=res.history)
         _save(run, "pipeline", res.pipeline)
@@ -131,9 +131,12 @@ def zo_ae_ds(
 
 
 def irs(
-    surrogate: str = typer.Option(..., "--surrogate", help="Checkpoint of the ONE white-box surrogate used in training."),
-    model: str = typer.Option(..., "--model", help="The unseen black box to protect and certify."),
-    dataset: str = typer.Option("mnist5k", "--dataset"),
+    surrogate: str = typer.Option(..., "--surrogate", help="The ONE white-box surrogate used in training: a model "
+                                  "spec with a torch module (checkpoint, TorchScript .pt, package.module:factory)."),
+    model: str = model_option(help="The unseen black box to protect and certify."),
+    backend: str = backend_option(),
+    api_key: Optional[str] = api_key_option(),
+    dataset: str = dataset_option("mnist5k"),
     method: str = typer.Option("irs", "--method", help="irs (IRS-Net) | salman (MSE+stability baseline)"),
     sigma: float = typer.Option(0.5, "--sigma", help="Noise std: on the normalised image (irs), on pixels (salman)."),
     lam: float = typer.Option(0.1, "--lambda", help="CE rescaling factor of Eq. 3."),
@@ -146,7 +149,7 @@ def irs(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
     seed: int = seed_option(),
@@ -157,21 +160,21 @@ def irs(
     import torch
 
     from ..certified.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
-    from ..models import WhiteBox, load_blackbox, load_checkpoint
+    from ..models import model_source
     from ..records import RunDir
     seed_everything(seed)
     cfg = IRSConfig(method=method, sigma=sigma, lam=lam, epochs=epochs, lr=lr, optimizer=optimizer,  # type: ignore[arg-type]
                     width=width, seed=seed)
     cfg.check()
     check_writable_dir(out_dir, "--out")
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+    src = model_source(model)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
-    module, meta = load_checkpoint(surrogate)
-    bb = load_blackbox(model)
+    sur = model_source(surrogate).whitebox("defend irs --surrogate")
+    bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-irs", config={"surrogate": surrogate, "model": model, "dataset": dataset, "split_seed": split_seed,
                  "config": cfg.__dict__, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test}, seeds={"seed": seed})
-    sur = WhiteBox(module, input_shape=tuple(meta["input_shape"]))
     train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
     with progress_events(progress) as cb:
         res = train_denoiser(sur, train, cfg, on_event=cb)

@@ -10,7 +10,8 @@ from typing import Any, Optional
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import (check_count, check_writable_dir, checkpoint_meta, count_option, fraction_option,
+from .options import (api_key_option, backend_option, budget_option, check_count, check_writable_dir, checkpoint_meta,
+                      count_option, data_dir_option, dataset_option, fraction_option, model_option, output_option,
                       positive_option, resolve_splits, seed_option, split_seed_option)
 
 
@@ -31,14 +32,16 @@ def _floats(s: str, what: str) -> tuple[float, ...]:
 
 
 def ducd_cmd(
-    target: str = typer.Option(..., "--target", help="Target checkpoint, .onnx/.pt file, or http(s):// URL."),
-    budget: int = count_option(200_000, "--budget", help="Hard query budget of the distillation."),
+    target: str = model_option("--target", help="The target (--target: deprecated alias); the WUCD and RS baselines "
+                                            "need a checkpoint."),
+    budget: int = budget_option(200_000, "Hard query budget of the distillation."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier used as the surrogate."),
-    dataset: str = typer.Option("mnist5k", "--dataset"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    dataset: str = dataset_option("mnist5k"),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     split: str = typer.Option("defender", "--split", help="Distillation data: owner_train | defender | defender_shifted."),
-    output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
+    output: str = output_option("logits", help="What the API reveals: logits | probs | label."),
+    backend: str = backend_option(),
     epochs: int = count_option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
     norms: str = typer.Option("l1,l2,linf", "--norms"),
     sigmas: str = typer.Option("0.25,0.5", "--sigmas", help="Noise std per coordinate (pixel space)."),
@@ -53,7 +56,7 @@ def ducd_cmd(
     iota: float = typer.Option(0.5, "--iota", help="Algorithm 3 certification threshold."),
     finetune_epochs: int = typer.Option(3, "--finetune-epochs"),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="WUCD and RS (local checkpoint only)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
+    api_key: Optional[str] = api_key_option(),
     out_dir: Path = typer.Option(Path("runs/ducd"), "--out"),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     seed: int = seed_option(),
@@ -63,7 +66,7 @@ def ducd_cmd(
     from ..certified.ducd import DistillConfig, TransferSet, build_surrogate
     from ..experiments.papers.ducd import NORMS, DUCDConfig, run_ducd
     from ..errors import CheckpointError, InputError
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint, model_source
     from ..records import RunDir, render_report
     from .cmd_distill import open_target, planned_transfer
 
@@ -89,7 +92,7 @@ def ducd_cmd(
                                                  split_seed=split_seed, what=f"target {target}")
     ds = splits.test
     check_count(n_images, len(splits.test), "-n", f"test images of {dataset}")
-    bb = open_target(target, output=output, budget=budget, api_key=api_key)
+    bb = open_target(target, output=output, budget=budget, api_key=api_key, backend=backend)
     # the plan against the budgets (and a remote key's remaining budget) before any query
     n_eval = bb.audit_allowance(len(splits.test))  # a remote target: 0 (its evaluation would be charged)
     bb.check_plan(planned_transfer(out_dir, resume, budget, len(splits[split])), n_eval, what="defend ducd")
@@ -108,7 +111,7 @@ def ducd_cmd(
     sur = build_surrogate(surrogate, num_classes=bb.num_classes, input_shape=bb.input_shape, mean=ds.mean,
                           std=ds.std, seed=seed)
     target_module = owner = rs_model = None
-    local = not target.startswith(("http://", "https://")) and Path(target).suffix not in (".onnx", ".pt", ".ts")
+    local = model_source(target).kind == "checkpoint"  # the baselines retrain the checkpoint's recipe
     if baselines and local:
         target_module, meta = load_checkpoint(target)
         owner = splits.owner_train

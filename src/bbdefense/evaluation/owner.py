@@ -35,6 +35,7 @@ from ..defenses.base import Defense
 from ..defenses.metrics import clean_metrics
 from ..errors import InputError
 from ..events import EventCallback, emit
+from ..models.backends import module_num_classes
 from ..records import RunDir, table
 from .attacks import attack_blackbox, evaluate_attack
 from .intervals import proportion_ci
@@ -92,24 +93,15 @@ class EvalRow:
 
 def _params(cls: type[Attack], cfg: EvalConfig, budget: int) -> dict[str, Any]:
     """The constructor arguments of one run: the common settings and ``cfg.attack_params`` where the
-    attack takes them, and the success criterion. TODO(choke): the criterion choice and the signature
-    test move to ``attacks.criteria`` (every attack that can stop early supports fast_exp there)."""
+    attack declares them (:meth:`Attack.param_names`), and the success criterion (``attacks.criteria``)."""
     params: dict[str, Any] = {"norm": cfg.norm, "eps": cfg.eps, "max_queries": int(budget), "seed": cfg.seed}
     params.update(cfg.attack_params.get(cls.name, {}))
-    try:
-        import inspect
-
-        sig = inspect.signature(cls.__init__).parameters
-        if "criterion" in sig:  # decision attacks without an in-attack re-check: fast_exp -> majority at the end
-            fast = cls.access != "label" or "fast_exp" in getattr(cls, "criteria", ())
-            crit = "majority" if cfg.criterion == "fast_exp" and not fast else cfg.criterion
-            params.setdefault("criterion", crit)
-        if "k" in sig:
-            params.setdefault("k", cfg.k)
-        params = {k: v for k, v in params.items() if k in sig}
-    except (TypeError, ValueError):
-        pass
-    return params
+    sig = cls.param_names()
+    if cls.criteria:  # attacks without an in-attack re-check: fast_exp -> majority at the end
+        crit = "majority" if cfg.criterion == "fast_exp" and "fast_exp" not in cls.criteria else cfg.criterion
+        params.setdefault("criterion", crit)
+        params.setdefault("k", cfg.k)
+    return {k: v for k, v in params.items() if k in sig}
 
 
 def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: int, cfg: EvalConfig,
@@ -119,11 +111,10 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
     from ..attacks import ATTACKS
 
     cls = ATTACKS[attack]
-    if isinstance(model, Defense):
-        model.reseed(cfg.seed)
     shape = tuple(x.shape[1:])
-    with torch.no_grad():  # TODO(choke): an uncounted probe for the class count (it also steps UniG's state)
-        num_classes = int(model(x[:1]).shape[1])
+    num_classes = module_num_classes(model)  # metadata, not an uncounted forward pass
+    if num_classes is None:
+        raise InputError(f"cannot tell the class count of {type(model).__name__} from its metadata")
     bb = attack_blackbox(model, attack, num_classes=num_classes, input_shape=shape, name=defense_name,  # type: ignore[arg-type]
                          eot=eot_m, reseed=cfg.seed)
     label = attack if eot_m is None else f"eot{eot_m}-{attack}"

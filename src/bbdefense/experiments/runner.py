@@ -219,7 +219,7 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
                    "section": "Attacks"})
 
 
-def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tuple[int, int, int],
+def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tuple[int, ...],
              on_event: EventCallback | None) -> None:
     from ..certify import Smooth, make_noise
     from ..evaluation.certification import certify_rows
@@ -233,7 +233,7 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
     settings = []
     for c in cfg.certify:
         bb = load_blackbox(spec, backend=cfg.target.backend)
-        sm = Smooth(bb, make_noise(c.noise, sigma=c.sigma, **c.noise_params), norms=c.norms)  # type: ignore[arg-type]
+        sm = Smooth(bb, make_noise(c.noise, sigma=c.sigma, **c.noise_params), norms=c.norms)
         with run.rows(f"certify__{c.key}") as w:
             res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=c.n0, n=c.n, alpha=c.alpha,
                                batch_size=c.batch_size, seed=cfg.seed, chunk=10, writer=w, on_event=on_event)
@@ -279,8 +279,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
         from ..data import make_splits as _ms
         from ..privacy.study import StudyConfig, run_study
 
-        sc = StudyConfig(**{"seed": cfg.seed, **{k: (tuple(v) if isinstance(v, list) else v)
-                                                 for k, v in cfg.privacy.items()}})
+        study_kw: dict[str, Any] = {"seed": cfg.seed, **{k: (tuple(v) if isinstance(v, list) else v)
+                                                         for k, v in cfg.privacy.items()}}
+        sc = StudyConfig(**study_kw)
         module, _ = load_checkpoint(path)
         run.record.sections.append({"title": "Privacy", "text": "Membership inference (DUCD Fig. 9 protocol)."})
         run_study(run, module.eval(), meta["arch"], _ms(load_dataset(cfg.data.dataset, cfg.data.data_dir),

@@ -8,16 +8,22 @@ stealing followed by a transfer attack from the stolen model. Per-image rows str
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from ...attacks import ATTACKS, AttackResult
+from ...attacks import ATTACKS, Attack, AttackResult
 from ...attacks.knockoff import knockoff_steal
 from ...records import table
 from ..demo import DemoContext, register_slice
 
 TITLE = "Decision-based, white-box and model-stealing attacks"
+
+
+def _attack(name: str, **params: Any) -> Attack:
+    """``ATTACKS[name](**params)`` (the registry is typed by the base class, which takes no keywords)."""
+    cls: Any = ATTACKS[name]
+    return cls(**params)
 
 
 def _rows(ctx: DemoContext, key: str, res: AttackResult) -> None:
@@ -50,7 +56,7 @@ def attacks2_slice(ctx: DemoContext) -> None:
              ("hsja", {"norm": "linf", "eps": 0.2}), ("hsja", {"norm": "l2", "eps": 2.0})]
     for name, kw in specs:
         bb = ctx.blackbox(output="label")
-        res = ATTACKS[name](max_queries=budget, seed=ctx.seed, **kw).run(bb, xd, yd)
+        res = _attack(name, max_queries=budget, seed=ctx.seed, **kw).run(bb, xd, yd)
         _rows(ctx, f"{name}_{kw['norm']}", res)
         mn = res.extra["min_norm"]
         rows.append([name, kw["norm"], kw["eps"], len(xd), budget, round(1 - res.success_rate, 3),
@@ -65,9 +71,11 @@ def attacks2_slice(ctx: DemoContext) -> None:
     eps_w = 0.1
     steps = 10 if quick else 20
     rows = []
-    for name, kw in (("pgd", {}), ("apgd", {"loss": "ce"}), ("apgd", {"loss": "dlr"}), ("acg", {})):
+    white: list[tuple[str, dict[str, Any]]] = [("pgd", {}), ("apgd", {"loss": "ce"}), ("apgd", {"loss": "dlr"}),
+                                               ("acg", {})]
+    for name, kw in white:
         wb = ctx.whitebox()
-        res = ATTACKS[name](eps=eps_w, steps=steps, seed=ctx.seed, **kw).run(wb, xw, yw)
+        res = _attack(name, eps=eps_w, steps=steps, seed=ctx.seed, **kw).run(wb, xw, yw)
         label = name + (f"-{kw['loss']}" if kw else "")
         _rows(ctx, label, res)
         rows.append([label, "linf", eps_w, len(xw), steps, round(1 - res.success_rate, 3),
@@ -78,13 +86,14 @@ def attacks2_slice(ctx: DemoContext) -> None:
 
     rows = []
     ko_budget = 300 if quick else 600
-    for strategy in (("random",) if quick else ("random", "adaptive")):
+    strategies: tuple[Literal["random", "adaptive"], ...] = ("random",) if quick else ("random", "adaptive")
+    for strategy in strategies:
         victim = ctx.blackbox(output="probs", budget=ko_budget, name="victim")
         stolen = knockoff_steal(victim, ctx.splits.defender, arch="lenet", budget=ko_budget, strategy=strategy,
                                 epochs=8 if quick else 10, eval_set=test, seed=ctx.seed)
         target_bb = ctx.blackbox(output="label")
-        tr = ATTACKS["transfer"](surrogate=stolen.model, attack="apgd",
-                                 attack_params={"eps": eps_w, "steps": steps}, seed=ctx.seed).run(target_bb, xw, yw)
+        tr = _attack("transfer", surrogate=stolen.model, attack="apgd",
+                     attack_params={"eps": eps_w, "steps": steps}, seed=ctx.seed).run(target_bb, xw, yw)
         _rows(ctx, f"transfer_{strategy}", tr)
         rows.append([strategy, ko_budget, stolen.queries, round(stolen.agreement or 0.0, 3),
                      round(stolen.accuracy or 0.0, 3), round(1 - tr.success_rate, 3), int(target_bb.stats.queries)])

@@ -47,7 +47,7 @@ def certify_slice(ctx: DemoContext) -> None:
         for nm, g in grids.items():
             curves[nm][s] = certified_accuracy(res.rows, nm, g)
         c2 = curves["l2"][s]
-        at = [c2[int(round(r / 2.0 * (len(c2) - 1)))] for r in (0.25, 0.5, 1.0)]
+        at = [c2[round(r / 2.0 * (len(c2) - 1))] for r in (0.25, 0.5, 1.0)]
         (ci,) = certified_accuracy_ci(res.rows, "l2", [0.0])
         rows.append([s, meta["metrics"]["test_accuracy"], c2[0], [round(ci["low"], 3), round(ci["high"], 3)], *at,
                      abstain_rate(res.rows), q, round(res.seconds, 1)])
@@ -63,7 +63,7 @@ def certify_slice(ctx: DemoContext) -> None:
                                 "cert acc r=0.5", "cert acc r=1.0", "abstain rate", "queries", "seconds"], rows,
                                f"{n_img} images, {n0}+{n} queries per image; 95% CI: Clopper-Pearson over the "
                                "images"), "section": sec})
-    scores = [[nm, robust_score(curves[nm], grids[nm])["score"], float(grids[nm][-1]), len(grids[nm]), total_q]
+    scores = [[nm, robust_score(curves[nm], grids[nm].tolist())["score"], float(grids[nm][-1]), len(grids[nm]), total_q]
               for nm in ("l1", "l2", "linf")]
     ctx.run.add_table({**table("Robust score (DUCD Eq. 8, envelope over sigma)",
                                ["norm", "robust score", "r_max", "grid points", "queries"], scores,

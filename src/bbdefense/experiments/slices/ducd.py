@@ -6,11 +6,11 @@ import torch
 
 from ...certified.ducd import DistillConfig, TransferSet, build_surrogate
 from ...certified.ducd.distill import collect_transfer_set
-from ..papers.ducd import DUCDConfig, run_ducd
 from ...errors import CheckpointError
 from ...models import load_checkpoint
 from ...training import TrainConfig, train_target
 from ..demo import DEMO_ARCH, DEMO_DATASET, DemoContext, register_slice
+from ..papers.ducd import DUCDConfig, run_ducd
 
 TITLE = "DUCD: distilled surrogate + certified defense"
 SURROGATE = "lenet"  # a small student (the paper distils into ResNet-18; any zoo classifier works)
@@ -27,7 +27,8 @@ def ducd_slice(ctx: DemoContext) -> None:
         f"(MNIST-5k defender, 1,000 images) plus augmented images, {budget} queries in all (the hard budget), "
         "distils a LeNet surrogate with the L1 logit loss (Eq. 6), fine-tunes it with noise and certifies it "
         "with randomized smoothing and Algorithm 3. Certification queries go to the surrogate, never to the "
-        "target. WUCD applies the same defense to the target with white-box access (fine-tuned on 600 (quick) or 1,000 owner "
+        "target. WUCD applies the same defense to the target with white-box access (fine-tuned on 600 (quick) or "
+        "1,000 owner "
         "images to keep the demo short); RS is Cohen et al. (Gaussian training from scratch, full demo only). "
         "Few images and small n: the figures are indicative; see docs/ducd.md for the measured tables."))
     cache = ctx.cache_dir / "ducd"
@@ -42,7 +43,7 @@ def ducd_slice(ctx: DemoContext) -> None:
     sur = build_surrogate(SURROGATE, num_classes=ctx.target_meta["num_classes"], input_shape=ctx.input_shape,
                           mean=ctx.splits.defender.mean, std=ctx.splits.defender.std, seed=ctx.seed)
 
-    def rs_model(sigma: float) -> object:
+    def rs_model(sigma: float) -> torch.nn.Module:
         cfg = TrainConfig(mode="gaussian", sigma=sigma, epochs=3, seed=0)
         path, _ = train_target(DEMO_ARCH, DEMO_DATASET, cache / f"rs_{DEMO_ARCH}_sigma{sigma:g}", cfg, reuse=True)
         return load_checkpoint(path)[0]

@@ -21,7 +21,8 @@ def owner_defenses_slice(ctx: DemoContext) -> None:
         "The owner wraps the target in an inference-time defense; attackers still see only logits. "
         "RFD (noise on the hidden features after stage 2) and RND (noise on the input) are calibrated by "
         "bisection to a 2% clean-accuracy drop on the held-out defender split; UniG takes 1 step with lr 1 and "
-        "delta 0.2 (the paper's CIFAR delta 0.5 doubles the logit difference on MNIST, see the docs); AAA the reference's (tau 6, 100 Adam steps). Robust accuracy is over "
+        "delta 0.2 (the paper's CIFAR delta 0.5 doubles the logit difference on MNIST, see the docs); AAA the "
+        "reference's (tau 6, 100 Adam steps). Robust accuracy is over "
         "all attacked test images; success on randomized defenses = fast_exp (RFD reference: each claimed success "
         "re-checked by a majority of 9 uncounted re-queries, the attack continues after a false alarm). "
         f"Reduced budget: {'quick run' if quick else 'full run'}; see docs/owner-defenses.md for the full table."))

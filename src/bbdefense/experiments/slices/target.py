@@ -16,7 +16,7 @@ def target_slice(ctx: DemoContext) -> None:
     test = ctx.splits.test
     rows = []
     for mode in ("logits", "probs", "label"):
-        bb = ctx.blackbox(output=mode)  # type: ignore[arg-type]
+        bb = ctx.blackbox(output=mode)
         preds = []
         for i in range(0, len(test), 250):
             preds.append(bb.predict_label(test.x[i:i + 250]))
