@@ -8,7 +8,7 @@ import time
 from ...attacks import ATTACKS
 from ...evaluation.attacks import build_attack, first_correct, query_grid, robust_curve, run_batches, summarize
 from ...records import line_plot, table
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 TITLE = "Query attacks on the undefended target"
 EPS = 0.3  # the MNIST linf radius of the Square / NES / SignHunter references

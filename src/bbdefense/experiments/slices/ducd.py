@@ -10,7 +10,7 @@ from ..papers.ducd import DUCDConfig, run_ducd
 from ...errors import CheckpointError
 from ...models import load_checkpoint
 from ...training import TrainConfig, train_target
-from ..demo import DEMO_ARCH, DEMO_DATASET, DemoContext, register_slice
+from ..context import DEMO_ARCH, DEMO_DATASET, DemoContext, register_slice
 
 TITLE = "DUCD: distilled surrogate + certified defense"
 SURROGATE = "lenet"  # a small student (the paper distils into ResNet-18; any zoo classifier works)
