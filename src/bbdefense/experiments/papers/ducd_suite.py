@@ -9,7 +9,7 @@ Parts (full = what ``benchmarks/ducd_mnist.py`` ran, docs/ducd.md):
   linf Gaussian), envelope over sigma, robust score; :func:`.ducd.run_ducd`;
 * ``attacks`` (Fig. 6-7): ASR vs l2 eps of APGD, Square and HSJA on the smoothed classifiers.
 
-Quick: only ``certify``, with 1000 queries, 3 distillation epochs, sigma 0.5, l1 and l2, 10 images,
+Quick: only ``certify``, with 2000 queries, 10 distillation epochs, sigma 0.5, l1 and l2, 10 images,
 n = 200, RS trained for 2 epochs. Every part streams its rows (a rerun skips what is done).
 """
 
@@ -50,7 +50,7 @@ class DUCDScale:
 
 
 FULL = DUCDScale()
-QUICK = DUCDScale(parts=("certify",), budget=1000, epochs=3, sigmas=(0.5,), norms=("l1", "l2"), rs_epochs=2,
+QUICK = DUCDScale(parts=("certify",), budget=2000, epochs=10, sigmas=(0.5,), norms=("l1", "l2"), rs_epochs=2,
                   n_images=10, n0=50, n=200, finetune_epochs=1)
 
 _T2 = "MNIST, ResNet-18 target and ResNet-18 surrogate, 2M queries"

@@ -7,8 +7,8 @@ Table V (BPDA PGD-l2). The paper trains on a ResNet18 surrogate and tests ResNet
 here a SmallCNN surrogate (defender split) and an unseen LeNet (owner split).
 
 Full = ``benchmarks/denoised_tables.py --only irs`` (docs/denoised-smoothing.md): 20 epochs,
-200 test images, n = 500, sigma 0.5 on the normalised image. Quick: 2 epochs on 200 defender
-images, 20 test images, n = 100, the unseen LeNet only, BPDA on 10 images with 5 steps.
+200 test images, n = 500, sigma 0.5 on the normalised image. Quick: 8 epochs on 500 defender
+images, 20 test images, n = 200, the unseen LeNet only, BPDA on 10 images with 5 steps.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _figures(sigma: float = 0.5) -> tuple[PaperFigure, ...]:
 def quick_config() -> Any:
     from .irs_net import IRSTablesConfig
 
-    return IRSTablesConfig(epochs=2, n_train=200, n_test=20, n0=20, n=100, n_attack=10, attack_steps=5,
+    return IRSTablesConfig(epochs=8, n_train=500, n_test=20, n0=20, n=200, n_attack=10, attack_steps=5,
                            certify_on=("unseen lenet",))
 
 
