@@ -227,6 +227,8 @@ SUITE = PaperSuite(
     name="ducd", title="DUCD: privacy-preserving universal certified defense",
     citation="Li et al., Privacy-preserving Universal Adversarial Defense for Black-box Models (DUCD), "
              "arXiv 2408.10647",
+    quick_time="260 s wall / 54 s CPU (2026-12-03, load 13-14)",
+    full_time="over 2 h: certify + attacks alone 73 min under load (docs/ducd.md)",
     tables=("TABLE II", "TABLE IV"), figures=FIGURES, run=run, docs="docs/ducd.md")
 
 __all__ = ["FIGURES", "FULL", "QUICK", "SUITE", "TABLE4", "DUCDScale", "run", "run_scaled"]
