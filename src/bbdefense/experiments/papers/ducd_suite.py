@@ -209,7 +209,8 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
                         on_event=on_event)
     if "attacks" in s.parts:
         _attacks(run, models, sp.test, shape, s, on_event)
-    rs = f"RS: SmallCNN trained with Gaussian noise for {s.rs_epochs or DEMO_TRAIN.epochs} epochs"
+    rs = (f"RS: SmallCNN trained with Gaussian noise for {s.rs_epochs or DEMO_TRAIN.epochs} epochs" if s.rs
+          else "no RS") + ("" if s.wucd else "; no WUCD")
     return {"ours": ours, "settings": {
         "TABLE II": f"MNIST-5k, SmallCNN target, {s.surrogate} surrogate, {s.budget} queries on the defender split",
         "TABLE IV": f"MNIST-5k, SmallCNN target, {s.surrogate} surrogate ({s.budget} queries), {s.n_images} test images "
