@@ -1,24 +1,25 @@
-"""Denoised smoothing for black boxes at demo scale: the ZO-AE-DS Table 2 and the IRS-Net tables.
+"""Denoised smoothing for black boxes at demo scale: the ZO-AE-DS and IRS-Net paper suites, full scale.
 
-    .venv/bin/python benchmarks/denoised_tables.py [--out runs/denoised-tables] [--only table2|irs] [--threads 1]
+    .venv/bin/python benchmarks/denoised_tables.py [--out runs/denoised-tables] [--only table2|irs|table5]
+        [--threads 1] [--n 500] [--n-test N] [--sigma S]
 
-Trains the MNIST-5k black boxes (cached under <out>/../cache), runs
-:func:`bbdefense.experiments.papers.zo_ae_ds.run_table2` and
-:func:`bbdefense.experiments.papers.irs_net.run_irs_tables`, prints the tables and renders the report.
-Timings depend on the machine's load; figures (accuracies, queries) are seeded and reproducible.
+A thin caller of the paper suites (``bbdefense paper zo-ae-ds`` and ``bbdefense paper irs-net`` run the
+same code at their documented scale; use those): ``table2`` and ``table5`` run the ``zo-ae-ds`` suite
+(:func:`bbdefense.experiments.papers.zo_ae_ds_suite.run_scaled`) into ``<out>/zo-ae-ds``, ``irs`` the
+``irs-net`` suite into ``<out>/irs-net``; trained black boxes are cached under ``<out>/../cache``. Each run
+directory resumes and its report puts the paper's figures beside ours. Timings depend on the machine's
+load; figures (accuracies, queries) are seeded and reproducible.
 """
 from __future__ import annotations
 
 import argparse
-import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from bbdefense.data import load_dataset, make_splits
-from bbdefense.models import load_checkpoint
-from bbdefense.records import RunDir, render_report
-from bbdefense.training import TrainConfig, train_target
+from bbdefense.experiments.papers import irs_net_suite, run_paper, zo_ae_ds_suite
 
 
 def main() -> None:
@@ -33,30 +34,28 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     cache = out.parent / "cache"
-    run = RunDir(out, kind="benchmark", name="denoised smoothing tables", config=vars(args), seeds={"seed": 0})
-    splits = make_splits(load_dataset("mnist5k"), seed=0)
-    t0 = time.perf_counter()
-    if args.only in (None, "table2"):
-        from bbdefense.experiments.papers.zo_ae_ds import Table2Config, run_table2
-        p, _ = train_target("lenet", "mnist5k", cache / "target_lenet_mnist5k", TrainConfig(epochs=6, seed=0),
-                            reuse=True)
-        target, _ = load_checkpoint(p)
-        run_table2(target, splits, Table2Config(n=args.n, **({} if args.n_test is None else {'n_test': args.n_test}), **({} if args.sigma is None else {'sigma': args.sigma})), run, section="ZO-AE-DS")
+    over: dict[str, Any] = {"n": args.n, **({} if args.n_test is None else {"n_test": args.n_test}),
+                            **({} if args.sigma is None else {"sigma": args.sigma})}
+    runs = []
+    if args.only in (None, "table2", "table5"):
+        t2, t5 = args.only in (None, "table2"), args.only in (None, "table5")
+        cfg = replace(zo_ae_ds_suite.full_config(), **over)
+        runs.append(run_paper("zo-ae-ds", out / "zo-ae-ds", cache_dir=cache, config={"table2": t2, "table5": t5, **over},
+                              runner=lambda run, seed, cache_dir, on_event: zo_ae_ds_suite.run_scaled(
+                                  run, cfg, table2=t2, table5=t5, cache_dir=cache_dir, on_event=on_event)))
     if args.only in (None, "irs"):
-        from bbdefense.experiments.papers.irs_net import IRSTablesConfig, run_irs_tables
-        run_irs_tables(splits, IRSTablesConfig(n=args.n, **({} if args.n_test is None else {'n_test': args.n_test}), **({} if args.sigma is None else {'sigma': args.sigma})), run, cache_dir=cache, section="IRS-Net")
-    if args.only in (None, "table5"):
-        from bbdefense.certified.zo_ae_ds.reconstruction import run_table5
-        run_table5(splits, run, section="Reconstruction")
-    run.set_metrics(seconds=round(time.perf_counter() - t0, 1))
-    run.finish()
-    render_report(run.path)
-    for t in run.record.tables:
-        print(f"\n## {t['title']}\n")
-        print(" | ".join(t["columns"]))
-        for r in t["rows"]:
-            print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r))
-        print(f"\n{t.get('caption', '')}")
+        icfg = replace(irs_net_suite.full_config(), **over)
+        runs.append(run_paper("irs-net", out / "irs-net", cache_dir=cache, config=over,
+                              runner=lambda run, seed, cache_dir, on_event: irs_net_suite.run_scaled(
+                                  run, icfg, cache_dir=cache_dir, on_event=on_event)))
+    for run in runs:
+        for t in run.record.tables:
+            print(f"\n## {t['title']}\n")
+            print(" | ".join(t["columns"]))
+            for r in t["rows"]:
+                print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r))
+            print(f"\n{t.get('caption', '')}")
+        print(f"\nwrote {run.path / 'report.md'}")
 
 
 if __name__ == "__main__":

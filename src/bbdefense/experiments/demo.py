@@ -7,7 +7,9 @@ next to its figures) into the run record as soon as it finishes, so an interrupt
 what it did and a rerun resumes after the last finished slice.
 
 Slices live in :mod:`bbdefense.experiments.slices` (one module per part of the library) and
-register themselves with :func:`register_slice`.
+register themselves with :func:`~bbdefense.experiments.context.register_slice`; the context they receive,
+the slice registry and the demo target recipe live in :mod:`bbdefense.experiments.context`, which the
+slices import (never this module, so the demo and its slices do not import each other).
 """
 
 from __future__ import annotations
@@ -15,86 +17,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import torch
-
-from ..data import Splits, load_dataset, make_splits
+from ..data import load_dataset, make_splits
 from ..events import EventCallback, emit
-from ..models import BlackBox, OutputMode, WhiteBox, load_checkpoint
+from ..models import load_checkpoint
 from ..records import RunDir, render_report
-from ..registry import Registry
-from ..training import TrainConfig, train_target
-
-DEMO_ARCH = "smallcnn"
-DEMO_DATASET = "mnist5k"
-DEMO_TRAIN = TrainConfig(mode="plain", epochs=6, batch_size=64, lr=1e-3, seed=0)
-
-
-@dataclass
-class DemoContext:
-    """What a slice gets: the run directory, the target, the data splits and the demo settings."""
-
-    run: RunDir
-    quick: bool
-    seed: int
-    target_path: Path
-    target_meta: dict[str, Any]
-    target_module: torch.nn.Module
-    splits: Splits
-    cache_dir: Path
-    on_event: EventCallback | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.target_meta["input_shape"])  # type: ignore[return-value]
-
-    def blackbox(self, *, output: OutputMode = "logits", budget: int | None = None, name: str = "target") -> BlackBox:
-        """A fresh query-counted black box on the target (its own counters)."""
-        return BlackBox.from_module(self.target_module, num_classes=self.target_meta["num_classes"],
-                                    input_shape=self.input_shape, output=output, budget=budget, name=name)
-
-    def whitebox(self) -> WhiteBox:
-        return WhiteBox(self.target_module, num_classes=self.target_meta["num_classes"], input_shape=self.input_shape)
-
-    def section(self, title: str, text: str = "") -> str:
-        """Declare (or update) this slice's report section; returns its title for tables/plots."""
-        secs = self.run.record.sections
-        for s in secs:
-            if s["title"] == title:
-                s["text"] = text or s.get("text", "")
-                break
-        else:
-            secs.append({"title": title, "text": text})
-        self.run.save()
-        return title
-
-
-@dataclass(frozen=True)
-class DemoSlice:
-    """One slice of the demo: ``run(ctx)`` writes its tables/plots into ``ctx.run``."""
-
-    name: str
-    title: str
-    order: int
-    run: Callable[[DemoContext], None]
-    quick: bool = True  # part of `demo --quick`
-
-
-DEMO_SLICES: Registry[DemoSlice] = Registry("demo slice")
-
-
-def register_slice(name: str, title: str, order: int, *, quick: bool = True
-                   ) -> Callable[[Callable[[DemoContext], None]], Callable[[DemoContext], None]]:
-    def deco(fn: Callable[[DemoContext], None]) -> Callable[[DemoContext], None]:
-        DEMO_SLICES.add(name, DemoSlice(name, title, order, fn, quick))
-        return fn
-
-    return deco
+from ..training import train_target
+from .context import DEMO_ARCH, DEMO_DATASET, DEMO_SLICES, DEMO_TRAIN, DemoContext, DemoSlice, register_slice
 
 
 def _load_slices() -> None:
@@ -157,3 +87,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
     run.finish()
     render_report(run.path)
     return run
+
+
+__all__ = ["DEMO_ARCH", "DEMO_DATASET", "DEMO_SLICES", "DEMO_TRAIN", "DemoContext", "DemoSlice", "available_slices",
+           "register_slice", "run_demo"]

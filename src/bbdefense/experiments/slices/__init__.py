@@ -1,2 +1,3 @@
 """Demo slices, one module per part of the library; each registers itself with
-:func:`bbdefense.experiments.demo.register_slice`."""
+:func:`bbdefense.experiments.context.register_slice`
+(imported from :mod:`bbdefense.experiments.context`, never from :mod:`bbdefense.experiments.demo`)."""

@@ -7,7 +7,7 @@ from ...attacks import ATTACKS
 from ...evaluation.attacks import attack_inputs, evaluate_attack, first_correct, query_grid
 from ...evaluation.report import add_attack_curve, fmt_ci
 from ...records import table
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 TITLE = "Query attacks on the undefended target"
 EPS = 0.3  # the MNIST linf radius of the Square / NES / SignHunter references

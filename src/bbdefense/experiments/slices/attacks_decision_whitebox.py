@@ -15,7 +15,7 @@ import torch
 from ...attacks import ATTACKS, Attack, AttackResult
 from ...attacks.knockoff import knockoff_steal
 from ...records import table
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 TITLE = "Decision-based, white-box and model-stealing attacks"
 

@@ -11,7 +11,7 @@ from ...evaluation.certification import abstain_rate, certified_accuracy, certif
 from ...models import load_blackbox
 from ...records import line_plot, table
 from ...training import TrainConfig, train_target
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 SIGMAS = (0.25, 0.5)
 ARCH = "lenet"  # the cheapest zoo classifier: two trainings + certification fit the slice budget

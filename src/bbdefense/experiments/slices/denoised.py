@@ -18,7 +18,7 @@ from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, trai
 from ...models import WhiteBox, load_checkpoint
 from ...records import table
 from ...training import TrainConfig, train_target
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 TITLE = "Denoised smoothing for black boxes (ZO-AE-DS, IRS-Net)"
 RADII = (0.0, 0.25, 0.5)

@@ -9,7 +9,7 @@ from ...certified.ducd.distill import collect_transfer_set
 from ...errors import CheckpointError
 from ...models import load_checkpoint
 from ...training import TrainConfig, train_target
-from ..demo import DEMO_ARCH, DEMO_DATASET, DemoContext, register_slice
+from ..context import DEMO_ARCH, DEMO_DATASET, DemoContext, register_slice
 from ..papers.ducd import DUCDConfig, run_ducd
 
 TITLE = "DUCD: distilled surrogate + certified defense"

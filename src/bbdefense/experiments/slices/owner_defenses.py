@@ -9,7 +9,7 @@ import torch
 from ...defenses import AAA, RandomizedFeatureDefense, RandomNoiseDefense, UniG, calibrate_noise
 from ...evaluation.owner import EvalConfig, evaluate_defenses
 from ...records import table
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 TITLE = "Owner-side defenses (RFD, RND, UniG, AAA)"
 

@@ -4,7 +4,7 @@ overfit positive control (DUCD §IV-G, Fig. 9)."""
 from __future__ import annotations
 
 from ...privacy.study import StudyConfig, run_study
-from ..demo import DEMO_ARCH, DemoContext, register_slice
+from ..context import DEMO_ARCH, DemoContext, register_slice
 
 TITLE = "Privacy: membership inference (DUCD Fig. 9)"
 

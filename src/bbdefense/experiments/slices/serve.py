@@ -10,7 +10,7 @@ import torch
 
 from ...errors import QueryBudgetExceeded
 from ...records import table
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 TITLE = "Serving: the target as an HTTP API"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...records import table
-from ..demo import DemoContext, register_slice
+from ..context import DemoContext, register_slice
 
 
 @register_slice("target", "Target model (black box)", order=0)
