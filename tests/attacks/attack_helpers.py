@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from linear_helpers import Linear  # noqa: F401  (re-exported to the tests that import it from here)
 from bbdefense.attacks import ATTACKS, Attack
 from bbdefense.models import BlackBox, WhiteBox
+from linear_helpers import Linear
 
 SHAPE = (1, 8, 8)
 

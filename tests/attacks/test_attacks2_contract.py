@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 import torch
+from _attacks2_helpers import SHAPE, multiclass_model, one_thread  # noqa: F401
 
 from bbdefense.attacks import ATTACKS, Attack, lp_norm
 from bbdefense.attacks.bpda import Preprocessed
 from bbdefense.errors import AccessError, InputError
 from bbdefense.models import BlackBox, WhiteBox
-
-from _attacks2_helpers import SHAPE, multiclass_model, one_thread  # noqa: F401
 
 EPS = 0.05
 SUR = multiclass_model(seed=1)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from attack_helpers import one_thread  # noqa: F401
-from checkpoint_helpers import save_untrained_smallcnn
 
 from bbdefense.cli import main
 from bbdefense.records import read_rows
+from checkpoint_helpers import save_untrained_smallcnn
 
 
 @pytest.fixture(scope="module")

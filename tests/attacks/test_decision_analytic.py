@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _attacks2_helpers import SHAPE, binary_problem, one_thread  # noqa: F401
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.models import BlackBox
-
-from _attacks2_helpers import SHAPE, binary_problem, one_thread  # noqa: F401
 
 CASES = [
     ("rays", {"norm": "linf"}, "linf", 1000),

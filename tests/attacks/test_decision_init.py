@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _attacks2_helpers import SHAPE, binary_problem, multiclass_model, one_thread  # noqa: F401
 
 from bbdefense.attacks import ATTACKS
-from bbdefense.evaluation.attacks import starts_of_class
 from bbdefense.errors import InputError
+from bbdefense.evaluation.attacks import starts_of_class
 from bbdefense.models import BlackBox
-
-from _attacks2_helpers import SHAPE, binary_problem, multiclass_model, one_thread  # noqa: F401
 
 
 def _pool(model: torch.nn.Module, n: int = 400, seed: int = 9) -> tuple[torch.Tensor, torch.Tensor]:

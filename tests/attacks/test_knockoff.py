@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _attacks2_helpers import SHAPE, multiclass_model, one_thread  # noqa: F401
 
 from bbdefense.attacks.knockoff import knockoff_steal
 from bbdefense.data import ImageDataset
 from bbdefense.errors import InputError
 from bbdefense.models import BlackBox
-
-from _attacks2_helpers import SHAPE, multiclass_model, one_thread  # noqa: F401
 
 
 def _transfer(n: int = 160) -> ImageDataset:

@@ -46,7 +46,7 @@ def test_every_registered_attack_uses_the_template(name: str) -> None:
 
 def test_a_subclass_overriding_run_is_refused() -> None:
     with pytest.raises(TypeError, match="overrides Attack.run, the final template"):
-        class Rogue(Attack):  # noqa: F841
+        class Rogue(Attack):
             def run(self, model, x, y, *, target=None, x_init=None):  # type: ignore[no-untyped-def,override]
                 raise AssertionError
 

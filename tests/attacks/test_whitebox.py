@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _attacks2_helpers import SHAPE, binary_problem, multiclass_model, one_thread  # noqa: F401
 from torch import nn
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.attacks.bpda import Preprocessed
 from bbdefense.errors import AccessError, InputError
 from bbdefense.models import BlackBox, WhiteBox
-
-from _attacks2_helpers import SHAPE, binary_problem, multiclass_model, one_thread  # noqa: F401
 
 
 def _optimum(x: torch.Tensor, y: torch.Tensor, model: nn.Module, eps: float, norm: str) -> torch.Tensor:

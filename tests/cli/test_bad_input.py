@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checkpoint_helpers import save_untrained_smallcnn
-
 from bbdefense.cli import main
+from checkpoint_helpers import save_untrained_smallcnn
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +266,7 @@ def test_check_config_accepts_a_good_config(capsys, cwd, ck):
 def test_a_bug_prints_one_line_and_logs_its_traceback(capsys, cwd, ck, monkeypatch):
     from bbdefense.cli import cmd_core
 
-    def broken(path):  # noqa: ARG001
+    def broken(path):
         raise ZeroDivisionError("boom")
 
     monkeypatch.setattr(cmd_core, "load_images", broken)
@@ -284,7 +283,7 @@ def test_a_bug_prints_one_line_and_logs_its_traceback(capsys, cwd, ck, monkeypat
 def test_ctrl_c_says_how_to_resume(capsys, cwd, ck, monkeypatch):
     from bbdefense.cli import cmd_core
 
-    def interrupted(path):  # noqa: ARG001
+    def interrupted(path):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cmd_core, "load_images", interrupted)

@@ -107,9 +107,9 @@ def _check(evs: list[Event], task: str, total: int, *, queries: int | None = Non
 
 def test_library_loops_emit_totals_and_queries(linear_model) -> None:
     from bbdefense.attacks import ATTACKS
-    from bbdefense.evaluation.attacks import run_batches
-    from bbdefense.certify import Smooth, make_noise
     from bbdefense.certified.ducd import DistillConfig, build_surrogate, distill
+    from bbdefense.certify import Smooth, make_noise
+    from bbdefense.evaluation.attacks import run_batches
     from bbdefense.models import BlackBox
 
     shape = (1, 8, 8)

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 import bbdefense.data as data_mod
-from checkpoint_helpers import save_untrained_smallcnn
-
 from bbdefense.cli import main
 from bbdefense.errors import BBDefenseError
+from checkpoint_helpers import save_untrained_smallcnn
 
 SEED = 3
 

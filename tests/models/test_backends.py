@@ -8,8 +8,17 @@ import pytest
 import torch
 
 from bbdefense import CheckpointError, InputError
-from bbdefense.models import (BlackBox, CheckpointMeta, OnnxBackend, TorchScriptBackend, build_model, export_onnx,
-                              load_blackbox, load_checkpoint, save_checkpoint)
+from bbdefense.models import (
+    BlackBox,
+    CheckpointMeta,
+    OnnxBackend,
+    TorchScriptBackend,
+    build_model,
+    export_onnx,
+    load_blackbox,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")

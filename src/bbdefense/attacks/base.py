@@ -71,7 +71,7 @@ class AttackResult:
         ok = self.success
         q = self.queries[ok].float()
         return {
-            "attack": self.attack, "norm": self.norm, "eps": self.eps, "n": int(len(ok)),
+            "attack": self.attack, "norm": self.norm, "eps": self.eps, "n": len(ok),
             "success_rate": self.success_rate,
             "median_queries_success": float(q.median()) if len(q) else None,
             "mean_queries": float(self.queries.float().mean()) if len(ok) else None,

@@ -7,14 +7,27 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (api_key_option, backend_option, budget_option, check_count, check_radius, check_writable_dir,
-                      count_option, data_dir_option, dataset_option, model_option, output_option, preflight_attack,
-                      resolve_splits, seed_option, split_seed_option)
+from .options import (
+    api_key_option,
+    backend_option,
+    budget_option,
+    check_count,
+    check_radius,
+    check_writable_dir,
+    count_option,
+    data_dir_option,
+    dataset_option,
+    model_option,
+    output_option,
+    preflight_attack,
+    resolve_splits,
+    seed_option,
+    split_seed_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -62,16 +75,16 @@ def attack(
     budget: int = budget_option(1000, "Per-image query budget (max_queries)."),
     n: int = count_option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
     backend: str = backend_option(),
-    api_key: Optional[str] = api_key_option(),
-    output: Optional[str] = output_option(),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
+    api_key: str | None = api_key_option(),
+    output: str | None = output_option(),
+    out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
     targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); attacks that take starting points (hsja, signflip) start from a test image of the target class."),
-    criterion: Optional[str] = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
+    criterion: str | None = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
     eot: int = count_option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
-    param: Optional[list[str]] = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
-    dataset: Optional[str] = dataset_option(),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    param: list[str] | None = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
+    dataset: str | None = dataset_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     batch_size: int = count_option(100, "--batch-size", help="Images attacked together (a resource knob)."),
     seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),

@@ -7,14 +7,26 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (api_key_option, backend_option, budget_option, check_count, check_writable_dir, count_option,
-                      data_dir_option, dataset_option, fraction_option, model_option, positive_option, resolve_splits,
-                      seed_option, split_seed_option)
+from .options import (
+    api_key_option,
+    backend_option,
+    budget_option,
+    check_count,
+    check_writable_dir,
+    count_option,
+    data_dir_option,
+    dataset_option,
+    fraction_option,
+    model_option,
+    positive_option,
+    resolve_splits,
+    seed_option,
+    split_seed_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("select-noise")(select_noise_cmd)
 
 
-def _noise_params(beta: Optional[float], k: Optional[float]) -> dict[str, float]:
+def _noise_params(beta: float | None, k: float | None) -> dict[str, float]:
     p: dict[str, float] = {}
     if beta is not None:
         p["beta"] = beta
@@ -36,8 +48,8 @@ def certify(
     model: str = model_option(help="The base classifier."),
     noise: str = typer.Option("gaussian", "--noise", help="gaussian | laplace | gen_gaussian | uniform | cauchy | pareto"),
     sigma: float = positive_option(0.25, "--sigma", help="Per-coordinate noise std in [0,1] pixel space."),
-    beta: Optional[float] = positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
-    k: Optional[float] = positive_option(None, "--k", help="Shape of pareto."),
+    beta: float | None = positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
+    k: float | None = positive_option(None, "--k", help="Shape of pareto."),
     n0: int = count_option(100, "--n0", help="Selection samples per image."),
     n: int = count_option(10_000, "--n", help="Estimation samples per image."),
     alpha: float = fraction_option(0.001, "--alpha",
@@ -45,13 +57,13 @@ def certify(
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Norms to certify (repeatable)."),
     num_images: int = count_option(100, "-n", "--num-images", help="Test images to certify."),
     skip: int = count_option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
-    dataset: Optional[str] = dataset_option(),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    dataset: str | None = dataset_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/certify"), "--out", help="Run directory (resumable)."),
     backend: str = backend_option(),
-    api_key: Optional[str] = api_key_option(),
-    budget: Optional[int] = budget_option(None, "Hard limit on the queries this run spends (default: none)."),
+    api_key: str | None = api_key_option(),
+    budget: int | None = budget_option(None, "Hard limit on the queries this run spends (default: none)."),
     batch_size: int = count_option(1000, "--batch-size", help="Noisy images per forward pass."),
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | closed | numerical"),
     clip: bool = typer.Option(False, "--clip/--no-clip", help="Clamp noisy inputs to [0, 1]."),

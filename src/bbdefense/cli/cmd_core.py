@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .common import console, out, parse_options, progress_events, seed_everything
-from .options import (api_key_option, backend_option, budget_option, check_output_file, check_writable_dir,
-                      count_option, model_option, output_option, positive_option, seed_option, split_seed_option)
+from .options import (
+    api_key_option,
+    backend_option,
+    budget_option,
+    check_output_file,
+    check_writable_dir,
+    count_option,
+    model_option,
+    output_option,
+    positive_option,
+    seed_option,
+    split_seed_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +32,8 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def info(model: Optional[str] = model_option(default=None, help="Describe it (a checkpoint: its metadata)."),
-         api_key: Optional[str] = api_key_option()) -> None:
+def info(model: str | None = model_option(default=None, help="Describe it (a checkpoint: its metadata)."),
+         api_key: str | None = api_key_option()) -> None:
     """Show versions, registries (architectures, datasets...), or a model's description."""
     from ..data import DATASETS
     from ..models import MODELS
@@ -50,8 +60,8 @@ def train(
     arch: str = typer.Option(..., "--arch", help="Zoo architecture, e.g. smallcnn, resnet18."),
     dataset: str = typer.Option(..., "--dataset", help="mnist5k, digits (embedded) or a local dataset."),
     out_path: Path = typer.Option(Path("runs/model"), "--out", help="Checkpoint path (writes OUT.safetensors + OUT.json)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
-    data_option: Optional[list[str]] = typer.Option(None, "--data-option",
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
+    data_option: list[str] | None = typer.Option(None, "--data-option",
                                                     help="Loader option KEY=VALUE (repeatable), e.g. image_size=64."),
     mode: str = typer.Option("plain", "--mode", help="plain | gaussian | pgd (and modes other parts add)."),
     epochs: int = count_option(6, "--epochs"),
@@ -62,8 +72,8 @@ def train(
                                    help="Noise std for --mode gaussian/noise (pixel space)."),
     eps: float = positive_option(0.1, "--eps", help="linf radius for --mode pgd, in (0, 1]."),
     pgd_steps: int = count_option(7, "--pgd-steps"),
-    noise: Optional[str] = typer.Option(None, "--noise", help="Noise family for --mode noise."),
-    beta: Optional[float] = positive_option(None, "--beta",
+    noise: str | None = typer.Option(None, "--noise", help="Noise family for --mode noise."),
+    beta: float | None = positive_option(None, "--beta",
                                             help="Shape of the generalized Gaussian for --mode noise."),
     split: str = typer.Option("owner_train", "--split", help="owner_train | defender | defender_shifted | test"),
     split_seed: int = split_seed_option(0, help="Seed of the owner/defender/test split (recorded; every command "
@@ -75,14 +85,14 @@ def train(
     """Train a zoo classifier and write a checkpoint (safetensors + JSON metadata)."""
     from ..data import DATASETS
     from ..errors import InputError
-    from .options import check_radius
     from ..models.checkpoint import checkpoint_paths
     from ..models.zoo import MODELS
     from ..training import TrainConfig, train_target
     from ..utils import resolve_device
+    from .options import check_radius
 
     seed_everything(seed)
-    MODELS[arch], DATASETS[dataset]  # unknown names: refused before anything loads  # noqa: B018
+    MODELS[arch], DATASETS[dataset]  # unknown names: refused before anything loads
     params = {} if beta is None else {"beta": beta}
     cfg = TrainConfig(mode=mode, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, sigma=sigma, eps=eps,
                       pgd_steps=pgd_steps, noise=noise, noise_params=params, seed=seed)
@@ -103,7 +113,7 @@ def train(
 
 def export_onnx_cmd(
     model: str = model_option(help="Export kinds: checkpoint, factory."),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="ONNX file (default: next to the checkpoint)."),
+    out_path: Path | None = typer.Option(None, "--out", help="ONNX file (default: next to the checkpoint)."),
     check: bool = typer.Option(True, "--check/--no-check", help="Compare torch and onnxruntime outputs."),
 ) -> None:
     """Export a checkpoint (or a factory's module) to ONNX (dynamic batch) and check it against torch (max
@@ -123,7 +133,7 @@ def export_onnx_cmd(
     out.print(f"wrote {target}" + ("" if diff is None else f"  (max |torch - onnx| = {diff:.2e})"))
 
 
-def load_images(path: Path) -> "torch.Tensor":  # type: ignore[name-defined]  # noqa: F821
+def load_images(path: Path) -> torch.Tensor:  # type: ignore[name-defined]  # noqa: F821
     """Images from a .npy or .npz file (``x`` array): ``(N, C, H, W)`` float in [0, 1] or uint8 0..255.
 
     Never unpickles (``allow_pickle=False``).
@@ -156,11 +166,11 @@ def predict(
     model: str = model_option(),
     input_path: Path = typer.Option(..., "--input", help=".npy or .npz (array 'x') of (N, C, H, W) images in [0, 1]."),
     output: str = output_option("label", help="label | probs | logits"),
-    top_k: Optional[int] = count_option(None, "--top-k",
+    top_k: int | None = count_option(None, "--top-k",
                                         help="With --output probs, reveal only the k largest."),
     backend: str = backend_option(),
-    api_key: Optional[str] = api_key_option(),
-    budget: Optional[int] = budget_option(None, "Hard limit on the images queried (default: none)."),
+    api_key: str | None = api_key_option(),
+    budget: int | None = budget_option(None, "Hard limit on the images queried (default: none)."),
 ) -> None:
     """Query a model as a black box on images from a file; prints one JSON line per image."""
     from ..models import load_blackbox
@@ -184,7 +194,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory holding rec
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
     quick: bool = typer.Option(False, "--quick", help="The fast subset (under 3 minutes on 2 cores)."),
-    only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these slices (repeatable)."),
+    only: list[str] | None = typer.Option(None, "--only", help="Run only these slices (repeatable)."),
     seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume after the last finished slice."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),

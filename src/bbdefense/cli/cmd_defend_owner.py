@@ -5,14 +5,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import (check_count, check_names, check_output_file, check_radius, check_writable_dir,
-                      count_option, data_dir_option, dataset_option, fraction_option, model_option,
-                      nonnegative_option, parse_int_list, resolve_splits, seed_option, split_seed_option)
+from .options import (
+    check_count,
+    check_names,
+    check_output_file,
+    check_radius,
+    check_writable_dir,
+    count_option,
+    data_dir_option,
+    dataset_option,
+    fraction_option,
+    model_option,
+    nonnegative_option,
+    parse_int_list,
+    resolve_splits,
+    seed_option,
+    split_seed_option,
+)
 
 OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
 
@@ -48,26 +62,26 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
 
 
-def _make_defend(name: str):  # noqa: ANN202
+def _make_defend(name: str):
     def defend_cmd(
         model: str = model_option(help="The owner's model (a kind with a torch module)."),
-        dataset: Optional[str] = dataset_option(),
-        data_dir: Optional[Path] = data_dir_option(),
-        split_seed: Optional[int] = split_seed_option(),
-        calibrate_drop: Optional[float] = fraction_option(
+        dataset: str | None = dataset_option(),
+        data_dir: Path | None = data_dir_option(),
+        split_seed: int | None = split_seed_option(),
+        calibrate_drop: float | None = fraction_option(
             None, "--calibrate-drop", help="Calibrate nu to this clean-accuracy drop (fraction, e.g. 0.02) on the "
                                            "held-out defender split (rfd, rnd, snd)."),
-        layers: Optional[str] = typer.Option(None, "--layers", help="rfd: layer names joined by '+', e.g. stage2 "
+        layers: str | None = typer.Option(None, "--layers", help="rfd: layer names joined by '+', e.g. stage2 "
                                                                     "or penultimate (see docs/owner-defenses.md)."),
-        nu: Optional[float] = nonnegative_option(None, "--nu",
+        nu: float | None = nonnegative_option(None, "--nu",
                                                  help="Noise std (rfd, rnd, snd) when not calibrating."),
         combine: bool = typer.Option(False, "--combine", help="unig: pad each query with k=5 stored training samples."),
-        option: Optional[list[str]] = typer.Option(None, "--option", "-o", help="Extra hyperparameter key=value "
+        option: list[str] | None = typer.Option(None, "--option", "-o", help="Extra hyperparameter key=value "
                                                                                 "(repeatable), e.g. -o lr=1."),
         passes: int = count_option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
-        n_test: Optional[int] = count_option(None, "--n-test",
+        n_test: int | None = count_option(None, "--n-test",
                                              help="Test images for clean accuracy (default all)."),
-        out_path: Optional[Path] = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
+        out_path: Path | None = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
         seed: int = seed_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
@@ -125,11 +139,11 @@ def _make_defend(name: str):  # noqa: ANN202
 
 def evaluate(
     model: str = model_option(help="The owner's model (the undefended row; a kind with a torch module)."),
-    defense: Optional[list[str]] = typer.Option(
+    defense: list[str] | None = typer.Option(
         None, "--defense", "-d", help="Defense spec (repeatable): name[:key=value,...], e.g. "
                                       "rfd:layers=stage2,calibrate=0.02 ; unig ; rnd:calibrate=0.02 ; a JSON file "
                                       "from `defend --out`. Suffix @NAME to wrap an --extra-model."),
-    extra_model: Optional[list[str]] = typer.Option(
+    extra_model: list[str] | None = typer.Option(
         None, "--extra-model", help="NAME=SPEC, e.g. at=runs/at (evaluated undefended too; any --model kind with "
                                     "a torch module)."),
     attacks: str = typer.Option("square,nes,signhunter,simba,bandits", "--attacks", help="Score attacks."),
@@ -137,20 +151,20 @@ def evaluate(
     budgets: str = typer.Option("100,1000,2500", "--budgets", help="Query budgets per image."),
     eot: str = typer.Option("square", "--eot", help="Attacks also run with EOT on randomized defenses ('' = none)."),
     eot_m: int = count_option(10, "--eot-m", help="EOT samples averaged per evaluation."),
-    eot_budget: Optional[int] = count_option(
+    eot_budget: int | None = count_option(
         None, "--eot-budget", help="Queries per image for the EOT runs (default the largest budget; "
         "m x budget gives the EOT attack as many iterations as the plain one)."),
     eps: float = typer.Option(0.1, "--eps", help="Attack radius (linf, pixel units), in (0, 1]."),
     n: int = count_option(100, "--n", help="Test images attacked."),
-    n_clean: Optional[int] = count_option(None, "--n-clean", help="Test images for clean accuracy and logit "
+    n_clean: int | None = count_option(None, "--n-clean", help="Test images for clean accuracy and logit "
                                                                   "difference (default all)."),
     criterion: str = typer.Option(
         "fast_exp", "--criterion", help="fast_exp (RFD reference: re-check each claimed success with 9 re-queries, "
         "continue on a false alarm) | majority (re-check the final x_adv only) | single | fooled_once"),
     passes: int = count_option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
-    dataset: Optional[str] = dataset_option(),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    dataset: str | None = dataset_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
     seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
@@ -159,13 +173,12 @@ def evaluate(
     """Robust accuracy of defenses under the attack suite (UniG Table 1 / RFD Table 2 layout)."""
     import torch
 
-    from ..evaluation.owner import EvalConfig, evaluate_defenses
+    from ..attacks import ATTACKS
     from ..defenses.spec import build_from_spec, defense_label
     from ..errors import InputError
+    from ..evaluation.owner import EvalConfig, evaluate_defenses
     from ..models import model_source
     from ..records import RunDir, render_report
-
-    from ..attacks import ATTACKS
 
     seed_everything(seed)
     names = {what: [a.strip() for a in text.split(",") if a.strip()]

@@ -4,14 +4,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (api_key_option, backend_option, budget_option, checkpoint_meta, count_option, data_dir_option,
-                      dataset_option, model_option, output_option, positive_option, resolve_splits, seed_option,
-                      split_seed_option)
+from .options import (
+    api_key_option,
+    backend_option,
+    budget_option,
+    checkpoint_meta,
+    count_option,
+    data_dir_option,
+    dataset_option,
+    model_option,
+    output_option,
+    positive_option,
+    resolve_splits,
+    seed_option,
+    split_seed_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,11 +56,11 @@ def distill_cmd(
     target: str = model_option("--target", help="The target (--target: deprecated alias)."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier to train as the surrogate."),
     dataset: str = dataset_option("mnist5k", help="Dataset the distillation/test splits come from."),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     split: str = typer.Option("defender", "--split", help="owner_train | defender | defender_shifted."),
-    budget: Optional[int] = budget_option(None, "Hard query budget (default: each image once)."),
-    eval_budget: Optional[int] = typer.Option(
+    budget: int | None = budget_option(None, "Hard query budget (default: each image once)."),
+    eval_budget: int | None = typer.Option(
         None, "--eval-budget", help="Test images on which to measure the target (evaluation queries, charged by a "
         "remote API). Default: the whole test split for a local target (free), 0 for a remote one (not measured)."),
     output: str = output_option("logits", help="What the API reveals: logits | probs | label."),
@@ -58,8 +70,8 @@ def distill_cmd(
     batch_size: int = count_option(64, "--batch-size"),
     lr: float = positive_option(1e-3, "--lr"),
     augment: str = typer.Option("shift,mixup,noise", "--augment", help="Augmented queries beyond the base images."),
-    sweep: Optional[str] = typer.Option(None, "--sweep", help="Comma-separated budgets for Fig. 3 (accuracy vs budget)."),
-    api_key: Optional[str] = api_key_option(),
+    sweep: str | None = typer.Option(None, "--sweep", help="Comma-separated budgets for Fig. 3 (accuracy vs budget)."),
+    api_key: str | None = api_key_option(),
     out_dir: Path = typer.Option(Path("runs/distill"), "--out", help="Run directory (record, rows, surrogate)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse a saved transfer set (no new query)."),
     seed: int = seed_option(),

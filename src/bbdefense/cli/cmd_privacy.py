@@ -4,13 +4,23 @@ the same, disjoint and shifted data), their smoothed versions and an overfit pos
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (budget_option, check_count, check_writable_dir, count_option, data_dir_option, dataset_option,
-                      model_option, positive_option, resolve_splits, seed_option, split_seed_option)
+from .options import (
+    budget_option,
+    check_count,
+    check_writable_dir,
+    count_option,
+    data_dir_option,
+    dataset_option,
+    model_option,
+    positive_option,
+    resolve_splits,
+    seed_option,
+    split_seed_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -20,11 +30,11 @@ def register(app: typer.Typer) -> None:
 def privacy_cmd(
     model: str = model_option(help="The target (a kind with a torch module); the owner's training split of its "
                                    "split seed = members."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of the shadow models and surrogates "
+    arch: str | None = typer.Option(None, "--arch", help="Zoo architecture of the shadow models and surrogates "
                                                             "(default: the checkpoint's)."),
-    dataset: Optional[str] = dataset_option(),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    dataset: str | None = dataset_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     n_members: int = count_option(100, "-n", "--n-members", help="Members (and as many non-members)."),
     sources: str = typer.Option("same,disjoint,shifted", "--sources", help="DUCD surrogates to distil."),
     budget: int = budget_option(1500, "Target queries per distillation."),

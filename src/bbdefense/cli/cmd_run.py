@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 def run_config(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/ and docs/experiments.md)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep rows already on disk."),
     workers: int = count_option(1, "--workers", help="Run the (model, attack) pairs in this many processes."),
     ray: bool = typer.Option(False, "--ray", help="Run the (model, attack) pairs as Ray tasks (pip install "

@@ -4,13 +4,21 @@ check and export its audit log."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .common import console, out, seed_everything
-from .options import (backend_option, budget_option, check_free_port, check_writable_dir, count_option, model_option,
-                      port_option, positive_option, seed_option)
+from .options import (
+    backend_option,
+    budget_option,
+    check_free_port,
+    check_writable_dir,
+    count_option,
+    model_option,
+    port_option,
+    positive_option,
+    seed_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -20,18 +28,18 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     model: str = model_option(help="Not a URL; --defense needs a kind with a torch module."),
-    defense: Optional[str] = typer.Option(None, "--defense", help="Owner-side defense from DEFENSES (e.g. rfd)."),
-    defense_config: Optional[Path] = typer.Option(None, "--defense-config",
+    defense: str | None = typer.Option(None, "--defense", help="Owner-side defense from DEFENSES (e.g. rfd)."),
+    defense_config: Path | None = typer.Option(None, "--defense-config",
                                                   help="JSON/YAML keyword arguments of the defense."),
     output: str = typer.Option("probs", "--output", help="What the API reveals: probs | logits | label."),
-    top_k: Optional[int] = count_option(None, "--top-k",
+    top_k: int | None = count_option(None, "--top-k",
                                         help="With --output probs: reveal only the k largest."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = port_option(8000),
-    keys: Optional[Path] = typer.Option(None, "--keys", help="JSON/YAML keys file (name, key, budget, rate, burst)."),
+    keys: Path | None = typer.Option(None, "--keys", help="JSON/YAML keys file (name, key, budget, rate, burst)."),
     db: Path = typer.Option(Path("runs/serve/state.sqlite3"), "--db",
                             help="SQLite file of budgets and the audit log (persists across restarts)."),
-    budget: Optional[int] = budget_option(None, "Budget (images) of the open API when no keys exist.", minimum=0),
+    budget: int | None = budget_option(None, "Budget (images) of the open API when no keys exist.", minimum=0),
     max_batch: int = count_option(256, "--max-batch", help="Images per request."),
     max_body_mb: float = positive_option(8.0, "--max-body-mb", help="Request body limit in MiB."),
     backend: str = backend_option(),
@@ -71,7 +79,7 @@ def serve(
 
 def serve_audit(
     db: Path = typer.Option(Path("runs/serve/state.sqlite3"), "--db", help="The server's SQLite state file."),
-    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Also export the log as JSON lines here."),
+    jsonl: Path | None = typer.Option(None, "--jsonl", help="Also export the log as JSON lines here."),
 ) -> None:
     """Check that each key's budget use equals its audit log, per key; optionally export the log."""
     from ..errors import ConfigError

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (api_key_option, backend_option, budget_option, check_output_file, count_option, data_dir_option,
-                      dataset_option, model_option, output_option, resolve_splits, seed_option, split_seed_option)
+from .options import (
+    api_key_option,
+    backend_option,
+    budget_option,
+    check_output_file,
+    count_option,
+    data_dir_option,
+    dataset_option,
+    model_option,
+    output_option,
+    resolve_splits,
+    seed_option,
+    split_seed_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,10 +36,10 @@ def steal(
     reward: str = typer.Option("all", "--reward", help="Adaptive reward: cert | div | loss | all."),
     output: str = output_option("probs", help="What the victim reveals: probs | logits | label."),
     backend: str = backend_option(),
-    api_key: Optional[str] = api_key_option(),
+    api_key: str | None = api_key_option(),
     dataset: str = dataset_option("mnist5k", help="Dataset providing the transfer and evaluation splits."),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     transfer_split: str = typer.Option("defender", "--transfer-split", help="Split used as the transfer set."),
     eval_split: str = typer.Option("test", "--eval-split", help="Split for agreement/accuracy (audit queries)."),
     epochs: int = count_option(10, "--epochs"),
@@ -46,7 +57,7 @@ def steal(
     src = model_source(model)
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(), split_seed=split_seed,
                                                  what=f"victim {model}")
-    splits[transfer_split], splits[eval_split]  # unknown split names are refused here  # noqa: B018
+    splits[transfer_split], splits[eval_split]  # unknown split names are refused here
     victim = src.blackbox(output=output, budget=budget, backend=backend, api_key=api_key)  # type: ignore[arg-type]
     with progress_events(progress) as cb:
         res = knockoff_steal(victim, splits[transfer_split], arch=arch, budget=budget, strategy=strategy,  # type: ignore[arg-type]

@@ -16,21 +16,22 @@ import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from ..errors import InputError
+
 # the checks an experiment config shares with the CLI
 from ..experiments.preflight import check_radius, preflight_attack, radius_bound
 from ..utils import SEED_MAX
 
 
 # ---------------------------------------------------------------- option factories (bounds at parse time)
-def _int_range(lo: int, hi: Optional[int] = None) -> Any:
+def _int_range(lo: int, hi: int | None = None) -> Any:
     """A typer callback refusing integers outside [lo, hi], naming the value."""
 
-    def check(value: Optional[int]) -> Optional[int]:
+    def check(value: int | None) -> int | None:
         if value is not None and (value < lo or (hi is not None and value > hi)):
             upper = f" and <= {hi}" if hi is not None else ""
             raise typer.BadParameter(f"must be an integer >= {lo}{upper}, got {value}")
@@ -45,42 +46,42 @@ def seed_option(default: int = 0) -> Any:
                         help=f"Seed, 0 to {SEED_MAX} (recorded).")
 
 
-def count_option(default: Optional[int], *decls: str, help: Optional[str] = None,  # noqa: A002
+def count_option(default: int | None, *decls: str, help: str | None = None,
                  minimum: int = 1) -> Any:
     """An integer option of at least ``minimum`` (default 1): image counts, budgets, samples, epochs."""
     return typer.Option(default, *decls, callback=_int_range(minimum), help=help)
 
 
-def _check_positive(value: Optional[float]) -> Optional[float]:
+def _check_positive(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise typer.BadParameter(f"must be a finite number > 0, got {value}")
     return value
 
 
-def _check_nonnegative(value: Optional[float]) -> Optional[float]:
+def _check_nonnegative(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value >= 0):
         raise typer.BadParameter(f"must be a finite number >= 0, got {value}")
     return value
 
 
-def _check_fraction(value: Optional[float]) -> Optional[float]:
+def _check_fraction(value: float | None) -> float | None:
     if value is not None and not 0 < value < 1:
         raise typer.BadParameter(f"must be in (0, 1), got {value}")
     return value
 
 
-def positive_option(default: Optional[float], *decls: str, help: Optional[str] = None) -> Any:  # noqa: A002
+def positive_option(default: float | None, *decls: str, help: str | None = None) -> Any:
     """A float option that must be finite and > 0 (noise std, learning rate, shape parameters)."""
     return typer.Option(default, *decls, callback=_check_positive, help=help)
 
 
-def nonnegative_option(default: Optional[float], *decls: str,
-                       help: Optional[str] = None) -> Any:  # noqa: A002
+def nonnegative_option(default: float | None, *decls: str,
+                       help: str | None = None) -> Any:
     """A float option that must be finite and >= 0."""
     return typer.Option(default, *decls, callback=_check_nonnegative, help=help)
 
 
-def fraction_option(default: Optional[float], *decls: str, help: Optional[str] = None) -> Any:  # noqa: A002
+def fraction_option(default: float | None, *decls: str, help: str | None = None) -> Any:
     """A float option in the open interval (0, 1) (failure probabilities such as ``--alpha``)."""
     return typer.Option(default, *decls, callback=_check_fraction, help=help)
 
@@ -170,7 +171,7 @@ _MODEL_HELP = ("The model: a checkpoint (X, X.safetensors or X.json), an .onnx f
                "the http(s):// URL of a bbdefense server, or package.module:factory (see README, 'Models').")
 
 
-def model_option(*decls: str, help: Optional[str] = None, default: Any = ...) -> Any:  # noqa: A002
+def model_option(*decls: str, help: str | None = None, default: Any = ...) -> Any:
     """``--model SPEC``: every kind :func:`bbdefense.models.resolve.model_source` accepts (a string, never a
     path: ``http://host`` stays a URL). ``decls`` adds aliases (``"--target"``, deprecated)."""
     extra = f" {help}" if help else ""
@@ -196,19 +197,19 @@ def backend_option() -> Any:
                         help="torch | onnx (onnxruntime, faster on CPU) for a checkpoint or factory module.")
 
 
-def budget_option(default: Optional[int], help: str, *, minimum: int = 1) -> Any:  # noqa: A002
+def budget_option(default: int | None, help: str, *, minimum: int = 1) -> Any:
     """``--budget``: a query budget (what it bounds, per image or in total, is the command's ``help``)."""
     return count_option(default, "--budget", help=help, minimum=minimum)
 
 
-def output_option(default: Optional[str] = None, help: Optional[str] = None) -> Any:  # noqa: A002
+def output_option(default: str | None = None, help: str | None = None) -> Any:
     """``--output logits|probs|label``: what the black box reveals (default: logits for a local model, the
     server's mode for a URL)."""
     return typer.Option(default, "--output", help=help or "What the model reveals: logits | probs | label "
                                                            "(default: logits locally, the server's mode for a URL).")
 
 
-def dataset_option(default: Optional[str] = None, help: Optional[str] = None) -> Any:  # noqa: A002
+def dataset_option(default: str | None = None, help: str | None = None) -> Any:
     """``--dataset``: the data a command evaluates on (default: the one the model records)."""
     return typer.Option(default, "--dataset", help=help or "Dataset (default: the one the checkpoint records).")
 
@@ -219,7 +220,7 @@ def data_dir_option() -> Any:
 
 
 # ---------------------------------------------------------------- what a command evaluates on
-def split_seed_option(default: Optional[int] = None, help: Optional[str] = None) -> Any:  # noqa: A002
+def split_seed_option(default: int | None = None, help: str | None = None) -> Any:
     """``--split-seed``: the seed of the owner/defender/test split (default: the checkpoint's own)."""
     return typer.Option(default, "--split-seed", callback=_int_range(0, SEED_MAX),
                         help=help or "Seed of the owner/defender/test split (default: the seed the checkpoint "

@@ -51,7 +51,7 @@ def preflight_attack(attack: Attack, model: BlackBox) -> None:
         attack.run(model, x, y)
     except BBDefenseError:
         raise
-    except Exception:  # noqa: BLE001, S110 - see the docstring
+    except Exception:
         pass
 
 
@@ -64,9 +64,9 @@ def check_runnable(cfg: ExperimentConfig, *, source: str = "config") -> None:
     import torch
 
     from ..attacks import ATTACKS
-    from ..evaluation.attacks import build_attack
     from ..data import load_dataset, make_splits
     from ..defenses import build_defense
+    from ..evaluation.attacks import build_attack
     from ..models import BlackBox, WhiteBox
     from ..models.checkpoint import read_meta, split_seed_of
     from ..models.zoo import build_model

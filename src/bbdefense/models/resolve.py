@@ -281,11 +281,11 @@ def _import(mod_name: str, spec: str) -> Any:
                 return importlib.import_module(mod_name)
             except ModuleNotFoundError:
                 sys.path.remove(cwd)
-            except Exception as exc2:  # noqa: BLE001 - the user's module failed while importing
+            except Exception as exc2:
                 raise ModelSpecError(f"--model {spec}: importing {mod_name!r} failed: {type(exc2).__name__}: "
                                      f"{exc2}") from None
         raise ModelSpecError(f"--model {spec}: module {mod_name!r} cannot be imported ({first})") from None
-    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+    except Exception as exc:
         raise ModelSpecError(f"--model {spec}: importing {mod_name!r} failed: {type(exc).__name__}: {exc}") from None
 
 

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ...certified.ducd.defense import CertifiedClassifier, noise_finetune
+from ...certified.ducd.distill import DistillConfig, TransferSet, distill
 from ...data import ImageDataset
 from ...events import EventCallback, emit
 from ...models import BlackBox
 from ...records import RunDir, line_plot, read_rows, table
-from ...certified.ducd.defense import CertifiedClassifier, noise_finetune
-from ...certified.ducd.distill import DistillConfig, TransferSet, distill
 
 NORMS: tuple[str, ...] = ("l1", "l2", "linf")
 TABLE_IV_NOISE: dict[str, tuple[str, dict[str, Any]]] = {"l1": ("laplace", {}), "l2": ("gaussian", {}),
@@ -130,8 +130,8 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
 
     Returns the summary metrics (also in ``run.record.metrics``).
     """
-    from ...certify import make_noise
     from ...certified.ducd.evaluate import evaluate_surrogate, target_eval_note
+    from ...certify import make_noise
 
     q0 = bb.stats.queries
     res, transfer = distill(bb, surrogate, distill_data, distill_cfg, transfer=transfer, on_event=on_event)
@@ -234,5 +234,13 @@ def _pa_r(run: RunDir, cfg: DUCDConfig, d: int, section: str) -> None:
                                       ylabel=f"certified {norm} radius"), "section": section})
 
 
-__all__ = ["DUCDConfig", "NORMS", "TABLE_IV_NOISE", "certified_accuracy", "certify_rows", "default_radii",
-           "robust_score", "run_ducd"]
+__all__ = [
+    "NORMS",
+    "TABLE_IV_NOISE",
+    "DUCDConfig",
+    "certified_accuracy",
+    "certify_rows",
+    "default_radii",
+    "robust_score",
+    "run_ducd",
+]
