@@ -154,11 +154,10 @@ def test_bad_hyperparameters_are_refused_by_name() -> None:
     assert list(CERTIFIED) == ["ducd", "irs-net", "zo-ae-ds"]
 
 
-def test_load_refuses_other_classes_and_missing_dirs(fitted: dict[str, Any], tmp_path: Path) -> None:
-    est = fitted["est"]
-    if not isinstance(est, DUCD):
-        pytest.skip("one class is enough")
-    est.save(tmp_path / "d")
+def test_load_refuses_other_classes_and_corrupt_weights(digit_splits, digit_target, tmp_path: Path) -> None:
+    bb = BlackBox.from_module(digit_target, input_shape=(1, 8, 8))
+    DUCD(budget=40, epochs=1, finetune_epochs=1).fit(bb, digit_splits.defender.subset(torch.arange(40))).save(
+        tmp_path / "d")
     with pytest.raises(CheckpointError, match="holds a DUCD defense, not a ZOAEDS"):
         ZOAEDS.load(tmp_path / "d")
     with pytest.raises(CheckpointError, match="missing defense.json"):
