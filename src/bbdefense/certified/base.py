@@ -59,6 +59,7 @@ class CertifiedDefense(ABC):
     queries_: int
     split_seed_: int | None
     blackbox_: BlackBox | None
+    data_: str | None
 
     # ------------------------------------------------------------------ hyperparameters
     @classmethod
@@ -99,6 +100,16 @@ class CertifiedDefense(ABC):
         self.queries_ = None  # type: ignore[assignment]
         self.split_seed_ = None
         self.blackbox_ = None
+        self.data_: str | None = None
+
+    def _fitted(self, blackbox: BlackBox, data: Any, q0: int, split_seed: int | None) -> Self:
+        """Record what every fit records: the queries charged since ``q0``, the split seed, the black box,
+        the data's name (``dataset:split`` for :func:`~bbdefense.data.make_splits` splits)."""
+        self.queries_ = blackbox.stats.queries - q0
+        self.split_seed_ = split_seed
+        self.blackbox_ = blackbox
+        self.data_ = str(getattr(data, "name", "")) or None
+        return self
 
     @staticmethod
     def _check_data(data: Any, what: str) -> None:
@@ -164,13 +175,17 @@ class CertifiedDefense(ABC):
         self._check_fitted("save")
         d = Path(directory)
         parts = self._modules()
+        dataset, _, split = (self.data_ or "").partition(":")
+        train = {"split_seed": self.split_seed_, "split": split or None, "defense": self.name}
         for part, (module, arch, kwargs, kind) in parts.items():
             save_checkpoint(d / part, module, CheckpointMeta(arch=arch, arch_kwargs=kwargs, kind=kind,
+                                                             dataset=dataset or None, train=train,
                                                              extra={"defense": self.name, "part": part},
                                                              **_classifier_fields(self._state(), kind)))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "class": type(self).__name__, "name": self.name,
                 "params": _jsonable(self.get_params()), "queries": int(self.queries_), "split_seed": self.split_seed_,
-                "parts": sorted(parts), "state": _jsonable(self._state()), "versions": environment()}
+                "data": self.data_, "parts": sorted(parts), "state": _jsonable(self._state()),
+                "versions": environment()}
         path = d / META_FILE
         tmp = path.with_name(path.name + ".tmp")
         try:
@@ -193,6 +208,7 @@ class CertifiedDefense(ABC):
         est._restore(meta["state"], Path(directory))
         est.queries_ = int(meta["queries"])
         est.split_seed_ = None if meta.get("split_seed") is None else int(meta["split_seed"])
+        est.data_ = meta.get("data")
         est.blackbox_ = blackbox
         return est
 

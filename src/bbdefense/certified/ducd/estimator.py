@@ -115,10 +115,7 @@ class DUCD(CertifiedDefense):
                               epochs=self.finetune_epochs, lr=self.finetune_lr, batch_size=self.finetune_batch_size,
                               seed=self.seed, on_event=on_event)
         self.surrogate_, self.base_, self.transfer_, self._shape = surrogate.eval(), base, transfer, shape
-        self.queries_ = blackbox.stats.queries - q0
-        self.split_seed_ = split_seed
-        self.blackbox_ = blackbox
-        return self
+        return self._fitted(blackbox, data, q0, split_seed)
 
     def base_blackbox(self) -> BlackBox:
         """The fine-tuned surrogate as a fresh local :class:`BlackBox` (where certification queries go)."""

@@ -84,10 +84,7 @@ class IRSNet(CertifiedDefense):
         self._shape = {"num_classes": blackbox.num_classes, "input_shape": list(blackbox.input_shape),
                        "mean": list(self.mean if self.mean is not None else data.mean),
                        "std": list(self.std if self.std is not None else data.std)}
-        self.queries_ = blackbox.stats.queries - q0
-        self.split_seed_ = split_seed
-        self.blackbox_ = blackbox
-        return self
+        return self._fitted(blackbox, data, q0, split_seed)
 
     def smoothed(self, noise: Noise | None = None, *, blackbox: BlackBox | None = None) -> Smooth:
         """Denoised smoothing of ``blackbox`` (default: the surrogate it was fitted on) with ``pre`` the

@@ -112,10 +112,7 @@ class ZOAEDS(CertifiedDefense):
         self.pipeline_ = res.pipeline
         self.queries_per_step_, self.history_ = res.queries_per_step, list(res.history)
         self._shape = {"num_classes": blackbox.num_classes, "input_shape": list(blackbox.input_shape)}
-        self.queries_ = blackbox.stats.queries - q0
-        self.split_seed_ = split_seed
-        self.blackbox_ = blackbox
-        return self
+        return self._fitted(blackbox, data, q0, split_seed)
 
     def smoothed(self, noise: Noise | None = None, *, blackbox: BlackBox | None = None) -> Smooth:
         """Denoised smoothing of the black box (``blackbox``, default the fitted one) with ``pre`` the
