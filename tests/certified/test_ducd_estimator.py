@@ -11,6 +11,7 @@ from torch import nn
 
 from bbdefense.certified import DUCD
 from bbdefense.data.splits import Splits
+from bbdefense.errors import InputError
 from bbdefense.models import BlackBox, load_checkpoint
 
 COHEN = {"n0": 10, "n": 60, "alpha": 0.01, "batch_size": 100, "seed": 1}
@@ -53,8 +54,12 @@ def test_transfer_set_is_reused_without_a_query(ducd: tuple[DUCD, BlackBox], dig
     q = bb.stats.queries
     other.fit(bb, digit_splits.defender.subset(torch.arange(200)), transfer=est.transfer_, surrogate=est.surrogate_)
     assert other.queries_ == 0 and bb.stats.queries == q
+    assert other.transfer_size_ == est.transfer_size_ == 400 and other.distill_ == {}
     assert other.surrogate_ is est.surrogate_ and other.base_ is not est.base_
     assert other.smoothed().noise.params()["noise"] == "laplace"
+    with pytest.raises(InputError, match="reused only with the transfer= it was trained on"):
+        other.fit(bb, digit_splits.defender.subset(torch.arange(200)), surrogate=est.surrogate_)
+    assert bb.stats.queries == q
 
 
 def test_algorithm3_thresholds_only_add_abstentions(ducd: tuple[DUCD, BlackBox], digit_splits: Splits,

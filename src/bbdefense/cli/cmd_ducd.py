@@ -117,7 +117,7 @@ def ducd_cmd(
     with progress_events(progress) as cb:
         if loaded is not None:
             defenses[plan[0]] = loaded
-            summary["distill_queries"] = int(loaded.distill_.get("queries", loaded.queries_))
+            summary["distill_queries"] = loaded.transfer_size_
             summary["target_queries_total"] = 0
         else:
             assert target is not None  # checked above: exactly one of --target / --load

@@ -42,8 +42,9 @@ class DUCD(CertifiedDefense):
         seed: distillation sampling, surrogate init and fine-tuning.
 
     Fitted attributes: ``surrogate_`` (distilled), ``base_`` (fine-tuned, the smoothed model),
-    ``transfer_`` (the queried images and answers, not saved), ``distill_`` (:class:`~.distill.DistillResult`
-    as a dict), ``queries_`` (target queries of :meth:`fit`).
+    ``transfer_`` (the queried images and answers, not saved), ``transfer_size_`` (the target queries it cost),
+    ``distill_`` (:class:`~.distill.DistillResult` as a dict; empty when a surrogate was reused), ``queries_``
+    (target queries of this :meth:`fit`: 0 with a reused ``transfer``).
     """
 
     name = "ducd"
@@ -74,6 +75,7 @@ class DUCD(CertifiedDefense):
         self.base_: nn.Module | None = None
         self.transfer_: TransferSet | None = None
         self.distill_: dict[str, Any] = {}
+        self.transfer_size_ = 0
         self._shape: dict[str, Any] = {}
 
     def distill_config(self) -> DistillConfig:
@@ -103,12 +105,15 @@ class DUCD(CertifiedDefense):
         q0 = blackbox.stats.queries
         shape = {"num_classes": blackbox.num_classes, "input_shape": list(blackbox.input_shape),
                  "mean": list(data.mean), "std": list(data.std)}
-        if surrogate is None or transfer is None:
+        if surrogate is not None and transfer is None:
+            raise InputError("DUCD.fit: a distilled surrogate= is reused only with the transfer= it was trained on")
+        if surrogate is None:
             surrogate = build_surrogate(self.surrogate, num_classes=blackbox.num_classes,
                                         input_shape=data.input_shape, mean=data.mean, std=data.std, seed=self.seed)
             res, transfer = distill(blackbox, surrogate, data, self.distill_config(), transfer=transfer,
                                     on_event=on_event)
             self.distill_ = res.to_dict()
+        self.transfer_size_ = len(transfer)
         labels = transfer.out.long() if transfer.output == "label" else transfer.out.argmax(1)
         ft = ImageDataset("transfer", transfer.x, labels, list(data.classes), data.mean, data.std)
         base = noise_finetune(surrogate, ft, noise=self.noise, sigma=self.sigma, noise_params=self.noise_params,
@@ -153,11 +158,12 @@ class DUCD(CertifiedDefense):
                 "base": (self.base_, self.surrogate, kw, "classifier")}  # type: ignore[dict-item]
 
     def _state(self) -> dict[str, Any]:
-        return {**self._shape, "distill": self.distill_}
+        return {**self._shape, "distill": self.distill_, "transfer_size": self.transfer_size_}
 
     def _restore(self, state: dict[str, Any], directory: Path) -> None:
         self._shape = {k: state[k] for k in ("num_classes", "input_shape", "mean", "std")}
         self.distill_ = dict(state.get("distill", {}))
+        self.transfer_size_ = int(state.get("transfer_size", 0))
         mods = []
         for part in ("surrogate", "base"):
             m = build_surrogate(self.surrogate, num_classes=int(state["num_classes"]),
