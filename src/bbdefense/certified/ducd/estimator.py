@@ -105,14 +105,14 @@ class DUCD(CertifiedDefense):
         q0 = blackbox.stats.queries
         shape = {"num_classes": blackbox.num_classes, "input_shape": list(blackbox.input_shape),
                  "mean": list(data.mean), "std": list(data.std)}
-        if surrogate is not None and transfer is None:
-            raise InputError("DUCD.fit: a distilled surrogate= is reused only with the transfer= it was trained on")
         if surrogate is None:
             surrogate = build_surrogate(self.surrogate, num_classes=blackbox.num_classes,
                                         input_shape=data.input_shape, mean=data.mean, std=data.std, seed=self.seed)
             res, transfer = distill(blackbox, surrogate, data, self.distill_config(), transfer=transfer,
                                     on_event=on_event)
             self.distill_ = res.to_dict()
+        elif transfer is None:
+            raise InputError("DUCD.fit: a distilled surrogate= is reused only with the transfer= it was trained on")
         self.transfer_size_ = len(transfer)
         labels = transfer.out.long() if transfer.output == "label" else transfer.out.argmax(1)
         ft = ImageDataset("transfer", transfer.x, labels, list(data.classes), data.mean, data.std)
