@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
 
-.PHONY: demo demo-full test test-slow bench bench-peers venv clean
+.PHONY: demo demo-full lint test test-slow bench bench-peers venv clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,14 @@ demo: $(STAMP)
 demo-full: $(STAMP)
 	$(VENV)/bin/bbdefense demo --out runs/demo-full
 
-test: $(STAMP)
+# Static checks (about 20 s of CPU; mypy and import-linter cache their work): style and likely bugs (ruff), types
+# (mypy), and the layers contract between packages (import-linter, see docs/DEVELOPING.md "Checks").
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src/bbdefense
+	$(VENV)/bin/lint-imports
+
+test: $(STAMP) lint
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
@@ -46,4 +53,4 @@ bench-peers: $(STAMP)
 	$(PY) benchmarks/mia_vs_art.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

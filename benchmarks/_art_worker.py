@@ -56,8 +56,8 @@ def main() -> None:
     with torch.no_grad():
         pred = module(torch.from_numpy(x_adv.astype(np.float32))).argmax(1).numpy()
     linf = float(np.abs(x_adv - x).reshape(len(x), -1).max(1).max())
-    print(json.dumps({"success_rate": float((pred != y).mean()), "queries": counted.queries, "calls": counted.calls, "seconds": secs,
-                      "max_linf": linf}))
+    print(json.dumps({"success_rate": float((pred != y).mean()), "queries": counted.queries, "calls": counted.calls,
+                      "seconds": secs, "max_linf": linf}))
 
 
 if __name__ == "__main__":

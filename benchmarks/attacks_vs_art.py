@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# E402 below: these imports need the sys.path entries set here (the script runs without installing).
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _art_env import ensure_art_venv  # noqa: E402
 
@@ -82,8 +83,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from bbdefense.attacks import ATTACKS
-    from bbdefense.evaluation.attacks import first_correct
     from bbdefense.data import load_dataset, make_splits
+    from bbdefense.evaluation.attacks import first_correct
     from bbdefense.models import BlackBox, load_checkpoint
 
     ckpt = target()

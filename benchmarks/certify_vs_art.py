@@ -24,15 +24,15 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# E402 below: these imports need the sys.path entries set here (the script runs without installing).
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _art_env import ensure_art_venv  # noqa: E402
 from bbdefense.certify import Smooth, make_noise  # noqa: E402
 from bbdefense.data import load_dataset, make_splits  # noqa: E402
 from bbdefense.models import BlackBox, load_checkpoint  # noqa: E402
 from bbdefense.training import TrainConfig, train_target  # noqa: E402
-
-from _art_env import ensure_art_venv  # noqa: E402
 
 ART_SCRIPT = r"""
 import json, sys, time, numpy as np, torch
@@ -69,8 +69,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = ROOT / ".cache" / "bench" / "smallcnn_mnist5k_gauss0.25"
-    path, meta = train_target("smallcnn", "mnist5k", ckpt, TrainConfig(mode="gaussian", sigma=0.25, epochs=3, seed=0),
-                              reuse=True)
+    path, _ = train_target("smallcnn", "mnist5k", ckpt, TrainConfig(mode="gaussian", sigma=0.25, epochs=3, seed=0),
+                          reuse=True)
     module, _ = load_checkpoint(path)
     module.eval()
     x = make_splits(load_dataset("mnist5k"), seed=0).test.x[:args.images]

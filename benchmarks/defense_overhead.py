@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 
-def _paired_ms(base, fn, x: torch.Tensor, repeats: int) -> tuple[float, float]:  # noqa: ANN001
+def _paired_ms(base, fn, x: torch.Tensor, repeats: int) -> tuple[float, float]:
     """Median ms of ``base`` and ``fn``, timed alternately (so load drift on a shared machine hits both)."""
     tb, tf = [], []
     with torch.inference_mode():
@@ -45,7 +45,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from bbdefense.defenses import AAA, AntiAdversary, MixupInference, RandomizedFeatureDefense, RandomNoiseDefense, UniG
+    from bbdefense.defenses import (
+        AAA,
+        AntiAdversary,
+        MixupInference,
+        RandomizedFeatureDefense,
+        RandomNoiseDefense,
+        UniG,
+    )
     from bbdefense.models import load_checkpoint
     from bbdefense.models.zoo import build_model
 
@@ -72,7 +79,8 @@ def main() -> None:
         base, ms = _paired_ms(model, d, x, args.repeats)
         ratio = ms / base
         ok = "" if limit is None else ("yes" if ratio <= limit else "NO")
-        print(f"{name:22s} {ms:10.2f} {base:11.2f} {ratio:13.2f} {'' if limit is None else f'<= {limit}x':>8s} {ok:>4s}")
+        bound = "" if limit is None else f"<= {limit}x"
+        print(f"{name:22s} {ms:10.2f} {base:11.2f} {ratio:13.2f} {bound:>8s} {ok:>4s}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+# E402 below: these imports need the sys.path entries set here (the script runs without installing).
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _art_env import ART_VERSION, ensure_art_venv  # noqa: E402
 

@@ -73,7 +73,7 @@ def serve_main(args: argparse.Namespace) -> None:
     from bbdefense.serve import ServeLimits, build_served_blackbox, create_app, run_server
 
     if args.defense == "noise":
-        module, meta = load_checkpoint(args.model)
+        module, _ = load_checkpoint(args.model)
         bb = BlackBox.from_module(InputNoise(module), num_classes=10, input_shape=SHAPE, output="probs",
                                   name="smallcnn+noise")
     else:
@@ -224,10 +224,10 @@ def main() -> None:
     widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(cols)]
     print(f"serve load test: {args.clients} client threads on loopback, server torch threads {args.threads}, "
           f"durability {args.durability}, SmallCNN 1x28x28, output probs")
-    print("| " + " | ".join(str(c).ljust(w) for c, w in zip(cols, widths)) + " |")
+    print("| " + " | ".join(str(c).ljust(w) for c, w in zip(cols, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
-        print("| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |")
+        print("| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) + " |")
     print(f"accounting errors (charged != sent, non-200 answers, audit/budget disagreements): {errors}")
     if errors:
         sys.exit(1)

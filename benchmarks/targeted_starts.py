@@ -32,8 +32,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from bbdefense.attacks import ATTACKS
-    from bbdefense.evaluation.attacks import first_correct, starts_of_class
     from bbdefense.data import load_dataset, make_splits
+    from bbdefense.evaluation.attacks import first_correct, starts_of_class
     from bbdefense.experiments.demo import DEMO_ARCH, DEMO_DATASET, DEMO_TRAIN
     from bbdefense.models import BlackBox, load_checkpoint
     from bbdefense.training import train_target
@@ -52,7 +52,8 @@ def main() -> None:
     target = (y + torch.randint(1, 10, (len(y),), generator=g)) % 10
     starts = starts_of_class(test.x, test.y, target, exclude=sel)
     print(f"{len(x)} images, digits {torch.bincount(y, minlength=10).tolist()}, {args.budget} label queries/image")
-    print("| attack | start | success (image labelled as the target) | median distance of successes | queries | seconds |")
+    print("| attack | start | success (image labelled as the target) | median distance of successes | queries |"
+          " seconds |")
     print("|---|---|---|---|---|---|")
     for name, norm in (("hsja", "l2"), ("signflip", "linf")):
         for label, x_init in (("uniform noise", None), ("target-class image", starts)):

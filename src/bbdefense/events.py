@@ -35,7 +35,8 @@ class Event:
 EventCallback = Callable[[Event], None]
 
 
-def emit(cb: EventCallback | None, kind: Literal["start", "advance", "end", "info"], task: str, **kw: object) -> None:
-    """Send an event if a callback was given."""
+def emit(cb: EventCallback | None, kind: Literal["start", "advance", "end", "info"], task: str, *,
+         total: int | None = None, n: int = 1, message: str = "", queries: int = 0, unit: str = "") -> None:
+    """Send an event (fields as in :class:`Event`) if a callback was given."""
     if cb is not None:
-        cb(Event(kind, task, **kw))  # type: ignore[arg-type]
+        cb(Event(kind, task, total=total, n=n, message=message, queries=queries, unit=unit))

@@ -85,7 +85,7 @@ def test_mnist_corrupt_files(tmp_path: Path) -> None:
 
 
 def test_missing_data_dir_and_unknown_option(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="data directory not found: .*nowhere"):
+    with pytest.raises(DataError, match=r"data directory not found: .*nowhere"):
         load_dataset("cifar10", tmp_path / "nowhere")
     with pytest.raises(DataError, match="pass --data-dir"):
         load_dataset("svhn")
@@ -140,7 +140,7 @@ def test_cifar10_missing_batch_is_named(tmp_path: Path) -> None:
         load_dataset("cifar10", tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataError, match="no CIFAR-10 files.*data_batch_1"):
+    with pytest.raises(DataError, match=r"no CIFAR-10 files.*data_batch_1"):
         load_dataset("cifar10", empty)
 
 
@@ -245,10 +245,10 @@ def test_svhn_mat(tmp_path: Path) -> None:
     assert torch.equal(ds.x[6:], torch.from_numpy(xte.transpose(3, 2, 0, 1).copy()).float() / 255)
     assert ds.official_test.tolist() == [False] * 6 + [True] * 4  # type: ignore[union-attr]
     (tmp_path / "test_32x32.mat").write_bytes(b"MATLAB 5.0 garbage" * 10)
-    with pytest.raises(DataError, match="cannot read SVHN file .*test_32x32.mat"):
+    with pytest.raises(DataError, match=r"cannot read SVHN file .*test_32x32\.mat"):
         load_dataset("svhn", tmp_path)
     (tmp_path / "test_32x32.mat").unlink()
-    with pytest.raises(DataError, match="test_32x32.mat not found"):
+    with pytest.raises(DataError, match=r"test_32x32\.mat not found"):
         load_dataset("svhn", tmp_path)
 
 
@@ -268,13 +268,13 @@ def test_stl10_binary_is_column_major(tmp_path: Path) -> None:
     assert ds.y.tolist() == [0, 9, 4, 1, 9] and ds.classes[0] == "airplane"
     assert ds.official_test.tolist() == [False] * 3 + [True] * 2  # type: ignore[union-attr]
     (root / "test_y.bin").write_bytes(np.array([2, 11], np.uint8).tobytes())
-    with pytest.raises(DataError, match="labels must be in 1..10, got 2..11"):
+    with pytest.raises(DataError, match=r"labels must be in 1\.\.10, got 2\.\.11"):
         load_dataset("stl10", tmp_path)
     (root / "test_y.bin").write_bytes(np.array([2], np.uint8).tobytes())
     with pytest.raises(DataError, match="1 labels for 2 images"):
         load_dataset("stl10", tmp_path)
     (root / "train_X.bin").unlink()
-    with pytest.raises(DataError, match="train_X.bin not found"):
+    with pytest.raises(DataError, match=r"train_X\.bin not found"):
         load_dataset("stl10", tmp_path)
 
 
@@ -316,7 +316,7 @@ def test_imagefolder_grey_resize_and_errors(tmp_path: Path) -> None:
     assert torch.allclose(ds.x[1], torch.full((1, 5, 5), 200 / 255))
     assert load_dataset("imagefolder", tmp_path, image_size=5, channels=3).x.shape == (2, 3, 5, 5)
     (tmp_path / "a" / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="cannot read image .*bad.png"):
+    with pytest.raises(DataError, match=r"cannot read image .*bad\.png"):
         load_dataset("imagefolder", tmp_path, image_size=5)
     with pytest.raises(DataError, match="no class sub-folders"):
         load_dataset("imagefolder", tmp_path / "a")
@@ -362,8 +362,8 @@ def test_npz_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot tell channels-first"):
         load_dataset("npz", amb)
     assert load_dataset("npz", amb, layout="nhwc").x.shape == (2, 3, 3, 4)
-    with pytest.raises(DataError, match="4 .npz files"):
+    with pytest.raises(DataError, match=r"4 \.npz files"):
         load_dataset("npz", tmp_path)
     (tmp_path / "trunc.npz").write_bytes(b"PK\x03\x04broken")
-    with pytest.raises(DataError, match="not a valid .npz"):
+    with pytest.raises(DataError, match=r"not a valid \.npz"):
         load_dataset("npz", tmp_path / "trunc.npz")

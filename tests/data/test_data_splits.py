@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from bbdefense.data import ImageDataset, corrupt, load_dataset, make_splits
-from bbdefense.data.splits import stratified_order
 from bbdefense.data.embedded import digits_as_mnist
+from bbdefense.data.splits import stratified_order
 from bbdefense.errors import InputError
 
 
@@ -38,7 +38,7 @@ def ids(ds: ImageDataset, n: int = 400) -> set[int]:
 def test_mnist5k_split_sizes_and_stratification(mnist_splits) -> None:
     assert mnist_splits.sizes() == {"owner_train": 3000, "defender": 1000, "defender_shifted": 1797, "test": 1000}
     for name, per_class in (("owner_train", 300), ("defender", 100), ("test", 100)):
-        assert Counter(mnist_splits[name].y.tolist()) == {c: per_class for c in range(10)}, name
+        assert Counter(mnist_splits[name].y.tolist()) == dict.fromkeys(range(10), per_class), name
 
 
 def test_mnist5k_owner_defender_test_are_disjoint(mnist_splits, mnist5k) -> None:

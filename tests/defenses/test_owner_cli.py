@@ -26,17 +26,17 @@ def ckpt(tmp_path):
 
 def test_defend_writes_a_file_that_evaluate_uses(ckpt, tmp_path, capsys) -> None:
     f = tmp_path / "rnd.json"
-    assert main(["defend", "rnd", "--model", str(ckpt), "--nu", "0.05", "--passes", "2", "--n-test", "100", "--out", str(f),
-                 "--no-progress"]) == 0
+    assert main(["defend", "rnd", "--model", str(ckpt), "--nu", "0.05", "--passes", "2", "--n-test", "100",
+                 "--out", str(f), "--no-progress"]) == 0
     rec = json.loads(f.read_text())
     assert rec["defense"] == "rnd" and rec["params"]["nu"] == 0.05 and 0 <= rec["test_clean_accuracy"] <= 1
-    assert main(["defend", "unig", "--model", str(ckpt), "--combine", "--passes", "1", "--n-test", "64", "--no-progress"]) == 0
+    assert main(["defend", "unig", "--model", str(ckpt), "--combine", "--passes", "1", "--n-test", "64",
+                 "--no-progress"]) == 0
     assert "combine" in capsys.readouterr().out
     out = tmp_path / "eval"
     assert main(["evaluate", "--model", str(ckpt), "-d", str(f), "-d", "aaa:num_iter=3", "--attacks", "square",
-                 "--decision-attacks", "", "--budgets", "4", "--eot", "square", "--eot-m", "2", "--eot-budget", "8", "--n", "3",
-                 "--passes", "1", "--n-clean", "64", "--out", str(out),
-                 "--no-progress"]) == 0
+                 "--decision-attacks", "", "--budgets", "4", "--eot", "square", "--eot-m", "2", "--eot-budget", "8",
+                 "--n", "3", "--passes", "1", "--n-clean", "64", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "square@4" in text and "eot2-square@8" in text and (out / "report.md").is_file()
     rows = [json.loads(line) for line in (out / "rows" / "owner_eval.jsonl").read_text().splitlines()]

@@ -48,7 +48,7 @@ def _x(n: int = 6, seed: int = 1) -> torch.Tensor:
 
 def test_registry_lists_the_issue_defenses() -> None:
     assert {"rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference"} <= set(DEFENSES)
-    with pytest.raises(UnknownNameError, match="unknown defense 'nope'.*rfd"):
+    with pytest.raises(UnknownNameError, match=r"unknown defense 'nope'.*rfd"):
         DEFENSES["nope"]
 
 
@@ -71,7 +71,7 @@ def test_seeds_reproduce_over_a_query_sequence(name: str) -> None:
     for _ in range(2):
         d = DEFENSES[name](_model(), seed=3, **_config(name))
         outs.append([d(_x(5, s)) for s in (1, 2, 1)])
-    for a, b in zip(*outs):
+    for a, b in zip(*outs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -120,7 +120,7 @@ def test_bad_inputs_raise_typed_errors() -> None:
     m = _model()
     with pytest.raises(InputError, match="nu must be >= 0, got -1"):
         DEFENSES["rnd"](m, nu=-1)
-    with pytest.raises(InputError, match="expected the owner's torch.nn.Module, got str"):
+    with pytest.raises(InputError, match=r"expected the owner's torch\.nn\.Module, got str"):
         DEFENSES["rnd"]("model")
     with pytest.raises(InputError, match="needs reference"):
         DEFENSES["mixup_inference"](m)

@@ -65,7 +65,8 @@ def test_one_step_matches_hand_computation_with_finite_differences() -> None:
             pp, pm = p0.clone(), p0.clone()
             pp[i, j] += h
             pm[i, j] -= h
-            grad[i, j] = (_hand_loss(pp[:3], f, w, b, t, mn, mx)[0] - _hand_loss(pm[:3], f, w, b, t, mn, mx)[0]) / (2 * h)
+            up, down = _hand_loss(pp[:3], f, w, b, t, mn, mx)[0], _hand_loss(pm[:3], f, w, b, t, mn, mx)[0]
+            grad[i, j] = (up - down) / (2 * h)
     p1 = (p0 - lr * (grad + wd * p0)).clamp(1 - delta, 1 + delta)  # first SGD step: buf = grad + wd p
     expected = (f * p1[:3]) @ w.T + b
     torch.testing.assert_close(out.double(), expected, rtol=1e-4, atol=1e-5)

@@ -7,9 +7,8 @@ from torch import nn
 
 from bbdefense.data import ImageDataset
 from bbdefense.certified.irs.bpda import NoisyPipeline, bpda_pgd_accuracy
-from bbdefense.certified.irs.irs_net import (IRSConfig, IRSDenoiser, pixel_sigma, rescaled_loss, stability_mse_loss,
-                                            train_denoiser)
-from bbdefense.certified.irs.unet import UNet
+from bbdefense.certified.irs.irs_net import (IRSConfig, IRSDenoiser, irs_unet, pixel_sigma, rescaled_loss,
+                                            stability_mse_loss, train_denoiser)
 from bbdefense.errors import InputError
 from bbdefense.models import WhiteBox
 
@@ -52,10 +51,12 @@ def test_rescaled_loss_values() -> None:
 def test_unet_shapes_and_range() -> None:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        out = UNet(width=4)(torch.randn(2, *SHAPE, generator=g))
+        out = irs_unet(1, 4)(torch.randn(2, *SHAPE, generator=g))
+        odd = irs_unet(1, 4)(torch.randn(1, 1, 30, 30))  # the zoo UNet pads odd pooled sizes
     assert out.shape == (2, *SHAPE) and float(out.min()) >= 0 and float(out.max()) <= 1
-    with pytest.raises(InputError, match=r"divisible by 4, got \(30, 30\)"):
-        UNet(width=4)(torch.randn(1, 1, 30, 30))
+    assert odd.shape == (1, 1, 30, 30)
+    with pytest.raises(InputError, match=r"needs \(N, C, H, W\) with H, W >= 4, got shape \(1, 1, 3, 3\)"):
+        irs_unet(1, 4)(torch.randn(1, 1, 3, 3))
 
 
 @pytest.mark.parametrize("method,forwards", [("irs", 1), ("salman", 2)])
@@ -98,7 +99,7 @@ def test_unet_absorbs_the_scale_of_input_normalisation_in_train_mode() -> None:
     BatchNorm, which removes a positive input scale 1 / std exactly (up to BN's eps); the shift -mean / std is
     is not (the convolutions' zero padding sees it at the borders, and the receptive field spreads it)."""
     torch.manual_seed(0)
-    unet = UNet(width=4).train()
+    unet = irs_unet(1, 4).train()
     x = torch.rand(16, *SHAPE, generator=torch.Generator().manual_seed(1))
     a = unet(x)
     assert torch.allclose(a, unet(x / 0.3081), atol=1e-3), float((a - unet(x / 0.3081)).abs().max())

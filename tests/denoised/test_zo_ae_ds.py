@@ -12,9 +12,8 @@ from torch import nn
 from bbdefense.data import ImageDataset
 from bbdefense.certified.zo.cohen import certified_accuracy, certify, clopper_pearson_lower
 from bbdefense.certified.zo.estimators import cge, surrogate_loss
-from bbdefense.certified.zo_ae_ds.nets import DnCNN, mnist_ae_192
-from bbdefense.certified.zo_ae_ds.train import (DenoisedPipeline, ZOAEDSConfig, expected_queries_per_step,
-                                               train_zo_ae_ds)
+from bbdefense.certified.zo_ae_ds.train import (DenoisedPipeline, ZOAEDSConfig, autoencoder_192, denoiser_net,
+                                               expected_queries_per_step, train_zo_ae_ds)
 from bbdefense.errors import AccessError, InputError
 from bbdefense.models import BlackBox, WhiteBox
 
@@ -34,7 +33,7 @@ def _data(n: int = 10) -> ImageDataset:
 
 def _ae() -> nn.Module:
     torch.manual_seed(3)
-    return mnist_ae_192()
+    return autoencoder_192()
 
 
 @pytest.mark.parametrize("kw", [
@@ -109,11 +108,11 @@ def test_access_requirements() -> None:
 
 def test_probs_output_works_and_dncnn_starts_as_identity() -> None:
     x = _data(4).x
-    assert torch.equal(DnCNN(depth=4, width=8)(x), x)
+    assert torch.equal(denoiser_net(1, 4, 8)(x), x)
     bb = BlackBox.from_module(_clf(), input_shape=SHAPE, output="probs")
     res = train_zo_ae_ds(bb, _data(10), ZOAEDSConfig(q=2, epochs=1, batch_size=10, depth=3, width=4), ae=_ae())
     assert math.isfinite(res.history[0]["stab_loss"])
-    out = DenoisedPipeline(DnCNN(depth=3, width=4), _ae())(x)
+    out = DenoisedPipeline(denoiser_net(1, 3, 4), _ae())(x)
     assert out.shape == x.shape and float(out.detach().min()) >= 0 and float(out.detach().max()) <= 1
 
 

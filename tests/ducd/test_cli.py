@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bbdefense.cli import main
 from bbdefense.certified.ducd import build_surrogate
+from bbdefense.cli import main
 from bbdefense.models import CheckpointMeta, save_checkpoint
 
 

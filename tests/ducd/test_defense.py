@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from linear_helpers import Linear
-from bbdefense.certify import Smooth, make_noise
-from bbdefense.data import ImageDataset
 from bbdefense.certified.ducd import DistillConfig
 from bbdefense.certified.ducd.defense import CertifiedClassifier, noise_finetune
-from bbdefense.experiments.papers.ducd import DUCDConfig, certified_accuracy, default_radii, robust_score, run_ducd
+from bbdefense.certify import Smooth, make_noise
+from bbdefense.data import ImageDataset
 from bbdefense.errors import InputError
+from bbdefense.experiments.papers.ducd import DUCDConfig, certified_accuracy, default_radii, robust_score, run_ducd
 from bbdefense.models import BlackBox
 from bbdefense.records import RunDir
+from linear_helpers import Linear
 
 SHAPE = (1, 4, 4)
 

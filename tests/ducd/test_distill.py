@@ -6,12 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from linear_helpers import Linear
 from bbdefense.certified.ducd import DistillConfig, TransferSet, distill, distill_loss
 from bbdefense.certified.ducd.distill import augment_batch, collect_transfer_set, resolve_loss
 from bbdefense.errors import AccessError, InputError, QueryBudgetExceeded
 from bbdefense.models import BlackBox
-
+from linear_helpers import Linear
 
 SHAPE = (1, 4, 4)
 

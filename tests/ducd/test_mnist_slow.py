@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from bbdefense.certified.ducd import DistillConfig, build_surrogate, distill, evaluate_surrogate
 from bbdefense.experiments.demo import DEMO_ARCH, DEMO_DATASET, DEMO_TRAIN
 from bbdefense.models import BlackBox, load_checkpoint

@@ -12,8 +12,17 @@ from torch import nn
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.data import load_dataset
 from bbdefense.models import BlackBox
-from bbdefense.privacy import (SIGNALS, GapAttack, ShadowModelAttack, ShadowRef, ThresholdAttack, attack_metrics,
-                               evaluate_privacy, model_outputs, smoothed_blackbox)
+from bbdefense.privacy import (
+    SIGNALS,
+    GapAttack,
+    ShadowModelAttack,
+    ShadowRef,
+    ThresholdAttack,
+    attack_metrics,
+    evaluate_privacy,
+    model_outputs,
+    smoothed_blackbox,
+)
 from bbdefense.records import RunDir
 from bbdefense.training import TrainConfig, train_classifier
 
@@ -26,7 +35,7 @@ def _mlp(seed: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
-def _train(data, seed: int, epochs: int) -> nn.Module:  # noqa: ANN001
+def _train(data, seed: int, epochs: int) -> nn.Module:
     m = _mlp(seed)
     train_classifier(m, data, TrainConfig(epochs=epochs, batch_size=50, lr=5e-3, seed=seed))
     return m.eval()
@@ -50,7 +59,7 @@ def _bb(m: nn.Module, output: str = "logits") -> BlackBox:
     return BlackBox.from_module(m, num_classes=10, input_shape=SHAPE, output=output)
 
 
-def _scores(att, bb, w):  # noqa: ANN001, ANN202
+def _scores(att, bb, w):
     x = torch.cat([w["mem"].x, w["non"].x])
     y = torch.cat([w["mem"].y, w["non"].y])
     truth = np.r_[np.ones(150, bool), np.zeros(150, bool)]
@@ -116,7 +125,7 @@ def test_smoothed_blackbox_counts_and_frequencies(world: dict) -> None:
     assert sm.randomized
 
 
-def test_evaluate_privacy_streams_rows_and_report(world: dict, tmp_path) -> None:  # noqa: ANN001
+def test_evaluate_privacy_streams_rows_and_report(world: dict, tmp_path) -> None:
     run = RunDir(tmp_path / "r", kind="privacy", config={})
     sh = ShadowRef(_bb(world["shadow"]), world["sh_in"].x, world["sh_in"].y, world["sh_out"].x, world["sh_out"].y)
     models = {"overfit": _bb(world["overfit"]), "disjoint": _bb(world["disjoint"]),

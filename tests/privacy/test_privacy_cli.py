@@ -11,7 +11,7 @@ from bbdefense.models import CheckpointMeta, save_checkpoint
 from bbdefense.models.zoo import build_model
 
 
-def test_privacy_cli_writes_rows_and_report(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_privacy_cli_writes_rows_and_report(tmp_path, capsys) -> None:
     kw = {"num_classes": 10, "in_channels": 1, "image_size": 28, "mean": [0.1307], "std": [0.3081]}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -33,7 +33,7 @@ def test_privacy_cli_writes_rows_and_report(tmp_path, capsys) -> None:  # noqa: 
     assert "gap (label-only)" in cap.out
 
 
-def test_privacy_cli_bad_source_is_one_line_error(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_privacy_cli_bad_source_is_one_line_error(tmp_path, capsys) -> None:
     code = main(["privacy", "--model", str(tmp_path / "missing"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "missing" in err and "Traceback" not in err

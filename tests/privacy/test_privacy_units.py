@@ -11,8 +11,17 @@ from sklearn.metrics import roc_auc_score
 
 from bbdefense.errors import ConfigError, InputError
 from bbdefense.models import BlackBox
-from bbdefense.privacy import (GapAttack, ThresholdAttack, attack_metrics, best_threshold, bootstrap_auc,
-                               calibration_split, model_outputs, signal, tpr_at_fpr)
+from bbdefense.privacy import (
+    GapAttack,
+    ThresholdAttack,
+    attack_metrics,
+    best_threshold,
+    bootstrap_auc,
+    calibration_split,
+    model_outputs,
+    signal,
+    tpr_at_fpr,
+)
 
 
 def test_signals_match_hand_computed_values() -> None:

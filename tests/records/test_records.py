@@ -71,7 +71,7 @@ def test_kill_during_run_then_resume_loses_and_duplicates_nothing(tmp_path):
 
 def test_rundir_refuses_resume_with_other_config(tmp_path):
     RunDir(tmp_path, kind="attack", config={"eps": 0.1})
-    with pytest.raises(ConfigError, match="cannot resume .* another config"):
+    with pytest.raises(ConfigError, match=r"cannot resume .* another config"):
         RunDir(tmp_path, kind="attack", config={"eps": 0.2})
     r = RunDir(tmp_path, kind="attack", config={"eps": 0.2}, resume=False)
     assert not r.resumed
@@ -101,4 +101,5 @@ def test_report_is_a_pure_function_of_the_record(tmp_path):
     assert md2.read_text() == a and html2.read_text() == b
     assert (tmp_path / "report_files" / "plot_0.png").read_bytes() == png
     assert "## S" in a and "| 1 | 0.5 |" in a and "![P](report_files/plot_0.png)" in a and "abstain_rate" in a
-    assert "data:image/png;base64," in b and "<h2>S</h2>" in b and "http" not in b.split("<body>")[1].split("Environment")[0]
+    body = b.split("<body>")[1].split("Environment")[0]
+    assert "data:image/png;base64," in b and "<h2>S</h2>" in b and "http" not in body

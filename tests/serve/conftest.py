@@ -17,7 +17,7 @@ from .serve_helpers import KEYS, SHAPE
 
 with warnings.catch_warnings():  # starlette's TestClient warns (UserWarning) that it prefers httpx2
     warnings.simplefilter("ignore", UserWarning)
-    import fastapi.testclient  # noqa: F401
+    import fastapi.testclient  # noqa: F401  (imported once here, under the filter, so the tests see no warning)
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,10 @@ import torch
 
 from bbdefense.errors import ConfigError, UnknownNameError
 from bbdefense.models import BlackBox
-from bbdefense.serve import ServeLimits, build_served_blackbox
 from bbdefense.models.wire import decode_tensor, encode_tensor
+from bbdefense.serve import ServeLimits, build_served_blackbox
 
 from .serve_helpers import ALICE, BOB, SHAPE, NoisyInput
-
 
 
 def _x(n: int, seed: int = 0) -> torch.Tensor:

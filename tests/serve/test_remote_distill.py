@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bbdefense.cli import main
 from bbdefense.certified.ducd import build_surrogate
+from bbdefense.cli import main
 from bbdefense.models import CheckpointMeta, save_checkpoint
 from bbdefense.serve import HttpBlackBox
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -41,6 +41,7 @@ from ..data import ImageDataset
 from ..errors import InputError
 from ..events import EventCallback, emit
 from ..models import BlackBox, build_model
+from ..training.loop import Batch, OptimConfig, fit, make_optimizer
 from ..utils import make_generator, seeded_init
 
 REWARDS = ("cert", "div", "loss", "all")
@@ -97,24 +98,17 @@ def _victim_targets(out: Tensor, victim: BlackBox, use_probability: bool) -> Ten
 
 def _fit(model: nn.Module, x: Tensor, t: Tensor, *, epochs: int, batch_size: int, opt: torch.optim.Optimizer,
          g: torch.Generator) -> float:
-    """Soft-label cross-entropy training; returns the last epoch's mean loss."""
-    model.train()
+    """Soft-label cross-entropy ``-sum_k t_k log softmax(model(x))_k`` on the training loop (batch order
+    from ``g``, the caller's optimiser kept across calls); returns the last epoch's mean loss."""
     dev = next(model.parameters()).device
-    last = 0.0
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g)
-        tot = 0.0
-        for i in range(0, len(x), batch_size):
-            b = perm[i:i + batch_size]
-            logp = F.log_softmax(model(x[b].to(dev)), dim=1)
-            loss = -(t[b].to(dev) * logp).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(b)
-        last = tot / max(len(x), 1)
-    model.eval()
-    return last
+
+    def step(batch: Batch) -> Tensor:
+        xb, tb = batch
+        logp = F.log_softmax(model(xb.to(dev)), dim=1)
+        return -(tb.to(dev) * logp).sum(1).mean()
+
+    res = fit(None, (x, t), step, epochs=epochs, batch_size=batch_size, generator=g, optimizer=opt, modules=[model])
+    return res.history[-1]["loss"] if res.history else 0.0
 
 
 class _Running:
@@ -176,7 +170,7 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
         arch_kwargs = {"num_classes": victim.num_classes, "in_channels": c, "image_size": h,
                        "mean": list(transfer_set.mean), "std": list(transfer_set.std)}
         model = build_model(arch, **arch_kwargs).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = make_optimizer(model.parameters(), OptimConfig("adam", lr=lr))  # kept across the online rounds
     q_start = victim.stats.queries
     xs, ts = [], []
     classes = transfer_set.y

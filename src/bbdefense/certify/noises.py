@@ -338,6 +338,7 @@ class Pareto(Noise):
         self.k = float(k)
 
     @property
+    # A property here (it depends on k) where the base class fixes it per class; callers only read it.
     def finite_variance(self) -> bool:  # type: ignore[override]
         return self.k > 2
 
@@ -367,5 +368,5 @@ class Pareto(Noise):
         return float(self.scale * t / k * hyp2f1(1.0, k / (k + 1.0), k / (k + 1.0) + 1.0, t ** (1.0 + 1.0 / k)))
 
 
-__all__ = ["NOISES", "NORMS", "Cauchy", "GenGaussian", "Gaussian", "Laplace", "Noise", "Pareto", "Uniform",
+__all__ = ["NOISES", "NORMS", "Cauchy", "Gaussian", "GenGaussian", "Laplace", "Noise", "Pareto", "Uniform",
            "check_norm", "convert_radius", "make_noise"]

@@ -22,8 +22,8 @@ The result is an **approximation, not a certificate** (pitfall 14): the probabil
 estimates without a confidence bound and PSO's minimum is not global. Every radius from here is
 reported with ``approximate=True``. Deviations from UniCR, all documented in docs/certification.md:
 exact (not discretised) densities and samplers; separate samples for the CDF and for ``K``; ties
-of the ratio split (uniform/Laplace atoms); the radius returned is the last ``lambda`` with ``K > 0`` (the conservative end of the bracket);
-``NaN`` (not UniCR's sentinel 1000) when no bracket is found.
+of the ratio split (uniform/Laplace atoms); the radius returned is the last ``lambda`` with ``K > 0`` (the
+conservative end of the bracket); ``NaN`` (not UniCR's sentinel 1000) when no bracket is found.
 """
 
 from __future__ import annotations

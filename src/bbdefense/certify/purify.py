@@ -43,11 +43,11 @@ class CertifiedFilter:
         if norm not in smooth.norms:
             raise InputError(f"the smoother certifies {smooth.norms}, not {norm!r}")
         self.smooth, self.norm, self.min_radius = smooth, norm, float(min_radius)
-        self.kw = {"n0": n0, "n": n, "alpha": alpha, "batch_size": batch_size}
+        self.n0, self.n, self.alpha, self.batch_size = n0, n, alpha, batch_size
 
     def __call__(self, x: Tensor, *, seed: int = 0) -> FilterResult:
         q0 = self.smooth.model.stats.queries
-        certs = self.smooth.certify(x, seed=seed, **self.kw)  # type: ignore[arg-type]
+        certs = self.smooth.certify(x, n0=self.n0, n=self.n, alpha=self.alpha, batch_size=self.batch_size, seed=seed)
         radius = torch.tensor([c.radius[self.norm] for c in certs], dtype=torch.float64)
         passed = torch.tensor([(not c.abstain) and c.radius[self.norm] >= self.min_radius for c in certs])
         labels = torch.tensor([c.label for c in certs], dtype=torch.int64)

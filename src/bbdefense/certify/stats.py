@@ -67,7 +67,7 @@ def min_samples_to_certify(alpha: float) -> int:
     if not (0.0 < alpha < 1.0):
         raise InputError(f"alpha must be in (0, 1), got {alpha!r}")
     # cp_lower(n, n, alpha) = alpha ** (1 / n) > 1/2  <=>  n > log(alpha) / log(1/2)
-    return int(math.floor(math.log(alpha) / math.log(0.5))) + 1
+    return math.floor(math.log(alpha) / math.log(0.5)) + 1
 
 
 __all__ = ["binom_pvalue", "cp_lower", "cp_upper", "min_samples_to_certify"]

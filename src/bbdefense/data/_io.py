@@ -72,9 +72,9 @@ def to_unit_float(x: np.ndarray, source: str) -> torch.Tensor:
         arr = x.astype(np.float32)
         if arr.size and not np.isfinite(arr).all():
             raise DataError(f"{source}: float pixels contain NaN or inf")
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        if lo < 0 or hi > 1:
-            raise DataError(f"{source}: float pixels must be in [0, 1], got {lo:.4g}..{hi:.4g}")
+        flo, fhi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if flo < 0 or fhi > 1:
+            raise DataError(f"{source}: float pixels must be in [0, 1], got {flo:.4g}..{fhi:.4g}")
         return torch.from_numpy(arr).contiguous()
     raise DataError(f"{source}: pixels must be uint8 or float, got dtype {x.dtype}")
 

@@ -79,4 +79,4 @@ def safe_load(path: Path) -> dict[str, Any]:
         raise DataError(f"{path} is not a valid CIFAR python batch ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
         raise DataError(f"{path} does not hold a dict (got {type(obj).__name__}): not a CIFAR python batch")
-    return _str_keys(obj)  # type: ignore[no-any-return]
+    return _str_keys(obj)

@@ -49,7 +49,8 @@ class ImageDataset:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.x.shape[1:])  # type: ignore[return-value]
+        c, h, w = self.x.shape[1:]  # x is (N, C, H, W), checked in __post_init__
+        return int(c), int(h), int(w)
 
     @property
     def num_classes(self) -> int:

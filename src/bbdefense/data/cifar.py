@@ -108,7 +108,7 @@ def load_cifar10(data_dir: Path | None) -> ImageDataset:
     bin_dirs = candidate_dirs(root, ("cifar-10-batches-bin",))
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
     if find_file(py_dirs, ["data_batch_1", "test_batch"]) is not None:
-        for b in train + ["test_batch"]:
+        for b in [*train, "test_batch"]:
             x, y = _python_batch(require_file(py_dirs, [b], "cifar10 (python version)"), "labels")
             parts.append((x, y, b == "test_batch"))
         meta = find_file(py_dirs, ["batches.meta"])
@@ -116,7 +116,7 @@ def load_cifar10(data_dir: Path | None) -> ImageDataset:
         classes = [_text(c) for c in names] if names is not None and len(names) == 10 else list(CIFAR10_CLASSES)
         return _finish("cifar10", parts, classes, CIFAR10_MEAN, CIFAR10_STD, root, "python")
     if find_file(bin_dirs, ["data_batch_1.bin", "test_batch.bin"]) is not None:
-        for b in train + ["test_batch"]:
+        for b in [*train, "test_batch"]:
             x, y = _binary_batch(require_file(bin_dirs, [b + ".bin"], "cifar10 (binary version)"), 1, 0)
             parts.append((x, y, b == "test_batch"))
         classes = _names_txt(find_file(bin_dirs, ["batches.meta.txt"]), 10) or list(CIFAR10_CLASSES)

@@ -64,7 +64,7 @@ def digits_as_mnist() -> ImageDataset:
     Used as the **shifted** defender set of ``mnist5k`` (the role CIFAR-10.1 plays in DUCD): the
     same ten classes drawn by other writers, scanned at another resolution.
     """
-    d = load_digits()
+    d = load_digits(None)  # through the registry decorator the loader keeps the Loader signature
     up = torch.nn.functional.interpolate(d.x, size=(20, 20), mode="bilinear", align_corners=False)
     x = torch.nn.functional.pad(up, (4, 4, 4, 4)).clamp(0, 1).contiguous()
     return ImageDataset("digits28", x, d.y.clone(), list(DIGIT_CLASSES), MNIST_MEAN, MNIST_STD,

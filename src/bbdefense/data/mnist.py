@@ -82,8 +82,8 @@ def load_mnist(data_dir: Path | None) -> ImageDataset:
     dirs = candidate_dirs(Path(data_dir), SUBDIRS)
     parts = []
     for split, (img, lab) in FILES.items():
-        x, y = load_idx_pair(dirs, img, lab, "mnist")
-        parts.append((to_unit_float(x[:, None], f"mnist {img}"), labels_tensor(y, f"mnist {lab}", num_classes=10),
+        xa, ya = load_idx_pair(dirs, img, lab, "mnist")
+        parts.append((to_unit_float(xa[:, None], f"mnist {img}"), labels_tensor(ya, f"mnist {lab}", num_classes=10),
                       split == "test"))
     x, y, official = concat_splits(parts)
     return ImageDataset("mnist", x, y, [str(i) for i in range(10)], MNIST_MEAN, MNIST_STD, official,

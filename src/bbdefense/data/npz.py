@@ -92,12 +92,12 @@ def load_npz(data_dir: Path | None, *, layout: Layout = "auto") -> ImageDataset:
     splits = [("x", "y", False)] + ([("x_test", "y_test", True)] if "x_test" in arrays else [])
     parts = []
     for xk, yk, is_test in splits:
-        x = to_nchw(arrays[xk], layout, f"npz {path.name}:{xk}")
-        if len(arrays[yk]) != len(x):
-            raise DataError(f"npz: {path.name} has {len(x)} images in {xk!r} but {len(arrays[yk])} labels "
+        xa = to_nchw(arrays[xk], layout, f"npz {path.name}:{xk}")
+        if len(arrays[yk]) != len(xa):
+            raise DataError(f"npz: {path.name} has {len(xa)} images in {xk!r} but {len(arrays[yk])} labels "
                             f"in {yk!r}")
         src = f"npz {path.name}"
-        parts.append((to_unit_float(x, f"{src}:{xk}"), labels_tensor(arrays[yk], f"{src}:{yk}"), is_test))
+        parts.append((to_unit_float(xa, f"{src}:{xk}"), labels_tensor(arrays[yk], f"{src}:{yk}"), is_test))
     if len({p[0].shape[1:] for p in parts}) > 1:
         raise DataError(f"npz: x and x_test shapes differ: {[tuple(p[0].shape[1:]) for p in parts]}")
     x, y, official = concat_splits(parts)

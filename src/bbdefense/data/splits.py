@@ -47,7 +47,7 @@ class Splits:
     def __getitem__(self, name: str) -> ImageDataset:
         if name not in ("owner_train", "defender", "defender_shifted", "test"):
             raise InputError(f"unknown split {name!r}; choose owner_train, defender, defender_shifted or test")
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
 
 def corrupt(x: Tensor, *, seed: int = 0) -> Tensor:
@@ -71,7 +71,7 @@ def corrupt(x: Tensor, *, seed: int = 0) -> Tensor:
 
 def _count(spec: float, n: int) -> int:
     """An int (or a float > 1) is a count; a float in [0, 1] is a fraction of ``n`` (so 1.0 is all)."""
-    return int(spec) if isinstance(spec, int) or spec > 1 else int(round(spec * n))
+    return int(spec) if isinstance(spec, int) or spec > 1 else round(spec * n)
 
 
 #: names the order :func:`make_splits` returns each split in; recorded in training recipes so that a model

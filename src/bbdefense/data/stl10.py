@@ -65,8 +65,8 @@ def load_stl10(data_dir: Path | None) -> ImageDataset:
     for split in ("train", "test"):
         xp = require_file(dirs, [f"{split}_X.bin"], "stl10")
         yp = require_file(dirs, [f"{split}_y.bin"], "stl10")
-        x, y = read_stl10_split(xp, yp)
-        parts.append((to_unit_float(x, str(xp)), labels_tensor(y, str(yp), num_classes=10), split == "test"))
+        xa, ya = read_stl10_split(xp, yp)
+        parts.append((to_unit_float(xa, str(xp)), labels_tensor(ya, str(yp), num_classes=10), split == "test"))
     x, y, official = concat_splits(parts)
     names_file = find_file(dirs, ["class_names.txt"])
     classes = list(STL10_CLASSES)

@@ -56,8 +56,8 @@ def load_svhn(data_dir: Path | None) -> ImageDataset:
     parts = []
     for split in ("train", "test"):
         path = require_file(dirs, [f"{split}_32x32.mat"], "svhn")
-        x, y = read_svhn_mat(path)
-        parts.append((to_unit_float(x, str(path)), labels_tensor(y, str(path), num_classes=10), split == "test"))
+        xa, ya = read_svhn_mat(path)
+        parts.append((to_unit_float(xa, str(path)), labels_tensor(ya, str(path), num_classes=10), split == "test"))
     x, y, official = concat_splits(parts)
     return ImageDataset("svhn", x, y, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, official,
                         info={"source": str(data_dir), "format": "mat"})

@@ -14,6 +14,10 @@ Third-party defenses (query access only) live in subpackages: :mod:`bbdefense.ce
 (DUCD), :mod:`bbdefense.certified.zo_ae_ds` and :mod:`bbdefense.certified.irs` (denoised smoothing).
 """
 
+from typing import Any
+
+from torch import nn
+
 from .aaa import AAA, aaa_postprocess, quantize8
 from .anti_adversary import AntiAdversary
 from .base import DEFENSES, Defense, DefenseStats, register_defense, unwrap
@@ -25,9 +29,12 @@ from .rnd import RandomNoiseDefense, SmallNoiseDefense
 from .unig import UniG, unig_loss
 
 
-def build_defense(name: str, module: object, **config: object) -> Defense:
-    """``DEFENSES[name](module, **config)`` with unknown names raising :class:`UnknownNameError`."""
-    return DEFENSES[name](module, **config)  # type: ignore[arg-type]
+def build_defense(name: str, module: nn.Module, **config: Any) -> Defense:
+    """``DEFENSES[name](module, **config)`` with unknown names raising :class:`UnknownNameError`.
+
+    ``config`` is typed ``Any``: it comes from a command line or a JSON spec and each defense checks its own
+    hyperparameters (typed errors naming the bad value)."""
+    return DEFENSES[name](module, **config)
 
 
 __all__ = ["AAA", "DEFENSES", "AntiAdversary", "CalibrationResult", "Defense", "DefenseStats", "MixupInference",

@@ -51,14 +51,16 @@ class AntiAdversary(Defense):
     def _logits(self, z: Tensor) -> Tensor:
         self.stats.inner_queries += int(z.shape[0])
         if self._split:
-            return self.module.head(self.module.body(z))  # type: ignore[operator,no-any-return]
-        return self.module(z)  # type: ignore[no-any-return]
+            zoo = self.zoo_module()
+            return zoo.head(zoo.body(z))
+        out: Tensor = self.module(z)
+        return out
 
     def defend(self, x: Tensor) -> Tensor:
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone() if x.is_inference() else x
             with torch.no_grad():
-                z = self.module.normalize(x) if self._split else x  # type: ignore[operator]
+                z = self.zoo_module().normalize(x) if self._split else x
                 t = self._logits(z).argmax(dim=1)
             gamma = torch.zeros_like(z, requires_grad=True)
             for _ in range(self.k if self.alpha > 0 else 0):

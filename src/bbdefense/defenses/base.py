@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from ..errors import InputError
 from ..registry import Registry
 from ..utils import make_generator
+
+if TYPE_CHECKING:
+    from ..models.zoo.base import ImageClassifier
 
 
 @dataclass
@@ -85,7 +88,8 @@ class Defense(nn.Module):
     def inner(self, x: Tensor) -> Tensor:
         """Logits of the wrapped module, counted in ``stats.inner_queries``."""
         self.stats.inner_queries += int(x.shape[0])
-        return self.module(x)  # type: ignore[no-any-return]
+        out: Tensor = self.module(x)
+        return out
 
     def inner_embed(self, x: Tensor) -> Tensor:
         """Penultimate features of the wrapped zoo classifier (``embed``), counted like :meth:`inner`."""
@@ -93,7 +97,14 @@ class Defense(nn.Module):
             raise InputError(f"{self.name} needs a classifier exposing embed(x) and head (a zoo ImageClassifier), "
                              f"got {type(self.module).__name__}")
         self.stats.inner_queries += int(x.shape[0])
-        return self.module.embed(x)  # type: ignore[operator,no-any-return]
+        return self.zoo_module().embed(x)
+
+    def zoo_module(self) -> ImageClassifier:
+        """The wrapped module seen as a zoo classifier (``normalize``, ``body``, ``head``, ``embed``).
+
+        Only a static view: callers check first that the parts they use exist (duck typing, so a
+        non-zoo module with the same parts works too)."""
+        return cast("ImageClassifier", self.module)
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() != 4:

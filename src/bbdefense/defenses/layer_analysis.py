@@ -46,13 +46,13 @@ class LayerRatios:
                 "frac_increased": float((self.after > self.before).float().mean())}
 
 
-def _ratios(module: nn.Module, x: Tensor, y: Tensor, sites: list[tuple[str, str]]) -> tuple[list[Tensor], Tensor]:
+def _ratios(module: nn.Module, x: Tensor, y: Tensor, sites: Sequence[tuple[str, str]]) -> tuple[list[Tensor], Tensor]:
     """Per-example ``||grad_h L||`` for each site and ``grad_x L`` (``(N, C, H, W)``)."""
     named = dict(module.named_modules())
     captured: list[Tensor | None] = [None] * len(sites)
     handles = []
 
-    def make(i: int, where: str):  # noqa: ANN202
+    def make(i: int, where: str):
         def post(_m: nn.Module, _inp: tuple[Tensor, ...], out: Tensor) -> None:
             out.retain_grad()
             captured[i] = out
@@ -77,12 +77,14 @@ def _ratios(module: nn.Module, x: Tensor, y: Tensor, sites: list[tuple[str, str]
         for h in handles:
             h.remove()
     norms = []
-    for (qual, _), h in zip(sites, captured):
+    for (qual, _), h in zip(sites, captured, strict=True):
         if h is None or h.grad is None:
             raise InputError(f"layer {qual!r} was not reached by the forward pass or has no gradient")
         norms.append(h.grad.flatten(1).norm(dim=1).detach())
     module.zero_grad(set_to_none=True)
-    return norms, xg.grad.detach()  # type: ignore[union-attr]
+    if xg.grad is None:
+        raise InputError("the module's loss does not depend on its input: no input gradient to compare with")
+    return norms, xg.grad.detach()
 
 
 def gradient_ratios(module: nn.Module, x: Tensor, y: Tensor, layers: Sequence[str], *, step: float = 0.03,
@@ -115,7 +117,7 @@ def gradient_ratios(module: nn.Module, x: Tensor, y: Tensor, layers: Sequence[st
             after[j].append(hn2[j] / gxn2)
     module.train(was_training)
     return [LayerRatios(name, f"{where} {qual}", torch.cat(b), torch.cat(a))
-            for name, (qual, where), b, a in zip(layers, sites, before, after)]
+            for name, (qual, where), b, a in zip(layers, sites, before, after, strict=True)]
 
 
 def layer_table(ratios: list[LayerRatios], nus: dict[str, float] | None = None,

@@ -39,6 +39,8 @@ class MixupInference(Defense):
 
     name = "mixup_inference"
     randomized = True
+    ref_x: Tensor  # buffers: the reference images and their labels
+    ref_y: Tensor
 
     def __init__(self, module: nn.Module, *, reference: tuple[Tensor, Tensor] | None = None, lam: float = 0.6,
                  n_samples: int = 30, mode: Literal["ol", "pl"] = "ol", seed: int | None = 0) -> None:

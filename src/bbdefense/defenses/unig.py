@@ -76,6 +76,8 @@ class UniG(Defense):
 
     name = "unig"
     randomized = True
+    ref_x: Tensor  # buffers of the combine reference set (registered only when combine=True)
+    ref_y: Tensor
 
     def __init__(self, module: nn.Module, *, epochs: int = 1, lr: float = 10.0, delta: float = 0.5,
                  max_batch: int = 256, init_std: float = 0.5, momentum: float = 0.9, weight_decay: float = 5e-4,
@@ -151,7 +153,7 @@ class UniG(Defense):
 
     def _defend_chunk(self, x: Tensor) -> Tensor:
         b = int(x.shape[0])
-        head: nn.Linear = self.module.head  # type: ignore[assignment]
+        head = self.zoo_module().head
         with torch.inference_mode(False), torch.enable_grad():
             x = x.clone() if x.is_inference() else x
             gen = self.generator(x.device)
@@ -174,13 +176,14 @@ class UniG(Defense):
                 with torch.no_grad():
                     p.clamp_(1.0 - self.delta, 1.0 + self.delta)
             else:
-                mn = mx = None
-                for i in range(self.epochs):
+                mn: Tensor | None = None
+                mx: Tensor | None = None
+                for _ in range(self.epochs):
                     out = head(fea * p[:n])
                     (g,) = torch.autograd.grad(F.cross_entropy(out, target), fea, create_graph=True)
-                    if i == 0:
+                    if mn is None or mx is None:  # the first epoch fixes the normalisation range
                         mn, mx = g.min().detach(), g.max().detach()
-                    loss = unig_loss(g, mn, mx)  # type: ignore[arg-type]
+                    loss = unig_loss(g, mn, mx)
                     (gp,) = torch.autograd.grad(loss, p)
                     self._sgd_step(p, gp)
                     with torch.no_grad():

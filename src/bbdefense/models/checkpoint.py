@@ -90,7 +90,7 @@ def save_checkpoint(path: str | Path, module: nn.Module, meta: CheckpointMeta) -
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint's JSON metadata (without loading weights)."""
-    wpath, mpath = checkpoint_paths(path)
+    _, mpath = checkpoint_paths(path)
     if not mpath.is_file():
         raise CheckpointError(f"checkpoint metadata not found: {mpath}")
     try:

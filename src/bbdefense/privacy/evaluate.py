@@ -50,7 +50,7 @@ def calibration_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     if not 0.0 < fraction < 1.0:
         raise InputError(f"calibration fraction must be in (0, 1), got {fraction}")
     perm = np.random.default_rng(seed).permutation(n)
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     if k < 1 or k >= n:
         raise InputError(f"calibration fraction {fraction} of {n} examples leaves an empty half")
     return np.sort(perm[:k]), np.sort(perm[k:])

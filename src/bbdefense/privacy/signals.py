@@ -110,7 +110,9 @@ def smoothed_blackbox(smooth: Smooth, *, n: int = 100, seed: int = 0, batch_size
     f: Callable[[Tensor], Tensor] = fn
     bb = BlackBox.from_callable(f, returns="probs", num_classes=smooth.model.num_classes,
                                 input_shape=smooth.model.input_shape, randomized=True, output="probs", name=name)
-    bb.samples_per_query = n  # type: ignore[attr-defined]  # base-model queries per image, for reports
+    # An attribute only this black box carries (base-model queries per image), read by the reports through getattr;
+    # BlackBox declares no such field, hence the ignore.
+    bb.samples_per_query = n  # type: ignore[attr-defined]
     return bb
 
 

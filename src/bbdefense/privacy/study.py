@@ -25,10 +25,10 @@ from ..errors import InputError
 from ..events import EventCallback
 from ..models import BlackBox
 from ..records import RunDir, table
+from ..utils import seeded_init
 from .evaluate import ShadowRef, add_report, evaluate_privacy
 from .overfit import overfit_subset, train_overfit_target
 from .signals import smoothed_blackbox
-from ..utils import seeded_init
 
 SOURCES = {"same": "owner_train", "disjoint": "defender", "shifted": "defender_shifted"}
 
@@ -71,7 +71,7 @@ class StudyConfig:
             raise InputError(f"sigma must be > 0 and n_smooth >= 1, got {self.sigma}, {self.n_smooth}")
 
 
-def _cached(path: Path | None, make: Callable[[], nn.Module], train: Callable[[nn.Module], None]) -> nn.Module:
+def _cached(path: Path | None, make: Callable[[], nn.Module], train: Callable[[nn.Module], object]) -> nn.Module:
     """Build a module, then load its weights from ``path`` (safetensors) or train it and save them."""
     m = make()
     if path is not None and path.is_file():
@@ -92,7 +92,7 @@ def run_study(run: RunDir, target: nn.Module, arch: str, splits: Splits, cfg: St
 
     cfg.check()
     k = len(splits.owner_train.classes)
-    shape = tuple(splits.owner_train.x.shape[1:])
+    shape = splits.owner_train.input_shape
     mean, std = splits.owner_train.mean, splits.owner_train.std
     n = min(cfg.n_members, len(splits.owner_train), len(splits.test))
     g = torch.Generator().manual_seed(cfg.seed)
@@ -104,7 +104,7 @@ def run_study(run: RunDir, target: nn.Module, arch: str, splits: Splits, cfg: St
     tag = f"s{cfg.seed}"
 
     def box(m: nn.Module, name: str) -> BlackBox:
-        return BlackBox.from_module(m, num_classes=k, input_shape=shape, name=name)  # type: ignore[arg-type]
+        return BlackBox.from_module(m, num_classes=k, input_shape=shape, name=name)
 
     def smooth(m: nn.Module, name: str) -> BlackBox:
         return smoothed_blackbox(Smooth(box(m, name), noise), n=cfg.n_smooth, seed=cfg.seed, name=name)
@@ -116,11 +116,11 @@ def run_study(run: RunDir, target: nn.Module, arch: str, splits: Splits, cfg: St
         dcfg = DistillConfig(budget=cfg.distill_budget, epochs=cfg.distill_epochs, seed=cfg.seed)
         tbb = box(target, "target")
 
-        def train_sur(m: nn.Module, data=data, dcfg=dcfg, tbb=tbb) -> None:  # noqa: ANN001
+        def train_sur(m: nn.Module, data=data, dcfg=dcfg, tbb=tbb) -> None:
             distill(tbb, m, data, dcfg, on_event=on_event)
 
         cpath = None if cache_dir is None else cache_dir / f"surrogate_{src}_{cfg.distill_budget}_{tag}.safetensors"
-        sur = _cached(cpath, lambda: build_surrogate(arch, num_classes=k, input_shape=shape,  # type: ignore[arg-type]
+        sur = _cached(cpath, lambda: build_surrogate(arch, num_classes=k, input_shape=shape,
                                                      mean=mean, std=std, seed=cfg.seed), train_sur)
         spent = tbb.stats.queries or cfg.distill_budget  # a cached surrogate spent its budget earlier
         models[f"DUCD-{src}"] = box(sur, f"DUCD-{src}")

@@ -78,13 +78,14 @@ class RunRecord:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))  # type: ignore[no-any-return]
+        out: dict[str, Any] = _clean(asdict(self))
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         if d.get("schema_version", 0) > SCHEMA_VERSION:
             raise ConfigError(f"record schema_version {d.get('schema_version')} is newer than {SCHEMA_VERSION}")
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

@@ -9,11 +9,11 @@
 ``fastapi``/``uvicorn``/``httpx`` are imported only when an app or a client is built.
 """
 
-from .app import ServeLimits, create_app, run_server
 from ..models.remote import HttpBackend, HttpBlackBox, JsonApiBackend, json_api_blackbox
+from ..models.wire import decode_tensor, encode_tensor
+from .app import ServeLimits, create_app, run_server
 from .model import build_served_blackbox, load_defense_config, resolve_defense
 from .store import KeySpec, KeyStore, load_keys_file
-from ..models.wire import decode_tensor, encode_tensor
 
 __all__ = ["HttpBackend", "HttpBlackBox", "JsonApiBackend", "KeySpec", "KeyStore", "ServeLimits",
            "build_served_blackbox", "create_app", "decode_tensor", "encode_tensor", "json_api_blackbox",

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError
 from ..models.blackbox import BlackBox, validate_images
-from .store import KeyRecord, KeySpec, KeyStore, load_keys_file, parse_keys
 from ..models.wire import batch_digest, decode_any, encode_tensor
+from .store import KeyRecord, KeySpec, KeyStore, load_keys_file, parse_keys
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -343,6 +343,7 @@ def create_app(
             app.openapi_schema = schema
         return app.openapi_schema
 
+    # FastAPI documents replacing app.openapi as the way to customise the schema; mypy forbids method assignment.
     app.openapi = openapi  # type: ignore[method-assign]
     return app
 

@@ -14,19 +14,20 @@ from typing import Any
 
 from ..errors import ConfigError, InputError, UnknownNameError
 from ..models.blackbox import BlackBox, OutputMode
+from ..models.loading import BackendName
 
 
 def resolve_defense(name: str, registry: Mapping[str, Any] | None = None) -> Callable[..., Any]:
     """``registry[name]`` (default ``bbdefense.defenses.DEFENSES``), with a clear error when unknown."""
     if registry is None:
         try:
-            from ..defenses import DEFENSES  # type: ignore[attr-defined]
+            from ..defenses import DEFENSES
         except ImportError as exc:
             raise UnknownNameError(f"unknown defense {name!r}: the defense registry (bbdefense.defenses.DEFENSES) "
                                    f"is not available in this installation ({exc})") from None
         registry = DEFENSES
     try:  # a bbdefense Registry raises UnknownNameError listing the choices; a plain dict raises KeyError
-        return registry[name]  # type: ignore[no-any-return]
+        return registry[name]
     except KeyError:
         raise UnknownNameError(f"unknown defense {name!r}; choose one of: "
                                f"{', '.join(sorted(registry)) or '(none)'}") from None
@@ -57,7 +58,7 @@ def load_defense_config(path: str | Path | None) -> dict[str, Any]:
 
 def build_served_blackbox(model: str | Path, *, defense: str | None = None,
                           defense_config: Mapping[str, Any] | None = None, output: OutputMode = "probs",
-                          top_k: int | None = None, backend: str = "torch", device: str = "cpu",
+                          top_k: int | None = None, backend: BackendName = "torch", device: str = "cpu",
                           registry: Mapping[str, Any] | None = None) -> BlackBox:
     """The black box to serve: checkpoint ``model``, wrapped in ``defense`` when given.
 
@@ -69,7 +70,7 @@ def build_served_blackbox(model: str | Path, *, defense: str | None = None,
     from ..models.loading import load_blackbox
 
     if defense is None:
-        return load_blackbox(model, backend=backend, output=output, top_k=top_k, device=device)  # type: ignore[arg-type]
+        return load_blackbox(model, backend=backend, output=output, top_k=top_k, device=device)
     if backend != "torch":
         raise InputError(f"--defense wraps the torch module; use backend 'torch', got {backend!r}")
     factory = resolve_defense(defense, registry)

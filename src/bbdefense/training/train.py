@@ -3,19 +3,19 @@
 Modes (``TRAIN_MODES``, a registry other parts extend):
 
 * ``plain``: cross-entropy on clean images.
-* ``gaussian``: inputs ``x + N(0, sigma^2)`` in [0, 1] pixel space, *before* the model's
+* ``gaussian``: inputs ``x + N(0, sigma^2)`` (drawn by :class:`bbdefense.certify.Noise`) in [0, 1] pixel space, *before* the model's
   normalisation layer (Cohen et al. 2019 ``train.py``); needed for randomized smoothing at sigma.
 * ``noise``: inputs ``x + eps`` with ``eps`` from a :data:`bbdefense.certify.NOISES` family
   (``noise``, ``sigma`` = per-coordinate std, ``noise_params`` e.g. ``{"beta": 1.5}``), in [0, 1]
   pixel space like ``gaussian``; for smoothing with that noise (DUCD noise selection, Table III).
 * ``pgd``: Madry et al. (2018) adversarial training with linf PGD at ``eps`` (``steps`` steps,
   step size ``2.5 eps / steps``, random start).
+
+Every mode is one step function (:func:`classifier_step`) on the loop of :mod:`bbdefense.training.loop`.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,6 +28,7 @@ from ..data import ImageDataset
 from ..errors import InputError
 from ..events import EventCallback, emit
 from ..registry import Registry
+from .loop import Batch, OptimConfig, StepFn, StepOutput, fit
 
 # A mode maps (model, x, y, generator, config) -> the batch to train on.
 AugmentFn = Callable[[nn.Module, Tensor, Tensor, torch.Generator, "TrainConfig"], Tensor]
@@ -80,7 +81,9 @@ def _plain(model: nn.Module, x: Tensor, y: Tensor, g: torch.Generator, cfg: Trai
 
 @TRAIN_MODES.register("gaussian")
 def _gaussian(model: nn.Module, x: Tensor, y: Tensor, g: torch.Generator, cfg: TrainConfig) -> Tensor:
-    return x + cfg.sigma * torch.randn(x.shape, generator=g, device=x.device)
+    from ..certify.noises import make_noise
+
+    return x + make_noise("gaussian", sigma=cfg.sigma).sample(x.shape, g).to(x.device)
 
 
 @TRAIN_MODES.register("noise")
@@ -113,55 +116,52 @@ class TrainResult:
                 "train_accuracy": self.train_accuracy}
 
 
+def optim_config(cfg: TrainConfig) -> OptimConfig:
+    """The optimiser of :func:`train_classifier`: Adam at constant ``lr``, or SGD (momentum 0.9, Nesterov)
+    with a one-cycle schedule peaking at ``lr``; ``weight_decay`` as L2 in both."""
+    if cfg.optimizer == "adam":
+        return OptimConfig("adam", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return OptimConfig("sgd", lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9, nesterov=True,
+                       scheduler="onecycle", pct_start=0.25)
+
+
+def classifier_step(model: nn.Module, cfg: TrainConfig, generator: torch.Generator) -> StepFn:
+    """The step of every training mode: ``CE(model(augment(x)), y)``, the augmentation (noise, PGD) drawn
+    from ``generator``. Batch ``(x (B, C, H, W), y (B,))``; sums ``loss`` and ``train_accuracy`` (correct)."""
+    augment = TRAIN_MODES[cfg.mode]
+    dev = next(model.parameters()).device
+
+    def step(batch: Batch) -> StepOutput:
+        x, y = batch[0].to(dev), batch[1].to(dev)
+        logits = model(augment(model, x, y, generator, cfg))
+        loss = F.cross_entropy(logits, y)
+        return StepOutput(loss, {"loss": float(loss.detach()) * len(y),
+                                 "train_accuracy": int((logits.argmax(1) == y).sum())})
+    return step
+
+
 def train_classifier(model: nn.Module, data: ImageDataset, cfg: TrainConfig, *,
                      on_event: EventCallback | None = None) -> TrainResult:
     """Train ``model`` in place on ``data`` with ``cfg``; returns the loss/accuracy history.
 
-    Uses its own ``torch.Generator`` (seeded with ``cfg.seed``) for shuffling and noise; never
-    touches the global RNG. Ends with the model in eval mode.
+    Uses its own generators (seeded with ``cfg.seed`` for shuffling, ``cfg.seed + 1`` on the model's
+    device for noise and PGD starts); never touches the global RNG. Ends with the model in eval mode.
     """
     cfg.check()
-    augment = TRAIN_MODES[cfg.mode]
     dev = next(model.parameters()).device
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
     gd = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
-    n = len(data)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.25) if cfg.optimizer == "sgd" else None
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    emit(on_event, "start", "train", total=cfg.epochs * steps_per_epoch, unit="steps")
-    acc = 0.0
-    for epoch in range(cfg.epochs):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        tot_loss, correct = 0.0, 0
-        for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x, y = data.x[idx].to(dev), data.y[idx].to(dev)
-            xb = augment(model, x, y, gd, cfg)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            tot_loss += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-            emit(on_event, "advance", "train")
-        acc = correct / n
-        history.append({"epoch": epoch + 1, "loss": tot_loss / n, "train_accuracy": acc})
-        emit(on_event, "info", "train", message=f"epoch {epoch + 1}/{cfg.epochs} loss {tot_loss / n:.4f} acc {acc:.4f}")
-    emit(on_event, "end", "train")
-    model.eval()
-    return TrainResult(cfg, history, time.perf_counter() - t0, acc)
+
+    def report(row: dict[str, float]) -> None:
+        emit(on_event, "info", "train", message=f"epoch {int(row['epoch'])}/{cfg.epochs} loss {row['loss']:.4f} "
+                                                f"acc {row['train_accuracy']:.4f}")
+
+    res = fit(params, data, classifier_step(model, cfg, gd), epochs=cfg.epochs, batch_size=cfg.batch_size,
+              generator=g, optim=optim_config(cfg), modules=[model], on_epoch=report, task="train",
+              on_event=on_event)
+    acc = res.history[-1]["train_accuracy"] if res.history else 0.0
+    return TrainResult(cfg, res.history, res.seconds, acc)
 
 
 @torch.no_grad()

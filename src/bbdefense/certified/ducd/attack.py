@@ -58,7 +58,8 @@ def attack_success_curve(clf: CertifiedClassifier, base: nn.Module, attack: str,
     smoothed = clf.smooth.as_blackbox(n=n_predict, alpha=clf.alpha, seed=seed)
     correct = smoothed.audit(x).cpu() == y.cpu()
     rows: list[dict[str, Any]] = []
-    shape = tuple(x.shape[1:])
+    c, h, w = x.shape[1:]
+    shape = (int(c), int(h), int(w))
     if cls.access == "label":
         return _min_norm_curve(cls, smoothed, x, y, correct, eps_list, norm, attack, seed, attack_params)
     for eps in eps_list:
@@ -68,10 +69,10 @@ def attack_success_curve(clf: CertifiedClassifier, base: nn.Module, attack: str,
             model: BlackBox = smoothed
             mode = "direct (smoothed, label-only)"
         elif cls.access == "white":
-            model = WhiteBox(base, input_shape=shape)  # type: ignore[arg-type]
+            model = WhiteBox(base, input_shape=shape)
             mode = "white-box on the base, judged smoothed"
         else:
-            model = BlackBox.from_module(base, input_shape=shape)  # type: ignore[arg-type]
+            model = BlackBox.from_module(base, input_shape=shape)
             mode = "scores on the base, judged smoothed"
         q0 = model.stats.queries
         res = atk.run(model, x[correct], y[correct]) if bool(correct.any()) else None

@@ -28,12 +28,11 @@ import dataclasses
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...data import ImageDataset
 from ...errors import InputError
-from ...events import EventCallback, emit
+from ...events import EventCallback
 from ...models import BlackBox
 from ...utils import make_generator
 
@@ -43,36 +42,28 @@ def noise_finetune(module: nn.Module, data: ImageDataset, *, noise: str = "gauss
                    batch_size: int = 64, seed: int = 0, on_event: EventCallback | None = None) -> nn.Module:
     """A copy of ``module`` fine-tuned with noise augmentation: cross-entropy of ``f(x + eps)``
     against ``data.y``, ``eps ~ make_noise(noise, sigma, **noise_params)`` per coordinate in [0, 1]
-    pixel space (not clipped, as Cohen's ``train.py``). Adam, constant ``lr``, own generators.
+    pixel space (not clipped, as Cohen's ``train.py``). Adam, constant ``lr``.
+
+    This is the ``noise`` training mode (:func:`bbdefense.training.classifier_step` on
+    :func:`bbdefense.training.fit`) with one generator seeded ``seed`` for both the batch order and the
+    noise (``train --mode noise`` uses ``seed`` and ``seed + 1``).
 
     Shapes: ``data.x`` ``(N, C, H, W)``; returns the fine-tuned copy in eval mode.
     """
-    from ...certify import make_noise
+    from ...training import TrainConfig, classifier_step, fit
+    from ...training.train import optim_config
 
     if not sigma > 0:
         raise InputError(f"sigma must be > 0, got {sigma}")
     if epochs < 1 or batch_size < 1:
         raise InputError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-    nz = make_noise(noise, sigma=sigma, **dict(noise_params or {}))
+    cfg = TrainConfig(mode="noise", noise=noise, sigma=sigma, noise_params=dict(noise_params or {}), epochs=epochs,
+                      lr=lr, batch_size=batch_size, optimizer="adam", seed=seed)
+    cfg.check()  # raises on an unknown noise family or parameter
     m = copy.deepcopy(module)
-    dev = next(m.parameters()).device
     g = make_generator(seed)
-    opt = torch.optim.Adam(m.parameters(), lr=lr)
-    n = len(data)
-    emit(on_event, "start", "finetune", total=epochs)
-    for _ in range(epochs):
-        m.train()
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            x = data.x[idx]
-            xb = (x + nz.sample(tuple(x.shape), g)).to(dev)
-            loss = F.cross_entropy(m(xb), data.y[idx].to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        emit(on_event, "advance", "finetune")
-    emit(on_event, "end", "finetune")
+    fit(m.parameters(), data, classifier_step(m, cfg, g), epochs=epochs, batch_size=batch_size, generator=g,
+        optim=optim_config(cfg), modules=[m], task="finetune", on_event=on_event)
     return m.eval()
 
 

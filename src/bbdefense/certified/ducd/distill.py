@@ -29,7 +29,6 @@ or ``(N,)`` int64 (labels).
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,11 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...certify import make_noise
 from ...data import ImageDataset
 from ...errors import AccessError, CheckpointError, InputError
 from ...events import EventCallback, emit
 from ...models import BlackBox
 from ...models.zoo import MODELS, build_model
+from ...training.loop import Batch, OptimConfig, StepOutput, fit
 from ...utils import make_generator, seeded_init
 
 LossName = Literal["auto", "l1_logits", "l1_logprobs", "ce_labels"]
@@ -156,7 +157,7 @@ def augment_batch(x: Tensor, pool: Tensor, kinds: tuple[str, ...], g: torch.Gene
     ``x`` ``(B, C, H, W)`` gets, each with probability 1/2 per image, independently: ``shift``
     (integer translation in [-max_shift, max_shift]^2 with zero fill), ``mixup`` (convex
     combination ``l x + (1 - l) x'`` with another pool image, ``l ~ U(0, 1)``), ``noise``
-    (``+ N(0, noise_std^2)``); clipped to [0, 1]. Returns ``(B, C, H, W)`` float32.
+    (``+ N(0, noise_std^2)``, drawn by :class:`bbdefense.certify.Noise`); clipped to [0, 1]. Returns ``(B, C, H, W)`` float32.
     """
     b = x.shape[0]
     y = x.clone()
@@ -176,7 +177,7 @@ def augment_batch(x: Tensor, pool: Tensor, kinds: tuple[str, ...], g: torch.Gene
         y = torch.where(use, lam * y + (1 - lam) * other, y)
     if "noise" in kinds and noise_std > 0:
         use = (torch.rand(b, generator=g) < 0.5).view(b, 1, 1, 1)
-        y = torch.where(use, y + noise_std * torch.randn(y.shape, generator=g), y)
+        y = torch.where(use, y + make_noise("gaussian", sigma=noise_std).sample(y.shape, g), y)
     return y.clamp(0, 1).contiguous().float()
 
 
@@ -301,35 +302,19 @@ def train_on_transfer(surrogate: nn.Module, ts: TransferSet, cfg: DistillConfig,
     dev = next(surrogate.parameters()).device
     target = _target_for_loss(loss, ts.out, ts.output)
     t_lab = ts.out.long() if ts.output == "label" else ts.out.argmax(dim=1)
-    m = len(ts)
-    steps = math.ceil(m / cfg.batch_size)
-    opt = torch.optim.Adam(surrogate.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps)
-    g = make_generator(cfg.seed + 1)
-    hist: list[dict[str, float]] = []
-    emit(on_event, "start", "distill:train", total=cfg.epochs, unit="epochs")
-    for ep in range(cfg.epochs):
-        surrogate.train()
-        perm = torch.randperm(m, generator=g)
-        tot, agree = 0.0, 0
-        for i in range(steps):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            a = surrogate(ts.x[idx].to(dev))
-            lv = distill_loss(loss, a, target[idx].to(dev), prob_floor=cfg.prob_floor)
-            opt.zero_grad(set_to_none=True)
-            lv.backward()
-            opt.step()
-            sched.step()
-            tot += float(lv.detach()) * len(idx)
-            agree += int((a.detach().argmax(1).cpu() == t_lab[idx]).sum())
-        row = {"epoch": ep + 1, "loss": tot / m, "agreement": agree / m}
-        hist.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
-        emit(on_event, "advance", "distill:train")
-    emit(on_event, "end", "distill:train")
-    surrogate.eval()
-    return hist
+
+    def step(batch: Batch) -> StepOutput:
+        x, t, lab = batch
+        a = surrogate(x.to(dev))
+        lv = distill_loss(loss, a, t.to(dev), prob_floor=cfg.prob_floor)
+        return StepOutput(lv, {"loss": float(lv.detach()) * len(x),
+                               "agreement": int((a.detach().argmax(1).cpu() == lab).sum())})
+
+    res = fit(surrogate.parameters(), (ts.x, target, t_lab), step, epochs=cfg.epochs, batch_size=cfg.batch_size,
+              generator=make_generator(cfg.seed + 1),
+              optim=OptimConfig("adam", lr=cfg.lr, weight_decay=cfg.weight_decay, scheduler="cosine"),
+              modules=[surrogate], on_epoch=on_epoch, task="distill:train", on_event=on_event)
+    return res.history
 
 
 def distill(bb: BlackBox, surrogate: nn.Module, data: ImageDataset | Tensor, cfg: DistillConfig | None = None, *,

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ...certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
+from ...certify.noises import NORMS, make_noise
+from ...certify.smooth import Certificate, Smooth
 from ...data import load_dataset, make_splits
 from ...events import EventCallback, emit
 from ...models import load_blackbox
 from ...training import TrainConfig, train_target
-from ...certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
-from ...certify.noises import NORMS, make_noise
-from ...certify.smooth import Certificate, Smooth
 
 
 class TabulatedSmooth(Smooth):
@@ -79,7 +79,7 @@ def select_noise(arch: str, dataset: str, out_dir: str | Path, *, betas: Sequenc
         approx, certs_all = False, []
         for s in sigmas:
             sm = TabulatedSmooth(bb, make_noise("gen_gaussian", sigma=s, beta=float(beta)), norms=norms,
-                                 radius_method=radius_method, numerical=numerical_kw,  # type: ignore[arg-type]
+                                 radius_method=radius_method, numerical=numerical_kw,
                                  table_points=table_points)
             certs: list[Certificate] = sm.certify(x, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed)
             certs_all += certs

@@ -20,8 +20,6 @@ pixel-space noisy images trained with ``MSE(D(x + delta), x) + CE(f(D(x + delta)
 """
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -30,12 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...certify import make_noise
 from ...data import ImageDataset
 from ...errors import InputError
-from ...events import EventCallback, emit
+from ...events import EventCallback
 from ...models import WhiteBox
+from ...models.zoo.unet import UNet
+from ...training.loop import Batch, OptimConfig, StepOutput, fit
 from ...utils import make_generator, seeded_init
-from .unet import UNet
 
 METHODS: tuple[str, ...] = ("irs", "salman")
 
@@ -145,47 +145,45 @@ def train_denoiser(surrogate: WhiteBox, data: ImageDataset, cfg: IRSConfig, *,
     std = cfg.std if cfg.std is not None else tuple(data.std)
     c = data.x.shape[1]
     with seeded_init(cfg.seed):
-        den = IRSDenoiser(UNet(in_channels=c, width=cfg.width), method=cfg.method, mean=mean, std=std)
-    if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(den.parameters(), lr=cfg.lr, momentum=0.9)
-    else:
-        opt = torch.optim.Adam(den.parameters(), lr=cfg.lr)
+        den = IRSDenoiser(irs_unet(c, cfg.width), method=cfg.method, mean=mean, std=std)
     surrogate.module.eval()
     for p in surrogate.module.parameters():
         p.requires_grad_(False)
+    nz = make_noise("gaussian", sigma=cfg.sigma)
     g = make_generator(cfg.seed)
-    n = len(data)
-    steps = math.ceil(n / cfg.batch_size)
-    q0, t0 = surrogate.stats.queries, time.perf_counter()
-    history = []
-    emit(on_event, "start", f"train-{cfg.method}", total=cfg.epochs * steps)
-    for epoch in range(cfg.epochs):
-        den.train()
-        perm = torch.randperm(n, generator=g)
-        tot = 0.0
-        for i in range(steps):
-            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x, y = data.x[idx], data.y[idx]
-            delta = cfg.sigma * torch.randn(x.shape, generator=g)
-            if cfg.method == "irs":
-                x_hat = den.unet(den.normalize(x) + delta)  # noise on the normalised image
-                loss = rescaled_loss(surrogate.logits(x_hat), y, x, x_hat, cfg.lam)
-            else:
-                with torch.no_grad():
-                    y0 = surrogate.predict_label(x)
-                x_hat = den.unet(x + delta)
-                loss = stability_mse_loss(surrogate.logits(x_hat), y0, x, x_hat)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach()) * len(idx)
-            emit(on_event, "advance", f"train-{cfg.method}")
-        history.append({"epoch": epoch + 1, "loss": tot / n})
-    emit(on_event, "end", f"train-{cfg.method}")
-    for p in surrogate.module.parameters():
-        p.requires_grad_(True)
-    den.eval()
-    return IRSResult(den, cfg, surrogate.stats.queries - q0, time.perf_counter() - t0, history)
+
+    def step(batch: Batch) -> StepOutput:
+        x, y = batch
+        q = surrogate.stats.queries
+        delta = nz.sample(x.shape, g)
+        if cfg.method == "irs":
+            x_hat = den.unet(den.normalize(x) + delta)  # noise on the normalised image
+            loss = rescaled_loss(surrogate.logits(x_hat), y, x, x_hat, cfg.lam)
+        else:
+            with torch.no_grad():
+                y0 = surrogate.predict_label(x)
+            x_hat = den.unet(x + delta)
+            loss = stability_mse_loss(surrogate.logits(x_hat), y0, x, x_hat)
+        return StepOutput(loss, {"loss": float(loss.detach()) * len(x)}, surrogate.stats.queries - q)
+
+    q0 = surrogate.stats.queries
+    try:
+        res = fit(den.parameters(), data, step, epochs=cfg.epochs, batch_size=cfg.batch_size, generator=g,
+                  optim=OptimConfig(cfg.optimizer, lr=cfg.lr, momentum=0.9), modules=[den],
+                  task=f"train-{cfg.method}", on_event=on_event)
+    finally:
+        for p in surrogate.module.parameters():
+            p.requires_grad_(True)
+    history = [{"epoch": r["epoch"], "loss": r["loss"]} for r in res.history]
+    return IRSResult(den, cfg, surrogate.stats.queries - q0, res.seconds, history)
+
+
+def irs_unet(in_channels: int, width: int) -> nn.Module:
+    """The CPU-scale UNet of IRS-Net and its Salman baseline: the zoo's Ronneberger UNet with two
+    poolings (28 -> 14 -> 7 on MNIST), first level ``width`` channels, biased convs + BN, sigmoid output
+    (the layout the documented IRS-Net figures were measured with). ``(N, C, H, W)`` -> same, in (0, 1)."""
+    return UNet(in_channels=in_channels, base_width=width, depth=2, conv_bias=True, skip_first=False,
+                out_activation="sigmoid")
 
 
 def pixel_sigma(den: IRSDenoiser, sigma: float) -> float:

@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...certify import make_noise
 from ...data import ImageDataset
 from ...errors import InputError
 from ...models import BlackBox, WhiteBox
+from ...training.loop import Batch, OptimConfig, fit
 from ...utils import make_generator, seeded_init
-from .nets import DnCNN
-from .train import ZOAEDSConfig, train_zo_ae_ds
+from .train import ZOAEDSConfig, denoiser_net, train_zo_ae_ds
 
 
 class MeasuredReconstructor(nn.Module):
@@ -43,7 +44,7 @@ class MeasuredReconstructor(nn.Module):
         self.register_buffer("A", torch.randn((m, d), generator=g) / m ** 0.5)
         self.shape = shape
         with seeded_init(seed):
-            self.net = DnCNN(in_channels=shape[0], depth=depth, width=width)
+            self.net = denoiser_net(shape[0], depth, width)
 
     def backproject(self, x: Tensor) -> Tensor:
         y = x.flatten(1) @ self.A.T  # measurements (N, m)
@@ -57,17 +58,13 @@ def train_reconstructor(data: ImageDataset, *, epochs: int = 5, batch_size: int 
                         seed: int = 0) -> MeasuredReconstructor:
     """The owner's reconstruction network, trained with MSE on clean images."""
     net = MeasuredReconstructor(shape=tuple(data.x.shape[1:]), m=m, seed=seed)  # type: ignore[arg-type]
-    opt = torch.optim.Adam(net.net.parameters(), lr=lr)
-    g = make_generator(seed)
-    net.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(data), generator=g)
-        for i in range(0, len(data), batch_size):
-            x = data.x[perm[i:i + batch_size]]
-            loss = F.mse_loss(net.net(net.backproject(x)).flatten(1), x.flatten(1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+
+    def step(batch: Batch) -> Tensor:
+        x = batch[0]
+        return F.mse_loss(net.net(net.backproject(x)).flatten(1), x.flatten(1))
+
+    fit(net.net.parameters(), data.x, step, epochs=epochs, batch_size=batch_size, generator=make_generator(seed),
+        optim=OptimConfig("adam", lr=lr), modules=[net], task="reconstructor")
     return net.eval()
 
 
@@ -113,16 +110,18 @@ def rmse_ssim(rec: Tensor, x: Tensor) -> tuple[float, float]:
 
 
 class _Defended(nn.Module):
-    """``f(Pre(x + sigma * N(0, I)))`` averaged over ``draws`` noise draws (differentiable, for the attack)."""
+    """``f(Pre(x + delta))``, ``delta ~ N(0, sigma^2 I)`` (a :class:`bbdefense.certify.Noise`), averaged over
+    ``draws`` noise draws (differentiable, for the attack)."""
 
     def __init__(self, f: nn.Module, pre: nn.Module | None, sigma: float, draws: int, seed: int) -> None:
         super().__init__()
         self.f, self.pre, self.sigma, self.draws, self.g = f, pre, sigma, draws, make_generator(seed)
+        self.noise = make_noise("gaussian", sigma=sigma) if pre is not None else None
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pre is None:
+        if self.pre is None or self.noise is None:
             return self.f(x)  # type: ignore[no-any-return]
-        outs = [self.f(self.pre(x + self.sigma * torch.randn(x.shape, generator=self.g))) for _ in range(self.draws)]
+        outs = [self.f(self.pre(x + self.noise.sample(x.shape, self.g))) for _ in range(self.draws)]
         return torch.stack(outs).mean(0)
 
 

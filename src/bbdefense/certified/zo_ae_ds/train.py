@@ -26,28 +26,32 @@ Variants (``variant``):
 * ``zo-ae-ds``: RGE (``q`` directions) or CGE (q = d_z) in the latent space.
 
 Training from scratch, or pre-train + fine-tune (``pretrain_epochs`` epochs of denoising MSE,
-then the stability loss at ``finetune_lr``). AE pre-training: :func:`pretrain_autoencoder`.
+then the stability loss at ``finetune_lr``). AE pre-training: :func:`pretrain_autoencoder`. Every
+stage is a step function on :func:`bbdefense.training.fit`; the noise ``delta`` is drawn by
+:class:`bbdefense.certify.Noise`; the DnCNN and the autoencoder are the zoo's.
 Images entering the black box are clipped to [0, 1] (the oracle only accepts valid images);
 the FO variants use a straight-through clip so that gradients pass as in the reference code.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...certify import make_noise
 from ...data import ImageDataset
 from ...errors import AccessError, InputError
-from ...events import EventCallback, emit
+from ...events import EventCallback
 from ...models import BlackBox, WhiteBox
+from ...models.zoo.autoencoder import ConvAutoEncoder, mnist_ae_192
+from ...models.zoo.dncnn import DnCNN
+from ...training.loop import Batch, OptimConfig, StepOutput, fit
 from ...utils import make_generator, seeded_init
 from ..zo.estimators import Difference, estimate, query_cost, surrogate_loss
-from .nets import AutoEncoder, DnCNN
 
 VARIANTS: tuple[str, ...] = ("fo-ds", "zo-ds", "fo-ae-ds", "zo-ae-ds")
 Variant = Literal["fo-ds", "zo-ds", "fo-ae-ds", "zo-ae-ds"]
@@ -113,11 +117,11 @@ class _ClipST(torch.autograd.Function):
     """Clip to [0, 1] forward, identity backward (straight-through)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx: Any, x: Tensor) -> Tensor:
         return x.clamp(0, 1)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> Tensor:  # noqa: D102
+    def backward(ctx: Any, g: Tensor) -> Tensor:
         return g
 
 
@@ -132,7 +136,7 @@ class DenoisedPipeline(nn.Module):
     Put in front of the black box for certification. Shape ``(N, C, H, W)`` -> ``(N, C, H, W)``.
     """
 
-    def __init__(self, denoiser: nn.Module, ae: AutoEncoder | None = None) -> None:
+    def __init__(self, denoiser: nn.Module, ae: ConvAutoEncoder | None = None) -> None:
         super().__init__()
         self.denoiser, self.ae = denoiser, ae
 
@@ -167,9 +171,21 @@ def _scores_loss(out: Tensor, y: Tensor, output: str) -> Tensor:
     return -torch.log(out.gather(1, y[:, None]).squeeze(1).clamp_min(1e-12))
 
 
+def denoiser_net(in_channels: int, depth: int, width: int) -> DnCNN:
+    """The DnCNN of ZO-AE-DS at CPU scale (zoo :class:`~bbdefense.models.zoo.dncnn.DnCNN`, ``depth`` convs of
+    ``width`` features; identity at initialisation). ``(N, C, H, W)`` -> same."""
+    return DnCNN(in_channels=in_channels, depth=depth, features=width)
+
+
+def autoencoder_192() -> ConvAutoEncoder:
+    """The ZO-AE-DS MNIST autoencoder (zoo ``mnist_ae_192``) with vector latents ``(N, 192)``."""
+    return cast(ConvAutoEncoder, mnist_ae_192(flat_latent=True))  # the zoo's registry types factories as Module
+
+
 def pretrain_autoencoder(data: ImageDataset, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3,
-                         seed: int = 0, tries: int = 3) -> tuple[AutoEncoder, float]:
-    """Train the MNIST d_z = 192 autoencoder on clean images with MSE (Adam, lr 1e-3, as the reference log).
+                         seed: int = 0, tries: int = 3) -> tuple[ConvAutoEncoder, float]:
+    """Train the MNIST d_z = 192 autoencoder (:func:`autoencoder_192`) on clean images with MSE (Adam,
+    lr 1e-3, as the reference log).
 
     The reference design (3 and 12 channels, ReLU after the latent) sometimes collapses at
     initialisation (dead ReLUs, constant output). A run whose final MSE is not below the variance of
@@ -178,27 +194,19 @@ def pretrain_autoencoder(data: ImageDataset, *, epochs: int = 20, batch_size: in
 
     Returns ``(ae, final MSE on data)``. Initialisation is seeded without touching the global RNG.
     """
-    from .nets import mnist_ae_192
     if tries < 1:
         raise InputError(f"tries must be >= 1, got {tries}")
     var = float(((data.x - data.x.mean(0)) ** 2).mean())
     for k in range(tries):
         s = seed + 1000 * k
         with seeded_init(s):
-            ae = mnist_ae_192()
-        g = make_generator(s)
-        opt = torch.optim.Adam(ae.parameters(), lr=lr)
-        ae.train()
-        n = len(data)
-        for _ in range(epochs):
-            perm = torch.randperm(n, generator=g)
-            for i in range(0, n, batch_size):
-                x = data.x[perm[i:i + batch_size]]
-                loss = F.mse_loss(ae(x), x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        ae.eval()
+            ae = autoencoder_192()
+
+        def step(batch: Batch, ae: ConvAutoEncoder = ae) -> Tensor:
+            return F.mse_loss(ae(batch[0]), batch[0])
+
+        fit(ae.parameters(), data.x, step, epochs=epochs, batch_size=batch_size, generator=make_generator(s),
+            optim=OptimConfig("adam", lr=lr), modules=[ae], task="autoencoder")
         with torch.no_grad():
             mse = float(F.mse_loss(ae(data.x), data.x))
         ae.seed = s  # type: ignore[assignment]
@@ -207,7 +215,7 @@ def pretrain_autoencoder(data: ImageDataset, *, epochs: int = 20, batch_size: in
     return ae, mse
 
 
-def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: AutoEncoder | None = None,
+def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: ConvAutoEncoder | None = None,
                    denoiser: nn.Module | None = None, on_event: EventCallback | None = None) -> ZOAEDSResult:
     """Train the denoiser (and encoder) of ``cfg.variant`` against ``bb`` on ``data`` (the defender's images).
 
@@ -216,9 +224,10 @@ def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: A
             :class:`WhiteBox`. Every forward through it is counted on it.
         data: training images ``(N, C, H, W)``; their labels are **not** used (pseudo-labels from ``bb``).
         cfg: the configuration.
-        ae: a pre-trained autoencoder (AE variants); its decoder is frozen, its encoder trained
-            when ``cfg.train_encoder``. Required for AE variants.
-        denoiser: an initial denoiser (default: :class:`DnCNN` of ``cfg.depth`` x ``cfg.width``, identity at init).
+        ae: a pre-trained autoencoder with vector latents (AE variants, :func:`autoencoder_192`); its decoder
+            is frozen, its encoder trained when ``cfg.train_encoder``. Required for AE variants.
+        denoiser: an initial denoiser (default: :func:`denoiser_net` of ``cfg.depth`` x ``cfg.width``,
+            identity at init).
 
     Returns:
         :class:`ZOAEDSResult` with the pipeline in eval mode and the exact query count.
@@ -236,80 +245,69 @@ def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: A
     c = data.x.shape[1]
     if denoiser is None:
         with seeded_init(cfg.seed):
-            denoiser = DnCNN(in_channels=c, depth=cfg.depth, width=cfg.width)
+            denoiser = denoiser_net(c, cfg.depth, cfg.width)
+    den: nn.Module = denoiser
     ae_used = ae if is_ae else None
     if ae_used is not None:
         ae_used.decoder.eval()
         for p in ae_used.decoder.parameters():
             p.requires_grad_(False)
-    g = make_generator(cfg.seed)
-    gz = make_generator(cfg.seed + 1)
-    n = len(data)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    history: list[dict[str, float]] = []
+    nz = make_noise("gaussian", sigma=cfg.sigma)
+    g = make_generator(cfg.seed)  # batch order and noise (shared, in that order)
+    gz = make_generator(cfg.seed + 1)  # ZO directions
     t0, q_start = time.perf_counter(), bb.stats.queries
-    emit(on_event, "start", "zo-ae-ds", total=(cfg.epochs + cfg.pretrain_epochs) * steps_per_epoch)
 
     # pre-training of the denoiser on MSE (no queries), then fine-tuning at finetune_lr
     if cfg.pretrain_epochs:
-        opt = torch.optim.Adam(denoiser.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        denoiser.train()
-        for _ in range(cfg.pretrain_epochs):
-            perm = torch.randperm(n, generator=g)
-            for i in range(steps_per_epoch):
-                x = data.x[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-                loss = F.mse_loss(denoiser(x + cfg.sigma * torch.randn(x.shape, generator=g)), x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                emit(on_event, "advance", "zo-ae-ds")
+        def mse_step(batch: Batch) -> Tensor:
+            x = batch[0]
+            return F.mse_loss(den(x + nz.sample(x.shape, g)), x)
+
+        fit(den.parameters(), data.x, mse_step, epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, generator=g,
+            optim=OptimConfig("adam", lr=cfg.lr, weight_decay=cfg.weight_decay), modules=[den],
+            task="zo-ae-ds:pretrain", on_event=on_event)
     lr = cfg.finetune_lr if cfg.pretrain_epochs else cfg.lr
-    params = list(denoiser.parameters())
+    params = list(den.parameters())
     if ae_used is not None and cfg.train_encoder:
         params += list(ae_used.encoder.parameters())
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
-    per_step = 0
-    for epoch in range(cfg.epochs):
-        denoiser.train()
+    last = {"queries": 0}
+
+    def step(batch: Batch) -> StepOutput:
+        x = batch[0]
+        q_step = bb.stats.queries
+        with torch.no_grad():  # pseudo-labels (or pseudo-targets) on clean inputs: B queries
+            y0 = bb.predict_label(x) if cfg.task == "classification" else bb.query(x).clone()
+        h = den(x + nz.sample(x.shape, g))
+        if is_zo:
+            w = ae_used.encoder(h) if ae_used is not None else h.flatten(1)
+            loss_fn = _latent_loss(bb, ae_used, y0, x.shape[1:], cfg.task)
+            est = estimate(cfg.zo_method, loss_fn, w.detach(), q=cfg.q, mu=cfg.mu, difference=cfg.difference,
+                           generator=gz, chunk=cfg.chunk)
+            loss = surrogate_loss(w, est.grad)
+            value = float(est.loss.mean()) if cfg.zo_method == "rge" or cfg.difference == "forward" else float("nan")
+        else:
+            img = ae_used.decoder(ae_used.encoder(h)) if ae_used is not None else clip_st(h)
+            out = bb.logits(img)  # type: ignore[attr-defined]
+            loss = F.cross_entropy(out, y0) if cfg.task == "classification" else F.mse_loss(out, y0)
+            value = float(loss.detach())
+        if cfg.mse_weight:
+            loss = loss + cfg.mse_weight * F.mse_loss(h, x)
+        last["queries"] = bb.stats.queries - q_step
+        return StepOutput(loss, {"stab_loss": value * len(x)}, last["queries"])
+
+    def modes(epoch: int) -> None:
         if ae_used is not None:
             ae_used.encoder.train(cfg.train_encoder)
-        perm = torch.randperm(n, generator=g)
-        tot = 0.0
-        for i in range(steps_per_epoch):
-            x = data.x[perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-            q_step = bb.stats.queries
-            with torch.no_grad():  # pseudo-labels (or pseudo-targets) on clean inputs: B queries
-                y0 = bb.predict_label(x) if cfg.task == "classification" else bb.query(x).clone()
-            xn = x + cfg.sigma * torch.randn(x.shape, generator=g)
-            h = denoiser(xn)
-            if is_zo:
-                w = ae_used.encoder(h) if ae_used is not None else h.flatten(1)
-                loss_fn = _latent_loss(bb, ae_used, y0, x.shape[1:], cfg.task)
-                est = estimate(cfg.zo_method, loss_fn, w.detach(), q=cfg.q, mu=cfg.mu, difference=cfg.difference,
-                               generator=gz, chunk=cfg.chunk)
-                loss = surrogate_loss(w, est.grad)
-                value = float(est.loss.mean()) if cfg.zo_method == "rge" or cfg.difference == "forward" else float("nan")
-            else:
-                img = ae_used.decoder(ae_used.encoder(h)) if ae_used is not None else clip_st(h)
-                out = bb.logits(img)  # type: ignore[attr-defined]
-                loss = F.cross_entropy(out, y0) if cfg.task == "classification" else F.mse_loss(out, y0)
-                value = float(loss.detach())
-            if cfg.mse_weight:
-                loss = loss + cfg.mse_weight * F.mse_loss(h, x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            per_step = bb.stats.queries - q_step
-            tot += value * len(x)
-            emit(on_event, "advance", "zo-ae-ds")
-        history.append({"epoch": epoch + 1, "stab_loss": tot / n, "queries": bb.stats.queries - q_start})
-    emit(on_event, "end", "zo-ae-ds")
-    pipe = DenoisedPipeline(denoiser, ae_used).eval()
-    return ZOAEDSResult(pipe, cfg, bb.stats.queries - q_start, per_step, cfg.epochs * steps_per_epoch,
-                        time.perf_counter() - t0, history)
+
+    res = fit(params, data.x, step, epochs=cfg.epochs, batch_size=cfg.batch_size, generator=g,
+              optim=OptimConfig("adam", lr=lr, weight_decay=cfg.weight_decay), modules=[den], before_epoch=modes,
+              task="zo-ae-ds", on_event=on_event)
+    pipe = DenoisedPipeline(den, ae_used).eval()
+    return ZOAEDSResult(pipe, cfg, bb.stats.queries - q_start, last["queries"], res.steps,
+                        time.perf_counter() - t0, res.history)
 
 
-def _latent_loss(bb: BlackBox, ae: AutoEncoder | None, y0: Tensor, shape: torch.Size,  # type: ignore[no-untyped-def]
+def _latent_loss(bb: BlackBox, ae: ConvAutoEncoder | None, y0: Tensor, shape: torch.Size,  # type: ignore[no-untyped-def]
                  task: str = "classification"):
     """``(B, P, d) -> (B, P)``: CE(f(Dec(z)), y0) (AE) or CE(f(clip(x)), y0) (image space), one query per point.
 

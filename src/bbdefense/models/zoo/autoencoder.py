@@ -45,9 +45,14 @@ class ConvAutoEncoder(nn.Module):
         layers: the encoder convs as ``(c_in, c_out, kernel, stride, padding)``; the decoder applies
             the transposed convs in reverse order.
         in_channels, image_size: the input the layout was designed for (checked at construction).
+        flat_latent: the encoder ends with a flatten and the decoder starts with the inverse unflatten, so
+            latents are vectors ``(N, latent_dim)`` (what ZO-AE-DS estimates gradients over); the layers
+            and their initialisation are the same either way (only the module indices shift by one in
+            the decoder).
 
     Attributes:
-        encoder: ``(N, C, H, W)`` -> latent ``(N, c, h, w)`` with ``c*h*w = latent_dim``.
+        encoder: ``(N, C, H, W)`` -> latent ``(N, c, h, w)`` with ``c*h*w = latent_dim`` (``(N, latent_dim)``
+            with ``flat_latent``).
         decoder: latent -> ``(N, C, H, W)`` in (0, 1) (Sigmoid).
         latent_shape: ``(c, h, w)``; latent_dim: ``c*h*w``.
 
@@ -55,7 +60,7 @@ class ConvAutoEncoder(nn.Module):
     """
 
     def __init__(self, layers: Sequence[tuple[int, int, int, int, int]], *, in_channels: int,
-                 image_size: int) -> None:
+                 image_size: int, flat_latent: bool = False) -> None:
         super().__init__()
         enc: list[nn.Module] = []
         size = image_size
@@ -66,38 +71,44 @@ class ConvAutoEncoder(nn.Module):
         for c_in, c_out, k, s, p in reversed(layers):
             dec += [nn.ConvTranspose2d(c_out, c_in, k, stride=s, padding=p), nn.ReLU()]
         dec[-1] = nn.Sigmoid()
+        self.latent_shape = (layers[-1][1], size, size)
+        if flat_latent:
+            enc.append(nn.Flatten(1))
+            dec.insert(0, nn.Unflatten(1, self.latent_shape))
         self.encoder = nn.Sequential(*enc)
         self.decoder = nn.Sequential(*dec)
-        self.in_channels, self.image_size = in_channels, image_size
-        self.latent_shape = (layers[-1][1], size, size)
+        self.in_channels, self.image_size, self.flat_latent = in_channels, image_size, flat_latent
         self.latent_dim = layers[-1][1] * size * size
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decoder(self.encoder(x))
 
 
-def _build(name: str, in_channels: int | None, image_size: int | None) -> ConvAutoEncoder:
+def _build(name: str, in_channels: int | None, image_size: int | None, flat_latent: bool = False) -> ConvAutoEncoder:
     c, s, layers = LAYOUTS[name]
     if in_channels is not None and in_channels != c:
         raise ValueError(f"{name} is designed for {c}-channel images, got in_channels={in_channels}")
     if image_size is not None and image_size != s:
         raise ValueError(f"{name} is designed for {s}x{s} images, got image_size={image_size}")
-    return ConvAutoEncoder(layers, in_channels=c, image_size=s)
+    return ConvAutoEncoder(layers, in_channels=c, image_size=s, flat_latent=flat_latent)
 
 
 @register_model("cifar_ae_192", "autoencoder")
-def cifar_ae_192(*, in_channels: int | None = 3, image_size: int | None = 32) -> ConvAutoEncoder:
+def cifar_ae_192(*, in_channels: int | None = 3, image_size: int | None = 32,
+                 flat_latent: bool = False) -> ConvAutoEncoder:
     """ZO-AE-DS CIFAR-10 autoencoder (``_192_24``): ``(N, 3, 32, 32)``, latent ``(N, 192, 1, 1)``."""
-    return _build("cifar_ae_192", in_channels, image_size)
+    return _build("cifar_ae_192", in_channels, image_size, flat_latent)
 
 
 @register_model("mnist_ae_192", "autoencoder")
-def mnist_ae_192(*, in_channels: int | None = 1, image_size: int | None = 28) -> ConvAutoEncoder:
+def mnist_ae_192(*, in_channels: int | None = 1, image_size: int | None = 28,
+                 flat_latent: bool = False) -> ConvAutoEncoder:
     """ZO-AE-DS MNIST autoencoder: ``(N, 1, 28, 28)``, latent ``(N, 12, 4, 4)`` = 192."""
-    return _build("mnist_ae_192", in_channels, image_size)
+    return _build("mnist_ae_192", in_channels, image_size, flat_latent)
 
 
 @register_model("stl_ae_576", "autoencoder")
-def stl_ae_576(*, in_channels: int | None = 3, image_size: int | None = 96) -> ConvAutoEncoder:
+def stl_ae_576(*, in_channels: int | None = 3, image_size: int | None = 96,
+               flat_latent: bool = False) -> ConvAutoEncoder:
     """ZO-AE-DS STL-10 autoencoder: ``(N, 3, 96, 96)``, latent ``(N, 576, 1, 1)``."""
-    return _build("stl_ae_576", in_channels, image_size)
+    return _build("stl_ae_576", in_channels, image_size, flat_latent)

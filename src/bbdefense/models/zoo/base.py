@@ -17,6 +17,9 @@ class Normalize(nn.Module):
     Shape: ``(N, C, H, W)`` -> ``(N, C, H, W)``.
     """
 
+    mean: Tensor  # buffers (1, C, 1, 1), registered in __init__
+    std: Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -120,12 +120,12 @@ class CifarResNet(ImageClassifier):
 
 
 @register_model("resnet20", "classifier")
-def resnet20(**kwargs: object) -> CifarResNet:
+def resnet20(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-20 (n = 3): 269,722 parameters with shortcut A (paper: 0.27M)."""
-    return CifarResNet(20, **kwargs)  # type: ignore[arg-type]
+    return CifarResNet(20, **kwargs)
 
 
 @register_model("resnet110", "classifier")
-def resnet110(**kwargs: object) -> CifarResNet:
+def resnet110(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-110 (n = 18): 1,727,962 parameters with shortcut A (paper: 1.7M)."""
-    return CifarResNet(110, **kwargs)  # type: ignore[arg-type]
+    return CifarResNet(110, **kwargs)

@@ -24,8 +24,8 @@ class DnCNN(nn.Module):
 
     Args:
         in_channels: image channels ``C`` (1 for MNIST, 3 for CIFAR / STL-10).
-        depth: number of conv layers (17).
-        features: hidden channels (64).
+        depth: number of conv layers (17; ZO-AE-DS's CPU-scale runs use 3-6, and 2 is conv + ReLU + conv).
+        features: hidden channels (64; the CPU-scale runs use 8-32).
 
     Shape: ``(N, C, H, W)`` -> ``(N, C, H, W)`` (any H, W); output ``x - net(x)``, not clipped.
     """
@@ -34,8 +34,8 @@ class DnCNN(nn.Module):
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-        if depth < 3:
-            raise ValueError(f"DnCNN depth must be >= 3, got {depth}")
+        if depth < 2:
+            raise ValueError(f"DnCNN depth must be >= 2, got {depth}")
         if features < 1:
             raise ValueError(f"features must be >= 1, got {features}")
         self.in_channels = in_channels

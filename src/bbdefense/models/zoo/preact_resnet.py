@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -77,6 +78,6 @@ class PreActResNet(ImageClassifier):
 
 
 @register_model("preact_resnet18", "classifier")
-def preact_resnet18(**kwargs: object) -> PreActResNet:
+def preact_resnet18(**kwargs: Any) -> PreActResNet:
     """PreAct-ResNet-18: 11,172,170 parameters for 10 classes."""
-    return PreActResNet((2, 2, 2, 2), **kwargs)  # type: ignore[arg-type]
+    return PreActResNet((2, 2, 2, 2), **kwargs)

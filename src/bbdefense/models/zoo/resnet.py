@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -117,18 +118,18 @@ class ResNet(ImageClassifier):
 
 
 @register_model("resnet18", "classifier")
-def resnet18(**kwargs: object) -> ResNet:
+def resnet18(**kwargs: Any) -> ResNet:
     """CIFAR ResNet-18: BasicBlock x (2, 2, 2, 2), 11,173,962 parameters for 10 classes."""
-    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)  # type: ignore[arg-type]
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
 
 
 @register_model("resnet34", "classifier")
-def resnet34(**kwargs: object) -> ResNet:
+def resnet34(**kwargs: Any) -> ResNet:
     """CIFAR ResNet-34: BasicBlock x (3, 4, 6, 3), 21,282,122 parameters for 10 classes."""
-    return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)  # type: ignore[arg-type]
+    return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)
 
 
 @register_model("resnet50", "classifier")
-def resnet50(**kwargs: object) -> ResNet:
+def resnet50(**kwargs: Any) -> ResNet:
     """CIFAR ResNet-50: Bottleneck x (3, 4, 6, 3), 23,520,842 parameters for 10 classes."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)  # type: ignore[arg-type]
+    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -62,12 +63,12 @@ class VGG(ImageClassifier):
 
 
 @register_model("vgg16", "classifier")
-def vgg16(**kwargs: object) -> VGG:
+def vgg16(**kwargs: Any) -> VGG:
     """CIFAR VGG-16-BN: 14,728,266 parameters for 10 classes."""
-    return VGG("vgg16", **kwargs)  # type: ignore[arg-type]
+    return VGG("vgg16", **kwargs)
 
 
 @register_model("vgg19", "classifier")
-def vgg19(**kwargs: object) -> VGG:
+def vgg19(**kwargs: Any) -> VGG:
     """CIFAR VGG-19-BN: 20,040,522 parameters for 10 classes."""
-    return VGG("vgg19", **kwargs)  # type: ignore[arg-type]
+    return VGG("vgg19", **kwargs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -101,18 +102,18 @@ class WideResNet(ImageClassifier):
 
 
 @register_model("wideresnet", "classifier")
-def wideresnet(**kwargs: object) -> WideResNet:
+def wideresnet(**kwargs: Any) -> WideResNet:
     """WideResNet with ``depth`` / ``widen_factor`` keyword arguments (default WRN-28-10)."""
-    return WideResNet(**kwargs)  # type: ignore[arg-type]
+    return WideResNet(**kwargs)
 
 
 @register_model("wrn28_10", "classifier")
-def wrn28_10(**kwargs: object) -> WideResNet:
+def wrn28_10(**kwargs: Any) -> WideResNet:
     """WRN-28-10: 36,479,194 parameters for 10 classes."""
-    return WideResNet(28, 10, **kwargs)  # type: ignore[arg-type]
+    return WideResNet(28, 10, **kwargs)
 
 
 @register_model("wrn16_4", "classifier")
-def wrn16_4(**kwargs: object) -> WideResNet:
+def wrn16_4(**kwargs: Any) -> WideResNet:
     """WRN-16-4: 2,748,890 parameters for 10 classes (small enough for CPU experiments)."""
-    return WideResNet(16, 4, **kwargs)  # type: ignore[arg-type]
+    return WideResNet(16, 4, **kwargs)
