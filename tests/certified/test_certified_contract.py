@@ -160,7 +160,7 @@ def test_load_refuses_other_classes_and_corrupt_weights(digit_splits, digit_targ
         tmp_path / "d")
     with pytest.raises(CheckpointError, match="holds a DUCD defense, not a ZOAEDS"):
         ZOAEDS.load(tmp_path / "d")
-    with pytest.raises(CheckpointError, match="missing defense.json"):
+    with pytest.raises(CheckpointError, match=r"missing defense\.json"):
         DUCD.load(tmp_path / "none")
     w = tmp_path / "d" / "base.safetensors"
     w.write_bytes(w.read_bytes()[:-4] + b"abcd")

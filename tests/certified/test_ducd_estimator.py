@@ -70,7 +70,7 @@ def test_algorithm3_thresholds_only_add_abstentions(ducd: tuple[DUCD, BlackBox],
     x = digit_splits.test.x[:12]
     loose, tight = est.certify(x, **COHEN), strict.certify(x, **COHEN)
     assert sum(c.abstain for c in tight) > sum(c.abstain for c in loose)
-    for a, b in zip(loose, tight):
+    for a, b in zip(loose, tight, strict=True):
         assert b.abstain or (a.label == b.label and a.radius == b.radius)
         if not b.abstain:
             assert b.counts[b.label] / b.n > 0.9

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -40,11 +40,11 @@ def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, *, n_test:
     q0 = bb.stats.queries
     certs = certify(xt, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=seed, indices=range(len(xt)), on_event=cb)
     rows = run.rows("certify")
-    for i, (c, y) in enumerate(zip(certs, yt.tolist())):
+    for i, (c, y) in enumerate(zip(certs, yt.tolist(), strict=True)):
         rows.write({"idx": i, "label": y, "pred": c.label, "radius_l2": c.radius["l2"], "pA_lower": c.pA_lower,
                     "queries": c.n0 + c.n})
     rows.close()
-    acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist()))
+    acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
     cq = bb.stats.queries - q0
     run.add_table(table(title, ["", *[f"r={r}" for r in RADII], "train queries", "certify queries"],
                         [["certified accuracy", *[acc[r] for r in RADII], train_queries, cq]],
@@ -59,9 +59,10 @@ def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, *, n_test:
 
 def zo_ae_ds(
     model: str = typer.Option(..., "--model", help="The black box: a checkpoint (FO variants need a checkpoint)."),
-    load: Optional[Path] = typer.Option(None, "--load", help="A saved ZO-AE-DS defense (a run dir of this command): "
+    load: Path | None = typer.Option(None, "--load", help="A saved ZO-AE-DS defense (a run dir of this command): "
                                         "certify it in front of --model, no training."),
-    dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset; the defender split trains, the test split certifies."),
+    dataset: str = typer.Option("mnist5k", "--dataset",
+                                help="Dataset; the defender split trains, the test split certifies."),
     variant: str = typer.Option("zo-ae-ds", "--variant", help="zo-ae-ds | zo-ds | fo-ae-ds | fo-ds | rs"),
     zo_method: str = typer.Option("rge", "--zo-method", help="rge | cge (latent space; zo-ds: rge only)"),
     q: int = typer.Option(192, "--q", help="RGE directions per sample."),
@@ -70,7 +71,7 @@ def zo_ae_ds(
     sigma: float = typer.Option(0.75, "--sigma", help="Noise std in pixel space (training and certification)."),
     epochs: int = typer.Option(4, "--epochs"),
     batch_size: int = typer.Option(50, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam lr (default 1e-3; zo-ds 1e-4, as the paper trains "
+    lr: float | None = typer.Option(None, "--lr", help="Adam lr (default 1e-3; zo-ds 1e-4, as the paper trains "
                                        "ZO-DS from scratch)."),
     mse_weight: float = typer.Option(0.0, "--mse-weight", help="Weight of the optional MSE(D(x+delta), x) term."),
     pretrain_epochs: int = typer.Option(0, "--pretrain-epochs", help=">0: MSE pre-training, then fine-tune."),
@@ -80,8 +81,8 @@ def zo_ae_ds(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
-    split_seed: Optional[int] = split_seed_option(),
+    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
     seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -144,10 +145,10 @@ def zo_ae_ds(
 
 
 def irs(
-    surrogate: Optional[str] = typer.Option(None, "--surrogate", help="Checkpoint of the ONE white-box surrogate "
+    surrogate: str | None = typer.Option(None, "--surrogate", help="Checkpoint of the ONE white-box surrogate "
                                             "used in training (not needed with --load)."),
     model: str = typer.Option(..., "--model", help="The unseen black box to protect and certify."),
-    load: Optional[Path] = typer.Option(None, "--load", help="A saved IRS-Net defense (a run dir of this command): "
+    load: Path | None = typer.Option(None, "--load", help="A saved IRS-Net defense (a run dir of this command): "
                                         "certify it in front of --model, no training."),
     dataset: str = typer.Option("mnist5k", "--dataset"),
     method: str = typer.Option("irs", "--method", help="irs (IRS-Net) | salman (MSE+stability baseline)"),
@@ -162,8 +163,8 @@ def irs(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
-    split_seed: Optional[int] = split_seed_option(),
+    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
     seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),

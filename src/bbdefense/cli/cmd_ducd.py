@@ -8,7 +8,7 @@ defense without touching the target. The WUCD and Cohen RS baselines of Table IV
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -45,22 +45,23 @@ def _floats(s: str, what: str) -> tuple[float, ...]:
 
 
 def ducd_cmd(
-    target: Optional[str] = typer.Option(None, "--target", help="Target checkpoint, .onnx/.pt file, or http(s):// "
+    target: str | None = typer.Option(None, "--target", help="Target checkpoint, .onnx/.pt file, or http(s):// "
                                          "URL (not needed with --load)."),
-    load: Optional[Path] = typer.Option(None, "--load", help="A saved DUCD defense dir: certify it, no distillation."),
+    load: Path | None = typer.Option(None, "--load", help="A saved DUCD defense dir: certify it, no distillation."),
     budget: int = count_option(200_000, "--budget", help="Hard query budget of the distillation."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier used as the surrogate."),
     dataset: str = typer.Option("mnist5k", "--dataset"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
-    split_seed: Optional[int] = split_seed_option(),
-    split: str = typer.Option("defender", "--split", help="Distillation data: owner_train | defender | defender_shifted."),
+    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    split_seed: int | None = split_seed_option(),
+    split: str = typer.Option("defender", "--split",
+                              help="Distillation data: owner_train | defender | defender_shifted."),
     output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
     epochs: int = count_option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
     norms: str = typer.Option("l1,l2,linf", "--norms"),
     sigmas: str = typer.Option("0.25,0.5", "--sigmas", help="Noise std per coordinate (pixel space)."),
     l1_noise: str = typer.Option("laplace", "--l1-noise", help="Noise for l1 (Table IV: laplace)."),
     l2_noise: str = typer.Option("gaussian", "--l2-noise", help="Noise for l2 and linf (Table IV: gaussian)."),
-    beta: Optional[float] = positive_option(None, "--beta", help="Shape when a noise is gen_gaussian."),
+    beta: float | None = positive_option(None, "--beta", help="Shape when a noise is gen_gaussian."),
     n_images: int = count_option(100, "-n", "--n-images", help="Test images to certify."),
     n0: int = count_option(100, "--n0"),
     n: int = count_option(1000, "--n", help="Monte-Carlo samples for the bound (paper: 4000)."),
@@ -68,7 +69,7 @@ def ducd_cmd(
     zeta: float = typer.Option(1.0, "--zeta", help="Algorithm 3 abstain threshold."),
     iota: float = typer.Option(0.5, "--iota", help="Algorithm 3 certification threshold."),
     finetune_epochs: int = typer.Option(3, "--finetune-epochs"),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
     out_dir: Path = typer.Option(Path("runs/ducd"), "--out"),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     seed: int = seed_option(),
@@ -184,7 +185,7 @@ def _certify_rows(run: Any, name: str, est: Any, test: Any, m: int, cohen: dict[
     for j in range(0, len(todo), CHUNK):
         idx = todo[j:j + CHUNK]
         certs = est.certify(test.x[idx], indices=idx, batch_size=1000, on_event=cb, **cohen)
-        for i, c in zip(idx, certs):
+        for i, c in zip(idx, certs, strict=True):
             writer.write({"idx": i, "y": int(test.y[i]), "label": int(c.label), "pA_lower": float(c.pA_lower),
                           "radius": {k: float(v) for k, v in c.radius.items()}, "abstain": bool(c.abstain),
                           "approximate": bool(c.approximate), "queries": c.n0 + c.n})
@@ -210,7 +211,7 @@ def _tables(run: Any, rows: dict[tuple[str, float], list[dict[str, Any]]], norms
             curves = [certified_accuracy(r, norm, grid) for r in rows.values()]
         env = np.max(np.array(curves), axis=0).tolist()
         score = robust_score(env, grid)
-        summary.update({f"DUCD.{norm}.{r:g}": v for r, v in zip(grid, env)})
+        summary.update({f"DUCD.{norm}.{r:g}": v for r, v in zip(grid, env, strict=True)})
         summary[f"DUCD.{norm}.score"] = score
         sig = sorted({s for (k, s) in rows if k == nz} or {s for _k, s in rows})
         run.add_table({**table(f"Certified accuracy, {norm} ({nz} noise, envelope over sigma {sig})",

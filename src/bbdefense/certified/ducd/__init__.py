@@ -11,5 +11,5 @@ from .distill import DistillConfig, DistillResult, TransferSet, build_surrogate,
 from .estimator import DUCD
 from .evaluate import SurrogateMetrics, budget_sweep, evaluate_surrogate
 
-__all__ = ["DUCD", "DistillConfig", "DistillResult", "SurrogateMetrics", "TransferSet", "budget_sweep", "build_surrogate",
-           "distill", "distill_loss", "evaluate_surrogate"]
+__all__ = ["DUCD", "DistillConfig", "DistillResult", "SurrogateMetrics", "TransferSet", "budget_sweep",
+           "build_surrogate", "distill", "distill_loss", "evaluate_surrogate"]

@@ -58,10 +58,12 @@ class DUCD(CertifiedDefense):
         self.budget, self.surrogate, self.loss = budget, surrogate, loss
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.augment = tuple(augment)
-        self.max_shift, self.noise_std, self.query_batch, self.prob_floor = max_shift, noise_std, query_batch, prob_floor
+        self.max_shift, self.noise_std = max_shift, noise_std
+        self.query_batch, self.prob_floor = query_batch, prob_floor
         self.noise, self.sigma = noise, sigma
         self.noise_params = dict(noise_params) if noise_params else None
-        self.finetune_epochs, self.finetune_lr, self.finetune_batch_size = finetune_epochs, finetune_lr, finetune_batch_size
+        self.finetune_epochs, self.finetune_lr = finetune_epochs, finetune_lr
+        self.finetune_batch_size = finetune_batch_size
         self.zeta, self.iota, self.seed = zeta, iota, seed
         self.distill_config().check()
         self.default_noise()  # checks noise, sigma and its params
@@ -144,7 +146,7 @@ class DUCD(CertifiedDefense):
         certs = smooth.certify(x, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed, indices=indices,
                                on_event=on_event)
         return [c if c.abstain or rules.algorithm3_passes(c.counts, c.label) else
-                dataclasses.replace(c, label=-1, abstain=True, radius={k: 0.0 for k in c.radius}) for c in certs]
+                dataclasses.replace(c, label=-1, abstain=True, radius=dict.fromkeys(c.radius, 0.0)) for c in certs]
 
     # ------------------------------------------------------------------ persistence
     def _arch_kwargs(self) -> dict[str, Any]:

@@ -25,8 +25,7 @@ from ...data import ImageDataset
 from ...events import EventCallback
 from ...models import BlackBox
 from ..base import CERTIFIED, CertifiedDefense, load_weights
-from .irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_denoiser
-from .unet import UNet
+from .irs_net import IRSConfig, IRSDenoiser, irs_unet, pixel_sigma, train_denoiser
 
 
 @CERTIFIED.register("irs-net")
@@ -99,7 +98,7 @@ class IRSNet(CertifiedDefense):
     # ------------------------------------------------------------------ persistence
     def _build(self, state: dict[str, Any]) -> IRSDenoiser:
         c = int(state["input_shape"][0])
-        return IRSDenoiser(UNet(in_channels=c, width=self.width), method=self.method, mean=state["mean"],
+        return IRSDenoiser(irs_unet(c, self.width), method=self.method, mean=state["mean"],
                            std=state["std"])
 
     def _modules(self) -> dict[str, tuple[nn.Module, str, dict[str, Any], str]]:

@@ -23,10 +23,10 @@ from ...data import ImageDataset
 from ...errors import InputError
 from ...events import EventCallback
 from ...models import BlackBox
+from ...models.zoo.autoencoder import ConvAutoEncoder
 from ...utils import seeded_init
 from ..base import CERTIFIED, CertifiedDefense, load_weights
-from .nets import AutoEncoder, DnCNN, mnist_ae_192
-from .train import DenoisedPipeline, ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
+from .train import DenoisedPipeline, ZOAEDSConfig, autoencoder_192, denoiser_net, pretrain_autoencoder, train_zo_ae_ds
 
 AE_SHAPE = (1, 28, 28)
 
@@ -58,7 +58,8 @@ class ZOAEDS(CertifiedDefense):
                  width: int = 16, ae_epochs: int = 20, ae_batch_size: int = 32, ae_lr: float = 1e-3,
                  ae_tries: int = 3, seed: int = 0) -> None:
         self.variant, self.estimator, self.q, self.mu, self.difference = variant, estimator, q, mu, difference
-        self.sigma, self.epochs, self.batch_size, self.lr, self.weight_decay = sigma, epochs, batch_size, lr, weight_decay
+        self.sigma, self.epochs, self.batch_size = sigma, epochs, batch_size
+        self.lr, self.weight_decay = lr, weight_decay
         self.mse_weight, self.train_encoder, self.pretrain_epochs = mse_weight, train_encoder, pretrain_epochs
         self.finetune_lr, self.chunk, self.depth, self.width = finetune_lr, chunk, depth, width
         self.ae_epochs, self.ae_batch_size, self.ae_lr, self.ae_tries = ae_epochs, ae_batch_size, ae_lr, ae_tries
@@ -94,7 +95,7 @@ class ZOAEDS(CertifiedDefense):
                             seed=self.seed)
 
     def fit(self, blackbox: BlackBox, data: ImageDataset, *, on_event: EventCallback | None = None,
-            split_seed: int | None = None, ae: AutoEncoder | None = None) -> ZOAEDS:
+            split_seed: int | None = None, ae: ConvAutoEncoder | None = None) -> ZOAEDS:
         """Train the pre-processor against ``blackbox`` on ``data`` (labels unused: pseudo-labels from
         ``blackbox``). ``ae``: a pre-trained autoencoder to start from (AE variants; copied is the caller's
         business: its encoder is trained in place); default: pre-trained here on ``data``, no query."""
@@ -124,9 +125,9 @@ class ZOAEDS(CertifiedDefense):
 
     # ------------------------------------------------------------------ persistence
     def _build_pipeline(self, channels: int) -> DenoisedPipeline:
-        with seeded_init(self.seed):
-            den = DnCNN(in_channels=channels, depth=self.depth, width=self.width)
-            return DenoisedPipeline(den, mnist_ae_192() if self.uses_ae else None)
+        with seeded_init(self.seed):  # the weights are loaded over it: the init only has to be the same layout
+            return DenoisedPipeline(denoiser_net(channels, self.depth, self.width),
+                                    autoencoder_192() if self.uses_ae else None)
 
     def _modules(self) -> dict[str, tuple[nn.Module, str, dict[str, Any], str]]:
         kw = {"in_channels": int(self._shape["input_shape"][0]), "depth": self.depth, "width": self.width,
