@@ -6,7 +6,6 @@ live next to these without a file clash.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +42,7 @@ def images(n: int = 8, seed: int = 1) -> torch.Tensor:
 def build(name: str, **over: Any) -> Attack:
     """An attack of the registry with small settings (only the keywords its constructor takes)."""
     cls = ATTACKS[name]
-    sig = inspect.signature(cls.__init__).parameters
+    sig = cls.param_names()
     kw = {k: v for k, v in COMMON.items() if k in sig}
     kw.update({k: v for k, v in FAST.get(name, {}).items() if k in sig})
     kw.update({k: v for k, v in over.items() if k in sig})

@@ -162,6 +162,6 @@ def test_unknown_criterion_is_refused_before_any_query() -> None:
     bb = BlackBox.from_module(multiclass_model(), input_shape=SHAPE, output="label")
     with pytest.raises(InputError, match=r"criterion must be one of single, majority, fooled_once, fast_exp, got 'vote'"):
         ATTACKS["rays"](criterion="vote").run(bb, x, y)  # type: ignore[arg-type]
-    with pytest.raises(InputError, match=r"signflip: criterion must be one of single, majority, fooled_once, got"):
-        ATTACKS["signflip"](criterion="fast_exp").run(bb, x, y)  # no in-attack re-check there
+    with pytest.raises(InputError, match=r"transfer: criterion must be one of single, majority, fooled_once, got"):
+        ATTACKS["transfer"](surrogate=multiclass_model(), criterion="fast_exp").run(bb, x, y)  # no early stop
     assert bb.stats.queries == 0

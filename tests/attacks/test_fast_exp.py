@@ -120,3 +120,39 @@ def test_rays_fast_exp_on_a_deterministic_model_is_single() -> None:
     b = build("rays", eps=0.1, max_queries=200, criterion="fast_exp").run(
         BlackBox.from_module(linear10(), input_shape=SHAPE, output="label"), x, y)
     assert torch.equal(a.success, b.success) and torch.equal(a.queries, b.queries) and b.audit_queries == 0
+
+
+@pytest.mark.parametrize("name,eps", [("signflip", 0.2), ("hsja", 1.5)])
+def test_decision_fast_exp_rejects_false_alarms_and_keeps_attacking(name: str, eps: float) -> None:
+    """SignFlip and HopSkipJump support fast_exp like RayS: a point reaching eps is voted on (k audits)
+    before the image stops; after a false alarm the image keeps being attacked."""
+    x = images(16)
+    y = linear10()(x).argmax(1).detach()
+    stop = build(name, eps=eps, max_queries=300, criterion="majority", k=9).run(noisy(2.0, labels=True), x, y)
+    bb = noisy(2.0, labels=True)
+    cont = build(name, eps=eps, max_queries=300, criterion="fast_exp", k=9).run(bb, x, y)
+    assert cont.criterion == "fast_exp@9" and cont.audit_queries == bb.stats.audit_queries > 0
+    assert int(cont.queries.sum()) == bb.stats.queries and int(cont.queries.max()) <= 300
+    assert float(cont.queries.float().mean()) > float(stop.queries.float().mean())
+    assert bool((cont.norms[cont.success] <= eps * (1 + 1e-5)).all())
+    # ground truth: a fresh majority of 41 re-queries from another noise stream. Measured (16 images):
+    # images really broken fast_exp 4 / 5 vs majority 3 / 3 (signflip / hsja); a reported success is real
+    # 0.57 / 0.56 of the time vs 0.38 / 0.19 for fooled_once (min-norm points sit near the boundary)
+    once = build(name, eps=eps, max_queries=300, criterion="fooled_once").run(noisy(2.0, labels=True), x, y)
+    real_cont = majority_wrong(noisy(2.0, seed=5), cont.x_adv, y)
+    real_stop = majority_wrong(noisy(2.0, seed=5), stop.x_adv, y)
+    real_once = majority_wrong(noisy(2.0, seed=5), once.x_adv, y)
+    assert int(real_cont.sum()) >= int(real_stop.sum())
+    assert float(real_cont[cont.success].float().mean()) > float(real_once[once.success].float().mean()) + 0.1
+
+
+@pytest.mark.parametrize("name", ["signflip", "hsja"])
+def test_decision_fast_exp_on_a_deterministic_model_is_single(name: str) -> None:
+    x = images(6)
+    y = linear10()(x).argmax(1).detach()
+    a = build(name, eps=0.2, max_queries=200, criterion="single").run(
+        BlackBox.from_module(linear10(), input_shape=SHAPE, output="label"), x, y)
+    b = build(name, eps=0.2, max_queries=200, criterion="fast_exp").run(
+        BlackBox.from_module(linear10(), input_shape=SHAPE, output="label"), x, y)
+    assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success) and torch.equal(a.queries, b.queries)
+    assert b.audit_queries == 0 and b.criterion == "fast_exp@9"

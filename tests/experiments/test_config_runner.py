@@ -49,7 +49,8 @@ TINY = {
     ({"defenses": [{"name": "rnd", "params": {"sigma": 0.1}}]}, "defense 'rnd' has no parameter 'sigma'"),
     ({"attacks": [{"name": "square", "criterion": "mostly"}]}, "criterion of 'square' must be one of single"),
     ({"attacks": [{"name": "pgd", "criterion": "single"}]}, "attack 'pgd' takes no success criterion"),
-    ({"attacks": [{"name": "signflip", "criterion": "fast_exp"}]}, "criterion of 'signflip' must be one of single"),
+    ({"attacks": [{"name": "signflip", "criterion": "twice"}]},
+     "criterion of 'signflip' must be one of single, majority, fooled_once, fast_exp"),
 ])
 def test_invalid_configs_name_the_bad_key(patch: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

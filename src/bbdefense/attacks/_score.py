@@ -15,10 +15,11 @@ Conventions (documented per attack in ``docs/attacks.md``):
 * **Scores.** Losses are computed from log-probabilities: ``log_softmax(logits)`` or ``log(probs)``.
   The margin of log-probabilities equals the margin of logits, and cross-entropy is the same from
   either, so an attack gives the same trajectory on a logits or a probs oracle of one model.
-* **Success on randomized models** (reference/algorithms.md pitfall 8): the attack stops on its
-  own (noisy) signal; ``criterion`` then decides success: ``"fooled_once"`` keeps that signal,
-  ``"single"`` re-queries ``x_adv`` once and ``"majority"`` ``k`` times through ``audit``.
-  On a deterministic model no re-query is needed (all three coincide).
+* **Success on randomized models** (reference/algorithms.md pitfall 8, :mod:`bbdefense.attacks.criteria`):
+  the attack stops on its own (noisy) signal; ``criterion`` then decides success (applied by the
+  :meth:`Attack.run` template): ``"fooled_once"`` keeps that signal, ``"single"`` re-queries ``x_adv``
+  once and ``"majority"`` ``k`` times through ``audit``. On a deterministic model no re-query is
+  needed (all coincide).
 * **``criterion="fast_exp"``** (RFD reference ``--stop_criterion fast_exp``, mail-research/randomized_defenses
   @3432cb4 ``attack/square_attack.py`` ``get_margin``): whenever one charged query (or a free check) says
   "fooled", ``x`` is re-queried ``k`` times through ``audit``; the image stops only if the majority is wrong.
@@ -31,7 +32,7 @@ Conventions (documented per attack in ``docs/attacks.md``):
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -39,9 +40,8 @@ from torch import Tensor
 from ..errors import InputError
 from ..models import BlackBox
 from ..utils import make_generator
-from .base import Attack, AttackResult, lp_norm, margin_loss
-
-CRITERIA = ("single", "majority", "fooled_once", "fast_exp")
+from .base import Attack, Outcome, margin_loss
+from .criteria import CRITERIA, Fooled
 
 
 def log_probs(scores: Tensor, output: str) -> Tensor:
@@ -82,7 +82,10 @@ class ScoreAttack(Attack):
     """
 
     access = "scores"
-    norms: tuple[str, ...] = ("linf", "l2")
+    norms = ("linf", "l2")
+    criteria = CRITERIA
+    #: the radius used when ``eps`` is None, per norm (the reference configs); absent: unbounded
+    default_eps: ClassVar[dict[str, float]] = {}
     norm: str
     eps: float | None
     max_queries: int
@@ -103,19 +106,27 @@ class ScoreAttack(Attack):
             raise InputError(f"{self.name}: k (re-queries for criterion='majority') must be >= 1, got {self.k!r}")
 
     def _check_params(self) -> None:
-        """Attack-specific checks (override); called by :meth:`_run` before any query."""
+        """Attack-specific checks (override); called by the template before any query."""
 
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
         self._check_common()
         self._check_params()
-        if target is not None and len(target) and (int(target.min()) < 0 or int(target.max()) >= model.num_classes):
-            raise InputError(f"{self.name}: target labels must be in [0, {model.num_classes})")
+
+    def _ball(self) -> float | None:
+        return float(self.eps) if self.eps is not None else self.default_eps.get(self.norm)
+
+    def _fooled(self, model: BlackBox) -> Fooled:
+        """Square's margin criterion on the re-query's log-probabilities (ties count as fooled)."""
+        output = model.output
+        return lambda out, y, target: fooled(log_probs(out, output), y, target)
+
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         ledger = Ledger(self, model, x, y, target)
         if len(x):
             x_adv = self._attack(ledger)
         else:
             x_adv = x.clone()
-        return ledger.result(x_adv)
+        return ledger.outcome(x_adv)
 
     def _attack(self, led: Ledger) -> Tensor:
         raise NotImplementedError
@@ -142,7 +153,6 @@ class Ledger:
         self.done = torch.zeros(n, dtype=torch.bool, device=x.device)
         self.g = make_generator(attack.seed, x.device)
         self.charge_checks = bool(getattr(attack, "charge_checks", False))
-        self._audit0 = model.stats.audit_queries
         self.recheck = attack.criterion == "fast_exp" and bool(model.randomized)
         self.false_alarms = 0
 
@@ -220,27 +230,13 @@ class Ledger:
             return ce_loss(lp, self.y[idx])
         return -ce_loss(lp, self.target[idx])
 
-    def result(self, x_adv: Tensor) -> AttackResult:
-        """Verify success under the attack's criterion and assemble the :class:`AttackResult`."""
-        a = self.attack
-        success = self.done.clone()
-        crit = a.criterion
-        if self.model.randomized and crit not in ("fooled_once", "fast_exp") and len(x_adv):
-            reps = a.k if crit == "majority" else 1
-            votes = torch.zeros_like(self.queries)
-            for _ in range(reps):
-                lp = log_probs(self.model.audit(x_adv), self.model.output)
-                votes += fooled(lp, self.y, self.target).long()
-            success = votes * 2 > reps if crit == "majority" else votes > 0
-        label = f"{crit}@{a.k}" if crit in ("majority", "fast_exp") else crit
-        params: dict[str, Any] = a.get_params()
-        return AttackResult(
-            x_adv=x_adv, success=success, queries=self.queries.clone(),
-            norms=lp_norm(x_adv - self.x, a.norm).float(), attack=a.name, params=params, norm=a.norm,
-            eps=None if a.eps is None else float(a.eps),
-            audit_queries=self.model.stats.audit_queries - self._audit0, criterion=label,
-            extra={"targeted": self.target is not None, "query_cost": self.cost, "false_alarms": self.false_alarms},
-        )
+    def outcome(self, x_adv: Tensor) -> Outcome:
+        """The run's :class:`Outcome`: the images marked done are the claimed successes (with
+        ``fast_exp`` on a randomized model, each already confirmed by :meth:`confirm`)."""
+        return Outcome(x_adv=x_adv, success=self.done.clone(), queries=self.queries.clone(),
+                       confirmed=self.done.clone() if self.recheck else None,
+                       extra={"targeted": self.target is not None, "query_cost": self.cost,
+                              "false_alarms": self.false_alarms})
 
 
 def idx_of(mask: Tensor) -> Tensor:

@@ -36,10 +36,10 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..models import BlackBox, WhiteBox
-from ..utils import make_generator
-from .base import Attack, AttackResult, is_adversarial, margin_loss, register_attack
-from .pgd import check_white, white_result
 from ..training.pgd import project
+from ..utils import make_generator
+from .base import Attack, Outcome, is_adversarial, margin_loss, register_attack
+from .pgd import check_white, white_outcome
 
 LOSSES = ("ce", "dlr", "cw")
 
@@ -215,12 +215,10 @@ class APGD(Attack):
     def _start(self, x: Tensor, g: torch.Generator, restart: int) -> Tensor:
         return random_start(x, self.eps, self.norm, g)
 
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        self._check(model, target)
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         wb = cast(WhiteBox, model)
         g = make_generator(self.seed, x.device)
         n = x.shape[0]
-        q0 = model.stats.queries
         queries = torch.zeros(n, dtype=torch.long)
         success = torch.zeros(n, dtype=torch.bool, device=x.device)
         best_loss = torch.full((n,), -math.inf, device=x.device)
@@ -234,4 +232,4 @@ class APGD(Attack):
                       momentum=self.momentum, x0=self._start(x[idx], g, r), conjugate=conj,
                       early_stop=self.early_stop, queries=queries, success=success, x_adv=x_adv,
                       best_loss=best_loss, idx=idx)
-        return white_result(self, model, x, x_adv, success, q0, queries, self.norm, self.eps)
+        return white_outcome(x_adv, success, queries)

@@ -18,6 +18,8 @@ Probes are clipped to [0, 1] (the oracle accepts only valid images).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -66,6 +68,7 @@ class Bandits(ScoreAttack):
     """
 
     name = "bandits"
+    default_eps: ClassVar[dict[str, float]] = {"linf": 0.05, "l2": 5.0}
 
     def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
                  tile_size: int | None = None, fd_eta: float | None = None, image_lr: float | None = None,

@@ -9,15 +9,14 @@ straight-through estimator, when ``g`` is close to the identity) or a given surr
 :class:`Preprocessed` is the model form this module expects (``front_end`` and ``classifier``);
 :class:`BPDAModule` computes ``classifier(g(x))`` in value with ``h``'s gradient; the ``bpda``
 attack runs ``pgd`` or ``apgd`` through it. Every forward pass is still the model's own output
-and is counted by the same oracle: the attack swaps the white box's backend for the duration
-of the run (restored afterwards, also on error), so queries, budget and input checks are
-unchanged.
+and is counted by the same oracle: the attack runs on a *view* of the caller's white box
+(:meth:`~bbdefense.models.BlackBox.with_backend`: the BPDA backend, the caller's counters and
+budget), so queries, budget and input checks are unchanged and the caller's object is never
+modified.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal, cast
 
 from torch import Tensor, nn
@@ -25,7 +24,7 @@ from torch import Tensor, nn
 from ..errors import AccessError, InputError
 from ..models import BlackBox, WhiteBox
 from ..models.backends import TorchBackend
-from .base import ATTACKS, Attack, AttackResult, register_attack
+from .base import ATTACKS, Attack, Outcome, register_attack
 
 
 class Preprocessed(nn.Module):
@@ -64,20 +63,15 @@ class BPDAModule(nn.Module):
         return self.classifier(approx + (exact - approx).detach())
 
 
-@contextmanager
-def bpda_backend(model: WhiteBox, surrogate: nn.Module | None = None) -> Iterator[WhiteBox]:
-    """Temporarily route ``model``'s forward passes through :class:`BPDAModule` (same counters)."""
+def bpda_view(model: WhiteBox, surrogate: nn.Module | None = None) -> WhiteBox:
+    """A view of ``model`` whose forward passes go through :class:`BPDAModule`, charged on
+    ``model``'s own counters and budget; ``model`` itself is not modified."""
     module = model.module
     front, clf = getattr(module, "front_end", None), getattr(module, "classifier", None)
     if not isinstance(front, nn.Module) or not isinstance(clf, nn.Module):
         raise AccessError("bpda needs a white box whose module has `front_end` and `classifier` sub-modules "
                           f"(e.g. bbdefense.attacks.bpda.Preprocessed), got {type(module).__name__}")
-    old = model.backend
-    model.backend = TorchBackend(BPDAModule(front, clf, surrogate))
-    try:
-        yield model
-    finally:
-        model.backend = old
+    return model.with_backend(TorchBackend(BPDAModule(front, clf, surrogate)))
 
 
 @register_attack
@@ -110,10 +104,11 @@ class BPDA(Attack):
         params = {"seed": self.seed, **(self.attack_params or {})}
         return ATTACKS[self.attack](**params)
 
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
+        self.inner()
+
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         inner = self.inner()
-        with bpda_backend(cast(WhiteBox, model), self.surrogate) as wb:
-            res = inner.run(wb, x, y, target=target)
-        res.attack, res.params = self.name, self.get_params()
-        res.extra["inner"] = {"attack": inner.name, "params": inner.get_params()}
-        return res
+        res = inner.run(bpda_view(cast(WhiteBox, model), self.surrogate), x, y, target=target)
+        return Outcome(x_adv=res.x_adv, success=res.success, queries=res.queries, norm=res.norm, eps=res.eps,
+                       extra={**res.extra, "inner": {"attack": inner.name, "params": inner.get_params()}})

@@ -1,48 +1,87 @@
 """Expectation over Transformation for randomized models (Athalye, Carlini & Wagner, ICML 2018;
 arXiv 1802.00420), as the adaptive score attack of the RFD paper (reference/algorithms.md pitfall 9).
 
-Design: EOT is a **model wrapper**, not an attack. ``EOTBlackBox(model, m)`` is itself a
-:class:`BlackBox`: each query forwards every image ``m`` times through ``model.query`` and returns
-the mean of the ``m`` outputs (logits averaged for a logits oracle, probabilities for a probs one).
-So any score attack runs unchanged on it, and:
+Design: EOT is a **backend and a cost**, not an attack and not a second counter.
+``EOTBlackBox(model, m)`` is a view of ``model`` (a plain :class:`BlackBox` sharing its counters and
+budgets) whose backend, :class:`EOTBackend`, forwards every image ``m`` times and returns the mean
+of the ``m`` outputs as ``model`` reveals them (logits averaged for a logits oracle, probabilities
+for a probs one). The backend declares ``cost = m``, so the black box's single counting point
+charges ``m`` queries per image. So any score attack runs unchanged on it, and:
 
-* the ``m`` forwards are charged on the wrapped model (its counter and budget are the wrapper's:
-  ``stats``/``budget`` are the inner model's);
+* the ``m`` forwards are charged on the wrapped model's counter and budget (one meter);
 * ``query_cost = m`` tells attacks that one wrapped query costs ``m`` real queries, so their
   per-image ``max_queries`` stays in real queries and the number of iterations is divided by ``m``
   (RFD's ``n_iters // M``);
-* ``audit`` (verification by the evaluator) goes to the wrapped model **once**, without averaging:
-  success is judged on the real randomized model, with the attack's ``criterion``.
+* ``audit`` (verification by the evaluator) goes to the wrapped model **once**, without averaging
+  (the backend's ``audit_backend``): success is judged on the real randomized model, with the
+  attack's ``criterion``.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..errors import AccessError, InputError
-from ..models import BlackBox, validate_images
-from ..models.blackbox import QueryStats
+from ..models import BlackBox
 
 
-class _EOTBackend:
-    def __init__(self, inner: BlackBox, m: int) -> None:
-        self.inner, self.m = inner, m
-        self.returns = inner.output
-        self.device = torch.device("cpu")
+class RevealedBackend:
+    """``model``'s backend seen through what ``model`` reveals (logits, or its top-k probabilities):
+    a backend whose native output is ``model.output``. Computes only; never counts."""
+
+    def __init__(self, model: BlackBox) -> None:
+        self.model = model
+        self.inner = model.backend
+        self.returns = model.output
+        self.device = self.inner.device
+        max_batch = getattr(self.inner, "max_batch", None)
+        if max_batch:
+            self.max_batch = int(max_batch)
 
     @property
     def randomized(self) -> bool:
-        return self.inner.randomized
+        return bool(self.inner.randomized)
+
+    @property
+    def remote(self) -> bool:
+        return self.model.remote
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.reveal(self.inner.forward(x))
+
+
+class EOTBackend:
+    """The mean of ``m`` forwards of ``base`` per image, at ``cost = m`` per image.
+
+    Shape: ``(N, C, H, W)`` -> ``(N, K)``: ``mean_j base(x)_j`` over ``m`` draws (one batched call of
+    ``m N`` images). ``audit_backend`` is ``base`` itself (one pass, cost 1). With a ``max_batch``
+    on ``base``, this backend takes ``max_batch // m`` images per call (each call sends ``m`` times that).
+    """
+
+    def __init__(self, base: RevealedBackend, m: int) -> None:
+        self.base, self.m = base, int(m)
+        self.returns = base.returns
+        self.device = base.device
+        self.cost = self.m
+        self.audit_backend = base
+        self.remote = base.remote
+        max_batch = getattr(base, "max_batch", None)
+        if max_batch:
+            self.max_batch = max(1, int(max_batch) // self.m)
+
+    @property
+    def randomized(self) -> bool:
+        return self.base.randomized
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[0]
-        out = self.inner.query(x.repeat(self.m, 1, 1, 1))
+        out = self.base.forward(x.repeat(self.m, 1, 1, 1))
         return out.view(self.m, n, -1).mean(dim=0)
 
 
 class EOTBlackBox(BlackBox):
-    """A black box whose outputs are the mean of ``m`` queries of ``model`` (charged ``m`` each).
+    """A black box whose outputs are the mean of ``m`` queries of ``model`` (charged ``m`` each, on
+    ``model``'s own counters: ``stats``, ``budget`` and ``reset_stats`` are the wrapped model's).
 
     Args:
         model: a score oracle (``output`` ``"logits"`` or ``"probs"``), typically randomized.
@@ -65,46 +104,11 @@ class EOTBlackBox(BlackBox):
             raise InputError(f"EOT needs m >= 1 samples, got {m!r}")
         self.inner = model
         self.m = m
-        super().__init__(_EOTBackend(model, m), num_classes=model.num_classes, input_shape=model.input_shape,
-                         output=model.output, name=f"eot{m}({model.name})")
-
-    @property
-    def remote(self) -> bool:  # type: ignore[override]
-        """The wrapped model's: audits of a remote API are charged."""
-        return self.inner.remote
-
-    @property
-    def query_cost(self) -> int:
-        """Real queries charged per image per query of the wrapper."""
-        return self.m
-
-    @property
-    def stats(self) -> QueryStats:
-        return self.inner.stats
-
-    @property
-    def budget(self) -> int | None:  # type: ignore[override]
-        return self.inner.budget
-
-    @budget.setter
-    def budget(self, value: int | None) -> None:
-        if value is not None:
-            self.inner.budget = value
-
-    def reset_stats(self) -> None:
-        self.inner.reset_stats()
-
-    def query(self, x: Tensor) -> Tensor:
-        """Mean of ``m`` charged queries of the wrapped model. ``(N, C, H, W)`` -> ``(N, K)``."""
-        validate_images(x, self.input_shape)
-        return self.backend.forward(x).to(x.device)
-
-    __call__ = query
-
-    def audit(self, x: Tensor) -> Tensor:
-        """One pass of the wrapped model's :meth:`BlackBox.audit` (verification on the real randomized
-        model; free locally, charged by a remote API)."""
-        return self.inner.audit(x)
+        # the averaged outputs are already revealed (top-k applied per draw): no second top-k here
+        super().__init__(EOTBackend(RevealedBackend(model), m), num_classes=model.num_classes,
+                         input_shape=model.input_shape, output=model.output,  # type: ignore[arg-type]  # (C, H, W) of model
+                         name=f"eot{m}({model.name})",
+                         remote=model.remote, share_counters_with=model, log_queries=model.log_queries)
 
     def describe(self) -> dict[str, object]:
         d = self.inner.describe()
@@ -112,4 +116,4 @@ class EOTBlackBox(BlackBox):
         return d
 
 
-__all__ = ["EOTBlackBox"]
+__all__ = ["EOTBackend", "EOTBlackBox", "RevealedBackend"]

@@ -34,8 +34,8 @@ from torch import Tensor
 from ..errors import InputError
 from ..models import BlackBox
 from ..utils import make_generator
-from ._decision import LabelOracle, check_common, min_norm_result
-from .base import Attack, AttackResult, lp_norm, register_attack
+from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_outcome
+from .base import Attack, Outcome, lp_norm, register_attack
 
 
 def _bc(v: Tensor, like: Tensor) -> Tensor:
@@ -58,8 +58,10 @@ class HopSkipJump(Attack):
         max_halvings: cap of the step-size halving loop (the reference loops until success).
 
         batch_size: images per model call (resource knob; results do not depend on it).
-        criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
-            (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
+        criterion: success on a randomized model (:mod:`bbdefense.attacks.criteria`): ``single``,
+            ``majority`` (of ``k`` uncharged audit re-queries), ``fooled_once``, or ``fast_exp``: with
+            ``early_stop`` and ``eps``, an image whose boundary point reaches ``eps`` is re-checked with
+            ``k`` audit re-queries before it stops; on a false alarm it keeps iterating.
 
     ``run(..., target=t, x_init=starts)`` starts each image from its row of ``starts`` (e.g. an image
     of the target class, as the reference's targeted mode does) after one charged query that checks it
@@ -72,12 +74,13 @@ class HopSkipJump(Attack):
     access = "label"
     takes_init = True
     norms = ("l2", "linf")
+    criteria = CRITERIA
 
     def __init__(self, *, norm: Literal["l2", "linf"] = "l2", eps: float | None = None, max_queries: int = 10_000,
                  num_iterations: int = 40, gamma: float = 1.0, init_num_evals: int = 100,
                  max_num_evals: int = 10_000, init_tries: int = 10_000, early_stop: bool = True,
                  max_halvings: int = 30, batch_size: int = 32,
-                 criterion: Literal["single", "majority", "fooled_once"] = "single",
+                 criterion: Literal["single", "majority", "fooled_once", "fast_exp"] = "single",
                  k: int = 9, seed: int | None = 0) -> None:
         self.norm = norm
         self.eps = eps
@@ -194,12 +197,15 @@ class HopSkipJump(Attack):
         return grad.view(k, *pert.shape[1:])
 
     # ------------------------------------------------------------------ main loop
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None,
-             x_init: Tensor | None = None) -> AttackResult:
-        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion)
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria,
+                     self.k)
         if self.init_num_evals < 1 or self.max_num_evals < self.init_num_evals:
             raise InputError(f"hsja: need 1 <= init_num_evals <= max_num_evals, got {self.init_num_evals} and "
                              f"{self.max_num_evals}")
+
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None,
+             x_init: Tensor | None = None) -> Outcome:
         g = make_generator(self.seed, x.device)
         n = x.shape[0]
         d = int(math.prod(x.shape[1:]))
@@ -215,9 +221,21 @@ class HopSkipJump(Attack):
         found = clean_adv | started
         dist = self._dist(pert, x)
         x_best, best = pert.clone(), dist.clone()
+        recheck = (self.criterion == "fast_exp" and bool(model.randomized) and self.early_stop
+                   and self.eps is not None)
+        confirmed = torch.zeros(n, dtype=torch.bool, device=x.device)
         for t in range(1, self.num_iterations + 1):
             act = started & (o.remaining() > 0)
-            if self.early_stop and self.eps is not None:
+            if recheck:  # fast_exp: confirm the boundary point before stopping, else keep iterating
+                stop = (act & (dist <= float(self.eps or 0.0)) & ~confirmed).nonzero().squeeze(1)
+                if len(stop):
+                    ok = confirm(model, pert[stop], y[stop], None if target is None else target[stop],
+                                 self.k).to(x.device)
+                    c = stop[ok]
+                    confirmed[c] = True
+                    x_best[c], best[c] = pert[c], dist[c]  # the confirmed point is the result
+                act &= ~confirmed
+            elif self.early_stop and self.eps is not None:
                 act &= dist > self.eps
             idx = act.nonzero().squeeze(1)
             if len(idx) == 0:
@@ -249,5 +267,5 @@ class HopSkipJump(Attack):
             dist[gi] = self._dist(pert[gi], x[gi])
             better = dist < best
             x_best[better], best[better] = pert[better], dist[better]
-        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, o.queries,
-                               model=model, y=y, target=target, criterion=self.criterion, k=self.k)
+        return min_norm_outcome(self.norm, self.eps, x, x_best, found, o.queries,
+                                confirmed=confirmed if recheck else None)

@@ -17,6 +17,7 @@ only valid images; the reference queries them unclipped).
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -45,6 +46,7 @@ class NES(ScoreAttack):
     """
 
     name = "nes"
+    default_eps: ClassVar[dict[str, float]] = {"linf": 0.3, "l2": 3.0}
 
     def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000, q: int = 10,
                  fd_eta: float = 0.1, lr: float | None = None, charge_checks: bool = False, criterion: str = "single",

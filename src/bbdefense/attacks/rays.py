@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from ..models import BlackBox
-from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_result
-from .base import Attack, AttackResult, register_attack
+from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_outcome
+from .base import Attack, Outcome, register_attack
 
 
 @register_attack
@@ -57,7 +57,7 @@ class RayS(Attack):
     name = "rays"
     access = "label"
     norms = ("linf",)
-    criteria = (*CRITERIA, "fast_exp")
+    criteria = CRITERIA
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 10_000,
                  tol: float = 1e-3, early_stop: bool = True, batch_size: int = 32,
@@ -73,8 +73,11 @@ class RayS(Attack):
         self.k = k
         self.seed = seed
 
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria)
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria,
+                     self.k)
+
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         n = x.shape[0]
         dim = int(math.prod(x.shape[1:]))
         oracle = LabelOracle(model, y, target, self.max_queries, self.batch_size)
@@ -87,7 +90,6 @@ class RayS(Attack):
         found = clean_adv.clone()
         recheck = self.criterion == "fast_exp" and bool(model.randomized) and self.early_stop and self.eps is not None
         confirmed = torch.zeros(n, dtype=torch.bool, device=x.device)
-        audit = 0
         done = torch.zeros_like(clean_adv) if recheck else clean_adv.clone()
         level, block = 0, 0
         while True:
@@ -97,7 +99,6 @@ class RayS(Attack):
                 if recheck and bool(stop.any()):
                     i = stop.nonzero().squeeze(1)
                     ok = confirm(model, x_best[i], y[i], None if target is None else target[i], self.k).to(x.device)
-                    audit += self.k * len(i)
                     bad = i[~ok]
                     found[bad], d_t[bad], x_best[bad] = False, float("inf"), x[bad]  # false alarm: keep going
                     confirmed[i[ok]] = True
@@ -115,9 +116,7 @@ class RayS(Attack):
             block += 1
             if block == 2 ** level or end == dim:
                 level, block = level + 1, 0
-        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, oracle.queries,
-                               model=model, y=y, target=target, criterion=self.criterion, k=self.k,
-                               confirmed=confirmed, audit_queries=audit)
+        return min_norm_outcome(self.norm, self.eps, x, x_best, found, oracle.queries, confirmed=confirmed)
 
     def _point(self, x: Tensor, unit: Tensor, d: Tensor) -> Tensor:
         return (x + d.view(-1, *([1] * (x.dim() - 1))) * unit.view_as(x)).clamp(0.0, 1.0)

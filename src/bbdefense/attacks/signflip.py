@@ -30,8 +30,8 @@ from torch import Tensor
 from ..errors import InputError
 from ..models import BlackBox
 from ..utils import make_generator
-from ._decision import LabelOracle, check_common, min_norm_result
-from .base import Attack, AttackResult, register_attack
+from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_outcome
+from .base import Attack, Outcome, register_attack
 
 
 def _resize(t: Tensor, h: int, w: int) -> Tensor:
@@ -51,8 +51,10 @@ class SignFlip(Attack):
         bs_steps: linf binary-search steps after initialisation (reference 10).
 
         batch_size: images per model call (resource knob; results do not depend on it).
-        criterion: success on a randomized model: ``single`` (the attack's own query), ``majority``
-            (more than half of ``k`` uncharged audit re-queries) or ``fooled_once``.
+        criterion: success on a randomized model (:mod:`bbdefense.attacks.criteria`): ``single``,
+            ``majority`` (of ``k`` uncharged audit re-queries), ``fooled_once``, or ``fast_exp``: when an
+            image reaches ``eps`` its point is re-checked with ``k`` audit re-queries; on a false alarm
+            the image keeps being attacked (and is re-checked whenever it would stop again).
 
     ``run(..., target=t, x_init=starts)`` starts each image from its row of ``starts`` (the reference's
     targeted mode starts from an image of the target class) after one charged check; rows that are
@@ -65,11 +67,12 @@ class SignFlip(Attack):
     access = "label"
     takes_init = True
     norms = ("linf",)
+    criteria = CRITERIA
 
     def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 1000,
                  alpha: float = 0.004, prob: float = 0.999, resize_factor: float = 1.0, init_tries: int = 10_000,
                  bs_steps: int = 10, batch_size: int = 32,
-                 criterion: Literal["single", "majority", "fooled_once"] = "single",
+                 criterion: Literal["single", "majority", "fooled_once", "fast_exp"] = "single",
                  k: int = 9, seed: int | None = 0) -> None:
         self.eps = eps
         self.norm = norm
@@ -84,8 +87,9 @@ class SignFlip(Attack):
         self.k = k
         self.seed = seed
 
-    def _check(self) -> None:
-        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion)
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria,
+                     self.k)
         if not self.alpha > 0:
             raise InputError(f"signflip: alpha must be > 0, got {self.alpha}")
         if not 0.0 < self.prob < 1.0:
@@ -94,8 +98,7 @@ class SignFlip(Attack):
             raise InputError(f"signflip: resize_factor must be >= 1, got {self.resize_factor}")
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None,
-             x_init: Tensor | None = None) -> AttackResult:
-        self._check()
+             x_init: Tensor | None = None) -> Outcome:
         g = make_generator(self.seed, x.device)
         n, c, h, w = x.shape
         hd, wd = int(h // self.resize_factor), int(w // self.resize_factor)
@@ -145,10 +148,19 @@ class SignFlip(Attack):
         proj_rate = torch.zeros(n, device=x.device)
         flip_rate = torch.zeros(n, device=x.device)
         reset = 0
+        recheck = self.criterion == "fast_exp" and bool(model.randomized) and self.eps is not None
+        confirmed = torch.zeros(n, dtype=torch.bool, device=x.device)
         while True:
             dist = ((x + delta).clamp(0, 1) - x).flatten(1).abs().amax(dim=1)
             todo = started & (oracle.remaining() >= 2)
-            if self.eps is not None:
+            if self.eps is not None and recheck:  # fast_exp: confirm before stopping, else keep attacking
+                stop = (todo & (dist <= self.eps) & ~confirmed).nonzero().squeeze(1)
+                if len(stop):
+                    ok = confirm(model, (x[stop] + delta[stop]).clamp(0, 1), y[stop],
+                                 None if target is None else target[stop], self.k).to(x.device)
+                    confirmed[stop[ok]] = True
+                todo &= ~confirmed
+            elif self.eps is not None:
                 todo &= dist > self.eps
             if not bool(todo.any()):
                 break
@@ -183,5 +195,5 @@ class SignFlip(Attack):
                 proj_rate.zero_()
                 flip_rate.zero_()
         x_best = (x + delta).clamp(0, 1)
-        return min_norm_result(self.name, self.get_params(), self.norm, self.eps, x, x_best, found, oracle.queries,
-                               model=model, y=y, target=target, criterion=self.criterion, k=self.k)
+        return min_norm_outcome(self.norm, self.eps, x, x_best, found, oracle.queries,
+                                confirmed=confirmed if recheck else None)

@@ -23,6 +23,7 @@ the success of the kept sign vector is known from a charged query: no extra chec
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -46,6 +47,7 @@ class SignHunter(ScoreAttack):
     """
 
     name = "signhunter"
+    default_eps: ClassVar[dict[str, float]] = {"linf": 0.3, "l2": 3.0}
 
     def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
                  criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:

@@ -20,6 +20,7 @@ Differences from the reference, on purpose:
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -108,6 +109,7 @@ class Square(ScoreAttack):
     """
 
     name = "square"
+    default_eps: ClassVar[dict[str, float]] = {"linf": 0.3, "l2": 2.0}
 
     def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
                  p_init: float | None = None, criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:
@@ -124,7 +126,7 @@ class Square(ScoreAttack):
             raise InputError(f"square: p_init must be in (0, 1], got {self.p_init!r}")
 
     def _eps(self) -> float:
-        return float(self.eps) if self.eps is not None else (0.3 if self.norm == "linf" else 2.0)
+        return float(self.eps) if self.eps is not None else self.default_eps[self.norm]
 
     def _attack(self, led: Ledger) -> Tensor:
         x = led.x

@@ -12,15 +12,14 @@ forward passes are counted on the surrogate's own white box and reported in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
 from ..models import BlackBox, WhiteBox
-from ._decision import CRITERIA, verify
-from .base import ATTACKS, Attack, AttackResult, is_adversarial, lp_norm, register_attack
+from .base import ATTACKS, Attack, Outcome, is_adversarial, register_attack
 
 
 @register_attack
@@ -31,8 +30,9 @@ class Transfer(Attack):
         surrogate: a :class:`~bbdefense.models.WhiteBox` or an ``nn.Module`` (wrapped with the
             target's input shape); required at run time.
         attack: ``"pgd"`` or ``"apgd"`` run on the surrogate; ``attack_params``: its hyperparameters.
-        criterion, k: success on a randomized target (``majority``: more than half of ``k``
-            uncharged audit re-queries of the successful points), recorded in the result.
+        criterion, k: success on a randomized target (:mod:`bbdefense.attacks.criteria`: ``single``
+            re-queries each point once, ``majority`` ``k`` times, through uncharged audits;
+            ``fooled_once`` keeps the charged verification query), recorded in the result.
         seed: passed to the inner attack unless ``attack_params`` sets one.
 
     Shape: ``x`` ``(N, C, H, W)`` -> ``AttackResult`` (``queries`` = 1 per image on the target).
@@ -44,6 +44,7 @@ class Transfer(Attack):
     name = "transfer"
     access = "label"
     requires = ("surrogate",)
+    criteria = ("single", "majority", "fooled_once")  # no early stop, hence no fast_exp
 
     def __init__(self, *, surrogate: WhiteBox | nn.Module | None = None, attack: Literal["pgd", "apgd"] = "pgd",
                  attack_params: dict[str, Any] | None = None,
@@ -60,16 +61,17 @@ class Transfer(Attack):
         if isinstance(self.surrogate, WhiteBox):
             return self.surrogate
         if isinstance(self.surrogate, nn.Module):
-            return WhiteBox(self.surrogate, num_classes=model.num_classes, input_shape=model.input_shape,
+            shape = cast(tuple[int, int, int], model.input_shape)
+            return WhiteBox(self.surrogate, num_classes=model.num_classes, input_shape=shape,
                             name="surrogate")
         raise InputError("transfer: pass surrogate= (a WhiteBox or an nn.Module, e.g. a KnockoffNets stolen "
                          f"model); got {type(self.surrogate).__name__}")
 
-    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> AttackResult:
-        if self.criterion not in CRITERIA:
-            raise InputError(f"transfer: criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
         if self.attack not in ("pgd", "apgd"):
             raise InputError(f"transfer: attack must be 'pgd' or 'apgd', got {self.attack!r}")
+
+    def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         sur = self._surrogate(model)
         if sur.num_classes != model.num_classes:
             raise InputError(f"transfer: surrogate has {sur.num_classes} classes, the target {model.num_classes}")
@@ -78,11 +80,7 @@ class Transfer(Attack):
         crafted = inner.run(sur, x, y, target=target)
         pred = model.predict_label(crafted.x_adv)
         success = is_adversarial(pred.to(y.device), y, target)
-        success, audit = verify(model, crafted.x_adv, y, target, success, self.criterion, self.k)
-        norm = crafted.norm
-        return AttackResult(x_adv=crafted.x_adv, success=success, queries=torch.ones(len(x), dtype=torch.long),
-                            norms=lp_norm(crafted.x_adv - x, norm).float(), attack=self.name,
-                            params=self.get_params(), norm=norm, eps=crafted.eps, audit_queries=audit,
-                            criterion=f"majority@{self.k}" if self.criterion == "majority" else self.criterion,
-                            extra={"surrogate_queries": sur.stats.queries - s0,
-                                   "surrogate_success": crafted.success, "inner": inner.get_params()})
+        return Outcome(x_adv=crafted.x_adv, success=success, queries=torch.ones(len(x), dtype=torch.long),
+                       norm=crafted.norm, eps=crafted.eps,
+                       extra={"surrogate_queries": sur.stats.queries - s0, "surrogate_success": crafted.success,
+                              "inner": inner.get_params()})

@@ -12,8 +12,9 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (check_count, check_radius, check_writable_dir, checkpoint_meta, count_option,
-                      preflight_attack, resolve_splits, seed_option, split_seed_option)
+from .options import (api_key_option, backend_option, budget_option, check_count, check_radius, check_writable_dir,
+                      count_option, data_dir_option, dataset_option, model_option, output_option, preflight_attack,
+                      resolve_splits, seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,21 +55,22 @@ def parse_params(items: list[str] | None) -> dict[str, object]:
 
 
 def attack(
-    model: Path = typer.Option(..., "--model", help="Checkpoint (or .onnx file with --dataset) to attack."),
+    model: str = model_option(help="White-box attacks need a kind with a torch module."),
     attack_name: str = typer.Option("square", "--attack", help="A name of the attack registry (bbdefense info)."),
     norm: str = typer.Option("linf", "--norm", help="linf | l2 (where the attack supports it)."),
     eps: str = typer.Option("0.1", "--eps", help="Radius in [0, 1] pixel scale; fractions like 8/255 work."),
-    budget: int = count_option(1000, "--budget", help="Per-image query budget (max_queries)."),
+    budget: int = budget_option(1000, "Per-image query budget (max_queries)."),
     n: int = count_option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
-    backend: str = typer.Option("torch", "--backend", help="torch | onnx (onnxruntime; faster on CPU)."),
-    output: str = typer.Option("logits", "--output", help="What the oracle reveals: logits | probs | label."),
+    backend: str = backend_option(),
+    api_key: Optional[str] = api_key_option(),
+    output: Optional[str] = output_option(),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
     targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); attacks that take starting points (hsja, signflip) start from a test image of the target class."),
     criterion: Optional[str] = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
     eot: int = count_option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
     param: Optional[list[str]] = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the checkpoint's)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
+    dataset: Optional[str] = dataset_option(),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     batch_size: int = count_option(100, "--batch-size", help="Images attacked together (a resource knob)."),
     seed: int = seed_option(),
@@ -82,7 +84,7 @@ def attack(
     from ..evaluation.attacks import (build_attack, first_correct, query_grid, robust_curve, run_batches,
                                        starts_of_class, summarize)
     from ..errors import InputError
-    from ..models import load_blackbox
+    from ..models import model_source
     from ..records import RunDir, line_plot, read_rows, render_report, table
 
     seed_everything(seed)
@@ -93,14 +95,17 @@ def attack(
     atk = build_attack(attack_name, norm=norm, eps=eps_v, max_queries=budget, seed=seed, params=params)
     run_path = out_dir or Path("runs") / f"attack-{atk.name}-{norm}"
     check_writable_dir(run_path, "--out")
-    bb = load_blackbox(model, backend=backend, output=output)  # type: ignore[arg-type]
+    src = model_source(model)
+    bb = (src.whitebox(f"attack --attack {atk.name}") if atk.access == "white" else
+          src.blackbox(backend=backend, output=output, api_key=api_key))  # type: ignore[arg-type]
+    output = bb.output
     got = atk.get_params()
     if got.get("eps") is not None and "norm" in got:
         check_radius(got["eps"], str(got["norm"]), bb.input_shape)
     if eot > 1:
         bb = EOTBlackBox(bb, m=eot)
     preflight_attack(atk, bb)  # the attack's own checks (norm, criterion, params), no query
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     test = splits.test
     check_count(n, len(test), "-n", f"test images of {dataset}")
@@ -122,7 +127,7 @@ def attack(
     config = {"model": str(model), "backend": backend, "output": output, "dataset": dataset, "split_seed": split_seed, "n": n,
               "attack": atk.name, "params": atk.get_params(), "targeted": targeted, "eot": eot,
               "batch_size": batch_size}
-    run = RunDir(run_path, kind="attack", name=f"{atk.name} attack on {Path(model).name}", config=config,
+    run = RunDir(run_path, kind="attack", name=f"{atk.name} attack on {src.name}", config=config,
                  seeds={"attack": seed}, resume=resume)
     t0 = time.perf_counter()
     with run.rows("attack") as writer, run.rows("batches") as bwriter, progress_events(progress) as cb:

@@ -13,8 +13,9 @@ import typer
 
 from ..events import emit
 from .common import out, progress_events, seed_everything
-from .options import (check_count, check_writable_dir, checkpoint_meta, count_option, fraction_option,
-                      positive_option, resolve_splits, seed_option, split_seed_option)
+from .options import (api_key_option, backend_option, budget_option, check_count, check_writable_dir, count_option,
+                      data_dir_option, dataset_option, fraction_option, model_option, positive_option, resolve_splits,
+                      seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +34,7 @@ def _noise_params(beta: Optional[float], k: Optional[float]) -> dict[str, float]
 
 
 def certify(
-    model: str = typer.Option(..., "--model", help="Checkpoint (or .onnx/.pt file) of the base classifier."),
+    model: str = model_option(help="The base classifier."),
     noise: str = typer.Option("gaussian", "--noise", help="gaussian | laplace | gen_gaussian | uniform | cauchy | pareto"),
     sigma: float = positive_option(0.25, "--sigma", help="Per-coordinate noise std in [0,1] pixel space."),
     beta: Optional[float] = positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
@@ -45,11 +46,13 @@ def certify(
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Norms to certify (repeatable)."),
     num_images: int = count_option(100, "-n", "--num-images", help="Test images to certify."),
     skip: int = count_option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset (default: the checkpoint's)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    dataset: Optional[str] = dataset_option(),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/certify"), "--out", help="Run directory (resumable)."),
-    backend: str = typer.Option("torch", "--backend", help="torch | onnx"),
+    backend: str = backend_option(),
+    api_key: Optional[str] = api_key_option(),
+    budget: Optional[int] = budget_option(None, "Hard limit on the queries this run spends (default: none)."),
     batch_size: int = count_option(1000, "--batch-size", help="Noisy images per forward pass."),
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | closed | numerical"),
     clip: bool = typer.Option(False, "--clip/--no-clip", help="Clamp noisy inputs to [0, 1]."),
@@ -63,7 +66,7 @@ def certify(
     from ..certify.metrics import curve_from_certificates, default_r_max, radius_grid, robust_score
     from ..errors import InputError
     from ..experiments.config import SHAPE_PARAMS
-    from ..models import load_blackbox
+    from ..models import model_source
     from ..records import RunDir, line_plot, read_rows, render_report, table
 
     seed_everything(seed)
@@ -72,8 +75,9 @@ def certify(
         raise InputError(f"--noise {noise} needs its shape: give --{SHAPE_PARAMS[noise]}")
     nz = make_noise(noise, sigma=sigma, **params)
     check_writable_dir(out_dir, "--out")
-    bb = load_blackbox(model, backend=backend)  # type: ignore[arg-type]
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+    src = model_source(model)
+    bb = src.blackbox(backend=backend, api_key=api_key, budget=budget)  # type: ignore[arg-type]
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     test = splits.test
     check_count(num_images, len(range(0, len(test), skip)), "-n",
@@ -83,7 +87,7 @@ def certify(
     config = {"model": str(model), "dataset": dataset, "split": "test", "split_seed": split_seed, "noise": nz.params(), "n0": n0, "n": n,
               "alpha": alpha, "norms": list(sm.norms), "skip": skip, "seed": seed,
               "radius_method": radius_method, "clip": clip, "backend": backend}
-    run = RunDir(out_dir, kind="certify", name=f"certify {Path(str(model)).stem}", config=config,
+    run = RunDir(out_dir, kind="certify", name=f"certify {src.name}", config=config,
                  seeds={"certify": seed}, resume=resume)
     writer = run.rows("certify")
     todo = [i for i in idx if i not in writer.done]

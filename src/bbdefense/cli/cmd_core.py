@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from .common import console, out, parse_options, progress_events, seed_everything
-from .options import (check_output_file, check_writable_dir, count_option, positive_option, seed_option,
-                      split_seed_option)
+from .options import (api_key_option, backend_option, budget_option, check_output_file, check_writable_dir,
+                      count_option, model_option, output_option, positive_option, seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,16 +22,16 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def info(model: Optional[str] = typer.Option(None, "--model", help="A checkpoint to describe.")) -> None:
-    """Show versions, registries (architectures, datasets...), or a checkpoint's metadata."""
+def info(model: Optional[str] = model_option(default=None, help="Describe it (a checkpoint: its metadata)."),
+         api_key: Optional[str] = api_key_option()) -> None:
+    """Show versions, registries (architectures, datasets...), or a model's description."""
     from ..data import DATASETS
-    from ..models import MODELS, read_meta
+    from ..models import MODELS
+    from ..models.resolve import describe_model
     from ..utils import environment
 
     if model is not None:
-        meta = read_meta(model)
-        meta.pop("versions", None)
-        out.print_json(json.dumps(meta))
+        out.print_json(json.dumps(describe_model(model, api_key=api_key), default=str))
         return
     for k, v in environment().items():
         out.print(f"{k:14s} {v}")
@@ -102,33 +102,25 @@ def train(
 
 
 def export_onnx_cmd(
-    model: Path = typer.Option(..., "--model", help="Checkpoint to export."),
+    model: str = model_option(help="Export kinds: checkpoint, factory."),
     out_path: Optional[Path] = typer.Option(None, "--out", help="ONNX file (default: next to the checkpoint)."),
     check: bool = typer.Option(True, "--check/--no-check", help="Compare torch and onnxruntime outputs."),
 ) -> None:
-    """Export a checkpoint to ONNX (dynamic batch) and check it against torch (max |diff| <= 1e-5)."""
-    import torch
-
-    from ..errors import CheckpointError
-    from ..models import export_onnx, load_checkpoint
-    from ..models.backends import OnnxBackend
+    """Export a checkpoint (or a factory's module) to ONNX (dynamic batch) and check it against torch (max
+    |diff| <= 1e-5)."""
+    from ..errors import InputError
     from ..models.checkpoint import checkpoint_paths
+    from ..models.loading import export_checked
+    from ..models.resolve import model_source
 
-    module, meta = load_checkpoint(model)
-    shape = tuple(meta["input_shape"])
+    src = model_source(model)
+    if out_path is None and src.kind != "checkpoint":
+        raise InputError(f"give --out for {model} (the default is next to a checkpoint)")
     target = out_path or checkpoint_paths(model)[0].with_suffix(".onnx")
     check_output_file(target, "--out")
-    export_onnx(module, target, shape)  # type: ignore[arg-type]
-    msg = f"wrote {target}"
-    if check:
-        x = torch.rand((16, *shape), generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            ref = module(x)
-        diff = float((OnnxBackend(target).forward(x) - ref).abs().max())
-        if diff > 1e-5:
-            raise CheckpointError(f"ONNX export differs from torch by {diff:.3g} > 1e-5")
-        msg += f"  (max |torch - onnx| = {diff:.2e})"
-    out.print(msg)
+    module, meta = src.module("export-onnx", accepts=("checkpoint", "factory"))
+    diff = export_checked(module, target, tuple(meta["input_shape"]), check=check)  # type: ignore[arg-type]
+    out.print(f"wrote {target}" + ("" if diff is None else f"  (max |torch - onnx| = {diff:.2e})"))
 
 
 def load_images(path: Path) -> "torch.Tensor":  # type: ignore[name-defined]  # noqa: F821
@@ -161,17 +153,20 @@ def load_images(path: Path) -> "torch.Tensor":  # type: ignore[name-defined]  # 
 
 
 def predict(
-    model: Path = typer.Option(..., "--model", help="Checkpoint, .onnx or TorchScript file."),
+    model: str = model_option(),
     input_path: Path = typer.Option(..., "--input", help=".npy or .npz (array 'x') of (N, C, H, W) images in [0, 1]."),
-    output: str = typer.Option("label", "--output", help="label | probs | logits"),
+    output: str = output_option("label", help="label | probs | logits"),
     top_k: Optional[int] = count_option(None, "--top-k",
                                         help="With --output probs, reveal only the k largest."),
-    backend: str = typer.Option("torch", "--backend", help="torch | onnx"),
+    backend: str = backend_option(),
+    api_key: Optional[str] = api_key_option(),
+    budget: Optional[int] = budget_option(None, "Hard limit on the images queried (default: none)."),
 ) -> None:
     """Query a model as a black box on images from a file; prints one JSON line per image."""
     from ..models import load_blackbox
 
-    bb = load_blackbox(model, backend=backend, output=output, top_k=top_k)  # type: ignore[arg-type]
+    bb = load_blackbox(model, backend=backend, output=output, top_k=top_k, api_key=api_key,  # type: ignore[arg-type]
+                       budget=budget)
     res = bb(load_images(input_path))
     for i, r in enumerate(res.tolist()):
         out.print(json.dumps({"idx": i, output: r}), soft_wrap=True)

@@ -12,11 +12,15 @@ import typer
 
 from .common import defend_app, out, progress_events, seed_everything
 from .options import (
+    api_key_option,
+    backend_option,
     check_count,
     check_writable_dir,
-    checkpoint_meta,
     count_option,
+    data_dir_option,
+    dataset_option,
     fraction_option,
+    model_option,
     resolve_splits,
     seed_option,
     split_seed_option,
@@ -58,11 +62,12 @@ def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, *, n_test:
 
 
 def zo_ae_ds(
-    model: str = typer.Option(..., "--model", help="The black box: a checkpoint (FO variants need a checkpoint)."),
+    model: str = model_option(help="The black box (FO variants need a kind with a torch module)."),
+    backend: str = backend_option(),
+    api_key: str | None = api_key_option(),
     load: Path | None = typer.Option(None, "--load", help="A saved ZO-AE-DS defense (a run dir of this command): "
                                         "certify it in front of --model, no training."),
-    dataset: str = typer.Option("mnist5k", "--dataset",
-                                help="Dataset; the defender split trains, the test split certifies."),
+    dataset: str = dataset_option("mnist5k", help="Dataset; the defender split trains, the test split certifies."),
     variant: str = typer.Option("zo-ae-ds", "--variant", help="zo-ae-ds | zo-ds | fo-ae-ds | fo-ds | rs"),
     zo_method: str = typer.Option("rge", "--zo-method", help="rge | cge (latent space; zo-ds: rge only)"),
     q: int = typer.Option(192, "--q", help="RGE directions per sample."),
@@ -81,7 +86,7 @@ def zo_ae_ds(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    data_dir: Path | None = data_dir_option(),
     split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
     seed: int = seed_option(),
@@ -94,7 +99,7 @@ def zo_ae_ds(
     from ..certified import ZOAEDS
     from ..certify import Smooth, make_noise
     from ..errors import InputError
-    from ..models import WhiteBox, load_blackbox, load_checkpoint
+    from ..models import model_source
     from ..records import RunDir
     seed_everything(seed)
     est = None
@@ -109,13 +114,16 @@ def zo_ae_ds(
                      epochs=epochs, batch_size=batch_size, lr=lr, mse_weight=mse_weight,
                      pretrain_epochs=pretrain_epochs, ae_epochs=ae_epochs, seed=seed)
     check_writable_dir(out_dir, "--out")
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+    src = model_source(model)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     if est is not None and est.uses_ae and tuple(splits.test.x.shape[1:]) != (1, 28, 28):
         raise InputError(f"the AE variants ship the MNIST d_z=192 autoencoder only; {dataset!r} has images of shape "
                          f"{tuple(splits.test.x.shape[1:])}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
-    bb = load_blackbox(model)
+    fo = est is not None and load is None and est.variant.startswith("fo")
+    tb = src.whitebox(f"defend zo-ae-ds --variant {est.variant}") if fo and est is not None else None
+    bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-zo-ae-ds", config={
         "model": model, "load": str(load) if load else None, "dataset": dataset, "split_seed": split_seed,
         "variant": est.variant if est else "rs", "config": est.get_params() if est else {}, "n0": n0, "n": n,
@@ -123,12 +131,8 @@ def zo_ae_ds(
     with progress_events(progress) as cb:
         if est is not None and load is None:
             train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
-            tb = bb
-            if est.variant.startswith("fo"):
-                module, meta = load_checkpoint(model)
-                tb = WhiteBox(module, input_shape=tuple(meta["input_shape"]))
             t0 = time.perf_counter()
-            est.fit(tb, train, on_event=cb, split_seed=split_seed)
+            est.fit(tb or bb, train, on_event=cb, split_seed=split_seed)
             run.set_metrics(queries_per_step=est.queries_per_step_, train_seconds=time.perf_counter() - t0,
                             history=est.history_, **({"ae_mse": est.ae_mse_} if est.ae_mse_ is not None else {}))
             est.save(run.path)  # the run dir is the defense: `defend zo-ae-ds --load <run dir>`
@@ -145,12 +149,15 @@ def zo_ae_ds(
 
 
 def irs(
-    surrogate: str | None = typer.Option(None, "--surrogate", help="Checkpoint of the ONE white-box surrogate "
-                                            "used in training (not needed with --load)."),
-    model: str = typer.Option(..., "--model", help="The unseen black box to protect and certify."),
+    surrogate: str | None = typer.Option(None, "--surrogate", help="The ONE white-box surrogate used in training: "
+                                         "a model spec with a torch module (checkpoint, TorchScript .pt, "
+                                         "package.module:factory); not needed with --load."),
+    model: str = model_option(help="The unseen black box to protect and certify."),
+    backend: str = backend_option(),
+    api_key: str | None = api_key_option(),
     load: Path | None = typer.Option(None, "--load", help="A saved IRS-Net defense (a run dir of this command): "
                                         "certify it in front of --model, no training."),
-    dataset: str = typer.Option("mnist5k", "--dataset"),
+    dataset: str = dataset_option("mnist5k"),
     method: str = typer.Option("irs", "--method", help="irs (IRS-Net) | salman (MSE+stability baseline)"),
     sigma: float = typer.Option(0.5, "--sigma", help="Noise std: on the normalised image (irs), on pixels (salman)."),
     lam: float = typer.Option(0.1, "--lambda", help="CE rescaling factor of Eq. 3."),
@@ -163,7 +170,7 @@ def irs(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    data_dir: Path | None = data_dir_option(),
     split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
     seed: int = seed_option(),
@@ -175,7 +182,7 @@ def irs(
 
     from ..certified import IRSNet
     from ..errors import InputError
-    from ..models import WhiteBox, load_blackbox, load_checkpoint
+    from ..models import model_source
     from ..records import RunDir
     seed_everything(seed)
     if (surrogate is None) == (load is None):
@@ -183,18 +190,18 @@ def irs(
     est = IRSNet.load(load) if load is not None else IRSNet(method=method, sigma=sigma, lam=lam, epochs=epochs, lr=lr,
                                                              optimizer=optimizer, width=width, seed=seed)
     check_writable_dir(out_dir, "--out")
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model),
+    src = model_source(model)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
-    bb = load_blackbox(model)
+    sur = model_source(str(surrogate)).whitebox("defend irs --surrogate") if load is None else None
+    bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-irs", config={
         "surrogate": surrogate, "load": str(load) if load else None, "model": model, "dataset": dataset,
         "split_seed": split_seed, "config": est.get_params(), "n0": n0, "n": n, "alpha": alpha, "n_test": n_test},
         seeds={"seed": seed})
     with progress_events(progress) as cb:
-        if load is None:
-            module, meta = load_checkpoint(str(surrogate))
-            sur = WhiteBox(module, input_shape=tuple(meta["input_shape"]))
+        if sur is not None:
             train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
             t0 = time.perf_counter()
             est.fit(sur, train, on_event=cb, split_seed=split_seed)

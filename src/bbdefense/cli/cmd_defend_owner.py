@@ -11,8 +11,8 @@ import typer
 
 from .common import defend_app, out, progress_events, seed_everything
 from .options import (check_count, check_names, check_output_file, check_radius, check_writable_dir,
-                      count_option, fraction_option, nonnegative_option, parse_int_list, resolve_splits,
-                      seed_option)
+                      count_option, data_dir_option, dataset_option, fraction_option, model_option,
+                      nonnegative_option, parse_int_list, resolve_splits, seed_option, split_seed_option)
 
 OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
 
@@ -34,33 +34,14 @@ _HELP = {
 }
 
 
-def _load(model: Path, seed: int) -> tuple[Any, dict[str, Any], Any]:
-    from ..models import load_checkpoint
+def _load(model: str, command: str, dataset: str | None, data_dir: Path | None,
+          split_seed: int | None) -> tuple[Any, dict[str, Any], Any]:
+    """The owner's module (a kind with a torch module) and the splits of the seed it records."""
+    from ..models import model_source
 
-    module, meta = load_checkpoint(model)
-    _, splits, _ = resolve_splits(None, None, meta=meta, split_seed=None, what=f"model {model}")
+    module, meta = model_source(model).module(command)
+    _, splits, _ = resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed, what=f"model {model}")
     return module, meta, splits
-
-
-def _check_spec(spec: str, module: Any, reference: Any, seed: int) -> None:
-    """Build the defense of ``spec`` once without calibrating (a throw-away copy), so that its own checks of
-    its values (``nu=-1``, an unknown layer...) refuse it before any calibration, attack or file."""
-    import torch
-
-    from ..defenses.spec import build_from_spec, parse_spec
-
-    name, params = parse_spec(spec)
-    drop = params.get("calibrate")
-    is_number = isinstance(drop, (int, float)) and not isinstance(drop, bool)
-    if drop is not None and not (is_number and 0 < drop < 1):
-        from ..errors import InputError
-
-        raise InputError(f"defense {spec!r}: calibrate must be a clean-accuracy drop in (0, 1), got {drop!r}")
-    head, _, rest = spec.partition(":")
-    plain = spec if spec.strip().endswith(".json") else head + ":" + ",".join(
-        item for item in rest.split(",") if not item.strip().startswith("calibrate="))
-    with torch.random.fork_rng(devices=[]):
-        build_from_spec(plain, module, reference=reference, seed=seed)
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +50,10 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 
 def _make_defend(name: str):  # noqa: ANN202
     def defend_cmd(
-        model: Path = typer.Option(..., "--model", help="The owner's checkpoint."),
+        model: str = model_option(help="The owner's model (a kind with a torch module)."),
+        dataset: Optional[str] = dataset_option(),
+        data_dir: Optional[Path] = data_dir_option(),
+        split_seed: Optional[int] = split_seed_option(),
         calibrate_drop: Optional[float] = fraction_option(
             None, "--calibrate-drop", help="Calibrate nu to this clean-accuracy drop (fraction, e.g. 0.02) on the "
                                            "held-out defender split (rfd, rnd, snd)."),
@@ -88,12 +72,12 @@ def _make_defend(name: str):  # noqa: ANN202
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         from ..defenses import clean_accuracy, logit_difference
-        from ..defenses.spec import build_from_spec, defense_label
+        from ..defenses.spec import build_from_spec, check_spec, defense_label
 
         seed_everything(seed)
         if out_path is not None:
             check_output_file(out_path, "--out")
-        module, meta, splits = _load(model, seed)
+        module, meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
         if n_test is not None:
             check_count(n_test, len(splits.test), "--n-test", "test images")
         opts = list(option or [])
@@ -108,7 +92,7 @@ def _make_defend(name: str):  # noqa: ANN202
         spec = name + (":" + ",".join(opts) if opts else "")
         cal = (splits.defender.x, splits.defender.y)
         ref = (splits.owner_train.x, splits.owner_train.y)
-        _check_spec(spec, module, ref, seed)
+        check_spec(spec, module, ref, seed)
         with progress_events(progress) as cb:
             built = build_from_spec(spec, module, calibration=cal, reference=ref, passes=passes, seed=seed,
                                     on_event=cb)
@@ -140,13 +124,14 @@ def _make_defend(name: str):  # noqa: ANN202
 
 
 def evaluate(
-    model: Path = typer.Option(..., "--model", help="The owner's checkpoint (the undefended row)."),
+    model: str = model_option(help="The owner's model (the undefended row; a kind with a torch module)."),
     defense: Optional[list[str]] = typer.Option(
         None, "--defense", "-d", help="Defense spec (repeatable): name[:key=value,...], e.g. "
                                       "rfd:layers=stage2,calibrate=0.02 ; unig ; rnd:calibrate=0.02 ; a JSON file "
                                       "from `defend --out`. Suffix @NAME to wrap an --extra-model."),
     extra_model: Optional[list[str]] = typer.Option(
-        None, "--extra-model", help="NAME=CKPT, e.g. at=runs/at (evaluated undefended too)."),
+        None, "--extra-model", help="NAME=SPEC, e.g. at=runs/at (evaluated undefended too; any --model kind with "
+                                    "a torch module)."),
     attacks: str = typer.Option("square,nes,signhunter,simba,bandits", "--attacks", help="Score attacks."),
     decision_attacks: str = typer.Option("rays,signflip", "--decision-attacks", help="Label-only attacks."),
     budgets: str = typer.Option("100,1000,2500", "--budgets", help="Query budgets per image."),
@@ -163,6 +148,9 @@ def evaluate(
         "fast_exp", "--criterion", help="fast_exp (RFD reference: re-check each claimed success with 9 re-queries, "
         "continue on a false alarm) | majority (re-check the final x_adv only) | single | fooled_once"),
     passes: int = count_option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
+    dataset: Optional[str] = dataset_option(),
+    data_dir: Optional[Path] = data_dir_option(),
+    split_seed: Optional[int] = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
     seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
@@ -174,7 +162,7 @@ def evaluate(
     from ..evaluation.owner import EvalConfig, evaluate_defenses
     from ..defenses.spec import build_from_spec, defense_label
     from ..errors import InputError
-    from ..models import load_checkpoint
+    from ..models import model_source
     from ..records import RunDir, render_report
 
     from ..attacks import ATTACKS
@@ -193,7 +181,7 @@ def evaluate(
         raise InputError("give at least one attack (--attacks or --decision-attacks)")
     budget_list = parse_int_list(budgets, "--budgets")
     check_writable_dir(out_dir, "--out")
-    module, meta, splits = _load(model, seed)
+    module, meta, splits = _load(model, "evaluate", dataset, data_dir, split_seed)
     check_radius(eps, "linf", tuple(meta["input_shape"]))
     check_count(n, len(splits.test), "--n", "test images")
     if n_clean is not None:
@@ -205,7 +193,7 @@ def evaluate(
         key, eq, path = item.partition("=")
         if not eq:
             raise InputError(f"--extra-model expects NAME=CKPT, got {item!r}")
-        bases[key] = load_checkpoint(path)[0]
+        bases[key] = model_source(path).module("evaluate --extra-model").module
         models[key] = bases[key]
     cal = (splits.defender.x, splits.defender.y)
     ref = (splits.owner_train.x, splits.owner_train.y)
@@ -215,22 +203,20 @@ def evaluate(
     cfg.check()
     config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
-    from ..defenses.spec import parse_spec
+    from ..defenses.spec import check_spec, parse_spec, split_wrapped
 
     for spec in defense or []:  # validate every spec (and its values) before anything is written
-        spec_s, _, on = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        spec_s, on = split_wrapped(spec)
         parse_spec(spec_s)
         if on and on not in bases:
             raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model "
                              f"{on}=CKPT")
-        _check_spec(spec_s, bases[on], ref, seed)
+        check_spec(spec_s, bases[on], ref, seed)
     run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
                  resume=resume)
     with progress_events(progress) as cb:
         for spec in defense or []:
-            spec_s, _, on = spec.rpartition("@") if "@" in spec else (spec, "", "")
-            if on and on not in bases:
-                raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model {on}=CKPT")
+            spec_s, on = split_wrapped(spec)
             built = build_from_spec(spec_s, bases[on], calibration=cal, reference=ref, passes=passes, seed=seed,
                                     on_event=cb)
             label = defense_label(built) + (f" @{on}" if on else "")

@@ -9,38 +9,28 @@ from typing import Any, Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import checkpoint_meta, count_option, positive_option, resolve_splits, seed_option, split_seed_option
+from .options import (api_key_option, backend_option, budget_option, checkpoint_meta, count_option, data_dir_option,
+                      dataset_option, model_option, output_option, positive_option, resolve_splits, seed_option,
+                      split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
     app.command("distill")(distill_cmd)
 
 
-def open_target(spec: str, *, output: str = "logits", budget: int | None = None, api_key: str | None = None,
+def open_target(spec: str, *, output: str | None = "logits", budget: int | None = None, api_key: str | None = None,
                 backend: str = "torch", eval_budget: int | None = None) -> Any:
-    """A query-counted :class:`BlackBox` for a checkpoint / ONNX / TorchScript path or an
-    ``http(s)://`` URL (through ``bbdefense.serve.HttpBlackBox`` when installed).
+    """The target's query-counted :class:`BlackBox` (any kind :func:`bbdefense.models.model_source` takes).
 
     ``eval_budget`` becomes the black box's ``audit_budget`` (evaluation queries). A remote API
     charges them, so a remote target gets 0 unless one is declared (the target's accuracy is then
     not measured); a local target's evaluation is free and unlimited unless one is given."""
-    from ..errors import InputError
-    from ..models import load_blackbox
+    from ..models import model_source
 
-    if spec.startswith(("http://", "https://")):
-        try:
-            from ..serve import HttpBlackBox  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise InputError(f"remote target {spec}: bbdefense.serve (HttpBlackBox) is not available") from exc
-        bb = HttpBlackBox(spec, api_key)
-        if bb.output != output:
-            raise InputError(f"remote target {spec} reveals {bb.output!r}, not {output!r}; pass --output {bb.output}")
-        bb.budget = budget
-        bb.audit_budget = eval_budget or 0
-        return bb
-    bb = load_blackbox(spec, output=output, budget=budget, backend=backend)  # type: ignore[arg-type]
-    bb.audit_budget = eval_budget
-    return bb
+    src = model_source(spec)
+    audit = eval_budget if eval_budget is not None or src.kind != "url" else 0
+    return src.blackbox(output=output, budget=budget, api_key=api_key, backend=backend,  # type: ignore[arg-type]
+                        audit_budget=audit)
 
 
 def planned_transfer(out_dir: Path, resume: bool, budget: int | None, n_images: int) -> int:
@@ -51,24 +41,25 @@ def planned_transfer(out_dir: Path, resume: bool, budget: int | None, n_images: 
 
 
 def distill_cmd(
-    target: str = typer.Option(..., "--target", help="Target checkpoint, .onnx/.pt file, or http(s):// URL."),
+    target: str = model_option("--target", help="The target (--target: deprecated alias)."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier to train as the surrogate."),
-    dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset the distillation/test splits come from."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    dataset: str = dataset_option("mnist5k", help="Dataset the distillation/test splits come from."),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     split: str = typer.Option("defender", "--split", help="owner_train | defender | defender_shifted."),
-    budget: Optional[int] = count_option(None, "--budget", help="Hard query budget (default: each image once)."),
+    budget: Optional[int] = budget_option(None, "Hard query budget (default: each image once)."),
     eval_budget: Optional[int] = typer.Option(
         None, "--eval-budget", help="Test images on which to measure the target (evaluation queries, charged by a "
         "remote API). Default: the whole test split for a local target (free), 0 for a remote one (not measured)."),
-    output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
+    output: str = output_option("logits", help="What the API reveals: logits | probs | label."),
+    backend: str = backend_option(),
     loss: str = typer.Option("auto", "--loss", help="auto | l1_logits | l1_logprobs | ce_labels."),
     epochs: int = count_option(20, "--epochs"),
     batch_size: int = count_option(64, "--batch-size"),
     lr: float = positive_option(1e-3, "--lr"),
     augment: str = typer.Option("shift,mixup,noise", "--augment", help="Augmented queries beyond the base images."),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="Comma-separated budgets for Fig. 3 (accuracy vs budget)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
+    api_key: Optional[str] = api_key_option(),
     out_dir: Path = typer.Option(Path("runs/distill"), "--out", help="Run directory (record, rows, surrogate)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse a saved transfer set (no new query)."),
     seed: int = seed_option(),
@@ -91,7 +82,7 @@ def distill_cmd(
         raise InputError(f"--sweep budgets must be >= 1, got {sweep}")
     if eval_budget is not None and eval_budget < 0:
         raise InputError(f"--eval-budget must be >= 0, got {eval_budget}")
-    bb = open_target(target, output=output, budget=budget, api_key=api_key, eval_budget=eval_budget)
+    bb = open_target(target, output=output, budget=budget, api_key=api_key, backend=backend, eval_budget=eval_budget)
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(target),
                                                  split_seed=split_seed, what=f"target {target}")
     data, test = splits[split], splits.test

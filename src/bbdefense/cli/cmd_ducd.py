@@ -14,11 +14,18 @@ import typer
 
 from .common import defend_app, out, progress_events, seed_everything
 from .options import (
+    api_key_option,
+    backend_option,
+    budget_option,
     check_count,
     check_writable_dir,
     checkpoint_meta,
     count_option,
+    data_dir_option,
+    dataset_option,
     fraction_option,
+    model_option,
+    output_option,
     positive_option,
     resolve_splits,
     seed_option,
@@ -45,17 +52,18 @@ def _floats(s: str, what: str) -> tuple[float, ...]:
 
 
 def ducd_cmd(
-    target: str | None = typer.Option(None, "--target", help="Target checkpoint, .onnx/.pt file, or http(s):// "
-                                         "URL (not needed with --load)."),
+    target: str | None = model_option("--target", default=None, help="The target (--target: deprecated alias); "
+                                      "not needed with --load."),
     load: Path | None = typer.Option(None, "--load", help="A saved DUCD defense dir: certify it, no distillation."),
-    budget: int = count_option(200_000, "--budget", help="Hard query budget of the distillation."),
+    budget: int = budget_option(200_000, "Hard query budget of the distillation."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier used as the surrogate."),
-    dataset: str = typer.Option("mnist5k", "--dataset"),
-    data_dir: Path | None = typer.Option(None, "--data-dir"),
+    dataset: str = dataset_option("mnist5k"),
+    data_dir: Path | None = data_dir_option(),
     split_seed: int | None = split_seed_option(),
     split: str = typer.Option("defender", "--split",
                               help="Distillation data: owner_train | defender | defender_shifted."),
-    output: str = typer.Option("logits", "--output", help="What the API reveals: logits | probs | label."),
+    output: str = output_option("logits", help="What the API reveals: logits | probs | label."),
+    backend: str = backend_option(),
     epochs: int = count_option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
     norms: str = typer.Option("l1,l2,linf", "--norms"),
     sigmas: str = typer.Option("0.25,0.5", "--sigmas", help="Noise std per coordinate (pixel space)."),
@@ -69,7 +77,7 @@ def ducd_cmd(
     zeta: float = typer.Option(1.0, "--zeta", help="Algorithm 3 abstain threshold."),
     iota: float = typer.Option(0.5, "--iota", help="Algorithm 3 certification threshold."),
     finetune_epochs: int = typer.Option(3, "--finetune-epochs"),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY"),
+    api_key: str | None = api_key_option(),
     out_dir: Path = typer.Option(Path("runs/ducd"), "--out"),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     seed: int = seed_option(),
@@ -95,7 +103,7 @@ def ducd_cmd(
     if split not in ("owner_train", "defender", "defender_shifted"):
         raise InputError(f"--split must be owner_train, defender or defender_shifted, got {split!r}")
     if (target is None) == (load is None):
-        raise InputError("give either --target (distil and fit) or --load DIR (a saved DUCD defense)")
+        raise InputError("give either --model/--target (distil and fit) or --load DIR (a saved DUCD defense)")
     check_writable_dir(out_dir, "--out")
     loaded = DUCD.load(load) if load is not None else None
     meta = ({"train": {"split_seed": loaded.split_seed_}} if loaded is not None and loaded.split_seed_ is not None
@@ -122,7 +130,7 @@ def ducd_cmd(
             summary["target_queries_total"] = 0
         else:
             assert target is not None  # checked above: exactly one of --target / --load
-            bb = open_target(target, output=output, budget=budget, api_key=api_key)
+            bb = open_target(target, output=output, budget=budget, api_key=api_key, backend=backend)
             n_eval = bb.audit_allowance(len(test))  # a remote target: 0 (its evaluation would be charged)
             bb.check_plan(planned_transfer(out_dir, resume, budget, len(splits[split])), n_eval, what="defend ducd")
             tpath = run.path / "transfer"

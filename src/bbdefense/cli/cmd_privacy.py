@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import (check_count, check_writable_dir, count_option, positive_option, resolve_splits, seed_option,
-                      split_seed_option)
+from .options import (budget_option, check_count, check_writable_dir, count_option, data_dir_option, dataset_option,
+                      model_option, positive_option, resolve_splits, seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,13 +18,16 @@ def register(app: typer.Typer) -> None:
 
 
 def privacy_cmd(
-    model: Path = typer.Option(..., "--model", help="Target checkpoint (local; the owner's training split = members)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Defaults to the checkpoint's dataset."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    model: str = model_option(help="The target (a kind with a torch module); the owner's training split of its "
+                                   "split seed = members."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Zoo architecture of the shadow models and surrogates "
+                                                            "(default: the checkpoint's)."),
+    dataset: Optional[str] = dataset_option(),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     n_members: int = count_option(100, "-n", "--n-members", help="Members (and as many non-members)."),
     sources: str = typer.Option("same,disjoint,shifted", "--sources", help="DUCD surrogates to distil."),
-    budget: int = count_option(1500, "--budget", help="Target queries per distillation."),
+    budget: int = budget_option(1500, "Target queries per distillation."),
     epochs: int = count_option(4, "--epochs", help="Distillation epochs."),
     sigma: float = positive_option(0.25, "--sigma", help="Gaussian smoothing noise std (pixels)."),
     n_smooth: int = count_option(16, "--n-smooth", help="Noisy draws per image of the smoothed models."),
@@ -39,13 +42,20 @@ def privacy_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Membership inference (thresholds, shadow, gap) on target, DUCD surrogates and smoothed models."""
-    from ..models import load_checkpoint
+    from ..errors import InputError
+    from ..models import model_source
+    from ..models.zoo import MODELS
     from ..privacy.study import StudyConfig, run_study
     from ..records import RunDir, render_report
 
     seed_everything(seed)
     check_writable_dir(out_dir, "--out")
-    module, meta = load_checkpoint(model)
+    module, meta = model_source(model).module("privacy")
+    arch = arch or meta.get("arch")
+    if arch is None:
+        raise InputError(f"privacy retrains the target's architecture (shadow models, surrogates): {model} records "
+                         "none; give --arch (a zoo name)")
+    MODELS[arch]  # an unknown name is refused here
     cfg = StudyConfig(n_members=n_members, sources=tuple(s for s in sources.split(",") if s), distill_budget=budget,
                       distill_epochs=epochs, sigma=sigma, n_smooth=n_smooth, overfit_n=overfit_n,
                       overfit_epochs=overfit_epochs, shadow=shadow, n_boot=n_boot, seed=seed)
@@ -55,11 +65,11 @@ def privacy_cmd(
                                                  what=f"checkpoint {model}")
     check_count(n_members, min(len(splits.owner_train), len(splits.test)), "-n",
                 "members available (the owner's training split and the test split bound it)")
-    run = RunDir(out_dir, kind="privacy", name=f"Membership inference on {model.name}",
+    run = RunDir(out_dir, kind="privacy", name=f"Membership inference on {Path(model).name}",
                  config={"model": str(model), "dataset": ds_name, "split_seed": split_seed, "study": cfg.__dict__}, seeds={"privacy": seed},
                  resume=resume)
     with progress_events(progress) as cb:
-        rows = run_study(run, module, meta["arch"], splits, cfg, cache_dir=run.path / "models",
+        rows = run_study(run, module, arch, splits, cfg, cache_dir=run.path / "models",
                          section="Membership inference (DUCD Fig. 9)", on_event=cb)
     run.finish()
     md, _h = render_report(run.path)

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from .common import console, out, seed_everything
-from .options import (check_free_port, check_writable_dir, count_option, port_option, positive_option,
-                      seed_option)
+from .options import (backend_option, budget_option, check_free_port, check_writable_dir, count_option, model_option,
+                      port_option, positive_option, seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    model: Path = typer.Option(..., "--model", help="Checkpoint (X / X.safetensors / X.json) or an .onnx file."),
+    model: str = model_option(help="Not a URL; --defense needs a kind with a torch module."),
     defense: Optional[str] = typer.Option(None, "--defense", help="Owner-side defense from DEFENSES (e.g. rfd)."),
     defense_config: Optional[Path] = typer.Option(None, "--defense-config",
                                                   help="JSON/YAML keyword arguments of the defense."),
@@ -31,11 +31,10 @@ def serve(
     keys: Optional[Path] = typer.Option(None, "--keys", help="JSON/YAML keys file (name, key, budget, rate, burst)."),
     db: Path = typer.Option(Path("runs/serve/state.sqlite3"), "--db",
                             help="SQLite file of budgets and the audit log (persists across restarts)."),
-    budget: Optional[int] = count_option(None, "--budget", minimum=0,
-                                         help="Budget (images) of the open API when no keys exist."),
+    budget: Optional[int] = budget_option(None, "Budget (images) of the open API when no keys exist.", minimum=0),
     max_batch: int = count_option(256, "--max-batch", help="Images per request."),
     max_body_mb: float = positive_option(8.0, "--max-body-mb", help="Request body limit in MiB."),
-    backend: str = typer.Option("torch", "--backend", help="torch | onnx (no defense with onnx)."),
+    backend: str = backend_option(),
     durability: str = typer.Option("full", "--durability",
                                    help="full: every charge fsynced; normal: survives process crashes only."),
     seed: int = seed_option(),

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import check_output_file, checkpoint_meta, count_option, resolve_splits, seed_option, split_seed_option
+from .options import (api_key_option, backend_option, budget_option, check_output_file, count_option, data_dir_option,
+                      dataset_option, model_option, output_option, resolve_splits, seed_option, split_seed_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -16,15 +17,17 @@ def register(app: typer.Typer) -> None:
 
 
 def steal(
-    model: Path = typer.Option(..., "--model", help="Victim checkpoint (queried as a black box)."),
+    model: str = model_option(help="The victim (queried as a black box)."),
     out_path: Path = typer.Option(Path("runs/stolen"), "--out", help="Checkpoint of the stolen model (OUT.safetensors + OUT.json)."),
     arch: str = typer.Option("lenet", "--arch", help="Zoo architecture of the knockoff."),
-    budget: int = count_option(1000, "--budget", help="Victim queries (exact)."),
+    budget: int = budget_option(1000, "Victim queries (exact)."),
     strategy: str = typer.Option("random", "--strategy", help="random | adaptive (gradient bandit over classes)."),
     reward: str = typer.Option("all", "--reward", help="Adaptive reward: cert | div | loss | all."),
-    output: str = typer.Option("probs", "--output", help="What the victim reveals: probs | logits | label."),
-    dataset: str = typer.Option("mnist5k", "--dataset", help="Dataset providing the transfer and evaluation splits."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    output: str = output_option("probs", help="What the victim reveals: probs | logits | label."),
+    backend: str = backend_option(),
+    api_key: Optional[str] = api_key_option(),
+    dataset: str = dataset_option("mnist5k", help="Dataset providing the transfer and evaluation splits."),
+    data_dir: Optional[Path] = data_dir_option(),
     split_seed: Optional[int] = split_seed_option(),
     transfer_split: str = typer.Option("defender", "--transfer-split", help="Split used as the transfer set."),
     eval_split: str = typer.Option("test", "--eval-split", help="Split for agreement/accuracy (audit queries)."),
@@ -34,17 +37,17 @@ def steal(
 ) -> None:
     """Steal a model with KnockoffNets (Orekondy et al. 2019) and save it as a checkpoint."""
     from ..attacks.knockoff import knockoff_steal
-    from ..models import load_blackbox
-
+    from ..models import model_source
     from ..models.checkpoint import checkpoint_paths
 
     seed_everything(seed)
     for p in checkpoint_paths(out_path):
         check_output_file(p, "--out")
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(model), split_seed=split_seed,
+    src = model_source(model)
+    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(), split_seed=split_seed,
                                                  what=f"victim {model}")
     splits[transfer_split], splits[eval_split]  # unknown split names are refused here  # noqa: B018
-    victim = load_blackbox(model, output=output, budget=budget)  # type: ignore[arg-type]
+    victim = src.blackbox(output=output, budget=budget, backend=backend, api_key=api_key)  # type: ignore[arg-type]
     with progress_events(progress) as cb:
         res = knockoff_steal(victim, splits[transfer_split], arch=arch, budget=budget, strategy=strategy,  # type: ignore[arg-type]
                              reward=reward, epochs=epochs, eval_set=splits[eval_split], seed=seed,  # type: ignore[arg-type]

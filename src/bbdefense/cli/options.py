@@ -165,6 +165,59 @@ def check_count(n: int, available: int, what: str, of: str) -> None:
                          "fewer")
 
 
+# ---------------------------------------------------------------- what a command works on: the model
+_MODEL_HELP = ("The model: a checkpoint (X, X.safetensors or X.json), an .onnx file, a TorchScript .pt file, "
+               "the http(s):// URL of a bbdefense server, or package.module:factory (see README, 'Models').")
+
+
+def model_option(*decls: str, help: Optional[str] = None, default: Any = ...) -> Any:  # noqa: A002
+    """``--model SPEC``: every kind :func:`bbdefense.models.resolve.model_source` accepts (a string, never a
+    path: ``http://host`` stays a URL). ``decls`` adds aliases (``"--target"``, deprecated)."""
+    extra = f" {help}" if help else ""
+    return typer.Option(default, "--model", *decls, help=_MODEL_HELP + extra)
+
+
+def api_key_option() -> Any:
+    """``--api-key``: the key sent to a server URL (default ``$BBDEFENSE_API_KEY``)."""
+    return typer.Option(None, "--api-key", envvar="BBDEFENSE_API_KEY", show_envvar=False,
+                        help="API key for a server URL (default: $BBDEFENSE_API_KEY).")
+
+
+def _check_backend(value: str) -> str:
+    if value not in ("torch", "onnx"):
+        raise typer.BadParameter(f"must be torch or onnx, got {value!r}")
+    return value
+
+
+def backend_option() -> Any:
+    """``--backend torch|onnx``: how a checkpoint or factory module runs (an .onnx file always runs on
+    onnxruntime, a URL on its server)."""
+    return typer.Option("torch", "--backend", callback=_check_backend,
+                        help="torch | onnx (onnxruntime, faster on CPU) for a checkpoint or factory module.")
+
+
+def budget_option(default: Optional[int], help: str, *, minimum: int = 1) -> Any:  # noqa: A002
+    """``--budget``: a query budget (what it bounds, per image or in total, is the command's ``help``)."""
+    return count_option(default, "--budget", help=help, minimum=minimum)
+
+
+def output_option(default: Optional[str] = None, help: Optional[str] = None) -> Any:  # noqa: A002
+    """``--output logits|probs|label``: what the black box reveals (default: logits for a local model, the
+    server's mode for a URL)."""
+    return typer.Option(default, "--output", help=help or "What the model reveals: logits | probs | label "
+                                                           "(default: logits locally, the server's mode for a URL).")
+
+
+def dataset_option(default: Optional[str] = None, help: Optional[str] = None) -> Any:  # noqa: A002
+    """``--dataset``: the data a command evaluates on (default: the one the model records)."""
+    return typer.Option(default, "--dataset", help=help or "Dataset (default: the one the checkpoint records).")
+
+
+def data_dir_option() -> Any:
+    """``--data-dir``: the folder of a local dataset."""
+    return typer.Option(None, "--data-dir", help="Directory of a local dataset.")
+
+
 # ---------------------------------------------------------------- what a command evaluates on
 def split_seed_option(default: Optional[int] = None, help: Optional[str] = None) -> Any:  # noqa: A002
     """``--split-seed``: the seed of the owner/defender/test split (default: the checkpoint's own)."""
@@ -174,19 +227,13 @@ def split_seed_option(default: Optional[int] = None, help: Optional[str] = None)
 
 
 def checkpoint_meta(model: str | Path | None) -> dict[str, Any] | None:
-    """The metadata of ``model`` when it is a bbdefense checkpoint; ``None`` for an ONNX or
-    TorchScript file, a URL, or nothing. A checkpoint with broken metadata raises its
-    :class:`~bbdefense.errors.CheckpointError`."""
-    if model is None:
-        return None
-    s = str(model)
-    if "://" in s or s.endswith((".onnx", ".pt", ".ts", ".pth")):
-        return None
-    from ..models.checkpoint import checkpoint_paths, read_meta
+    """The recorded metadata of ``model``: a checkpoint's (its split seed, dataset...), what a
+    ``package.module:factory`` declares, ``None`` for an ONNX or TorchScript file, a URL, or nothing.
+    A bad spec raises its :class:`~bbdefense.models.resolve.ModelSpecError`, a checkpoint with broken
+    metadata its :class:`~bbdefense.errors.CheckpointError` (see :func:`bbdefense.models.resolve.model_meta`)."""
+    from ..models.resolve import model_meta
 
-    if not checkpoint_paths(s)[1].is_file():
-        return None
-    return read_meta(s)
+    return model_meta(model)
 
 
 def resolve_splits(dataset: str | None, data_dir: str | Path | None, *, meta: dict[str, Any] | None,
@@ -217,7 +264,8 @@ def resolve_splits(dataset: str | None, data_dir: str | Path | None, *, meta: di
     return str(dataset), make_splits(load_dataset(str(dataset), data_dir), seed=seed), seed
 
 
-__all__ = ["SEED_MAX", "check_count", "check_free_port", "check_names", "check_output_file", "check_radius",
-           "check_writable_dir", "checkpoint_meta", "count_option", "fraction_option", "nonnegative_option",
-           "parse_int_list", "port_option", "positive_option", "preflight_attack", "radius_bound", "resolve_splits",
-           "seed_option", "split_seed_option"]
+__all__ = ["SEED_MAX", "api_key_option", "backend_option", "budget_option", "check_count", "check_free_port",
+           "check_names", "check_output_file", "check_radius", "check_writable_dir", "checkpoint_meta", "count_option",
+           "data_dir_option", "dataset_option", "fraction_option", "model_option", "nonnegative_option",
+           "output_option", "parse_int_list", "port_option", "positive_option", "preflight_attack", "radius_bound",
+           "resolve_splits", "seed_option", "split_seed_option"]

@@ -98,6 +98,33 @@ def build_from_spec(spec: str, module: nn.Module, *, calibration: tuple[Tensor, 
     return BuiltDefense(name, d, cal, spec)
 
 
+def check_spec(spec: str, module: nn.Module, reference: tuple[Tensor, Tensor] | None = None, seed: int = 0) -> None:
+    """Refuse a bad spec before any work: build its defense once, uncalibrated, on a throw-away copy (the global
+    RNG is restored), so the defense's own checks of its values (``nu=-1``, an unknown layer...) run before any
+    calibration, attack or file. ``calibrate`` must be a clean-accuracy drop in (0, 1)."""
+    import torch
+
+    _, params = parse_spec(spec)
+    drop = params.get("calibrate")
+    is_number = isinstance(drop, (int, float)) and not isinstance(drop, bool)
+    if drop is not None and not (is_number and 0 < drop < 1):
+        raise InputError(f"defense {spec!r}: calibrate must be a clean-accuracy drop in (0, 1), got {drop!r}")
+    head, _, rest = spec.partition(":")
+    plain = spec if spec.strip().endswith(".json") else head + ":" + ",".join(
+        item for item in rest.split(",") if not item.strip().startswith("calibrate="))
+    with torch.random.fork_rng(devices=[]):
+        build_from_spec(plain, module, reference=reference, seed=seed)
+
+
+def split_wrapped(spec: str) -> tuple[str, str]:
+    """``"rfd:nu=0.1@at"`` -> ``("rfd:nu=0.1", "at")``: a spec and the name of the extra model it wraps
+    (``""``: the main model)."""
+    if "@" not in spec:
+        return spec, ""
+    head, _, on = spec.rpartition("@")
+    return head, on
+
+
 def defense_label(b: BuiltDefense) -> str:
     """A short row label: ``rfd[stage2] nu=0.31 (-2.0%)``."""
     p = b.defense.get_params()

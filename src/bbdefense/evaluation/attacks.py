@@ -14,7 +14,6 @@ Conventions:
 
 from __future__ import annotations
 
-import inspect
 import statistics
 import time
 from collections.abc import Sequence
@@ -35,12 +34,11 @@ def build_attack(name: str, *, norm: str | None = None, eps: float | None = None
     """Instantiate attack ``name`` with the common settings it accepts, plus ``params``.
 
     The common settings (``norm``, ``eps``, ``max_queries``, ``seed``) are passed only to attacks
-    whose constructor takes them; a key of ``params`` the constructor does not take raises
-    :class:`InputError` listing the accepted ones.
+    that declare them (:meth:`Attack.param_names`); a key of ``params`` the attack does not take
+    raises :class:`InputError` listing the accepted ones.
     """
     cls = ATTACKS[name]
-    sig = inspect.signature(cls.__init__).parameters
-    accepted = [k for k in sig if k != "self"]
+    sig = accepted = cls.param_names()
     kw: dict[str, Any] = {}
     for key, val in (("norm", norm), ("eps", eps), ("max_queries", max_queries), ("seed", seed)):
         if val is not None and key in sig:

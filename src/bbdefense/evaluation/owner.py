@@ -28,12 +28,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
 from ..events import EventCallback, emit
 from ..models import BlackBox
+from ..models.backends import module_num_classes
 from ..records import RunDir, table
 from ..defenses.base import Defense
 from ..defenses.metrics import clean_metrics
@@ -104,11 +104,10 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
     if isinstance(model, Defense):
         model.reseed(cfg.seed)
     shape = tuple(x.shape[1:])
-    with torch.no_grad():
-        num_classes = int(model(x[:1]).shape[1])
-    if isinstance(model, Defense):
-        model.reseed(cfg.seed)
     output = "label" if cls.access == "label" else "logits"
+    num_classes = module_num_classes(model)  # metadata, not an uncounted forward pass
+    if num_classes is None:
+        raise InputError(f"cannot tell the class count of {type(model).__name__} from its metadata")
     bb = _blackbox(model, shape, num_classes, output, defense_name)  # type: ignore[arg-type]
     target_bb: BlackBox = bb
     label = attack
@@ -119,19 +118,12 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
         label = f"eot{eot_m}-{attack}"
     params: dict[str, Any] = {"norm": cfg.norm, "eps": cfg.eps, "max_queries": int(budget), "seed": cfg.seed}
     params.update(cfg.attack_params.get(attack, {}))
-    try:
-        import inspect
-
-        sig = inspect.signature(cls.__init__).parameters
-        if "criterion" in sig:  # decision attacks without an in-attack re-check: fast_exp -> majority at the end
-            fast = cls.access != "label" or "fast_exp" in getattr(cls, "criteria", ())
-            crit = "majority" if cfg.criterion == "fast_exp" and not fast else cfg.criterion
-            params.setdefault("criterion", crit)
-        if "k" in sig:
-            params.setdefault("k", cfg.k)
-        params = {k: v for k, v in params.items() if k in sig}
-    except (TypeError, ValueError):
-        pass
+    sig = cls.param_names()
+    if cls.criteria:  # attacks without an in-attack re-check: fast_exp -> majority at the end
+        crit = "majority" if cfg.criterion == "fast_exp" and "fast_exp" not in cls.criteria else cfg.criterion
+        params.setdefault("criterion", crit)
+        params.setdefault("k", cfg.k)
+    params = {k: v for k, v in params.items() if k in sig}
     t0 = time.perf_counter()
     res = cls(**params).run(target_bb, x, y)
     secs = time.perf_counter() - t0

@@ -201,11 +201,8 @@ class AttackConfig(_Strict):
         from ..attacks import ATTACKS
 
         if self.criterion is not None:
-            from ..attacks import _decision, _score
-
-            allowed = _score.CRITERIA if issubclass(ATTACKS[self.name], _score.ScoreAttack) else getattr(
-                ATTACKS[self.name], "criteria", _decision.CRITERIA)
-            if "criterion" not in inspect_params(ATTACKS[self.name]):
+            allowed = ATTACKS[self.name].criteria  # declared by the attack (attacks/criteria.py)
+            if not allowed:
                 raise ValueError(f"attack {self.name!r} takes no success criterion")
             if self.criterion not in allowed:
                 raise ValueError(f"criterion of {self.name!r} must be one of {', '.join(allowed)}, got "

@@ -1,20 +1,77 @@
 """Backends a :class:`~bbdefense.models.BlackBox` forwards to: torch module, TorchScript file,
-ONNX file (onnxruntime), any Python callable. The HTTP backend lives in :mod:`bbdefense.serve`.
+ONNX file (onnxruntime), any Python callable. The HTTP backends live in :mod:`bbdefense.models.remote`.
 
-A backend only computes; it never counts or validates (the black box does both, once).
+A backend only computes; it never counts or validates (the black box does both, once, in
+``BlackBox._forward``). What a backend may declare, read by that single counting point:
+
+* ``returns``, ``device``, ``randomized`` (required, see :class:`Backend`);
+* ``cost`` (default 1): images billed per image forwarded (an EOT backend averaging ``m`` draws
+  costs ``m``); ``max_batch``: the most images per call (a remote API's request limit: larger
+  batches are sent, and counted, chunk by chunk); ``audit_backend``: where verification
+  (:meth:`BlackBox.audit`) goes instead, at cost 1 (EOT audits one pass of the real model);
+  ``remote``: the backend bills every image it is sent, audits included.
+
+This module defines the protocol and the output modes, and imports nothing from the black box
+(``blackbox`` imports from here, never the reverse).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
-from .blackbox import OutputMode
+
+OutputMode = Literal["logits", "probs", "label"]
+OUTPUT_MODES: tuple[str, ...] = ("logits", "probs", "label")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a black box forwards to.
+
+    ``returns`` says what :meth:`forward` natively gives: ``"logits"`` or ``"probs"`` (shape
+    ``(N, K)``) or ``"label"`` (shape ``(N,)``). ``device`` is where inputs should be sent.
+    ``randomized`` is True when the same input can give different outputs. The optional
+    declarations (``cost``, ``max_batch``, ``audit_backend``, ``remote``) are in the module docstring.
+    """
+
+    @property
+    def returns(self) -> OutputMode: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def randomized(self) -> bool: ...
+
+    def forward(self, x: Tensor) -> Tensor: ...
+
+
+def module_num_classes(module: nn.Module) -> int | None:
+    """The class count K a classifier module declares, read from its metadata without a forward pass:
+    an int ``num_classes`` attribute, a zoo classifier's ``head`` (``nn.Linear``), the same on a wrapped
+    ``module``/``model``/``classifier`` (owner-side defenses wrap the target), else the out-features of
+    its last ``nn.Linear``. None when nothing tells."""
+    seen: set[int] = set()
+    m: object = module
+    while isinstance(m, nn.Module) and id(m) not in seen:
+        seen.add(id(m))
+        k = getattr(m, "num_classes", None)
+        if isinstance(k, int) and not isinstance(k, bool):
+            return k
+        head = getattr(m, "head", None)
+        if isinstance(head, nn.Linear):
+            return int(head.out_features)
+        m = next((getattr(m, a) for a in ("module", "model", "classifier")
+                  if isinstance(getattr(m, a, None), nn.Module)), None)
+    last = [lin for lin in module.modules() if isinstance(lin, nn.Linear)]
+    return int(last[-1].out_features) if last else None
 
 
 class TorchBackend:
@@ -39,10 +96,10 @@ class TorchBackend:
 
     @property
     def device(self) -> torch.device:
-        for t in self.module.parameters():
-            return t.device
-        for t in self.module.buffers():
-            return t.device
+        for p in self.module.parameters():
+            return p.device
+        for b in self.module.buffers():
+            return b.device
         return torch.device("cpu")
 
     def forward(self, x: Tensor) -> Tensor:
@@ -135,3 +192,7 @@ class CallableBackend:
         elif t.dim() != 2 or t.shape[0] != x.shape[0]:
             raise InputError(f"callable returned {self.returns} of shape {tuple(t.shape)}, expected ({x.shape[0]}, K)")
         return t
+
+
+__all__ = ["OUTPUT_MODES", "Backend", "CallableBackend", "OnnxBackend", "OutputMode", "TorchBackend",
+           "TorchScriptBackend", "module_num_classes"]

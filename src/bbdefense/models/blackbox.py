@@ -15,87 +15,17 @@ white-box baselines and adaptive attacks.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Self
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import AccessError, InputError, QueryBudgetExceeded
-
-OutputMode = Literal["logits", "probs", "label"]
-OUTPUT_MODES: tuple[str, ...] = ("logits", "probs", "label")
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What a black box forwards to.
-
-    ``returns`` says what :meth:`forward` natively gives: ``"logits"`` or ``"probs"`` (shape
-    ``(N, K)``) or ``"label"`` (shape ``(N,)``). ``device`` is where inputs should be sent.
-    ``randomized`` is True when the same input can give different outputs.
-    """
-
-    returns: OutputMode
-    device: torch.device
-    randomized: bool
-
-    def forward(self, x: Tensor) -> Tensor: ...
-
-
-@dataclass(frozen=True)
-class QueryStats:
-    """Counters of a black box.
-
-    ``queries`` counts images forwarded through :meth:`BlackBox.query` (charged to the budget);
-    ``audit_queries`` counts images forwarded through :meth:`BlackBox.audit` (verification by an
-    evaluator, reported separately); ``calls`` counts batches.
-
-    Whether audit queries cost anything depends on the backend (``audit_charged``): a local model's
-    audits are free, but a remote API bills every image it receives, so there they are charged:
-    against ``audit_budget`` when one was declared, otherwise against ``budget`` together with the
-    queries. ``charged`` is what the backend billed: ``queries`` plus the charged audits.
-    """
-
-    queries: int
-    calls: int
-    audit_queries: int
-    budget: int | None
-    seconds: float
-    audit_charged: bool = False
-    audit_budget: int | None = None
-
-    @property
-    def charged(self) -> int:
-        """Images the backend billed: every query, plus every audit where audits are charged."""
-        return self.queries + (self.audit_queries if self.audit_charged else 0)
-
-    @property
-    def remaining(self) -> int | None:
-        """Queries left under ``budget`` (charged audits without their own budget count against it)."""
-        if self.budget is None:
-            return None
-        shared = self.audit_queries if self.audit_charged and self.audit_budget is None else 0
-        return max(self.budget - self.queries - shared, 0)
-
-    @property
-    def audit_remaining(self) -> int | None:
-        """Audit images still allowed (None: no limit; free audits on a local model have none)."""
-        if self.audit_budget is not None:
-            return max(self.audit_budget - self.audit_queries, 0)
-        return self.remaining if self.audit_charged else None
-
-
-@dataclass
-class QueryLogEntry:
-    """One logged oracle call (kept only with ``log_queries=True``)."""
-
-    call: int
-    n: int
-    kind: Literal["query", "audit"]
-    time: float
+from .backends import OUTPUT_MODES, Backend, CallableBackend, OutputMode, TorchBackend
+from .stats import QueryLogEntry, QueryStats, _Meter
 
 
 def validate_images(x: object, input_shape: tuple[int, ...] | None = None, *, bounded: bool = True) -> Tensor:
@@ -153,6 +83,11 @@ class BlackBox:
         audit_budget: hard limit on the number of images sent through :meth:`audit` (an
             evaluation budget); ``None`` for none. Where audits are charged (:attr:`audit_charged`,
             a remote API) and no audit budget is declared, audits count against ``budget``.
+        remote: the backend bills every image it is sent, audits included (default: the
+            backend's ``remote`` declaration, else False).
+        share_counters_with: another black box whose counters and budgets this one uses (a view
+            of the same oracle through another backend, e.g. EOT); ``budget``/``audit_budget``
+            must then be None.
 
     Shape:
         - input: ``(N, C, H, W)`` float32 in [0, 1].
@@ -171,6 +106,8 @@ class BlackBox:
         log_queries: bool = False,
         name: str = "blackbox",
         audit_budget: int | None = None,
+        remote: bool | None = None,
+        share_counters_with: BlackBox | None = None,
     ) -> None:
         if output not in OUTPUT_MODES:
             raise InputError(f"unknown output mode {output!r}; choose one of: {', '.join(OUTPUT_MODES)}")
@@ -195,23 +132,23 @@ class BlackBox:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.output: OutputMode = output
         self.top_k = top_k
-        self.budget = budget
-        self.audit_budget = audit_budget
         self.name = name
         self.log_queries = log_queries
-        self.log: list[QueryLogEntry] = []
-        self._queries = 0
-        self._calls = 0
-        self._audit = 0
-        self._seconds = 0.0
+        self._remote = bool(getattr(backend, "remote", False)) if remote is None else bool(remote)
+        self._meter: _Meter
+        if share_counters_with is not None:
+            if budget is not None or audit_budget is not None:
+                raise InputError("a black box sharing another's counters uses that one's budgets; got budget="
+                                 f"{budget}, audit_budget={audit_budget}")
+            self._meter = share_counters_with._meter
+        else:
+            self._meter = _Meter(budget=budget, audit_budget=audit_budget)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_module(cls, module: nn.Module, *, num_classes: int | None = None,
                     input_shape: tuple[int, int, int], **kw: object) -> BlackBox:
         """Wrap a local torch module that maps ``(N, C, H, W)`` in [0, 1] to logits."""
-        from .backends import TorchBackend
-
         backend = TorchBackend(module)
         if num_classes is None:
             num_classes = backend.infer_num_classes(input_shape)
@@ -221,8 +158,6 @@ class BlackBox:
     def from_callable(cls, fn: object, *, returns: OutputMode = "logits", num_classes: int,
                       input_shape: tuple[int, int, int], randomized: bool = False, **kw: object) -> BlackBox:
         """Wrap any Python callable ``fn(x: Tensor) -> Tensor`` returning ``returns``."""
-        from .backends import CallableBackend
-
         backend = CallableBackend(fn, returns=returns, randomized=randomized)  # type: ignore[arg-type]
         return cls(backend, num_classes=num_classes, input_shape=input_shape, **kw)  # type: ignore[arg-type]
 
@@ -232,9 +167,51 @@ class BlackBox:
         """True if the same input can give different outputs (a randomized defense)."""
         return bool(self.backend.randomized)
 
-    #: True where the backend is a remote API that bills every image it receives (set by
-    #: :class:`~bbdefense.models.remote.RemoteBlackBox`); then :meth:`audit` queries are charged.
-    remote: bool = False
+    @property
+    def remote(self) -> bool:
+        """True where the backend is a remote API that bills every image it receives (see
+        :class:`~bbdefense.models.remote.RemoteBlackBox`); then :meth:`audit` queries are charged."""
+        return self._remote
+
+    @property
+    def budget(self) -> int | None:
+        """Hard limit on charged queries (shared by every view of this oracle)."""
+        return self._meter.budget
+
+    @budget.setter
+    def budget(self, value: int | None) -> None:
+        if value is not None and value < 0:
+            raise InputError(f"budget must be >= 0 or None, got {value}")
+        self._meter.budget = value
+
+    @property
+    def audit_budget(self) -> int | None:
+        """Hard limit on audit images (shared by every view of this oracle)."""
+        return self._meter.audit_budget
+
+    @audit_budget.setter
+    def audit_budget(self, value: int | None) -> None:
+        if value is not None and value < 0:
+            raise InputError(f"audit_budget must be >= 0 or None, got {value}")
+        self._meter.audit_budget = value
+
+    @property
+    def log(self) -> list[QueryLogEntry]:
+        """Logged calls (with ``log_queries=True``)."""
+        return self._meter.log
+
+    @property
+    def query_cost(self) -> int:
+        """Images charged per image of a :meth:`query` (the backend's ``cost``; 1 but for EOT's ``m``)."""
+        return int(getattr(self.backend, "cost", 1))
+
+    def with_backend(self, backend: Backend) -> Self:
+        """A view of this oracle through another ``backend`` (same class, shape, output, budgets and
+        **counters**: a query through the view is charged here). The caller's object is unchanged;
+        BPDA attacks through such a view."""
+        view = copy.copy(self)
+        view.backend = backend
+        return view
 
     @property
     def audit_charged(self) -> bool:
@@ -268,14 +245,15 @@ class BlackBox:
 
     @property
     def stats(self) -> QueryStats:
-        return QueryStats(self._queries, self._calls, self._audit, self.budget, self._seconds,
-                          self.audit_charged, self.audit_budget)
+        m = self._meter
+        return QueryStats(m.queries, m.calls, m.audit, m.budget, m.seconds, self.audit_charged, m.audit_budget)
 
     def reset_stats(self) -> None:
         """Zero every counter (the budget is charged afresh) and clear the log."""
-        self._queries = self._calls = self._audit = 0
-        self._seconds = 0.0
-        self.log.clear()
+        m = self._meter
+        m.queries = m.calls = m.audit = 0
+        m.seconds = 0.0
+        m.log.clear()
 
     def describe(self) -> dict[str, object]:
         """Metadata for records and ``GET /v1/info``."""
@@ -323,42 +301,68 @@ class BlackBox:
         return out if self.output == "label" else out.argmax(dim=1)
 
     def _check_budget(self, kind: Literal["query", "audit"], n: int) -> None:
-        """Raise :class:`QueryBudgetExceeded` if ``n`` more images of ``kind`` would pass a limit."""
+        """Raise :class:`QueryBudgetExceeded` if ``n`` more charged images of ``kind`` would pass a limit."""
+        m = self._meter
         # charged audits without their own budget share the query budget (a remote API bills both)
-        shared = self.audit_charged and self.audit_budget is None
-        used = self._queries + (self._audit if shared else 0)
-        if (kind == "query" or shared) and self.budget is not None and used + n > self.budget:
+        shared = self.audit_charged and m.audit_budget is None
+        used = m.queries + (m.audit if shared else 0)
+        if (kind == "query" or shared) and m.budget is not None and used + n > m.budget:
             extra = " audit images (a remote API charges audit queries too)" if kind == "audit" else ""
             raise QueryBudgetExceeded(
-                f"query budget exceeded: {used} of {self.budget} used, a batch of {n}{extra} was refused")
-        if kind == "audit" and self.audit_budget is not None and self._audit + n > self.audit_budget:
+                f"query budget exceeded: {used} of {m.budget} used, a batch of {n}{extra} was refused")
+        if kind == "audit" and m.audit_budget is not None and m.audit + n > m.audit_budget:
             raise QueryBudgetExceeded(
-                f"evaluation (audit) budget exceeded: {self._audit} of {self.audit_budget} used, a batch of {n} "
+                f"evaluation (audit) budget exceeded: {m.audit} of {m.audit_budget} used, a batch of {n} "
                 f"was refused{' (a remote API charges audit queries)' if self.audit_charged else ''}")
 
     def _forward(self, x: Tensor, *, kind: Literal["query", "audit"], differentiable: bool = False,
                  bounded: bool = True) -> Tensor:
-        """Validate, check the budget, forward, count. Every query of every subclass passes here."""
+        """Validate, check the budget, forward, count: **the** counting point (every query of every
+        view and subclass passes here, nowhere else increments a counter).
+
+        A query of ``N`` images is charged ``N * query_cost``; an audit ``N`` (on the backend's
+        ``audit_backend`` when it declares one). A backend with ``max_batch`` gets larger batches in
+        chunks, each counted when answered (a remote budget running out mid-batch leaves the local
+        counters equal to the remote charges); a batch over a local limit sends no chunk at all.
+        """
         validate_images(x, self.input_shape, bounded=bounded)
+        backend = self.backend if kind == "query" else getattr(self.backend, "audit_backend", self.backend)
+        cost = self.query_cost if kind == "query" else 1
         n = int(x.shape[0])
+        self._check_budget(kind, n * cost)
+        step = int(getattr(backend, "max_batch", 0) or 0)
+        if step and n == 0:  # no request for an empty batch
+            shape = (0,) if self.output == "label" else (0, self.num_classes)
+            return torch.zeros(shape, dtype=torch.int64 if self.output == "label" else torch.float32, device=x.device)
+        if step and n > step:
+            return torch.cat([self._forward_chunk(backend, x[i:i + step], kind, cost, differentiable)
+                              for i in range(0, n, step)])
+        return self._forward_chunk(backend, x, kind, cost, differentiable)
+
+    def _forward_chunk(self, backend: Backend, x: Tensor, kind: Literal["query", "audit"], cost: int,
+                       differentiable: bool) -> Tensor:
+        n = int(x.shape[0]) * cost
         self._check_budget(kind, n)
+        m = self._meter
         t0 = time.perf_counter()
         if differentiable:
-            out = self.backend.forward_grad(x.to(self.backend.device))  # type: ignore[attr-defined]
+            out = backend.forward_grad(x.to(backend.device))  # type: ignore[attr-defined]
         else:
-            out = self._reveal(self.backend.forward(x.detach().to(self.backend.device)))
-        self._seconds += time.perf_counter() - t0
-        self._calls += 1
+            out = self.reveal(backend.forward(x.detach().to(backend.device)), backend.returns)
+        m.seconds += time.perf_counter() - t0
+        m.calls += 1
         if kind == "query":
-            self._queries += n
+            m.queries += n
         else:
-            self._audit += n
+            m.audit += n
         if self.log_queries:
-            self.log.append(QueryLogEntry(self._calls, n, kind, time.time()))
+            m.log.append(QueryLogEntry(m.calls, n, kind, time.time()))
         return out.to(x.device)
 
-    def _reveal(self, raw: Tensor) -> Tensor:
-        native = self.backend.returns
+    def reveal(self, raw: Tensor, native: OutputMode | None = None) -> Tensor:
+        """What this oracle reveals of a raw backend output ``raw`` (natively ``native``, default the
+        backend's ``returns``): top-1 labels, logits, or (top-k) probabilities. Computes only."""
+        native = self.backend.returns if native is None else native
         if self.output == "label":
             return raw.long() if native == "label" else raw.argmax(dim=1)
         if self.output == "logits":
@@ -388,8 +392,6 @@ class WhiteBox(BlackBox):
     def __init__(self, module: nn.Module, *, num_classes: int | None = None,
                  input_shape: tuple[int, int, int], budget: int | None = None, name: str = "whitebox",
                  log_queries: bool = False) -> None:
-        from .backends import TorchBackend
-
         backend = TorchBackend(module)
         if num_classes is None:
             num_classes = backend.infer_num_classes(input_shape)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,6 +160,7 @@ class HttpBackend:
             if k not in self.info:
                 raise RemoteError(f"{self.url}/v1/info lacks {k!r}; is this a bbdefense server?")
         self.returns: OutputMode = self.info["output"]
+        self.remote = True  # the server bills every image, audits included
         self.randomized = bool(self.info.get("randomized", False))
         self.device = torch.device("cpu")
         self.max_batch = int(self.info["limits"]["max_batch"])
@@ -181,7 +182,7 @@ class HttpBackend:
         return self._get("/v1/usage")
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[0] > self.max_batch:  # HttpBlackBox splits batches; this guards direct use
+        if x.shape[0] > self.max_batch:  # the black box sends max_batch chunks; this guards direct use
             return torch.cat([self.forward(x[i:i + self.max_batch]) for i in range(0, x.shape[0], self.max_batch)])
         url = self.url + "/v1/predict"
         enc = self.encoding
@@ -203,19 +204,24 @@ class HttpBackend:
 
 
 class RemoteBlackBox(BlackBox):
-    """A :class:`BlackBox` on a remote backend with a per-request batch limit (``backend.max_batch``).
+    """A plain :class:`BlackBox` on a remote backend: it counts, validates and limits exactly as
+    any black box (in ``BlackBox._forward``; this class overrides no query path).
 
-    A larger batch is sent as several requests, **each counted as its own query call**, so that
+    The backend's per-request batch limit (``backend.max_batch``) is honoured by the black box:
+    a larger batch is sent as several requests, **each counted as its own query call**, so that
     when the remote budget runs out mid-batch the local counters still equal the remote charges
     (the chunks already answered are counted, the refused one is not).
 
     A remote API bills every image it receives, whatever the caller calls it: :meth:`audit`
-    queries (an evaluator's verification) are **charged** here (``remote = True``, so
-    ``audit_charged``): against ``audit_budget`` when one is declared, else against ``budget``
-    together with the queries, and ``stats.charged`` is what the server billed.
+    queries (an evaluator's verification) are **charged** here (``remote`` is True whatever the
+    backend declares, so ``audit_charged``): against ``audit_budget`` when one is declared, else
+    against ``budget`` together with the queries, and ``stats.charged`` is what the server billed.
+    What this class adds is the server-side plan check (:meth:`check_remaining`).
     """
 
-    remote = True
+    def __init__(self, backend: Any, **kw: Any) -> None:
+        kw.setdefault("remote", True)
+        super().__init__(backend, **kw)
 
     def check_plan(self, queries: int, audits: int = 0, *, what: str = "this run") -> None:
         """:meth:`BlackBox.check_plan`, then (when the backend can tell) the key's remaining budget on
@@ -235,31 +241,6 @@ class RemoteBlackBox(BlackBox):
             raise QueryBudgetExceeded(
                 f"{what} would be charged {need} images but key {u.get('key')!r} has {left} of {u.get('budget')} "
                 f"left on {getattr(self.backend, 'url', self.name)}; nothing was sent")
-
-    def _split(self, x: Tensor, fn: Callable[[Tensor], Tensor], kind: Literal["query", "audit"] = "query") -> Tensor:
-        if isinstance(x, Tensor) and x.dim() == 4 and x.shape[0] == 0:  # no request for an empty batch
-            from .blackbox import validate_images
-
-            validate_images(x, self.input_shape)
-            shape = (0,) if self.output == "label" else (0, self.num_classes)
-            return torch.zeros(shape, dtype=torch.int64 if self.output == "label" else torch.float32,
-                               device=x.device)
-        step = int(getattr(self.backend, "max_batch", 0)) or None
-        if step is None or not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] <= step:
-            return fn(x)
-        self._check_budget(kind, int(x.shape[0]))  # a batch over a local budget sends no chunk at all
-        return torch.cat([fn(x[i:i + step]) for i in range(0, x.shape[0], step)])
-
-    def query(self, x: Tensor, **kw: Any) -> Tensor:
-        """:meth:`BlackBox.query`, one counted call per request; ``kw`` passes through to the base
-        (e.g. ``bounded=``; a remote API still refuses values outside [0, 1] with a 422)."""
-        return self._split(x, lambda c: self._forward(c, kind="query", **kw))
-
-    __call__ = query
-
-    def audit(self, x: Tensor, **kw: Any) -> Tensor:
-        """:meth:`BlackBox.audit`, one counted call per request; **charged** (see the class)."""
-        return self._split(x, lambda c: self._forward(c, kind="audit", **kw), "audit")
 
 
 class HttpBlackBox(RemoteBlackBox):
@@ -336,6 +317,7 @@ class JsonApiBackend:
             raise InputError(f"max_batch must be >= 1, got {max_batch}")
         self.url, self.request_fn, self.response_fn = url, request_fn, response_fn
         self.returns, self.randomized, self.device = returns, randomized, torch.device("cpu")
+        self.remote = True
         self.budget_status, self.max_batch = budget_status, max_batch
         self.transport = HttpTransport(client=client, headers=headers, timeout=timeout, retries=retries,
                                        backoff=backoff, sleep=sleep)

@@ -60,21 +60,25 @@ def build_served_blackbox(model: str | Path, *, defense: str | None = None,
                           defense_config: Mapping[str, Any] | None = None, output: OutputMode = "probs",
                           top_k: int | None = None, backend: BackendName = "torch", device: str = "cpu",
                           registry: Mapping[str, Any] | None = None) -> BlackBox:
-    """The black box to serve: checkpoint ``model``, wrapped in ``defense`` when given.
+    """The black box to serve: ``model`` (any kind of :func:`~bbdefense.models.model_source` but a URL), wrapped
+    in ``defense`` when given.
 
     Raises:
         UnknownNameError: unknown defense name. ConfigError: the defense rejects its config.
         InputError: a defense with ``backend="onnx"`` (defenses wrap the torch module).
     """
-    from ..models.checkpoint import load_checkpoint
-    from ..models.loading import load_blackbox
+    from ..models.resolve import KINDS, ModelKindError, model_source
 
+    src = model_source(model)
+    if src.kind == "url":
+        raise ModelKindError(f"serve serves a local model; --model {model} is a server URL; serve accepts: "
+                             + ", ".join(k for k in KINDS if k != "url"))
     if defense is None:
-        return load_blackbox(model, backend=backend, output=output, top_k=top_k, device=device)
+        return src.blackbox(backend=backend, output=output, top_k=top_k, device=device)
     if backend != "torch":
         raise InputError(f"--defense wraps the torch module; use backend 'torch', got {backend!r}")
     factory = resolve_defense(defense, registry)
-    module, meta = load_checkpoint(model, device=device)
+    module, meta = src.module(f"serve --defense {defense}", device=device)
     try:
         wrapped = factory(module, **dict(defense_config or {}))
     except TypeError as exc:
