@@ -34,7 +34,7 @@ def _rows(path: Path) -> list[dict]:
 
 def test_defend_ducd_saves_and_loads_the_defense(ckpt: Path, tmp_path: Path, capsys) -> None:
     common = ["--norms", "l2", "-n", "3", "--n0", "10", "--n", "40", "--no-progress"]
-    assert main(["defend", "ducd", "--target", str(ckpt), "--budget", "300", "--surrogate", "lenet", "--epochs", "1",
+    assert main(["defend", "ducd", "--model", str(ckpt), "--budget", "300", "--surrogate", "lenet", "--epochs", "1",
                  "--sigmas", "0.5", "--finetune-epochs", "1", "--out", str(tmp_path / "a"), *common]) == 0
     saved = tmp_path / "a" / "defense" / "gaussian_0.5"
     meta = json.loads((saved / "defense.json").read_text())
@@ -49,7 +49,7 @@ def test_defend_ducd_saves_and_loads_the_defense(ckpt: Path, tmp_path: Path, cap
                  "--out", str(tmp_path / "c"), "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["defend", "ducd", "--out", str(tmp_path / "d"), *common]) == 2
-    assert "give either --target" in capsys.readouterr().err
+    assert "give either --model/--target" in capsys.readouterr().err
 
 
 def test_defend_zo_ds_run_dir_is_a_loadable_defense(ckpt: Path, tmp_path: Path) -> None:
