@@ -52,7 +52,7 @@ def test_defend_ducd_saves_and_loads_the_defense(ckpt: Path, tmp_path: Path, cap
     assert "give either --model/--target" in capsys.readouterr().err
 
 
-def test_defend_zo_ds_run_dir_is_a_loadable_defense(ckpt: Path, tmp_path: Path) -> None:
+def test_defend_zo_ds_run_dir_is_a_loadable_defense(ckpt: Path, tmp_path: Path, capsys) -> None:
     common = ["--model", str(ckpt), "--n-test", "2", "--n0", "4", "--n", "16", "--no-progress"]
     assert main(["defend", "zo-ae-ds", "--variant", "zo-ds", "--q", "2", "--epochs", "1", "--n-train", "10",
                  "--batch-size", "5", "--out", str(tmp_path / "a"), *common]) == 0
@@ -62,6 +62,16 @@ def test_defend_zo_ds_run_dir_is_a_loadable_defense(ckpt: Path, tmp_path: Path) 
     ra, rb = (json.loads((tmp_path / d / "record.json").read_text()) for d in ("a", "b"))
     assert rb["metrics"]["train_queries"] == ra["metrics"]["train_queries"] == 2 * (5 + 5 * 3)
     assert rb["metrics"]["certify_queries"] == 2 * 20 and rb["config"]["variant"] == "zo-ds"
+    # a model of another split seed: its test split could hold the images the denoiser was trained on
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    meta["train"]["split_seed"] = 3
+    other = tmp_path / "seed3"
+    other.with_suffix(".safetensors").write_bytes(ckpt.with_suffix(".safetensors").read_bytes())
+    other.with_suffix(".json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["defend", "zo-ae-ds", "--load", str(tmp_path / "a"), "--out", str(tmp_path / "c"),
+                 *[str(other) if a == str(ckpt) else a for a in common]]) == 2
+    assert "trained with split seed 0, the model's test split is seed 3's" in capsys.readouterr().err
 
 
 def test_defend_irs_load_needs_no_surrogate(ckpt: Path, tmp_path: Path, capsys) -> None:

@@ -61,6 +61,15 @@ def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, *, n_test:
     out.print(f"wrote {run.path / 'report.md'}")
 
 
+def _check_loaded_split(est: Any, split_seed: int, load: Path | None) -> None:
+    """A loaded defense was trained on the defender split of its split seed: certify on that seed's test split."""
+    from ..errors import InputError
+
+    if load is not None and est is not None and est.split_seed_ is not None and est.split_seed_ != split_seed:
+        raise InputError(f"the defense in {load} was trained with split seed {est.split_seed_}, the model's test split "
+                         f"is seed {split_seed}'s: its test images could be ones the defense was trained on")
+
+
 def zo_ae_ds(
     model: str = model_option(help="The black box (FO variants need a kind with a torch module)."),
     backend: str = backend_option(),
@@ -121,6 +130,7 @@ def zo_ae_ds(
         raise InputError(f"the AE variants ship the MNIST d_z=192 autoencoder only; {dataset!r} has images of shape "
                          f"{tuple(splits.test.x.shape[1:])}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
+    _check_loaded_split(est, split_seed, load)
     fo = est is not None and load is None and est.variant.startswith("fo")
     tb = src.whitebox(f"defend zo-ae-ds --variant {est.variant}") if fo and est is not None else None
     bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
@@ -194,6 +204,7 @@ def irs(
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
+    _check_loaded_split(est, split_seed, load)
     sur = model_source(str(surrogate)).whitebox("defend irs --surrogate") if load is None else None
     bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-irs", config={
