@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...models import BlackBox
 from ...training.pgd import pgd_perturb
+from ...models import BlackBox
 from ...utils import make_generator
 from ..zo_ae_ds.train import clip_st
 from .irs_net import IRSDenoiser
