@@ -70,8 +70,15 @@ def module_num_classes(module: nn.Module) -> int | None:
             return int(head.out_features)
         m = next((getattr(m, a) for a in ("module", "model", "classifier")
                   if isinstance(getattr(m, a, None), nn.Module)), None)
-    last = [lin for lin in module.modules() if isinstance(lin, nn.Linear)]
-    return int(last[-1].out_features) if last else None
+    last = [lin for lin in module.modules() if _is_linear(lin)]
+    return int(last[-1].weight.shape[0]) if last else None
+
+
+def _is_linear(m: nn.Module) -> bool:
+    """An ``nn.Linear``, eager or TorchScript-compiled (a scripted Linear keeps ``original_name``)."""
+    if isinstance(m, nn.Linear):
+        return True
+    return getattr(m, "original_name", None) == "Linear" and isinstance(getattr(m, "weight", None), torch.Tensor)
 
 
 class TorchBackend:
