@@ -65,7 +65,7 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], Callable[[Path, str], Any]
                 lambda out, _s: _metrics(out, "distill.surrogate_accuracy", "distill.target_accuracy",
                                          "distill.fidelity", "distill.new_queries")),
     "ducd": (["defend", "ducd", "--model", "MODEL", "--budget", "40", "--epochs", "1", "--norms", "l2", "--sigmas",
-              "0.25", "-n", "2", "--n0", "10", "--n", "20", "--finetune-epochs", "1", "--no-baselines", "--out", "OUT",
+              "0.25", "-n", "2", "--n0", "10", "--n", "20", "--finetune-epochs", "1", "--out", "OUT",
               "--no-progress"], ALL, lambda _o, s: [ln for ln in s.splitlines() if ".score" in ln]),
     "zo-ae-ds": (["defend", "zo-ae-ds", "--model", "MODEL", "--variant", "rs", "--n-test", "2", "--n0", "10", "--n",
                   "20", "--out", "OUT", "--no-progress"], ALL, _rows("certify")),

@@ -44,7 +44,7 @@ def test_defend_ducd_cli_end_to_end(tiny_ckpt, tmp_path, capsys) -> None:
     out = tmp_path / "ducd"
     rc = main(["defend", "ducd", "--target", str(tiny_ckpt), "--budget", "1000", "--surrogate", "lenet",
                "--epochs", "1", "--norms", "l2", "--sigmas", "0.5", "-n", "3", "--n0", "10", "--n", "40",
-               "--finetune-epochs", "1", "--no-baselines", "--out", str(out), "--no-progress"])
+               "--finetune-epochs", "1", "--out", str(out), "--no-progress"])
     assert rc == 0
     rec = json.loads((out / "record.json").read_text())
     assert rec["metrics"]["ducd.distill_queries"] == 1000

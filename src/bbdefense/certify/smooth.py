@@ -23,6 +23,18 @@ refuse other values): the certificate then holds for the smoothing of ``f(clip(.
 ``pre`` (denoised smoothing: Salman et al. 2020, ZO-AE-DS, IRS-Net) is a defender-side map applied to
 each noisy image *after* the noise and before the black box, ``g(x) = argmax_c P(f(pre(x + eps)) = c)``;
 its output is clamped to [0, 1]. The certificate is then one of ``f o pre``, sound for any fixed ``pre``.
+
+``scale`` (a ``(C,)`` vector of positive floats) makes the noise anisotropic per channel: each draw is
+multiplied by ``scale[c]`` on channel c, ``eps = S u`` with ``u ~ noise`` i.i.d. and ``S = diag(scale)``
+broadcast over the pixels of each channel (IRS-Net: noise of std sigma on the *normalised* image
+``(x - mean) / std`` is pixel noise of std ``sigma * std_c``, so ``scale = std``). Certified radii are
+``R(pA) * min(scale)`` in every norm, where ``R`` is the isotropic family's radius. Soundness: in the
+coordinates ``z = S^-1 x`` the smoothed classifier ``g(x) = argmax_c P(f(x + S u) = c)`` is the isotropic
+smoothing ``h(z) = argmax_c P(f'(z + u) = c)`` of ``f' = f o S`` (any fixed map of z, so clip and pre
+are folded into it), which is certified constant on ``{z' : ||z' - z||_p <= R}``. A pixel perturbation
+``dx`` moves z by ``dz = S^-1 dx`` with ``||dz||_p <= ||dx||_p / min(scale)`` (each coordinate shrinks by
+at least that factor), so every ``x'`` with ``||x' - x||_p <= R * min(scale)`` maps into the z-ball and
+keeps the label. The bound is tight only along the channel of smallest scale.
 """
 
 from __future__ import annotations
@@ -95,11 +107,15 @@ class Smooth:
         pre: a deterministic pre-processor (e.g. a denoiser) ``(M, *input_shape) -> (M, *input_shape)``
             applied to the noisy images before the black box, without gradients; its output is clamped
             to [0, 1]. ``None`` (default): plain randomized smoothing.
+        scale: per-channel noise scale ``(C,)`` (tensor or sequence of positive finite floats, C =
+            ``input_shape[0]``): channel c gets noise ``scale[c] * eps``; radii are multiplied by
+            ``min(scale)`` (see the module docstring). ``None`` (default): isotropic noise.
     """
 
     def __init__(self, model: BlackBox, noise: Noise, *, norms: Sequence[str] = NORMS,
                  radius_method: RadiusMethod = "auto", numerical: dict[str, Any] | None = None,
-                 clip: bool = False, pre: Callable[[Tensor], Tensor] | None = None) -> None:
+                 clip: bool = False, pre: Callable[[Tensor], Tensor] | None = None,
+                 scale: Tensor | Sequence[float] | None = None) -> None:
         if not isinstance(model, BlackBox):
             raise InputError(f"Smooth needs a BlackBox, got {type(model).__name__}")
         if not isinstance(noise, Noise):
@@ -118,6 +134,8 @@ class Smooth:
             raise InputError(f"pre must be callable (a pre-processor applied after the noise), got {type(pre).__name__}")
         self.pre = pre
         self.dim = int(math.prod(model.input_shape))
+        self.scale = _check_scale(scale, tuple(model.input_shape))
+        self.radius_factor = 1.0 if self.scale is None else float(self.scale.min())
         self._num_cache: dict[tuple[float, str], float] = {}
 
     # ------------------------------------------------------------------ sampling core
@@ -151,7 +169,10 @@ class Smooth:
             done = 0
             while done < n:
                 m = min(_BLOCK, n - done)
-                pending.append((i, self.noise.sample((m, *x.shape[1:]), g)))
+                eps = self.noise.sample((m, *x.shape[1:]), g)
+                if self.scale is not None:
+                    eps = eps * self.scale.to(device=eps.device, dtype=eps.dtype).view(-1, *[1] * (x.dim() - 2))
+                pending.append((i, eps))
                 buffered += m
                 done += m
                 while buffered >= batch_size:
@@ -220,7 +241,17 @@ class Smooth:
         return Certificate(int(label), p_lower, radius, counts, n0, n, False, approx, counts0, method, alpha)
 
     def radius(self, p_lower: float, norm: str) -> tuple[float, str]:
-        """``(radius, method)`` for a pA lower bound under this smoother's ``radius_method``."""
+        """``(radius, method)`` for a pA lower bound under this smoother's ``radius_method``.
+
+        The isotropic family's radius times ``min(scale)`` when a per-channel ``scale`` is set.
+        """
+        r, method = self._iso_radius(p_lower, norm)
+        if self.scale is None:
+            return r, method
+        return r * self.radius_factor, method
+
+    def _iso_radius(self, p_lower: float, norm: str) -> tuple[float, str]:
+        """The radius of the isotropic noise family (in the coordinates ``z = x / scale``)."""
         closed = self.noise.radius(p_lower, norm, self.dim) if self.radius_method != "numerical" else None
         if closed is not None:
             return closed
@@ -272,7 +303,26 @@ class Smooth:
     def describe(self) -> dict[str, Any]:
         return {"noise": self.noise.params(), "norms": list(self.norms), "radius_method": self.radius_method,
                 "clip": self.clip, "dim": self.dim, "numerical": self.numerical_kw,
-                "pre": None if self.pre is None else type(self.pre).__name__}
+                "pre": None if self.pre is None else type(self.pre).__name__,
+                "scale": None if self.scale is None else [float(v) for v in self.scale]}
+
+
+def _check_scale(scale: Tensor | Sequence[float] | None, input_shape: tuple[int, ...]) -> Tensor | None:
+    """``scale`` as a float32 ``(C,)`` CPU tensor of positive finite values (None stays None)."""
+    if scale is None:
+        return None
+    try:
+        t = (scale.detach().cpu() if isinstance(scale, Tensor) else torch.as_tensor(scale)).to(torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"scale must be a (C,) sequence of positive floats, got {scale!r}") from exc
+    c = int(input_shape[0]) if input_shape else 1
+    if t.dim() != 1 or t.numel() != c:
+        raise InputError(f"scale must hold one value per channel ({c} for input shape {input_shape}), "
+                         f"got shape {tuple(t.shape)}: {t.tolist()}")
+    bad = [float(v) for v in t if not (math.isfinite(float(v)) and float(v) > 0)]
+    if bad:
+        raise InputError(f"scale values must be finite and > 0, got {bad[0]!r} in {t.tolist()}")
+    return t.to(torch.float32)
 
 
 __all__ = ["Certificate", "Smooth", "image_seed"]

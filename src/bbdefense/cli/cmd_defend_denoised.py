@@ -1,14 +1,30 @@
-"""``bbdefense defend zo-ae-ds`` and ``bbdefense defend irs``: denoised smoothing for black boxes."""
+"""``bbdefense defend zo-ae-ds`` and ``bbdefense defend irs``: denoised smoothing for black boxes, through
+the :class:`~bbdefense.certified.ZOAEDS` and :class:`~bbdefense.certified.IRSNet` estimators: fit (or
+``--load DIR``), save the fitted defense into the run dir (``defense.json`` + weights, so the run dir is
+itself loadable), certify the black box behind the fitted pre-processor with ``.certify``, tabulate."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 
 from .common import defend_app, out, progress_events, seed_everything
-from .options import (api_key_option, backend_option, check_count, check_writable_dir, count_option, data_dir_option,
-                      dataset_option, fraction_option, model_option, resolve_splits, seed_option, split_seed_option)
+from .options import (
+    api_key_option,
+    backend_option,
+    check_count,
+    check_writable_dir,
+    count_option,
+    data_dir_option,
+    dataset_option,
+    fraction_option,
+    model_option,
+    resolve_splits,
+    seed_option,
+    split_seed_option,
+)
 
 RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -18,29 +34,22 @@ def register(app: typer.Typer) -> None:
     defend_app.command("irs")(irs)
 
 
-def _save(run, name: str, module) -> str:  # type: ignore[no-untyped-def]
-    from safetensors.torch import save_file
-    path = run.path / f"{name}.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
-    run.record.artifacts[name] = path.name
-    run.save()
-    return str(path)
-
-
-def _certify_and_report(run, bb, pre, splits, *, sigma, n_test, n0, n, alpha, seed, title,  # type: ignore[no-untyped-def]
-                        channel_scale=None, train_queries=0) -> None:
-    from ..certified.zo.cohen import certified_accuracy, certify
+def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, *, n_test: int, n0: int, n: int,
+                        alpha: float, seed: int, title: str, train_queries: int = 0, cb: Any = None) -> None:
+    """``certify(x, **cohen)`` on the first ``n_test`` test images; rows, the certified-accuracy table, metrics."""
+    from ..certify.metrics import curve_from_certificates
     from ..records import render_report, table
+
     xt, yt = splits.test.x[:n_test], splits.test.y[:n_test]
+    q0 = bb.stats.queries
+    certs = certify(xt, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=seed, indices=range(len(xt)), on_event=cb)
     rows = run.rows("certify")
-    certs = certify(bb, xt, sigma=sigma, pre=pre, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=seed,
-                    channel_scale=channel_scale)
-    for i, (c, y) in enumerate(zip(certs, yt.tolist())):
+    for i, (c, y) in enumerate(zip(certs, yt.tolist(), strict=True)):
         rows.write({"idx": i, "label": y, "pred": c.label, "radius_l2": c.radius["l2"], "pA_lower": c.pA_lower,
-                    "queries": c.queries})
+                    "queries": c.n0 + c.n})
     rows.close()
-    acc = certified_accuracy(certs, yt, RADII)
-    cq = sum(c.queries for c in certs)
+    acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
+    cq = bb.stats.queries - q0
     run.add_table(table(title, ["", *[f"r={r}" for r in RADII], "train queries", "certify queries"],
                         [["certified accuracy", *[acc[r] for r in RADII], train_queries, cq]],
                         f"Cohen CERTIFY n0={n0}, n={n}, alpha={alpha}, {len(yt)} test images; r=0 is SA"))
@@ -52,10 +61,21 @@ def _certify_and_report(run, bb, pre, splits, *, sigma, n_test, n0, n, alpha, se
     out.print(f"wrote {run.path / 'report.md'}")
 
 
+def _check_loaded_split(est: Any, split_seed: int, load: Path | None) -> None:
+    """A loaded defense was trained on the defender split of its split seed: certify on that seed's test split."""
+    from ..errors import InputError
+
+    if load is not None and est is not None and est.split_seed_ is not None and est.split_seed_ != split_seed:
+        raise InputError(f"the defense in {load} was trained with split seed {est.split_seed_}, the model's test split "
+                         f"is seed {split_seed}'s: its test images could be ones the defense was trained on")
+
+
 def zo_ae_ds(
     model: str = model_option(help="The black box (FO variants need a kind with a torch module)."),
     backend: str = backend_option(),
-    api_key: Optional[str] = api_key_option(),
+    api_key: str | None = api_key_option(),
+    load: Path | None = typer.Option(None, "--load", help="A saved ZO-AE-DS defense (a run dir of this command): "
+                                        "certify it in front of --model, no training."),
     dataset: str = dataset_option("mnist5k", help="Dataset; the defender split trains, the test split certifies."),
     variant: str = typer.Option("zo-ae-ds", "--variant", help="zo-ae-ds | zo-ds | fo-ae-ds | fo-ds | rs"),
     zo_method: str = typer.Option("rge", "--zo-method", help="rge | cge (latent space; zo-ds: rge only)"),
@@ -65,7 +85,7 @@ def zo_ae_ds(
     sigma: float = typer.Option(0.75, "--sigma", help="Noise std in pixel space (training and certification)."),
     epochs: int = typer.Option(4, "--epochs"),
     batch_size: int = typer.Option(50, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam lr (default 1e-3; zo-ds 1e-4, as the paper trains "
+    lr: float | None = typer.Option(None, "--lr", help="Adam lr (default 1e-3; zo-ds 1e-4, as the paper trains "
                                        "ZO-DS from scratch)."),
     mse_weight: float = typer.Option(0.0, "--mse-weight", help="Weight of the optional MSE(D(x+delta), x) term."),
     pretrain_epochs: int = typer.Option(0, "--pretrain-epochs", help=">0: MSE pre-training, then fine-tune."),
@@ -75,8 +95,8 @@ def zo_ae_ds(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
     seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -85,57 +105,68 @@ def zo_ae_ds(
     using only its scores, then certify the smoothed classifier (every query counted)."""
     import torch
 
-    from ..certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
+    from ..certified import ZOAEDS
+    from ..certify import Smooth, make_noise
     from ..errors import InputError
     from ..models import model_source
     from ..records import RunDir
     seed_everything(seed)
-    cfg = None
-    if lr is None:
-        from ..experiments.papers.zo_ae_ds import ZO_DS_LR
+    est = None
+    if load is not None:
+        est = ZOAEDS.load(load)
+    elif variant != "rs":
+        if lr is None:
+            from ..experiments.papers.zo_ae_ds import ZO_DS_LR
 
-        lr = ZO_DS_LR if variant == "zo-ds" else 1e-3
-    if variant != "rs":
-        cfg = ZOAEDSConfig(variant=variant, zo_method=zo_method, q=q, mu=mu, difference=difference,  # type: ignore[arg-type]
-                           sigma=sigma, epochs=epochs, batch_size=batch_size, lr=lr, mse_weight=mse_weight,
-                           pretrain_epochs=pretrain_epochs, seed=seed)
-        cfg.check()
+            lr = ZO_DS_LR if variant == "zo-ds" else 1e-3
+        est = ZOAEDS(variant=variant, estimator=zo_method, q=q, mu=mu, difference=difference, sigma=sigma,
+                     epochs=epochs, batch_size=batch_size, lr=lr, mse_weight=mse_weight,
+                     pretrain_epochs=pretrain_epochs, ae_epochs=ae_epochs, seed=seed)
     check_writable_dir(out_dir, "--out")
     src = model_source(model)
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
-    if tuple(splits.test.x.shape[1:]) != (1, 28, 28) and variant.endswith("ae-ds"):
+    if est is not None and est.uses_ae and tuple(splits.test.x.shape[1:]) != (1, 28, 28):
         raise InputError(f"the AE variants ship the MNIST d_z=192 autoencoder only; {dataset!r} has images of shape "
                          f"{tuple(splits.test.x.shape[1:])}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
-    tb = src.whitebox(f"defend zo-ae-ds --variant {variant}") if variant.startswith("fo") else None
+    _check_loaded_split(est, split_seed, load)
+    fo = est is not None and load is None and est.variant.startswith("fo")
+    tb = src.whitebox(f"defend zo-ae-ds --variant {est.variant}") if fo and est is not None else None
     bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
-    run = RunDir(out_dir, kind="defend-zo-ae-ds", config={"model": model, "dataset": dataset, "split_seed": split_seed, "variant": variant,
-                 "config": cfg.__dict__ if cfg else {}, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test},
-                 seeds={"seed": seed})
-    train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
-    pre, tq = None, 0
-    if cfg is not None:
-        ae = None
-        if cfg.variant.endswith("ae-ds"):
-            ae, mse = pretrain_autoencoder(train, epochs=ae_epochs, seed=seed)
-            run.set_metrics(ae_mse=mse)
-        with progress_events(progress) as cb:
-            res = train_zo_ae_ds(tb or bb, train, cfg, ae=ae, on_event=cb)
-        pre, tq = res.pipeline, res.queries
-        run.set_metrics(queries_per_step=res.queries_per_step, train_seconds=res.seconds, history=res.history)
-        _save(run, "pipeline", res.pipeline)
-    bb.reset_stats()
-    _certify_and_report(run, bb, pre, splits, sigma=sigma, n_test=n_test, n0=n0, n=n, alpha=alpha, seed=seed,
-                        title=(cfg.label if cfg else "RS (Cohen, no denoiser)"), train_queries=tq)
+    run = RunDir(out_dir, kind="defend-zo-ae-ds", config={
+        "model": model, "load": str(load) if load else None, "dataset": dataset, "split_seed": split_seed,
+        "variant": est.variant if est else "rs", "config": est.get_params() if est else {}, "n0": n0, "n": n,
+        "alpha": alpha, "n_test": n_test}, seeds={"seed": seed})
+    with progress_events(progress) as cb:
+        if est is not None and load is None:
+            train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
+            t0 = time.perf_counter()
+            est.fit(tb or bb, train, on_event=cb, split_seed=split_seed)
+            run.set_metrics(queries_per_step=est.queries_per_step_, train_seconds=time.perf_counter() - t0,
+                            history=est.history_, **({"ae_mse": est.ae_mse_} if est.ae_mse_ is not None else {}))
+            est.save(run.path)  # the run dir is the defense: `defend zo-ae-ds --load <run dir>`
+        bb.reset_stats()
+        if est is None:  # Cohen RS, no denoiser (noisy inputs clamped, as the black box accepts [0, 1] only)
+            sm = Smooth(bb, make_noise("gaussian", sigma=sigma), norms=("l2",), clip=True)
+            certify, title, tq = sm.certify, "RS (Cohen, no denoiser)", 0
+        else:
+            def certify(x: Any, **kw: Any) -> Any:
+                return est.certify(x, blackbox=bb, **kw)
+            title, tq = est.label, est.queries_
+        _certify_and_report(run, bb, certify, splits, n_test=n_test, n0=n0, n=n, alpha=alpha, seed=seed,
+                            title=title, train_queries=tq, cb=cb)
 
 
 def irs(
-    surrogate: str = typer.Option(..., "--surrogate", help="The ONE white-box surrogate used in training: a model "
-                                  "spec with a torch module (checkpoint, TorchScript .pt, package.module:factory)."),
+    surrogate: str | None = typer.Option(None, "--surrogate", help="The ONE white-box surrogate used in training: "
+                                         "a model spec with a torch module (checkpoint, TorchScript .pt, "
+                                         "package.module:factory); not needed with --load."),
     model: str = model_option(help="The unseen black box to protect and certify."),
     backend: str = backend_option(),
-    api_key: Optional[str] = api_key_option(),
+    api_key: str | None = api_key_option(),
+    load: Path | None = typer.Option(None, "--load", help="A saved IRS-Net defense (a run dir of this command): "
+                                        "certify it in front of --model, no training."),
     dataset: str = dataset_option("mnist5k"),
     method: str = typer.Option("irs", "--method", help="irs (IRS-Net) | salman (MSE+stability baseline)"),
     sigma: float = typer.Option(0.5, "--sigma", help="Noise std: on the normalised image (irs), on pixels (salman)."),
@@ -149,8 +180,8 @@ def irs(
     n0: int = count_option(100, "--n0"),
     n: int = count_option(10_000, "--n"),
     alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Optional[Path] = data_dir_option(),
-    split_seed: Optional[int] = split_seed_option(),
+    data_dir: Path | None = data_dir_option(),
+    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
     seed: int = seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -159,28 +190,38 @@ def irs(
     surrogate, put in front of an unseen black box and certified (radii in pixel space)."""
     import torch
 
-    from ..certified.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
+    from ..certified import IRSNet
+    from ..errors import InputError
     from ..models import model_source
     from ..records import RunDir
     seed_everything(seed)
-    cfg = IRSConfig(method=method, sigma=sigma, lam=lam, epochs=epochs, lr=lr, optimizer=optimizer,  # type: ignore[arg-type]
-                    width=width, seed=seed)
-    cfg.check()
+    if (surrogate is None) == (load is None):
+        raise InputError("give either --surrogate (train the denoiser against it) or --load DIR (a saved defense)")
+    est = IRSNet.load(load) if load is not None else IRSNet(method=method, sigma=sigma, lam=lam, epochs=epochs, lr=lr,
+                                                             optimizer=optimizer, width=width, seed=seed)
     check_writable_dir(out_dir, "--out")
     src = model_source(model)
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
-    sur = model_source(surrogate).whitebox("defend irs --surrogate")
+    _check_loaded_split(est, split_seed, load)
+    sur = model_source(str(surrogate)).whitebox("defend irs --surrogate") if load is None else None
     bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
-    run = RunDir(out_dir, kind="defend-irs", config={"surrogate": surrogate, "model": model, "dataset": dataset, "split_seed": split_seed,
-                 "config": cfg.__dict__, "n0": n0, "n": n, "alpha": alpha, "n_test": n_test}, seeds={"seed": seed})
-    train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
+    run = RunDir(out_dir, kind="defend-irs", config={
+        "surrogate": surrogate, "load": str(load) if load else None, "model": model, "dataset": dataset,
+        "split_seed": split_seed, "config": est.get_params(), "n0": n0, "n": n, "alpha": alpha, "n_test": n_test},
+        seeds={"seed": seed})
     with progress_events(progress) as cb:
-        res = train_denoiser(sur, train, cfg, on_event=cb)
-    run.set_metrics(surrogate_forwards=res.surrogate_queries, train_seconds=res.seconds,
-                    pixel_sigma=pixel_sigma(res.denoiser, sigma), history=res.history)
-    _save(run, "denoiser", res.denoiser)
-    _certify_and_report(run, bb, res.denoiser, splits, sigma=sigma, n_test=n_test, n0=n0, n=n, alpha=alpha, seed=seed,
-                        title=f"{method} (sigma {sigma}, pixel sigma {pixel_sigma(res.denoiser, sigma):.3f})",
-                        channel_scale=res.denoiser.noise_scale)
+        if sur is not None:
+            train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
+            t0 = time.perf_counter()
+            est.fit(sur, train, on_event=cb, split_seed=split_seed)
+            run.set_metrics(train_seconds=time.perf_counter() - t0, history=est.history_)
+            est.save(run.path)  # the run dir is the defense: `defend irs --load <run dir>`
+        run.set_metrics(surrogate_forwards=est.queries_, pixel_sigma=est.pixel_sigma_)
+
+        def certify(x: Any, **kw: Any) -> Any:
+            return est.certify(x, blackbox=bb, **kw)
+
+        _certify_and_report(run, bb, certify, splits, n_test=n_test, n0=n0, n=n, alpha=alpha, seed=seed,
+                            title=f"{est.method} (sigma {est.sigma}, pixel sigma {est.pixel_sigma_:.3f})", cb=cb)
