@@ -29,18 +29,21 @@ def _save(run, name: str, module) -> str:  # type: ignore[no-untyped-def]
 
 def _certify_and_report(run, bb, pre, splits, *, sigma, n_test, n0, n, alpha, seed, title,  # type: ignore[no-untyped-def]
                         channel_scale=None, train_queries=0) -> None:
-    from ..certified.zo.cohen import certified_accuracy, certify
+    from ..certify import Smooth, make_noise
+    from ..certify.metrics import curve_from_certificates
     from ..records import render_report, table
     xt, yt = splits.test.x[:n_test], splits.test.y[:n_test]
     rows = run.rows("certify")
-    certs = certify(bb, xt, sigma=sigma, pre=pre, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=seed,
-                    channel_scale=channel_scale)
+    sm = Smooth(bb, make_noise("gaussian", sigma=sigma), norms=("l2",), pre=pre, clip=pre is None,
+                scale=channel_scale)
+    q0 = bb.stats.queries
+    certs = sm.certify(xt, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=seed, indices=range(len(xt)))
     for i, (c, y) in enumerate(zip(certs, yt.tolist())):
         rows.write({"idx": i, "label": y, "pred": c.label, "radius_l2": c.radius["l2"], "pA_lower": c.pA_lower,
-                    "queries": c.queries})
+                    "queries": c.n0 + c.n})
     rows.close()
-    acc = certified_accuracy(certs, yt, RADII)
-    cq = sum(c.queries for c in certs)
+    acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist()))
+    cq = bb.stats.queries - q0
     run.add_table(table(title, ["", *[f"r={r}" for r in RADII], "train queries", "certify queries"],
                         [["certified accuracy", *[acc[r] for r in RADII], train_queries, cq]],
                         f"Cohen CERTIFY n0={n0}, n={n}, alpha={alpha}, {len(yt)} test images; r=0 is SA"))
