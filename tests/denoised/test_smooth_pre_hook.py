@@ -1,5 +1,5 @@
-"""The pre-processor hook of bbdefense.certify.Smooth (denoised smoothing on the shared engine), checked against
-exact answers on a linear black box and against the denoised code's own Cohen CERTIFY (certified/zo/cohen.py)."""
+"""The pre-processor hook of bbdefense.certify.Smooth (denoised smoothing: ZO-AE-DS, IRS-Net, Salman et al.),
+checked against exact answers on linear black boxes, alone and with IRS-Net's per-channel noise scale."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,6 @@ from torch import nn
 
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.certify.stats import cp_lower
-from bbdefense.certified.zo.cohen import certify as zo_certify
 from bbdefense.errors import InputError
 from bbdefense.models import BlackBox
 
@@ -77,15 +76,43 @@ def test_pre_changes_the_smoothed_probability_exactly_as_predicted() -> None:
     assert all(a.counts[1] > b.counts[1] for a, b in zip(certs, plain))  # without the pre: Phi(0.2) only
 
 
-def test_shared_engine_agrees_with_the_denoised_cohen_certify() -> None:
-    bb, x, _ = _bb(0.1)
-    sigma, k, n = 0.5, 0.25, 4000
-    a = Smooth(bb, make_noise("gaussian", sigma=sigma), norms=("l2",), pre=Shrink(k)).certify(x, n0=50, n=n, seed=5)
-    b = zo_certify(bb, x, sigma=sigma, pre=Shrink(k), n0=50, n=n, seed=5)
-    for ca, cb in zip(a, b):
-        assert ca.label == cb.label == 1
-        assert abs(ca.pA_lower - cb.pA_lower) < 0.05
-        assert abs(ca.radius["l2"] - cb.radius["l2"]) < 0.05
+def test_pre_with_a_per_channel_scale_matches_the_closed_form() -> None:
+    """IRS-Net's setting: noise std sigma * s_c on channel c, then pre = Shrink(k), then a linear box.
+    f(pre(x + S u)) = 1[w.x + b + k w.S u > 0] -> pA = Phi(m / (k sigma ||S w||)); radius scales by min(s)."""
+    shape = (3, 2, 2)
+    w = torch.tensor([1.0] * 4 + [-2.0] * 4 + [0.5] * 4)
+    x = torch.full((4, *shape), 0.5)
+    margin, sigma, k, n, s = 0.2, 0.5, 0.5, 3000, (0.3, 0.6, 0.9)
+    bb = BlackBox.from_module(Linear2(w, margin - float(w @ x[0].flatten())), num_classes=2, input_shape=shape)
+    certs = Smooth(bb, make_noise("gaussian", sigma=sigma), norms=("l2",), pre=Shrink(k), scale=s).certify(
+        x, n0=50, n=n, alpha=0.001, seed=2, indices=[10, 11, 12, 13])
+    sw = float((w * torch.tensor(s).repeat_interleave(4)).norm())
+    p = norm.cdf(margin / (k * sigma * sw))
+    k1 = sum(c.counts[1] for c in certs)
+    assert abs(k1 / (4 * n) - p) < 4 * math.sqrt(p * (1 - p) / (4 * n)), (k1 / (4 * n), p)
+    for c in certs:
+        assert c.label == 1
+        assert c.radius["l2"] == pytest.approx(sigma * 0.3 * norm.ppf(c.pA_lower), rel=1e-6)
+
+
+def test_pre_sees_unclipped_noise_and_results_do_not_depend_on_batching() -> None:
+    """As Salman et al. / ZO-AE-DS: the denoiser gets x + noise unclipped (values outside [0, 1]); each image's
+    noise stream is its own, so batch size and chunking (with indices) leave the counts unchanged."""
+    bb, x, _ = _bb(0.05)
+    lo: list[float] = []
+
+    def pre(z: torch.Tensor) -> torch.Tensor:
+        lo.append(float(z.min()))
+        return Shrink(0.5)(z)
+
+    sm = Smooth(bb, make_noise("gaussian", sigma=0.5), norms=("l2",), pre=pre)
+    a = sm.certify(x, n0=20, n=500, batch_size=37, seed=8)
+    b = sm.certify(x, n0=20, n=500, batch_size=2000, seed=8)
+    c = sm.certify(x[1:], n0=20, n=500, batch_size=100, seed=8, indices=[1, 2])
+    assert min(lo) < 0.0
+    assert [v.counts for v in a] == [v.counts for v in b]
+    assert [v.counts for v in a[1:]] == [v.counts for v in c]
+    assert [v.counts0 for v in a[1:]] == [v.counts0 for v in c]
 
 
 def test_pre_must_be_callable() -> None:

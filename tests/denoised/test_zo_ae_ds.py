@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bbdefense.certify import Smooth, make_noise
+from bbdefense.certify.metrics import curve_from_certificates
 from bbdefense.data import ImageDataset
-from bbdefense.certified.zo.cohen import certified_accuracy, certify, clopper_pearson_lower
 from bbdefense.certified.zo.estimators import cge, surrogate_loss
 from bbdefense.certified.zo_ae_ds.train import (DenoisedPipeline, ZOAEDSConfig, autoencoder_192, denoiser_net,
                                                expected_queries_per_step, train_zo_ae_ds)
@@ -116,25 +117,27 @@ def test_probs_output_works_and_dncnn_starts_as_identity() -> None:
     assert out.shape == x.shape and float(out.detach().min()) >= 0 and float(out.detach().max()) <= 1
 
 
-def test_cohen_certify_constant_classifier_known_radius() -> None:
-    """A constant classifier: counts all on one class, pA = alpha^(1/n), radius sigma * Phi^-1(pA)."""
+def test_smooth_certifies_a_constant_classifier_with_the_known_radius() -> None:
+    """The denoised defenses certify through Smooth: a constant classifier has counts all on one class,
+    pA_lower = alpha^(1/n), radius sigma Phi^-1(pA_lower) (times min(scale) with a per-channel scale)."""
     from scipy.stats import norm
     const = BlackBox.from_callable(lambda x: torch.full((x.shape[0],), 3), returns="label", output="label", num_classes=10,
                                    input_shape=SHAPE)
     x = torch.full((2, *SHAPE), 0.5)
-    certs = certify(const, x, sigma=0.5, n0=10, n=200, alpha=0.01, batch_size=64)
+    certs = Smooth(const, make_noise("gaussian", sigma=0.5), norms=("l2",), clip=True).certify(
+        x, n0=10, n=200, alpha=0.01, batch_size=64)
     pa = 0.01 ** (1 / 200)
-    assert abs(clopper_pearson_lower(200, 200, 0.01) - pa) < 1e-9
     for c in certs:
-        assert c.label == 3 and c.counts[3] == 200 and c.queries == 210
+        assert c.label == 3 and c.counts[3] == 200 and c.n0 + c.n == 210
         assert abs(c.radius["l2"] - 0.5 * norm.ppf(pa)) < 1e-9
     assert const.stats.queries == 420
-    assert certified_accuracy(certs, torch.tensor([3, 4]), (0.0, 0.9, 1.1)) == {0.0: 0.5, 0.9: 0.5, 1.1: 0.0}
-    scaled = certify(const, x[:1], sigma=0.5, n0=10, n=200, alpha=0.01, channel_scale=torch.tensor([0.3]))
+    assert curve_from_certificates(certs, [3, 4], "l2", (0.0, 0.9, 1.1)).tolist() == [0.5, 0.5, 0.0]
+    scaled = Smooth(const, make_noise("gaussian", sigma=0.5), norms=("l2",), scale=[0.3]).certify(
+        x[:1], n0=10, n=200, alpha=0.01)
     assert abs(scaled[0].radius["l2"] - 0.15 * norm.ppf(pa)) < 1e-6  # float32 scale
 
 
-def test_cohen_abstains_on_a_coin() -> None:
+def test_smooth_abstains_on_a_coin() -> None:
     coin = BlackBox.from_module(nn.Sequential(nn.Flatten(), nn.Linear(784, 2)), input_shape=SHAPE)
     with torch.no_grad():
         coin.backend.module[1].weight.zero_()
@@ -142,7 +145,6 @@ def test_cohen_abstains_on_a_coin() -> None:
         coin.backend.module[1].bias.zero_()
         coin.backend.module[1].bias[0] = -0.5
     x = torch.full((1, *SHAPE), 0.5)
-    c = certify(coin, x, sigma=1.0, n0=20, n=400, alpha=0.001, seed=1)[0]
+    c = Smooth(coin, make_noise("gaussian", sigma=1.0), norms=("l2",)).certify(x, n0=20, n=400, alpha=0.001, seed=1)[0]
     assert c.abstain and c.label == -1 and c.radius["l2"] == 0.0
-    with pytest.raises(InputError, match="sigma must be > 0, got 0"):
-        certify(coin, x, sigma=0)
+    assert curve_from_certificates([c], [0], "l2", (0.0,)).tolist() == [0.0]  # abstentions are wrong

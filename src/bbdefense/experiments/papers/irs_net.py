@@ -28,7 +28,8 @@ from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import RunDir, table
 from ...training import TrainConfig, train_target
 from ...utils import make_generator
-from ...certified.zo.cohen import certified_accuracy, certify
+from ...certify import Smooth, make_noise
+from ...certify.metrics import curve_from_certificates
 from ...certified.irs.bpda import bpda_pgd_accuracy
 from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_denoiser
 
@@ -131,9 +132,10 @@ def run_irs_tables(splits: Splits, cfg: IRSTablesConfig, run: RunDir, *, cache_d
             cb = BlackBox.from_module(target, input_shape=shape, name=model_name)  # type: ignore[arg-type]
             t0 = time.perf_counter()
             scale = den.noise_scale if den is not None else None
-            certs = certify(cb, xt, sigma=sig, pre=den, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
-                            batch_size=cfg.n0 + cfg.n, seed=cfg.seed, channel_scale=scale)
-            acc = certified_accuracy(certs, yt, RADII)
+            sm = Smooth(cb, make_noise("gaussian", sigma=sig), norms=("l2",), pre=den, clip=den is None, scale=scale)
+            certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
+                               indices=range(len(xt)))
+            acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist()))
             rows_w.write({"key": f"{model_name} | {name}", "model": model_name, "method": name, "pixel_sigma": px,
                           **{f"ca@{r}": acc[r] for r in RADII}, "queries": cb.stats.queries,
                           "seconds": round(time.perf_counter() - t0, 1)})

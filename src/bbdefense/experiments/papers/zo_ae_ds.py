@@ -21,7 +21,8 @@ from ...data import Splits
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox
 from ...records import RunDir, table
-from ...certified.zo.cohen import certified_accuracy, certify
+from ...certify import Smooth, make_noise
+from ...certify.metrics import curve_from_certificates
 from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
 
 RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
@@ -128,9 +129,10 @@ def run_table2(target: nn.Module, splits: Splits, cfg: Table2Config, run: RunDir
         train_s = time.perf_counter() - t0
         cb = BlackBox.from_module(target, input_shape=shape, name="target")  # type: ignore[arg-type]
         t1 = time.perf_counter()
-        certs = certify(cb, xt, sigma=cfg.sigma, pre=pre, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
-                        batch_size=cfg.n0 + cfg.n, seed=cfg.seed)
-        acc = certified_accuracy(certs, yt, RADII)
+        sm = Smooth(cb, make_noise("gaussian", sigma=cfg.sigma), norms=("l2",), pre=pre, clip=pre is None)
+        certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
+                           indices=range(len(xt)))
+        acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist()))
         row = {"method": label, **{f"ca@{r}": acc[r] for r in RADII}, "train_queries": tq,
                "queries_per_step": per_step, "certify_queries": cb.stats.queries, "train_seconds": round(train_s, 1),
                "certify_seconds": round(time.perf_counter() - t1, 1), **extra}
