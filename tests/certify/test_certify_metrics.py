@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from bbdefense.certify import Certificate, make_noise
-from bbdefense.certify.metrics import (certified_accuracy, curve_from_certificates, envelope, pa_r_curves,
-                                       radius_grid, robust_score)
+from bbdefense.certify.metrics import (
+    certified_accuracy,
+    curve_from_certificates,
+    envelope,
+    pa_r_curves,
+    radius_grid,
+    robust_score,
+)
 from bbdefense.errors import InputError
 
 

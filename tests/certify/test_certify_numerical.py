@@ -12,7 +12,6 @@ from bbdefense.certify.numerical import numerical_radius
 from bbdefense.errors import InputError
 
 
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny tensors: intra-op threads only add synchronisation (badly so on a loaded machine)."""

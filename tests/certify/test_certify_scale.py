@@ -91,7 +91,7 @@ def test_radius_is_scaled_by_min_scale_for_every_norm_and_family() -> None:
         nz = make_noise(family, sigma=0.3)
         plain = Smooth(bb, nz).certify(x, n0=10, n=200, seed=2)
         scaled = Smooth(bb, nz, scale=[0.7, 0.2, 1.5]).certify(x, n0=10, n=200, seed=2)
-        for a, b in zip(plain, scaled):
+        for a, b in zip(plain, scaled, strict=True):
             assert a.label == b.label == 1 and a.pA_lower == b.pA_lower
             assert a.radius_method == b.radius_method
             for nm in ("l1", "l2", "linf"):

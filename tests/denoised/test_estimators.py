@@ -1,6 +1,7 @@
 """Zeroth-order estimators: unbiasedness (RGE), O(mu) accuracy (CGE), exact query counts."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -78,7 +79,7 @@ def test_cge_matches_true_gradient_to_order_mu(difference: str, order: int) -> N
         errs.append(float((est.grad - true).abs().max()))
     assert errs[0] < 10 * 1e-2 ** order
     # halving mu divides the error by ~2 (forward) or ~4 (central)
-    for e1, e2 in zip(errs, errs[1:]):
+    for e1, e2 in itertools.pairwise(errs):
         assert 2 ** order * 0.8 < e1 / e2 < 2 ** order * 1.25, errs
     assert d == est.grad.shape[1]
 

@@ -5,10 +5,17 @@ import pytest
 import torch
 from torch import nn
 
-from bbdefense.data import ImageDataset
 from bbdefense.certified.irs.bpda import NoisyPipeline, bpda_pgd_accuracy
-from bbdefense.certified.irs.irs_net import (IRSConfig, IRSDenoiser, irs_unet, pixel_sigma, rescaled_loss,
-                                            stability_mse_loss, train_denoiser)
+from bbdefense.certified.irs.irs_net import (
+    IRSConfig,
+    IRSDenoiser,
+    irs_unet,
+    pixel_sigma,
+    rescaled_loss,
+    stability_mse_loss,
+    train_denoiser,
+)
+from bbdefense.data import ImageDataset
 from bbdefense.errors import InputError
 from bbdefense.models import WhiteBox
 
@@ -77,7 +84,7 @@ def test_training_uses_only_the_surrogate_and_lowers_the_loss(method: str, forwa
 def test_config_errors() -> None:
     with pytest.raises(InputError, match="unknown denoiser method 'dncnn'"):
         IRSConfig(method="dncnn").check()  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="sigma must be > 0, got -0.5"):
+    with pytest.raises(InputError, match=r"sigma must be > 0, got -0\.5"):
         IRSConfig(sigma=-0.5).check()
     with pytest.raises(InputError, match="std > 0"):
         IRSDenoiser(Identity(), method="irs", mean=(0.1,), std=(0.0,))

@@ -4,10 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bbdefense.data import ImageDataset
-from bbdefense.certified.zo_ae_ds.reconstruction import (MeasuredReconstructor, as_blackbox, pgd_l2_recon, rmse_ssim,
-                                                        table5_rows)
+from bbdefense.certified.zo_ae_ds.reconstruction import (
+    MeasuredReconstructor,
+    as_blackbox,
+    pgd_l2_recon,
+    rmse_ssim,
+    table5_rows,
+)
 from bbdefense.certified.zo_ae_ds.train import ZOAEDSConfig, expected_queries_per_step, train_zo_ae_ds
+from bbdefense.data import ImageDataset
 from bbdefense.errors import AccessError, InputError
 from bbdefense.models import BlackBox
 
@@ -39,7 +44,8 @@ def test_regression_stability_training_counts_queries() -> None:
     wb = as_blackbox(net, white=True)
     assert train_zo_ae_ds(wb, _data(8), fo).queries == 16
     with pytest.raises(AccessError, match="raw outputs"):
-        train_zo_ae_ds(BlackBox.from_module(net, num_classes=784, input_shape=(1, 28, 28), output="probs"), _data(8), cfg)
+        bb = BlackBox.from_module(net, num_classes=784, input_shape=(1, 28, 28), output="probs")
+        train_zo_ae_ds(bb, _data(8), cfg)
 
 
 def test_pgd_stays_in_ball_and_hurts() -> None:

@@ -73,7 +73,7 @@ def test_pre_changes_the_smoothed_probability_exactly_as_predicted() -> None:
     for c in certs:
         assert abs(c.counts[1] / n - p) < 4 * math.sqrt(p * (1 - p) / n), (c.counts, p)
     plain = Smooth(bb, make_noise("gaussian", sigma=sigma), norms=("l2",)).certify(x, n0=50, n=n, alpha=0.001, seed=3)
-    assert all(a.counts[1] > b.counts[1] for a, b in zip(certs, plain))  # without the pre: Phi(0.2) only
+    assert all(a.counts[1] > b.counts[1] for a, b in zip(certs, plain, strict=True))  # without the pre: Phi(0.2) only
 
 
 def test_pre_with_a_per_channel_scale_matches_the_closed_form() -> None:

@@ -24,7 +24,7 @@ def test_variant_lr_overrides_the_table_lr(tmp_path, monkeypatch) -> None:
     seen: list[float] = []
     real = t2.train_zo_ae_ds
 
-    def spy(bb, data, cfg, **kw):  # noqa: ANN001, ANN003, ANN202
+    def spy(bb, data, cfg, **kw):
         seen.append(cfg.lr)
         return real(bb, data, cfg, **kw)
 

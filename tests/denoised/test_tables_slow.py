@@ -1,4 +1,5 @@
-"""The "done when" tables (slow: ~20 minutes each under load, one thread). Same code as benchmarks/denoised_tables.py."""
+"""The "done when" tables (slow: ~20 minutes each under load, one thread).
+Same code as benchmarks/denoised_tables.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,8 @@ def test_table2_ordering_at_r025(tmp_path: Path) -> None:
     splits = make_splits(load_dataset("mnist5k"), seed=0)
     p, _ = train_target("lenet", "mnist5k", tmp_path / "lenet", TrainConfig(epochs=6, seed=0))
     target, _ = load_checkpoint(p)
-    rows = {r["method"]: r["ca@0.25"] for r in run_table2(target, splits, Table2Config(), RunDir(tmp_path / "t2", kind="t"))}
+    t2 = run_table2(target, splits, Table2Config(), RunDir(tmp_path / "t2", kind="t"))
+    rows = {r["method"]: r["ca@0.25"] for r in t2}
     fo, cge = rows["FO-AE-DS"], rows["ZO-AE-DS (CGE, q=d)"]
     rge = rows["ZO-AE-DS (RGE, q=20)"]
     zods = max(rows["ZO-DS (RGE, q=20, lr=0.0001)"], rows["ZO-DS (RGE, q=192, lr=0.0001)"])
@@ -54,6 +56,6 @@ def test_irs_beats_salman_on_unseen_black_box(tmp_path: Path) -> None:
     # r = 1 (0.615 vs 0.460 on the first 200 class-interleaved test images, through Smooth, 2026-12-03); at the
     # paper's sigma (pixel 0.154) nothing beyond r ~ 0.34
     sal_c, m_c = pick(res["table2"], "Salman", "unseen lenet"), pick(res["table2"], "IRS-Net (matched", "unseen lenet")
-    assert all(a >= b for a, b in zip(m_c[3:8], sal_c[3:8])), res["table2"]
+    assert all(a >= b for a, b in zip(m_c[3:8], sal_c[3:8], strict=True)), res["table2"]
     assert m_c[7] > sal_c[7] + 0.1, res["table2"]
     assert pick(res["table2"], "IRS-Net (paper", "unseen lenet")[5] == 0.0, res["table2"]

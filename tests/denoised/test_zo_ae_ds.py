@@ -9,12 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bbdefense.certified.zo.estimators import cge, surrogate_loss
+from bbdefense.certified.zo_ae_ds.train import (
+    DenoisedPipeline,
+    ZOAEDSConfig,
+    autoencoder_192,
+    denoiser_net,
+    expected_queries_per_step,
+    train_zo_ae_ds,
+)
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.certify.metrics import curve_from_certificates
 from bbdefense.data import ImageDataset
-from bbdefense.certified.zo.estimators import cge, surrogate_loss
-from bbdefense.certified.zo_ae_ds.train import (DenoisedPipeline, ZOAEDSConfig, autoencoder_192, denoiser_net,
-                                               expected_queries_per_step, train_zo_ae_ds)
 from bbdefense.errors import AccessError, InputError
 from bbdefense.models import BlackBox, WhiteBox
 
@@ -47,7 +53,8 @@ def _ae() -> nn.Module:
 def test_every_query_counted_exactly(kw: dict) -> None:
     cfg = ZOAEDSConfig(**kw, epochs=1, batch_size=5, depth=3, width=4, chunk=None)
     clf = _clf()
-    bb = WhiteBox(clf, input_shape=SHAPE) if cfg.variant.startswith("fo") else BlackBox.from_module(clf, input_shape=SHAPE)
+    bb = (WhiteBox(clf, input_shape=SHAPE) if cfg.variant.startswith("fo")
+          else BlackBox.from_module(clf, input_shape=SHAPE))
     res = train_zo_ae_ds(bb, _data(10), cfg, ae=_ae())
     d = 192 if cfg.variant.endswith("ae-ds") else 784
     per_step = expected_queries_per_step(cfg, batch=5, d=d)
@@ -88,14 +95,14 @@ def test_eq8_surrogate_gives_first_order_gradient() -> None:
 
     est = cge(loss_fn, z.detach(), mu=1e-4, difference="central")
     surrogate_loss(z, est.grad).backward()
-    for t, p in zip(true, enc.parameters()):
+    for t, p in zip(true, enc.parameters(), strict=True):
         assert torch.allclose(p.grad, t, atol=1e-6, rtol=1e-4)
 
 
 def test_access_requirements() -> None:
     clf = _clf()
     label_bb = BlackBox.from_module(clf, input_shape=SHAPE, output="label")
-    with pytest.raises(AccessError, match="needs scores.*'label'"):
+    with pytest.raises(AccessError, match=r"needs scores.*'label'"):
         train_zo_ae_ds(label_bb, _data(), ZOAEDSConfig(epochs=1), ae=_ae())
     with pytest.raises(AccessError, match="needs a WhiteBox, got BlackBox"):
         train_zo_ae_ds(BlackBox.from_module(clf, input_shape=SHAPE), _data(), ZOAEDSConfig(variant="fo-ds", epochs=1))
@@ -121,8 +128,8 @@ def test_smooth_certifies_a_constant_classifier_with_the_known_radius() -> None:
     """The denoised defenses certify through Smooth: a constant classifier has counts all on one class,
     pA_lower = alpha^(1/n), radius sigma Phi^-1(pA_lower) (times min(scale) with a per-channel scale)."""
     from scipy.stats import norm
-    const = BlackBox.from_callable(lambda x: torch.full((x.shape[0],), 3), returns="label", output="label", num_classes=10,
-                                   input_shape=SHAPE)
+    const = BlackBox.from_callable(lambda x: torch.full((x.shape[0],), 3), returns="label", output="label",
+                                   num_classes=10, input_shape=SHAPE)
     x = torch.full((2, *SHAPE), 0.5)
     certs = Smooth(const, make_noise("gaussian", sigma=0.5), norms=("l2",), clip=True).certify(
         x, n0=10, n=200, alpha=0.01, batch_size=64)

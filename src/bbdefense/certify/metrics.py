@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import InputError
 from .noises import Noise, check_norm
@@ -54,11 +55,11 @@ def curve_from_certificates(certs: Sequence[Certificate], labels: Sequence[int],
     if len(certs) != len(labels):
         raise InputError(f"{len(certs)} certificates for {len(labels)} labels")
     radii = [c.radius.get(norm, math.nan) if not c.abstain else 0.0 for c in certs]
-    correct = [(not c.abstain) and c.label == int(y) for c, y in zip(certs, labels)]
+    correct = [(not c.abstain) and c.label == int(y) for c, y in zip(certs, labels, strict=True)]
     return certified_accuracy(radii, correct, grid)
 
 
-def envelope(curves: Mapping[Any, Sequence[float]]) -> np.ndarray:
+def envelope(curves: Mapping[Any, ArrayLike]) -> np.ndarray:
     """The outer envelope ``max_sigma CA_sigma(r)`` of curves on a common grid (Salman et al. analyze.py)."""
     if not curves:
         raise InputError("envelope needs at least one curve")
@@ -66,7 +67,7 @@ def envelope(curves: Mapping[Any, Sequence[float]]) -> np.ndarray:
     return arr.max(axis=0)
 
 
-def robust_score(curves: Mapping[Any, Sequence[float]] | Sequence[float], grid: Sequence[float]) -> dict[str, Any]:
+def robust_score(curves: Mapping[Any, ArrayLike] | ArrayLike, grid: ArrayLike) -> dict[str, Any]:
     """DUCD Eq. 8: area under the envelope over sigma of certified accuracy vs radius (trapezoid rule).
 
     ``curves`` is one curve or a mapping ``sigma -> curve`` on ``grid``. Returns ``{"score", "r_max",
@@ -76,7 +77,7 @@ def robust_score(curves: Mapping[Any, Sequence[float]] | Sequence[float], grid: 
     env = envelope(curves) if isinstance(curves, Mapping) else np.asarray(curves, dtype=float)
     if env.shape != g.shape:
         raise InputError(f"curve of length {env.shape} on a grid of length {g.shape}")
-    score = float(np.trapezoid(env, g)) if hasattr(np, "trapezoid") else float(np.trapz(env, g))
+    score = float(np.trapezoid(env, g))  # numpy >= 2.0 (constraints.txt)
     r_max = float(g[-1])
     return {"score": score, "r_max": r_max, "steps": int(g.size), "normalised": score / r_max if r_max else 0.0}
 

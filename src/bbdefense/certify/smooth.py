@@ -131,7 +131,8 @@ class Smooth:
         self.numerical_kw = dict(numerical or {})
         self.clip = bool(clip)
         if pre is not None and not callable(pre):
-            raise InputError(f"pre must be callable (a pre-processor applied after the noise), got {type(pre).__name__}")
+            raise InputError("pre must be callable (a pre-processor applied after the noise), "
+                             f"got {type(pre).__name__}")
         self.pre = pre
         self.dim = int(math.prod(model.input_shape))
         self.scale = _check_scale(scale, tuple(model.input_shape))
@@ -231,8 +232,8 @@ class Smooth:
                          alpha: float) -> Certificate:
         """Certificate for class ``label`` with pA lower bound ``p_lower`` (abstains below 1/2)."""
         if p_lower < 0.5:
-            return Certificate(-1, p_lower, {k: 0.0 for k in self.norms}, counts, n0, n, True, False, counts0,
-                               {k: "abstain" for k in self.norms}, alpha)
+            return Certificate(-1, p_lower, dict.fromkeys(self.norms, 0.0), counts, n0, n, True, False, counts0,
+                               dict.fromkeys(self.norms, "abstain"), alpha)
         radius, method = {}, {}
         for norm in self.norms:
             r, m = self.radius(p_lower, norm)

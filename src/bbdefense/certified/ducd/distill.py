@@ -157,7 +157,8 @@ def augment_batch(x: Tensor, pool: Tensor, kinds: tuple[str, ...], g: torch.Gene
     ``x`` ``(B, C, H, W)`` gets, each with probability 1/2 per image, independently: ``shift``
     (integer translation in [-max_shift, max_shift]^2 with zero fill), ``mixup`` (convex
     combination ``l x + (1 - l) x'`` with another pool image, ``l ~ U(0, 1)``), ``noise``
-    (``+ N(0, noise_std^2)``, drawn by :class:`bbdefense.certify.Noise`); clipped to [0, 1]. Returns ``(B, C, H, W)`` float32.
+    (``+ N(0, noise_std^2)``, drawn by :class:`bbdefense.certify.Noise`); clipped to [0, 1].
+    Returns ``(B, C, H, W)`` float32.
     """
     b = x.shape[0]
     y = x.clone()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...training.pgd import pgd_perturb
 from ...models import BlackBox
+from ...training.pgd import pgd_perturb
 from ...utils import make_generator
 from ..zo_ae_ds.train import clip_st
 from .irs_net import IRSDenoiser
@@ -37,7 +37,7 @@ class NoisyPipeline(nn.Module):
         scale = self.den.noise_scale.view(1, -1, 1, 1) if self.den is not None else 1.0
         noisy = x + self.sigma * scale * torch.randn(x.shape, generator=self.g).to(x.device)
         h = self.den(noisy) if self.den is not None else noisy
-        return self.clf(clip_st(h))  # type: ignore[no-any-return]
+        return self.clf(clip_st(h))
 
 
 def vote_accuracy(clf: nn.Module, den: IRSDenoiser | None, x: Tensor, y: Tensor, sigma: float, *, draws: int = 16,
@@ -65,4 +65,5 @@ def bpda_pgd_accuracy(clf: nn.Module, den: IRSDenoiser | None, x: Tensor, y: Ten
     x_adv = pgd_perturb(pipe, x, y, eps=eps, norm="l2", steps=steps, generator=make_generator(seed + 1))
     for p in pipe.parameters():
         p.requires_grad_(True)
-    return (vote_accuracy(clf, den, x_adv, y, sigma, seed=seed + 2), vote_accuracy(clf, den, x, y, sigma, seed=seed + 2))
+    return (vote_accuracy(clf, den, x_adv, y, sigma, seed=seed + 2),
+            vote_accuracy(clf, den, x, y, sigma, seed=seed + 2))

@@ -50,6 +50,9 @@ class IRSDenoiser(nn.Module):
     Shape: ``(N, C, H, W)`` -> ``(N, C, H, W)``.
     """
 
+    mean: Tensor  # registered buffers (1, C, 1, 1)
+    std: Tensor
+
     def __init__(self, unet: nn.Module, *, method: str, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if method not in METHODS:

@@ -24,7 +24,7 @@ from ...errors import InputError
 from ...models import BlackBox, WhiteBox
 from ...training.loop import Batch, OptimConfig, fit
 from ...utils import make_generator, seeded_init
-from .train import ZOAEDSConfig, denoiser_net, train_zo_ae_ds
+from .train import Variant, ZOAEDSConfig, denoiser_net, train_zo_ae_ds
 
 
 class MeasuredReconstructor(nn.Module):
@@ -33,6 +33,8 @@ class MeasuredReconstructor(nn.Module):
     ``A`` ``(m, d)`` is a fixed buffer drawn from ``N(0, 1/m)`` with ``seed``.
     Shape: ``(N, C, H, W)`` -> ``(N, C*H*W)``.
     """
+
+    A: Tensor  # registered buffer (m, d): the measurement matrix
 
     def __init__(self, *, shape: tuple[int, int, int] = (1, 28, 28), m: int = 576, depth: int = 5, width: int = 16,
                  seed: int = 0) -> None:
@@ -120,7 +122,7 @@ class _Defended(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pre is None or self.noise is None:
-            return self.f(x)  # type: ignore[no-any-return]
+            return self.f(x)
         outs = [self.f(self.pre(x + self.noise.sample(x.shape, self.g))) for _ in range(self.draws)]
         return torch.stack(outs).mean(0)
 
@@ -141,7 +143,7 @@ def table5_rows(f: nn.Module, pre: nn.Module | None, x: Tensor, *, sigma: float,
     return rows
 
 
-def run_table5(splits, run, *, sigma: float = 0.25, epochs: int = 2, n_train: int = 500, n_test: int = 20,  # type: ignore[no-untyped-def]
+def run_table5(splits, run, *, sigma: float = 0.25, epochs: int = 2, n_train: int = 500, n_test: int = 20,
                eps_list: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0), steps: int = 40, q: int = 20, seed: int = 0,
                section: str | None = None) -> list[list[object]]:
     """Table 5 layout on MNIST-5k: the owner's reconstructor (owner split), robustified by FO-DS, ZO-DS and
@@ -154,9 +156,11 @@ def run_table5(splits, run, *, sigma: float = 0.25, epochs: int = 2, n_train: in
     x = splits.test.x[:n_test]
     out: list[list[object]] = []
     ae, _ = pretrain_autoencoder(train, epochs=20, seed=seed)
-    setups: list[tuple[str, ZOAEDSConfig | None]] = [("no defense", None)] + [
-        (lbl, ZOAEDSConfig(variant=v, zo_method="rge", q=q, task="reconstruction", sigma=sigma, epochs=epochs, seed=seed))
-        for lbl, v in (("FO-DS", "fo-ds"), (f"ZO-DS (RGE, q={q})", "zo-ds"), (f"ZO-AE-DS (RGE, q={q})", "zo-ae-ds"))]
+    variants: tuple[tuple[str, Variant], ...] = (("FO-DS", "fo-ds"), (f"ZO-DS (RGE, q={q})", "zo-ds"),
+                                                (f"ZO-AE-DS (RGE, q={q})", "zo-ae-ds"))
+    setups: list[tuple[str, ZOAEDSConfig | None]] = [("no defense", None)]
+    setups += [(lbl, ZOAEDSConfig(variant=v, zo_method="rge", q=q, task="reconstruction", sigma=sigma,
+                                  epochs=epochs, seed=seed)) for lbl, v in variants]
     for label, cfg in setups:
         pre, tq = None, 0
         if cfg is not None:

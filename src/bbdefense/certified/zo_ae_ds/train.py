@@ -127,7 +127,7 @@ class _ClipST(torch.autograd.Function):
 
 def clip_st(x: Tensor) -> Tensor:
     """Straight-through clip to [0, 1]."""
-    return _ClipST.apply(x)  # type: ignore[no-any-return]
+    return _ClipST.apply(x)
 
 
 class DenoisedPipeline(nn.Module):
@@ -307,7 +307,7 @@ def train_zo_ae_ds(bb: BlackBox, data: ImageDataset, cfg: ZOAEDSConfig, *, ae: C
                         time.perf_counter() - t0, res.history)
 
 
-def _latent_loss(bb: BlackBox, ae: ConvAutoEncoder | None, y0: Tensor, shape: torch.Size,  # type: ignore[no-untyped-def]
+def _latent_loss(bb: BlackBox, ae: ConvAutoEncoder | None, y0: Tensor, shape: torch.Size,
                  task: str = "classification"):
     """``(B, P, d) -> (B, P)``: CE(f(Dec(z)), y0) (AE) or CE(f(clip(x)), y0) (image space), one query per point.
 

@@ -22,16 +22,16 @@ import torch
 from scipy.stats import norm
 from torch import Tensor, nn
 
+from ...certified.irs.bpda import bpda_pgd_accuracy
+from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_denoiser
+from ...certify import Smooth, make_noise
+from ...certify.metrics import curve_from_certificates
 from ...data import Splits
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import RunDir, table
 from ...training import TrainConfig, train_target
 from ...utils import make_generator
-from ...certify import Smooth, make_noise
-from ...certify.metrics import curve_from_certificates
-from ...certified.irs.bpda import bpda_pgd_accuracy
-from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_denoiser
 
 RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -114,10 +114,10 @@ def run_irs_tables(splits: Splits, cfg: IRSTablesConfig, run: RunDir, *, cache_d
     t1 = []
     for name, (den, sig) in methods.items():
         row: list[Any] = [name]
-        for key, m in models.items():
-            acc, q = noisy_accuracy(m, den, splits.test.x, splits.test.y, sig, seed=cfg.seed)
+        for m in models.values():
+            acc, _ = noisy_accuracy(m, den, splits.test.x, splits.test.y, sig, seed=cfg.seed)
             row += [acc]
-        t1.append(row + [len(splits.test)])
+        t1.append([*row, len(splits.test)])
     run.add_table({**table("Table I layout: transferability (accuracy on noisy inputs, one draw)",
                            ["method", *models.keys(), "queries per model"], t1,
                            "the UNets were trained against the surrogate only; the unseen models are black boxes"),
@@ -135,11 +135,11 @@ def run_irs_tables(splits: Splits, cfg: IRSTablesConfig, run: RunDir, *, cache_d
             sm = Smooth(cb, make_noise("gaussian", sigma=sig), norms=("l2",), pre=den, clip=den is None, scale=scale)
             certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
                                indices=range(len(xt)))
-            acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist()))
+            ca = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
             rows_w.write({"key": f"{model_name} | {name}", "model": model_name, "method": name, "pixel_sigma": px,
-                          **{f"ca@{r}": acc[r] for r in RADII}, "queries": cb.stats.queries,
+                          **{f"ca@{r}": ca[r] for r in RADII}, "queries": cb.stats.queries,
                           "seconds": round(time.perf_counter() - t0, 1)})
-            t2.append([model_name, name, round(px, 3), *[acc[r] for r in RADII], cb.stats.queries])
+            t2.append([model_name, name, round(px, 3), *[ca[r] for r in RADII], cb.stats.queries])
     rows_w.close()
     run.add_table({**table("Tables II-IV layout: certified accuracy (l2, pixel space) on the seen surrogate and "
                            "an unseen black box",

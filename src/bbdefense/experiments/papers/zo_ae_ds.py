@@ -17,13 +17,13 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
+from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
+from ...certify import Smooth, make_noise
+from ...certify.metrics import curve_from_certificates
 from ...data import Splits
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox
 from ...records import RunDir, table
-from ...certify import Smooth, make_noise
-from ...certify.metrics import curve_from_certificates
-from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
 
 RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
 
@@ -89,7 +89,7 @@ class Table2Config:
 def _label(v: dict[str, Any]) -> str:
     if v["variant"] == "rs":
         return "RS (Cohen, no denoiser)"
-    label = ZOAEDSConfig(**{k: x for k, x in v.items()}).label
+    label = ZOAEDSConfig(**dict(v)).label
     return f"{label[:-1]}, lr={v['lr']:g})" if "lr" in v and label.endswith(")") else label
 
 
@@ -132,7 +132,7 @@ def run_table2(target: nn.Module, splits: Splits, cfg: Table2Config, run: RunDir
         sm = Smooth(cb, make_noise("gaussian", sigma=cfg.sigma), norms=("l2",), pre=pre, clip=pre is None)
         certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
                            indices=range(len(xt)))
-        acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist()))
+        acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
         row = {"method": label, **{f"ca@{r}": acc[r] for r in RADII}, "train_queries": tq,
                "queries_per_step": per_step, "certify_queries": cb.stats.queries, "train_seconds": round(train_s, 1),
                "certify_seconds": round(time.perf_counter() - t1, 1), **extra}
