@@ -121,7 +121,7 @@ def test_bad_input_raises_input_error(linear_model, x, msg):
 
 
 def test_non_tensor_input(linear_model):
-    with pytest.raises(InputError, match="expected a torch.Tensor of images, got list"):
+    with pytest.raises(InputError, match=r"expected a torch\.Tensor of images, got list"):
         make_bb(linear_model)([[0.0]])
 
 
