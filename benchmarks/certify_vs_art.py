@@ -80,7 +80,7 @@ def main() -> None:
     # raw batched forward pass of the same number of noisy images (noise drawn once, outside the timing)
     xb = (x[:1] + args.sigma * torch.randn((bs, *x.shape[1:]), generator=torch.Generator().manual_seed(0)))
 
-    def time_raw(forward) -> float:  # type: ignore[no-untyped-def]
+    def time_raw(forward) -> float:  # type: ignore[no-untyped-def]  # forward: ART's or ours, no common type
         best = float("inf")
         for _ in range(args.repeats):
             t = time.perf_counter()

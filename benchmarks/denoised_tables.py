@@ -40,7 +40,8 @@ def main() -> None:
     if args.only in (None, "table2", "table5"):
         t2, t5 = args.only in (None, "table2"), args.only in (None, "table5")
         cfg = replace(zo_ae_ds_suite.full_config(), **over)
-        runs.append(run_paper("zo-ae-ds", out / "zo-ae-ds", cache_dir=cache, config={"table2": t2, "table5": t5, **over},
+        runs.append(run_paper("zo-ae-ds", out / "zo-ae-ds", cache_dir=cache,
+                              config={"table2": t2, "table5": t5, **over},
                               runner=lambda run, seed, cache_dir, on_event: zo_ae_ds_suite.run_scaled(
                                   run, cfg, table2=t2, table5=t5, cache_dir=cache_dir, on_event=on_event)))
     if args.only in (None, "irs"):

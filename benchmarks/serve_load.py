@@ -104,6 +104,7 @@ def start_server(ckpt: Path, keys: Path, db: Path, defense: str | None, durabili
     t0 = time.monotonic()
     while time.monotonic() - t0 < 120:
         if proc.poll() is not None:
+            # stderr=PIPE, so proc.stderr is set
             raise RuntimeError(f"server failed: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:

@@ -159,7 +159,8 @@ def test_majority_criterion_uses_uncharged_audits_and_is_recorded(name: str) -> 
 def test_unknown_criterion_is_refused_before_any_query() -> None:
     x, y = _data()
     bb = BlackBox.from_module(multiclass_model(), input_shape=SHAPE, output="label")
-    with pytest.raises(InputError, match=r"criterion must be one of single, majority, fooled_once, fast_exp, got 'vote'"):
+    with pytest.raises(InputError,
+                       match=r"criterion must be one of single, majority, fooled_once, fast_exp, got 'vote'"):
         ATTACKS["rays"](criterion="vote").run(bb, x, y)  # type: ignore[arg-type]
     with pytest.raises(InputError, match=r"transfer: criterion must be one of single, majority, fooled_once, got"):
         ATTACKS["transfer"](surrogate=multiclass_model(), criterion="fast_exp").run(bb, x, y)  # no early stop

@@ -77,7 +77,7 @@ def test_a_start_that_is_not_adversarial_falls_back_and_its_check_is_charged() -
     atk = ATTACKS["hsja"](norm="l2", eps=None, max_queries=300, num_iterations=2, seed=0)
     res_bad = atk.run(bb, x, y, x_init=x.clone())  # the images themselves are not adversarial
     bb2 = BlackBox.from_module(model, input_shape=SHAPE, output="label")
-    res_none = atk.run(bb2, x, y)
+    atk.run(bb2, x, y)
     assert bool(res_bad.success.all())  # uniform noise found a start anyway
     assert int(bb.stats.queries) == int(bb2.stats.queries) + len(x), "one charged check per start"
     assert int(res_bad.queries.sum()) == bb.stats.queries
@@ -86,7 +86,7 @@ def test_a_start_that_is_not_adversarial_falls_back_and_its_check_is_charged() -
 def test_x_init_is_refused_by_attacks_that_take_no_start_and_checked_for_shape() -> None:
     model, x, y, _, _ = binary_problem(n=2)
     bb = BlackBox.from_module(model, input_shape=SHAPE)
-    with pytest.raises(InputError, match="square takes no starting images.*hsja, signflip"):
+    with pytest.raises(InputError, match=r"square takes no starting images.*hsja, signflip"):
         ATTACKS["square"](eps=0.1, max_queries=10).run(bb, x, y, x_init=x)
     with pytest.raises(InputError, match="x_init must have the images' shape"):
         ATTACKS["hsja"](max_queries=10).run(bb, x, y, x_init=x[:1])

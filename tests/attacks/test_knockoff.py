@@ -39,7 +39,7 @@ def test_knockoff_same_seed_same_model() -> None:
                              epochs=1, seed=3)
         outs.append((res.class_counts, [p.detach().clone() for p in res.model.parameters()]))
     assert outs[0][0] == outs[1][0]
-    assert all(torch.equal(a, b) for a, b in zip(outs[0][1], outs[1][1]))
+    assert all(torch.equal(a, b) for a, b in zip(outs[0][1], outs[1][1], strict=True))
 
 
 def test_knockoff_rejects_budget_above_transfer_set() -> None:
@@ -55,7 +55,7 @@ def test_knockoff_rejects_budget_above_transfer_set() -> None:
 def test_knockoff_steals_mnist_target_well_above_chance(strategy: str, trained_smallcnn, mnist_splits) -> None:
     from bbdefense.models import load_checkpoint
 
-    module, meta = load_checkpoint(trained_smallcnn[0])
+    module, _meta = load_checkpoint(trained_smallcnn[0])
     victim = BlackBox.from_module(module, input_shape=(1, 28, 28), output="probs", budget=500)
     res = knockoff_steal(victim, mnist_splits.defender, arch="lenet", budget=500, strategy=strategy,  # type: ignore[arg-type]
                          epochs=8, eval_set=mnist_splits.test, seed=0)
@@ -68,7 +68,7 @@ def test_steal_result_saves_a_loadable_checkpoint(tmp_path) -> None:
 
     victim = BlackBox.from_module(multiclass_model(), input_shape=SHAPE, output="probs")
     res = knockoff_steal(victim, _transfer(), arch="smallcnn", budget=32, epochs=1, eval_set=_transfer(20))
-    path = res.save(tmp_path / "stolen")
+    res.save(tmp_path / "stolen")
     bb = load_blackbox(tmp_path / "stolen")
     x = _transfer(5).x
     with torch.no_grad():

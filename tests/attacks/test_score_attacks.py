@@ -93,7 +93,8 @@ def test_score_attack_targeted_reaches_the_target(name: str) -> None:
     x = images(6)
     y = module(x).argmax(1).detach()
     target = (y + 3) % 10
-    over = {"simba": {"basis": "pixel", "step": 1.0}, "bandits": {"tile_size": 8, "image_lr": 0.05, "online_lr": 1.0}}.get(name, {})
+    over = {"simba": {"basis": "pixel", "step": 1.0},
+            "bandits": {"tile_size": 8, "image_lr": 0.05, "online_lr": 1.0}}.get(name, {})
     res = build(name, eps=0.5, max_queries=400, **over).run(bb, x, y, target=target)
     assert res.extra["targeted"]
     with torch.no_grad():

@@ -45,7 +45,7 @@ def test_every_registered_attack_uses_the_template(name: str) -> None:
 
 
 def test_a_subclass_overriding_run_is_refused() -> None:
-    with pytest.raises(TypeError, match="overrides Attack.run, the final template"):
+    with pytest.raises(TypeError, match=r"overrides Attack\.run, the final template"):
         class Rogue(Attack):
             def run(self, model, x, y, *, target=None, x_init=None):  # type: ignore[no-untyped-def,override]
                 raise AssertionError
@@ -98,8 +98,10 @@ def test_template_refuses_queries_that_do_not_sum_to_the_counter() -> None:
         _Overshoot(lie=True).run(bb, x, linear10()(x).argmax(1).detach())
 
 
-@pytest.mark.parametrize("kw,msg", [({"eps": -1.0}, "eps must be > 0"), ({"norm": "l1"}, "norm must be one of linf, l2"),
-                                    ({"criterion": "fast_exp"}, "criterion must be one of single, majority, fooled_once"),
+@pytest.mark.parametrize("kw,msg", [({"eps": -1.0}, "eps must be > 0"),
+                                    ({"norm": "l1"}, "norm must be one of linf, l2"),
+                                    ({"criterion": "fast_exp"},
+                                     "criterion must be one of single, majority, fooled_once"),
                                     ({"k": 0}, "k .* must be >= 1")])
 def test_template_validates_hyperparameters_before_any_query(kw: dict, msg: str) -> None:
     bb = BlackBox.from_module(linear10(), input_shape=SHAPE, output="label")

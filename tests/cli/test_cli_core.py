@@ -118,8 +118,9 @@ def test_cli_train_on_npz_with_data_option(capsys, tmp_path):
     y = np.repeat(np.arange(4), 50)
     x[np.arange(200), y, y, 0] = 255  # a learnable mark per class
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    code, out, err = run(capsys, "train", "--arch", "smallcnn", "--dataset", "npz", "--data-dir", str(tmp_path / "d.npz"),
-                         "--data-option", "layout=nhwc", "--epochs", "1", "--out", str(tmp_path / "m"), "--no-progress")
+    code, _out, err = run(capsys, "train", "--arch", "smallcnn", "--dataset", "npz",
+                          "--data-dir", str(tmp_path / "d.npz"), "--data-option", "layout=nhwc", "--epochs", "1",
+                          "--out", str(tmp_path / "m"), "--no-progress")
     assert code == 0, err
     meta = json.loads((tmp_path / "m.json").read_text())
     assert meta["input_shape"] == [1, 8, 8] and meta["extra"]["recipe"]["data_options"] == {"layout": "nhwc"}

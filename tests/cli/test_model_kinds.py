@@ -55,8 +55,8 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], Callable[[Path, str], Any]
                 "--no-progress"], ALL, _attack_rows),
     "attack-white": (["attack", "--model", "MODEL", "--attack", "pgd", "-n", "1", "--budget", "2", "--out", "OUT",
                       "--no-progress"], MODULE, _attack_rows),
-    "certify": (["certify", "--model", "MODEL", "-n", "2", "--n0", "10", "--n", "40", "--norm", "l2", "--clip", "--out", "OUT",
-                 "--no-progress"], ALL, _rows("certify")),
+    "certify": (["certify", "--model", "MODEL", "-n", "2", "--n0", "10", "--n", "40", "--norm", "l2", "--clip",
+                 "--out", "OUT", "--no-progress"], ALL, _rows("certify")),
     "steal": (["steal", "--model", "MODEL", "--budget", "40", "--epochs", "1", "--eval-split", "test",
                "--out", "OUT/stolen", "--no-progress"], ALL,
               lambda _o, s: re.findall(r"victim queries \d+|  accuracy \S+ \(victim", s)),
@@ -83,9 +83,9 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], Callable[[Path, str], Any]
     "evaluate": (["evaluate", "--model", "MODEL", "-d", "rnd:nu=0.05", "--attacks", "square", "--decision-attacks",
                   "", "--eot", "", "--budgets", "10", "--n", "2", "--n-clean", "20", "--passes", "1", "--out", "OUT",
                   "--no-progress"], MODULE, _stdout()),
-    "privacy": (["privacy", "--model", "MODEL", "--arch", "smallcnn", "-n", "20", "--sources", "same", "--budget", "40", "--epochs", "1",
-                 "--n-smooth", "2", "--overfit-n", "0", "--no-shadow", "--n-boot", "20", "--out", "OUT",
-                 "--no-progress"], MODULE, _stdout()),
+    "privacy": (["privacy", "--model", "MODEL", "--arch", "smallcnn", "-n", "20", "--sources", "same", "--budget",
+                 "40", "--epochs", "1", "--n-smooth", "2", "--overfit-n", "0", "--no-shadow", "--n-boot", "20",
+                 "--out", "OUT", "--no-progress"], MODULE, _stdout()),
     "export-onnx": (["export-onnx", "--model", "MODEL", "--out", "OUT/x.onnx"], ("checkpoint", "factory"),
                     lambda out, _s: np.round(_onnx_logits(out / "x.onnx"), 4).tolist()),
     "serve": (["serve", "--model", "MODEL", "--output", "logits", "--db", "OUT/state.sqlite3", "--port", "PORT"],
@@ -226,5 +226,5 @@ def test_factory_without_input_shape_is_refused(tmp_path: Path, monkeypatch) -> 
     (tmp_path / "bare_factory_mod.py").write_text(
         "import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))\n")
     monkeypatch.chdir(tmp_path)  # the current folder is tried when the import fails (as uvicorn app:app does)
-    with pytest.raises(InputError, match="give the module .or the factory. an input_shape attribute"):
+    with pytest.raises(InputError, match=r"give the module \(or the factory\) an input_shape attribute"):
         model_source("bare_factory_mod:make").blackbox()

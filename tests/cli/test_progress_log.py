@@ -125,7 +125,7 @@ def test_library_loops_emit_totals_and_queries(linear_model) -> None:
     _check(evs, "attack", 6, queries=bb.stats.queries - q0)
     # certification's noisy queries
     Smooth(bb, make_noise("gaussian", sigma=0.25)).certify(x[:2], n0=10, n=30, batch_size=16, on_event=cb)
-    assert [e for e in evs if e.task == "smooth"][0].total in (20, 60)
+    assert next(e for e in evs if e.task == "smooth").total in (20, 60)
     # distillation per query batch (with queries), then per epoch
     sur = build_surrogate("smallcnn", num_classes=10, input_shape=shape, mean=[0.5], std=[0.5], seed=0)
     distill(bb, sur, torch.rand(20, *shape, generator=g), DistillConfig(budget=30, epochs=2, query_batch=8),

@@ -54,7 +54,7 @@ def test_torchscript_backend(cnn, x28, tmp_path):
     (tmp_path / "m2.json").write_text(json.dumps({"input_shape": [1, 28, 28]}))
     torch.jit.save(torch.jit.trace(cnn, x28), str(tmp_path / "m2.pt"))
     assert load_blackbox(tmp_path / "m2.pt").input_shape == (1, 28, 28)
-    with pytest.raises(InputError, match="pass input_shape for TorchScript file m.pt"):
+    with pytest.raises(InputError, match=r"pass input_shape for TorchScript file m\.pt"):
         load_blackbox(p)
 
 

@@ -121,7 +121,7 @@ def test_bad_input_raises_input_error(linear_model, x, msg):
 
 
 def test_non_tensor_input(linear_model):
-    with pytest.raises(InputError, match="expected a torch.Tensor of images, got list"):
+    with pytest.raises(InputError, match=r"expected a torch\.Tensor of images, got list"):
         make_bb(linear_model)([[0.0]])
 
 
@@ -194,3 +194,17 @@ def test_inputs_not_mutated(linear_model, images):
     x = images.clone()
     make_bb(linear_model)(x)
     assert torch.equal(x, images)
+
+
+def test_input_shape_is_three_ints_and_another_length_is_refused(linear_model):
+    bb = BlackBox.from_module(linear_model, num_classes=10, input_shape=(torch.tensor(1), 8, 8))  # type: ignore[arg-type]
+    assert bb.input_shape == (1, 8, 8) and all(type(s) is int for s in bb.input_shape)
+    with pytest.raises(InputError, match=r"input_shape must be \(C, H, W\), got \(8, 8\)"):
+        BlackBox.from_module(linear_model, num_classes=10, input_shape=(8, 8))  # type: ignore[arg-type]
+
+
+def test_whitebox_module_reads_its_backend(linear_model):
+    wb = WhiteBox(linear_model, input_shape=(1, 8, 8))
+    assert wb.module is linear_model
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    assert wb.with_backend(WhiteBox(other, input_shape=(1, 8, 8)).backend).module is other

@@ -249,9 +249,9 @@ def test_autoencoder_latents_match_zo_ae_ds(name: str, c: int, s: int, latent: t
 
 
 def test_bad_arguments_give_typed_errors_naming_the_value() -> None:
-    with pytest.raises(InputError, match="designed for 3-channel.*in_channels=1"):
+    with pytest.raises(InputError, match=r"designed for 3-channel.*in_channels=1"):
         build_model("cifar_ae_192", in_channels=1, image_size=32)
-    with pytest.raises(InputError, match="6n \\+ 4.*27"):
+    with pytest.raises(InputError, match=r"6n \+ 4.*27"):
         build_model("wideresnet", depth=27)
     with pytest.raises(InputError, match="shortcut must be 'A' or 'B', got 'C'"):
         build_model("resnet110", shortcut="C")

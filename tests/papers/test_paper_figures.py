@@ -13,7 +13,8 @@ from bbdefense.experiments.papers import PAPERS, PaperSuite, comparison_table
 
 PAPER_FILES = {"rfd": "randomized-feature-defense.md", "unig": "unig-unifying-gradients.md",
                "ducd": "ducd-privacy-preserving-universal-defense.md",
-               "zo-ae-ds": "zo-ae-ds-robustify-black-box-models.md", "irs-net": "irs-net-improved-randomized-smoothing.md"}
+               "zo-ae-ds": "zo-ae-ds-robustify-black-box-models.md",
+               "irs-net": "irs-net-improved-randomized-smoothing.md"}
 PAPERS_DIR = Path(os.environ.get("BBDEFENSE_PAPERS_DIR", "/work/shared/papers"))
 
 

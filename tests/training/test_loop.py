@@ -120,7 +120,8 @@ def test_gradient_clipping_bounds_each_update() -> None:
     before = lin.weight.detach().clone()
     fit(lin.parameters(), (x, y), _mse_step(lin), epochs=1, batch_size=64, generator=torch.Generator().manual_seed(0),
         optim=OptimConfig("sgd", lr=1.0, momentum=0.0, clip_grad_norm=0.01))
-    assert float((lin.weight.detach() - before).norm()) == pytest.approx(0.01, rel=1e-4)  # clip_grad_norm_ adds 1e-6 to the norm
+    # clip_grad_norm_ adds 1e-6 to the norm
+    assert float((lin.weight.detach() - before).norm()) == pytest.approx(0.01, rel=1e-4)
 
 
 def test_a_callers_optimizer_keeps_its_state_across_calls() -> None:

@@ -96,7 +96,8 @@ class ScoreAttack(Attack):
     def _check_common(self) -> None:
         if self.norm not in self.norms:
             raise InputError(f"{self.name}: norm must be one of {', '.join(self.norms)}, got {self.norm!r}")
-        if self.eps is not None and not (isinstance(self.eps, (int, float)) and self.eps > 0 and math.isfinite(self.eps)):
+        if self.eps is not None and not (isinstance(self.eps, (int, float)) and self.eps > 0
+                                         and math.isfinite(self.eps)):
             raise InputError(f"{self.name}: eps must be > 0 for norm={self.norm!r}, got {self.eps!r}")
         if not isinstance(self.max_queries, int) or self.max_queries < 1:
             raise InputError(f"{self.name}: max_queries must be an int >= 1, got {self.max_queries!r}")
@@ -122,10 +123,7 @@ class ScoreAttack(Attack):
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         ledger = Ledger(self, model, x, y, target)
-        if len(x):
-            x_adv = self._attack(ledger)
-        else:
-            x_adv = x.clone()
+        x_adv = self._attack(ledger) if len(x) else x.clone()
         return ledger.outcome(x_adv)
 
     def _attack(self, led: Ledger) -> Tensor:

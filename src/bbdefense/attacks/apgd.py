@@ -101,6 +101,7 @@ def auto_loop(model: WhiteBox, x: Tensor, y: Tensor, target: Tensor | None, *, e
         return lv, gr.detach()
 
     def proj(p: Tensor, rows: Tensor) -> Tensor:
+        # norm was checked against the attack's norms in __init__
         return (xs[rows] + project(p - xs[rows], eps, norm)).clamp(0, 1)  # type: ignore[arg-type]
 
     m = len(idx)

@@ -279,7 +279,7 @@ def clip_to_ball(x_adv: Tensor, x: Tensor, norm: str, eps: float | None) -> tupl
             far = lp_norm(d, norm) > eps * (1 + BALL_RTOL)
             if bool(far.any()):
                 out = out.clone()
-                out[far] = x[far] + project(d[far], eps, norm)  # type: ignore[arg-type]
+                out[far] = x[far] + project(d[far], eps, norm)  # type: ignore[arg-type]  # norm checked in __init__
     out = out.clamp(0.0, 1.0)
     moved = (out != x_adv).flatten(1).any(dim=1) if len(x_adv) else torch.zeros(0, dtype=torch.bool)
     return out, moved

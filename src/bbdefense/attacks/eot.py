@@ -106,7 +106,7 @@ class EOTBlackBox(BlackBox):
         self.m = m
         # the averaged outputs are already revealed (top-k applied per draw): no second top-k here
         super().__init__(EOTBackend(RevealedBackend(model), m), num_classes=model.num_classes,
-                         input_shape=model.input_shape, output=model.output,  # type: ignore[arg-type]  # (C, H, W) of model
+                         input_shape=model.input_shape, output=model.output,
                          name=f"eot{m}({model.name})",
                          remote=model.remote, share_counters_with=model, log_queries=model.log_queries)
 

@@ -205,7 +205,7 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
                 a = int(torch.multinomial(pi / pi.sum(), 1, generator=g))
                 acts.append(a)
                 used[a] += 1
-            idx = torch.stack([pools[a][k] for a, k in zip(acts, _positions(acts, used))])
+            idx = torch.stack([pools[a][k] for a, k in zip(acts, _positions(acts, used), strict=True)])
             xb = transfer_set.x[idx]
             yv = _victim_targets(victim.query(xb), victim, use_probability).cpu()
             spent += m
@@ -215,14 +215,14 @@ def knockoff_steal(victim: BlackBox, transfer_set: ImageDataset, *, arch: str = 
             parts = {"cert": top2[:, 0] - top2[:, -1],
                      "div": (yv - (torch.cat(recent).mean(0) if recent else yv.mean(0))).clamp_min(0).sum(1),
                      "loss": -(yv * logp).sum(1)}
-            recent = (recent + [yv])[-5:]
-            for k, v in parts.items():
-                stats[k].add(v)
+            recent = [*recent, yv][-5:]
+            for k, part in parts.items():
+                stats[k].add(part)
             if reward == "all":
                 r = torch.stack([(v - stats[k].mean) / max(stats[k].std(), 1e-8) for k, v in parts.items()]).sum(0)
             else:
                 r = parts[reward]
-            for a, rv in zip(acts, r.tolist()):
+            for a, rv in zip(acts, r.tolist(), strict=True):
                 pi = torch.softmax(hpref, 0)
                 adv = rv - baseline.mean
                 onehot = torch.zeros(n_act, dtype=torch.float64)

@@ -140,8 +140,8 @@ class SignFlip(Attack):
             hi[s[ok]] = mid[ok]
             lo[s[~ok]] = mid[~ok]
         h4 = hi.view(-1, 1, 1, 1)
-        delta = torch.where(started.view(-1, 1, 1, 1), torch.maximum(x - h4, torch.minimum(x_a, x + h4)).clamp(0, 1) - x,
-                            torch.zeros_like(x))
+        delta = torch.where(started.view(-1, 1, 1, 1),
+                            torch.maximum(x - h4, torch.minimum(x_a, x + h4)).clamp(0, 1) - x, torch.zeros_like(x))
         found |= started
         alpha = torch.full((n,), float(self.alpha), device=x.device)
         prob = torch.full((n, c, hd, wd), float(self.prob), device=x.device)

@@ -15,9 +15,10 @@ Objective: decrease the probability of the true class (untargeted) or increase t
 Queries: 1 per iteration, 2 when the first direction did not improve (the reference's count; its
 prediction checks are free, here they are not needed: an accepted candidate's scores come from a
 charged query). ``prev = p_y(x)`` is taken uncounted, as in the reference: through
-``BlackBox.audit`` (``audit_queries``), or charged with ``charge_checks=True``. The reference shares one coordinate order across the batch; here
-each image draws its own. ``norm``/``eps``: linf clamps ``T(z)`` to ``[-eps, eps]`` (the reference's
-``linf_bound``); l2 projects it onto the ``eps`` ball; ``eps=None`` leaves it unbounded.
+``BlackBox.audit`` (``audit_queries``), or charged with ``charge_checks=True``. The reference shares one
+coordinate order across the batch; here each image draws its own. ``norm``/``eps``: linf clamps ``T(z)`` to
+``[-eps, eps]`` (the reference's ``linf_bound``); l2 projects it onto the ``eps`` ball; ``eps=None`` leaves it
+unbounded.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from .base import register_attack
 
 @lru_cache(maxsize=8)
 def dct_matrix(n: int) -> Tensor:
-    """Orthonormal DCT-II matrix ``D`` ``(n, n)``: ``dct(v) = D @ v``, ``idct(c) = D.T @ c`` (scipy ``norm='ortho'``)."""
+    """Orthonormal DCT-II matrix ``D`` ``(n, n)``: ``dct(v) = D @ v``, ``idct(c) = D.T @ c``
+    (scipy ``norm='ortho'``)."""
     k = torch.arange(n, dtype=torch.float64)[:, None]
     i = torch.arange(n, dtype=torch.float64)[None, :]
     d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)

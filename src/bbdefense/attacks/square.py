@@ -193,7 +193,7 @@ class Square(ScoreAttack):
     def _step_linf(self, led: Ledger, x: Tensor, x_best: Tensor, p: float, eps: float) -> Tensor:
         g = led.g
         n, c, h, w = x.shape
-        s = min(max(int(round(math.sqrt(p * c * h * w / c))), 1), h - 1)
+        s = min(max(round(math.sqrt(p * c * h * w / c)), 1), h - 1)
         rows = torch.randint(0, h - s, (n,), generator=g, device=x.device)
         cols = torch.randint(0, w - s, (n,), generator=g, device=x.device)
         mask = window_mask(n, h, w, rows, cols, s)
@@ -215,7 +215,7 @@ class Square(ScoreAttack):
     def _step_l2(self, led: Ledger, x: Tensor, x_best: Tensor, p: float, eps: float) -> Tensor:
         g = led.g
         n, c, h, w = x.shape
-        s = max(int(round(math.sqrt(p * c * h * w / c))), 3)
+        s = max(round(math.sqrt(p * c * h * w / c)), 3)
         if s % 2 == 0:
             s += 1
         s = min(s, h - 1 if (h - 1) % 2 else h - 2)

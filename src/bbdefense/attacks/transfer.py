@@ -12,7 +12,7 @@ forward passes are counted on the surrogate's own white box and reported in
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -61,8 +61,7 @@ class Transfer(Attack):
         if isinstance(self.surrogate, WhiteBox):
             return self.surrogate
         if isinstance(self.surrogate, nn.Module):
-            shape = cast(tuple[int, int, int], model.input_shape)
-            return WhiteBox(self.surrogate, num_classes=model.num_classes, input_shape=shape,
+            return WhiteBox(self.surrogate, num_classes=model.num_classes, input_shape=model.input_shape,
                             name="surrogate")
         raise InputError("transfer: pass surrogate= (a WhiteBox or an nn.Module, e.g. a KnockoffNets stolen "
                          f"model); got {type(self.surrogate).__name__}")

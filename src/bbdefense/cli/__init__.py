@@ -24,7 +24,7 @@ import typer
 try:  # typer >= 0.20 vendors click as typer._click; older versions use click itself
     from typer import _click as click
 except ImportError:  # pragma: no cover
-    import click  # type: ignore[no-redef]
+    import click  # type: ignore[no-redef]  # the same module under its older name
 
 from ..errors import BBDefenseError
 from .common import console, defend_app
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"error: {code}")
         return 1
     except Exception as exc:  # a bug: one line, the traceback in a file
-        where = _log_traceback(exc, args)
+        trace_path = _log_traceback(exc, args)
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        tail = f"traceback written to {where}" if where else "the traceback could not be written to a file"
+        tail = f"traceback written to {trace_path}" if trace_path else "the traceback could not be written to a file"
         _error(f"internal error (a bug, please report it): {what}; {tail}")
         return 1
 

@@ -12,6 +12,8 @@ import typer
 
 from .common import out, progress_events, seed_everything
 from .options import (
+    BACKENDS,
+    OUTPUTS,
     api_key_option,
     backend_option,
     budget_option,
@@ -22,6 +24,8 @@ from .options import (
     data_dir_option,
     dataset_option,
     model_option,
+    narrow_choice,
+    narrow_optional,
     output_option,
     preflight_attack,
     resolve_splits,
@@ -78,8 +82,11 @@ def attack(
     api_key: str | None = api_key_option(),
     output: str | None = output_option(),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
-    targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); attacks that take starting points (hsja, signflip) start from a test image of the target class."),
-    criterion: str | None = typer.Option(None, "--criterion", help="single | majority | fooled_once (randomized models)."),
+    targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); "
+                                  "attacks that take starting points (hsja, signflip) start from a test image of the "
+                                  "target class."),
+    criterion: str | None = typer.Option(None, "--criterion",
+                                         help="single | majority | fooled_once (randomized models)."),
     eot: int = count_option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
     param: list[str] | None = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
     dataset: str | None = dataset_option(),
@@ -107,7 +114,8 @@ def attack(
     check_writable_dir(run_path, "--out")
     src = model_source(model)
     bb = (src.whitebox(f"attack --attack {atk.name}") if atk.access == "white" else
-          src.blackbox(backend=backend, output=output, api_key=api_key))  # type: ignore[arg-type]
+          src.blackbox(backend=narrow_choice(backend, BACKENDS, "--backend"),
+                       output=narrow_optional(output, OUTPUTS, "--output"), api_key=api_key))
     output = bb.output
     got = atk.get_params()
     if got.get("eps") is not None and "norm" in got:

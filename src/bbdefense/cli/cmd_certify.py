@@ -12,6 +12,7 @@ import typer
 
 from .common import out, progress_events, seed_everything
 from .options import (
+    BACKENDS,
     api_key_option,
     backend_option,
     budget_option,
@@ -22,6 +23,7 @@ from .options import (
     dataset_option,
     fraction_option,
     model_option,
+    narrow_choice,
     positive_option,
     resolve_splits,
     seed_option,
@@ -46,7 +48,8 @@ def _noise_params(beta: float | None, k: float | None) -> dict[str, float]:
 
 def certify(
     model: str = model_option(help="The base classifier."),
-    noise: str = typer.Option("gaussian", "--noise", help="gaussian | laplace | gen_gaussian | uniform | cauchy | pareto"),
+    noise: str = typer.Option("gaussian", "--noise",
+                              help="gaussian | laplace | gen_gaussian | uniform | cauchy | pareto"),
     sigma: float = positive_option(0.25, "--sigma", help="Per-coordinate noise std in [0,1] pixel space."),
     beta: float | None = positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
     k: float | None = positive_option(None, "--k", help="Shape of pareto."),
@@ -88,13 +91,14 @@ def certify(
     nz = make_noise(noise, sigma=sigma, **params)
     check_writable_dir(out_dir, "--out")
     src = model_source(model)
-    bb = src.blackbox(backend=backend, api_key=api_key, budget=budget)  # type: ignore[arg-type]
+    bb = src.blackbox(backend=narrow_choice(backend, BACKENDS, "--backend"), api_key=api_key, budget=budget)
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     test = splits.test
     check_count(num_images, len(range(0, len(test), skip)), "-n",
                 f"test images of {dataset}" + (f" taken every {skip}" if skip > 1 else ""))
     idx = list(range(0, len(test), skip))[:num_images]
+    # typer gives str; Smooth checks radius_method and each norm, raising an InputError that names the bad one
     sm = Smooth(bb, nz, norms=norm, radius_method=radius_method, clip=clip)  # type: ignore[arg-type]
     config = {"model": str(model), "dataset": dataset, "split": "test", "split_seed": split_seed,
               "noise": nz.params(), "n0": n0, "n": n,

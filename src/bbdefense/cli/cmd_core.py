@@ -9,6 +9,8 @@ import typer
 
 from .common import console, out, parse_options, progress_events, seed_everything
 from .options import (
+    BACKENDS,
+    OUTPUTS,
     api_key_option,
     backend_option,
     budget_option,
@@ -16,6 +18,7 @@ from .options import (
     check_writable_dir,
     count_option,
     model_option,
+    narrow_choice,
     output_option,
     positive_option,
     seed_option,
@@ -47,8 +50,8 @@ def info(model: str | None = model_option(default=None, help="Describe it (a che
         out.print(f"{k:14s} {v}")
     out.print("architectures  " + ", ".join(f"{n} ({MODELS[n].kind})" for n in MODELS))
     out.print("datasets       " + ", ".join(DATASETS))
-    for mod, attr, label in (("bbdefense.attacks", "ATTACKS", "attacks"), ("bbdefense.defenses", "DEFENSES", "defenses"),
-                             ("bbdefense.certify", "NOISES", "noises")):
+    for mod, attr, label in (("bbdefense.attacks", "ATTACKS", "attacks"),
+                             ("bbdefense.defenses", "DEFENSES", "defenses"), ("bbdefense.certify", "NOISES", "noises")):
         try:
             reg = getattr(__import__(mod, fromlist=[attr]), attr)
             out.print(f"{label:14s} " + ", ".join(reg))
@@ -59,7 +62,8 @@ def info(model: str | None = model_option(default=None, help="Describe it (a che
 def train(
     arch: str = typer.Option(..., "--arch", help="Zoo architecture, e.g. smallcnn, resnet18."),
     dataset: str = typer.Option(..., "--dataset", help="mnist5k, digits (embedded) or a local dataset."),
-    out_path: Path = typer.Option(Path("runs/model"), "--out", help="Checkpoint path (writes OUT.safetensors + OUT.json)."),
+    out_path: Path = typer.Option(Path("runs/model"), "--out",
+                                  help="Checkpoint path (writes OUT.safetensors + OUT.json)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Directory of a local dataset."),
     data_option: list[str] | None = typer.Option(None, "--data-option",
                                                     help="Loader option KEY=VALUE (repeatable), e.g. image_size=64."),
@@ -129,7 +133,7 @@ def export_onnx_cmd(
     target = out_path or checkpoint_paths(model)[0].with_suffix(".onnx")
     check_output_file(target, "--out")
     module, meta = src.module("export-onnx", accepts=("checkpoint", "factory"))
-    diff = export_checked(module, target, tuple(meta["input_shape"]), check=check)  # type: ignore[arg-type]
+    diff = export_checked(module, target, tuple(meta["input_shape"]), check=check)
     out.print(f"wrote {target}" + ("" if diff is None else f"  (max |torch - onnx| = {diff:.2e})"))
 
 
@@ -175,8 +179,8 @@ def predict(
     """Query a model as a black box on images from a file; prints one JSON line per image."""
     from ..models import load_blackbox
 
-    bb = load_blackbox(model, backend=backend, output=output, top_k=top_k, api_key=api_key,  # type: ignore[arg-type]
-                       budget=budget)
+    bb = load_blackbox(model, backend=narrow_choice(backend, BACKENDS, "--backend"),
+                       output=narrow_choice(output, OUTPUTS, "--output"), top_k=top_k, api_key=api_key, budget=budget)
     res = bb(load_images(input_path))
     for i, r in enumerate(res.tolist()):
         out.print(json.dumps({"idx": i, output: r}), soft_wrap=True)

@@ -91,7 +91,7 @@ def _make_defend(name: str):
         seed_everything(seed)
         if out_path is not None:
             check_output_file(out_path, "--out")
-        module, meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
+        module, _meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
         if n_test is not None:
             check_count(n_test, len(splits.test), "--n-test", "test images")
         opts = list(option or [])
@@ -214,7 +214,8 @@ def evaluate(
                      budgets=budget_list, eot=tuple(names["--eot"]), eot_m=eot_m, eot_budget=eot_budget,
                      eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
     cfg.check()
-    config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []), "n_clean": n_clean,
+    config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []),
+              "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
     from ..defenses.spec import check_spec, parse_spec, split_wrapped
 
@@ -244,9 +245,9 @@ def evaluate(
     t = res["tables"][0]
     out.print(t["title"])
     widths = [max(len(str(c)), 8) for c in t["columns"]]
-    out.print("  ".join(str(c).ljust(w) for c, w in zip(t["columns"], widths)))
+    out.print("  ".join(str(c).ljust(w) for c, w in zip(t["columns"], widths, strict=True)))
     for row in t["rows"]:
-        out.print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+        out.print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
     out.print(t["caption"])
     run.finish()
     md, _ = render_report(run.path)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .common import out, progress_events, seed_everything
 from .options import (
+    BACKENDS,
+    OUTPUTS,
     api_key_option,
     backend_option,
     budget_option,
@@ -18,12 +21,17 @@ from .options import (
     data_dir_option,
     dataset_option,
     model_option,
+    narrow_choice,
+    narrow_optional,
     output_option,
     positive_option,
     resolve_splits,
     seed_option,
     split_seed_option,
 )
+
+if TYPE_CHECKING:
+    from ..records import RowWriter
 
 
 def register(app: typer.Typer) -> None:
@@ -41,8 +49,16 @@ def open_target(spec: str, *, output: str | None = "logits", budget: int | None 
 
     src = model_source(spec)
     audit = eval_budget if eval_budget is not None or src.kind != "url" else 0
-    return src.blackbox(output=output, budget=budget, api_key=api_key, backend=backend,  # type: ignore[arg-type]
-                        audit_budget=audit)
+    return src.blackbox(output=narrow_optional(output, OUTPUTS, "--output"), budget=budget, api_key=api_key,
+                        backend=narrow_choice(backend, BACKENDS, "--backend"), audit_budget=audit)
+
+
+def _sink(rows: RowWriter) -> Callable[[dict[str, Any]], None]:
+    """``rows.write`` as a callback that returns nothing (its "already written" flag is of no use to a
+    distillation, which writes each epoch and each budget once)."""
+    def write(row: dict[str, Any]) -> None:
+        rows.write(row)
+    return write
 
 
 def planned_transfer(out_dir: Path, resume: bool, budget: int | None, n_images: int) -> int:
@@ -107,6 +123,7 @@ def distill_cmd(
                            what=f"distill --sweep ({n_transfer} transfer-set + {n_eval} evaluation + "
                                 f"{max(sweep_b)} sweep queries)")
     used0 = bb.usage()["used"] if bb.remote and hasattr(bb, "usage") else None
+    # typer gives str; cfg.check() below refuses an unknown loss with an InputError naming it
     cfg = DistillConfig(budget=budget, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,  # type: ignore[arg-type]
                         augment=tuple(a for a in augment.split(",") if a), seed=seed)
     cfg.check()
@@ -133,7 +150,7 @@ def distill_cmd(
     (run.path / "rows" / "epochs.jsonl").unlink(missing_ok=True)  # a rerun retrains (from the saved transfer set)
     epochs_w = run.rows("epochs", key="epoch")
     with progress_events(progress) as cb:
-        res, transfer = distill(bb, sur, data, cfg, transfer=transfer, on_event=cb, on_epoch=epochs_w.write)
+        res, transfer = distill(bb, sur, data, cfg, transfer=transfer, on_event=cb, on_epoch=_sink(epochs_w))
         transfer.save(tpath)
         a0 = bb.stats.audit_queries
         tp = target_labels(bb, test.x[:n_eval]) if n_eval > 0 else None
@@ -166,7 +183,7 @@ def distill_cmd(
         bb.budget = max(sweep_b)
         rows_w = run.rows("sweep", key="budget")
         with progress_events(progress) as cb:
-            rows = budget_sweep(bb, make, data, test, sweep_b, cfg, on_event=cb, on_row=rows_w.write,
+            rows = budget_sweep(bb, make, data, test, sweep_b, cfg, on_event=cb, on_row=_sink(rows_w),
                                 target_pred=tp if tp is not None else torch.zeros(0, dtype=torch.long))
         rows_w.close()
         run.add_table({**table("Accuracy vs query budget (Fig. 3)", ["budget", "queries", "surrogate acc", "ratio %",

@@ -76,8 +76,8 @@ def privacy_cmd(
     check_count(n_members, min(len(splits.owner_train), len(splits.test)), "-n",
                 "members available (the owner's training split and the test split bound it)")
     run = RunDir(out_dir, kind="privacy", name=f"Membership inference on {Path(model).name}",
-                 config={"model": str(model), "dataset": ds_name, "split_seed": split_seed, "study": cfg.__dict__}, seeds={"privacy": seed},
-                 resume=resume)
+                 config={"model": str(model), "dataset": ds_name, "split_seed": split_seed, "study": cfg.__dict__},
+                 seeds={"privacy": seed}, resume=resume)
     with progress_events(progress) as cb:
         rows = run_study(run, module, arch, splits, cfg, cache_dir=run.path / "models",
                          section="Membership inference (DUCD Fig. 9)", on_event=cb)

@@ -9,12 +9,15 @@ import typer
 
 from .common import console, out, seed_everything
 from .options import (
+    BACKENDS,
+    OUTPUTS,
     backend_option,
     budget_option,
     check_free_port,
     check_writable_dir,
     count_option,
     model_option,
+    narrow_choice,
     port_option,
     positive_option,
     seed_option,
@@ -63,8 +66,9 @@ def serve(
     check_free_port(host, port)
     limits = ServeLimits(max_batch=max_batch, max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)))
     cfg = load_defense_config(defense_config)
-    bb = build_served_blackbox(model, defense=defense, defense_config=cfg, output=output,  # type: ignore[arg-type]
-                               top_k=top_k, backend=backend)
+    bb = build_served_blackbox(model, defense=defense, defense_config=cfg,
+                               output=narrow_choice(output, OUTPUTS, "--output"), top_k=top_k,
+                               backend=narrow_choice(backend, BACKENDS, "--backend"))
     app = create_app(bb, keys=key_specs, db_path=db, limits=limits, defense=defense, defense_config=cfg,
                      anonymous_budget=budget, synchronous=durability.upper())
     store = app.state.store

@@ -8,6 +8,8 @@ import typer
 
 from .common import out, progress_events, seed_everything
 from .options import (
+    BACKENDS,
+    OUTPUTS,
     api_key_option,
     backend_option,
     budget_option,
@@ -16,6 +18,7 @@ from .options import (
     data_dir_option,
     dataset_option,
     model_option,
+    narrow_choice,
     output_option,
     resolve_splits,
     seed_option,
@@ -29,7 +32,8 @@ def register(app: typer.Typer) -> None:
 
 def steal(
     model: str = model_option(help="The victim (queried as a black box)."),
-    out_path: Path = typer.Option(Path("runs/stolen"), "--out", help="Checkpoint of the stolen model (OUT.safetensors + OUT.json)."),
+    out_path: Path = typer.Option(Path("runs/stolen"), "--out",
+                                  help="Checkpoint of the stolen model (OUT.safetensors + OUT.json)."),
     arch: str = typer.Option("lenet", "--arch", help="Zoo architecture of the knockoff."),
     budget: int = budget_option(1000, "Victim queries (exact)."),
     strategy: str = typer.Option("random", "--strategy", help="random | adaptive (gradient bandit over classes)."),
@@ -58,11 +62,13 @@ def steal(
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(), split_seed=split_seed,
                                                  what=f"victim {model}")
     splits[transfer_split], splits[eval_split]  # unknown split names are refused here
-    victim = src.blackbox(output=output, budget=budget, backend=backend, api_key=api_key)  # type: ignore[arg-type]
+    victim = src.blackbox(output=narrow_choice(output, OUTPUTS, "--output"), budget=budget,
+                          backend=narrow_choice(backend, BACKENDS, "--backend"), api_key=api_key)
     with progress_events(progress) as cb:
-        res = knockoff_steal(victim, splits[transfer_split], arch=arch, budget=budget, strategy=strategy,  # type: ignore[arg-type]
-                             reward=reward, epochs=epochs, eval_set=splits[eval_split], seed=seed,  # type: ignore[arg-type]
-                             on_event=cb)
+        # typer gives str; knockoff_steal checks strategy and reward, raising an InputError that names them
+        res = knockoff_steal(victim, splits[transfer_split], arch=arch, budget=budget,
+                             strategy=strategy, reward=reward,  # type: ignore[arg-type]
+                             epochs=epochs, eval_set=splits[eval_split], seed=seed, on_event=cb)
     path = res.save(out_path, dataset=dataset)
     f4 = lambda v: "not measured" if v is None else f"{v:.4f}"  # noqa: E731  (None: a remote victim's eval budget)
     out.print(f"wrote {path}  victim queries {res.queries}  agreement {f4(res.agreement)}  "

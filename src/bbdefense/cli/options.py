@@ -16,7 +16,7 @@ import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -25,6 +25,35 @@ from ..errors import InputError
 # the checks an experiment config shares with the CLI
 from ..experiments.preflight import check_radius, preflight_attack, radius_bound
 from ..utils import SEED_MAX
+
+if TYPE_CHECKING:
+    from ..models.backends import OutputMode
+    from ..models.resolve import BackendName
+
+
+# ---------------------------------------------------------------- choices typed as their Literal
+
+C = TypeVar("C", bound=str)
+
+#: the values of :data:`~bbdefense.models.resolve.BackendName` and of :data:`~bbdefense.models.OutputMode`
+#: (``bbdefense.models.OUTPUT_MODES``, repeated here so that this module loads no model code)
+BACKENDS: tuple[BackendName, ...] = ("torch", "onnx")
+OUTPUTS: tuple[OutputMode, ...] = ("logits", "probs", "label")
+
+
+def narrow_choice(value: str, choices: tuple[C, ...], what: str) -> C:
+    """``value`` as one of ``choices`` (the values of a ``Literal``, e.g. :data:`BACKENDS`), typed as that
+    Literal: typer hands every choice over as ``str``. An InputError naming ``what``, the bad value and the
+    choices otherwise."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise InputError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def narrow_optional(value: str | None, choices: tuple[C, ...], what: str) -> C | None:
+    """:func:`narrow_choice` for an option whose default is None (None stays None)."""
+    return None if value is None else narrow_choice(value, choices, what)
 
 
 # ---------------------------------------------------------------- option factories (bounds at parse time)
@@ -185,7 +214,7 @@ def api_key_option() -> Any:
 
 
 def _check_backend(value: str) -> str:
-    if value not in ("torch", "onnx"):
+    if value not in BACKENDS:
         raise typer.BadParameter(f"must be torch or onnx, got {value!r}")
     return value
 

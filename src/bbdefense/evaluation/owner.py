@@ -115,8 +115,9 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
     num_classes = module_num_classes(model)  # metadata, not an uncounted forward pass
     if num_classes is None:
         raise InputError(f"cannot tell the class count of {type(model).__name__} from its metadata")
-    bb = attack_blackbox(model, attack, num_classes=num_classes, input_shape=shape, name=defense_name,  # type: ignore[arg-type]
-                         eot=eot_m, reseed=cfg.seed)
+    # x is (N, C, H, W), so shape is (C, H, W); a torch.Size slice only types as tuple[int, ...]
+    bb = attack_blackbox(model, attack, num_classes=num_classes, input_shape=shape,  # type: ignore[arg-type]
+                         name=defense_name, eot=eot_m, reseed=cfg.seed)
     label = attack if eot_m is None else f"eot{eot_m}-{attack}"
     ev = evaluate_attack(bb, cls(**_params(cls, cfg, budget)), x, y, budget=int(budget),
                          batch_size=max(len(x), 1), task=f"{label} on {defense_name}")
@@ -161,6 +162,7 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
     if writer is not None:
         from ..records import read_rows
 
+        # a writer is only opened on a run, so run is not None here (mypy cannot tie the two)
         path = run.path / "rows" / "owner_eval.jsonl"  # type: ignore[union-attr]
         if path.is_file():
             done = {r["key"]: r for r in read_rows(path)}

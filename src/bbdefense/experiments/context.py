@@ -44,7 +44,7 @@ class DemoContext:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.target_meta["input_shape"])  # type: ignore[return-value]
+        return tuple(self.target_meta["input_shape"])
 
     def blackbox(self, *, output: OutputMode = "logits", budget: int | None = None, name: str = "target") -> BlackBox:
         """A fresh query-counted black box on the target (its own counters)."""

@@ -89,7 +89,7 @@ def check_runnable(cfg: ExperimentConfig, *, source: str = "config") -> None:
             c, h, _ = ds.input_shape
             arch, kwargs = t.arch, {"num_classes": ds.num_classes, "in_channels": c, "image_size": h,
                                     "mean": list(ds.mean), "std": list(ds.std)}
-            shape, k = tuple(ds.input_shape), int(ds.num_classes)
+            shape, k = ds.input_shape, int(ds.num_classes)
         elif t.checkpoint is not None and not t.checkpoint.endswith(".onnx"):
             meta = read_meta(t.checkpoint)
             recorded = split_seed_of(meta)

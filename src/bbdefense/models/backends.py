@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..errors import CheckpointError, InputError
 
 OutputMode = Literal["logits", "probs", "label"]
-OUTPUT_MODES: tuple[str, ...] = ("logits", "probs", "label")
+OUTPUT_MODES: tuple[OutputMode, ...] = ("logits", "probs", "label")
 
 
 @runtime_checkable
@@ -74,8 +74,9 @@ def module_num_classes(module: nn.Module) -> int | None:
     return int(last[-1].weight.shape[0]) if last else None
 
 
-def _is_linear(m: nn.Module) -> bool:
-    """An ``nn.Linear``, eager or TorchScript-compiled (a scripted Linear keeps ``original_name``)."""
+def _is_linear(m: nn.Module) -> TypeGuard[nn.Linear]:
+    """An ``nn.Linear``, eager or TorchScript-compiled (a scripted Linear keeps ``original_name`` and a tensor
+    ``weight`` of shape ``(out_features, in_features)``, which is all the callers read)."""
     if isinstance(m, nn.Linear):
         return True
     return getattr(m, "original_name", None) == "Linear" and isinstance(getattr(m, "weight", None), torch.Tensor)
@@ -167,7 +168,7 @@ class OnnxBackend:
     @property
     def input_shape(self) -> tuple[int, int, int] | None:
         dims = self.input_dims[1:]
-        return tuple(dims) if all(isinstance(d, int) for d in dims) and len(dims) == 3 else None  # type: ignore[return-value]
+        return tuple(dims) if all(isinstance(d, int) for d in dims) and len(dims) == 3 else None
 
     def forward(self, x: Tensor) -> Tensor:
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)

@@ -129,7 +129,10 @@ class BlackBox:
             raise InputError(f"num_classes must be >= 2, got {num_classes}")
         self.backend = backend
         self.num_classes = int(num_classes)
-        self.input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) != 3:
+            raise InputError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+        c, h, w = input_shape
+        self.input_shape: tuple[int, int, int] = (int(c), int(h), int(w))
         self.output: OutputMode = output
         self.top_k = top_k
         self.name = name
@@ -152,13 +155,15 @@ class BlackBox:
         backend = TorchBackend(module)
         if num_classes is None:
             num_classes = backend.infer_num_classes(input_shape)
+        # **kw are BlackBox's keyword options (output, budget, ...), passed through untyped; __init__ checks them
         return cls(backend, num_classes=num_classes, input_shape=input_shape, **kw)  # type: ignore[arg-type]
 
     @classmethod
     def from_callable(cls, fn: object, *, returns: OutputMode = "logits", num_classes: int,
                       input_shape: tuple[int, int, int], randomized: bool = False, **kw: object) -> BlackBox:
         """Wrap any Python callable ``fn(x: Tensor) -> Tensor`` returning ``returns``."""
-        backend = CallableBackend(fn, returns=returns, randomized=randomized)  # type: ignore[arg-type]
+        backend = CallableBackend(fn, returns=returns, randomized=randomized)  # type: ignore[arg-type]  # fn: any callable
+        # **kw: BlackBox's keyword options, passed through untyped (as in from_module)
         return cls(backend, num_classes=num_classes, input_shape=input_shape, **kw)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ properties
@@ -346,6 +351,7 @@ class BlackBox:
         m = self._meter
         t0 = time.perf_counter()
         if differentiable:
+            # differentiable calls come from WhiteBox only, whose backend is a TorchBackend (it has forward_grad)
             out = backend.forward_grad(x.to(backend.device))  # type: ignore[attr-defined]
         else:
             out = self.reveal(backend.forward(x.detach().to(backend.device)), backend.returns)
@@ -400,7 +406,12 @@ class WhiteBox(BlackBox):
 
     @property
     def module(self) -> nn.Module:
-        return self.backend.module  # type: ignore[attr-defined,no-any-return]
+        """The torch module behind :attr:`backend` (read through ``backend``, so a :meth:`with_backend` view
+        answers with its own backend's module)."""
+        module = getattr(self.backend, "module", None)
+        if not isinstance(module, nn.Module):
+            raise AccessError(f"{self.name}: backend {type(self.backend).__name__} exposes no torch module")
+        return module
 
     def logits(self, x: Tensor) -> Tensor:
         """Differentiable logits, charged one query per image."""

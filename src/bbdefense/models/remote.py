@@ -18,6 +18,7 @@ twice; it raises :class:`~bbdefense.errors.RemoteError` instead (``GET`` request
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -61,10 +62,8 @@ class HttpTransport:
     def _wait(self, attempt: int, retry_after: str | None = None) -> None:
         wait = min(self.backoff * 2**attempt, self.max_backoff)
         if retry_after is not None:
-            try:
+            with contextlib.suppress(ValueError):  # an HTTP-date Retry-After keeps the exponential wait
                 wait = max(wait, min(float(retry_after), self.max_backoff))
-            except ValueError:
-                pass
         self.retried += 1
         self.sleep(wait)
 
@@ -267,30 +266,39 @@ class HttpBlackBox(RemoteBlackBox):
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, client: Any = None, output: OutputMode | None = None,
-                 top_k: int | None = None, budget: int | None = None, timeout: float = 30.0, retries: int = 3, backoff: float = 0.25,
-                 encoding: str = "float32", log_queries: bool = False, name: str | None = None,
+                 top_k: int | None = None, budget: int | None = None, timeout: float = 30.0, retries: int = 3,
+                 backoff: float = 0.25, encoding: str = "float32", log_queries: bool = False, name: str | None = None,
                  audit_budget: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         backend = HttpBackend(url, api_key, client=client, timeout=timeout, retries=retries, backoff=backoff,
                               encoding=encoding, sleep=sleep)
         info = backend.info
         super().__init__(backend, num_classes=int(info["num_classes"]),
-                         input_shape=tuple(int(s) for s in info["input_shape"]),  # type: ignore[arg-type]
+                         input_shape=tuple(int(s) for s in info["input_shape"]),
                          output=output or backend.returns, top_k=top_k, budget=budget, log_queries=log_queries,
                          name=name or str(info.get("name") or url), audit_budget=audit_budget)
         if self.top_k is None and self.output == "probs":
             self.top_k = info.get("top_k")  # what the server already applies
 
     @property
+    def http_backend(self) -> HttpBackend:
+        """:attr:`backend` as the :class:`HttpBackend` it is (an AccessError for a :meth:`with_backend` view
+        through some other backend, which has no server to ask)."""
+        backend = self.backend
+        if not isinstance(backend, HttpBackend):
+            raise AccessError(f"{self.name}: backend {type(backend).__name__} is not a bbdefense HTTP API")
+        return backend
+
+    @property
     def remote_info(self) -> dict[str, Any]:
-        return dict(self.backend.info)  # type: ignore[attr-defined]
+        return dict(self.http_backend.info)
 
     def usage(self) -> dict[str, Any]:
         """The server's budget view of this key (not a query)."""
-        return self.backend.usage()  # type: ignore[attr-defined,no-any-return]
+        return self.http_backend.usage()
 
     def describe(self) -> dict[str, object]:
         d = super().describe()
-        d.update(url=self.backend.url, defense=self.remote_info.get("defense"))  # type: ignore[attr-defined]
+        d.update(url=self.http_backend.url, defense=self.remote_info.get("defense"))
         return d
 
 
@@ -353,4 +361,5 @@ def json_api_blackbox(url: str, request_fn: Callable[[Tensor], Any], response_fn
                           budget=budget, audit_budget=audit_budget, name=url)
 
 
-__all__ = ["HttpBackend", "HttpBlackBox", "HttpTransport", "JsonApiBackend", "RemoteBlackBox", "json_api_blackbox", "raise_for_status"]
+__all__ = ["HttpBackend", "HttpBlackBox", "HttpTransport", "JsonApiBackend", "RemoteBlackBox", "json_api_blackbox",
+           "raise_for_status"]

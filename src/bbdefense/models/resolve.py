@@ -160,7 +160,7 @@ class ModelSource:
             raise ModelSpecError(f"{side}: expected JSON with 'input_shape' [C, H, W]: {exc}") from None
         if len(shape) != 3 or min(shape) < 1:
             raise ModelSpecError(f"{side}: input_shape must be [C, H, W] of positive integers, got {list(shape)}")
-        return shape  # type: ignore[return-value]
+        return shape
 
     def _factory_module(self) -> tuple[nn.Module, dict[str, Any]]:
         if self._cache:
@@ -176,7 +176,8 @@ class ModelSource:
         try:
             module = factory()
         except TypeError as exc:
-            raise ModelSpecError(f"--model {self.spec}: the factory must be callable without arguments: {exc}") from None
+            raise ModelSpecError(f"--model {self.spec}: the factory must be callable without arguments: "
+                                 f"{exc}") from None
         if not isinstance(module, nn.Module):
             raise ModelSpecError(f"--model {self.spec}: the factory returned a {type(module).__name__}, not a "
                                  "torch nn.Module")
@@ -196,7 +197,7 @@ class ModelSource:
         if k is None:
             from .backends import TorchBackend
 
-            k = TorchBackend(module).infer_num_classes(shape_t)  # type: ignore[arg-type]
+            k = TorchBackend(module).infer_num_classes(shape_t)
         meta: dict[str, Any] = {"input_shape": list(shape_t), "num_classes": int(k)}
         for key in ("dataset", "arch"):
             if _factory_attr(module, factory, key) is not None:
@@ -261,10 +262,10 @@ class ModelSource:
             from .onnx_export import export_onnx
 
             onnx_path = Path(tempfile.mkdtemp(prefix="bbdefense-onnx-")) / f"{self.name}.onnx"
-            export_onnx(module, onnx_path, shape)  # type: ignore[arg-type]
+            export_onnx(module, onnx_path, shape)
             return BlackBox(OnnxBackend(onnx_path), num_classes=int(meta["num_classes"]), input_shape=shape, **kw)
         # TorchBackend's read-only properties do not match the Protocol's plain attributes (mypy only)
-        return BlackBox(TorchBackend(module), num_classes=int(meta["num_classes"]), input_shape=shape,  # type: ignore[arg-type]
+        return BlackBox(TorchBackend(module), num_classes=int(meta["num_classes"]), input_shape=shape,
                         **kw)
 
 
@@ -369,4 +370,5 @@ def model_meta(spec: str | Path | None) -> dict[str, Any] | None:
 
 
 __all__ = ["KINDS", "MODULE_KINDS", "SPEC_HELP", "BackendName", "LoadedModule", "ModelKind", "ModelKindError",
-           "ModelSource", "ModelSpecError", "describe_model", "model_meta", "model_source", "resolve_blackbox", "resolve_module"]
+           "ModelSource", "ModelSpecError", "describe_model", "model_meta", "model_source", "resolve_blackbox",
+           "resolve_module"]

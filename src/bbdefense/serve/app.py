@@ -344,7 +344,7 @@ def create_app(
         return app.openapi_schema
 
     # FastAPI documents replacing app.openapi as the way to customise the schema; mypy forbids method assignment.
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     return app
 
 

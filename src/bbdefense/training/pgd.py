@@ -73,7 +73,7 @@ def steepest_step(grad: Tensor, norm: Norm, alpha: float | Tensor, sparsity: flo
     if norm == "l2":
         return alpha * grad / _flat_norm(grad, 2)
     flat = grad.flatten(1).abs()
-    k = max(1, int(round((1 - sparsity) * flat.shape[1])))
+    k = max(1, round((1 - sparsity) * flat.shape[1]))
     thresh = flat.topk(k, dim=1).values[:, -1:].view(-1, *([1] * (grad.dim() - 1)))
     s = grad.sign() * (grad.abs() >= thresh).to(grad.dtype)
     return alpha * s / _flat_norm(s, 1)

@@ -40,10 +40,10 @@ def train_target(arch: str, dataset: str, out: str | Path, cfg: TrainConfig, *, 
     wpath, _ = checkpoint_paths(out)
     if reuse and wpath.is_file():
         try:
-            meta = read_meta(out)
-            if meta.get("extra", {}).get("recipe") == wanted:
+            cached = read_meta(out)
+            if cached.get("extra", {}).get("recipe") == wanted:
                 load_checkpoint(out)  # verifies the hash and the weights
-                return wpath, meta
+                return wpath, cached
         except CheckpointError:
             pass
     ds = load_dataset(dataset, data_dir, **(data_options or {}))

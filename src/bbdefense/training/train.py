@@ -3,8 +3,8 @@
 Modes (``TRAIN_MODES``, a registry other parts extend):
 
 * ``plain``: cross-entropy on clean images.
-* ``gaussian``: inputs ``x + N(0, sigma^2)`` (drawn by :class:`bbdefense.certify.Noise`) in [0, 1] pixel space, *before* the model's
-  normalisation layer (Cohen et al. 2019 ``train.py``); needed for randomized smoothing at sigma.
+* ``gaussian``: inputs ``x + N(0, sigma^2)`` (drawn by :class:`bbdefense.certify.Noise`) in [0, 1] pixel space,
+  *before* the model's normalisation layer (Cohen et al. 2019 ``train.py``); needed for randomized smoothing at sigma.
 * ``noise``: inputs ``x + eps`` with ``eps`` from a :data:`bbdefense.certify.NOISES` family
   (``noise``, ``sigma`` = per-coordinate std, ``noise_params`` e.g. ``{"beta": 1.5}``), in [0, 1]
   pixel space like ``gaussian``; for smoothing with that noise (DUCD noise selection, Table III).

@@ -44,7 +44,8 @@ def run_paper(name: str, out: str | Path | None = None, *, quick: bool = False, 
     path = Path(out) if out is not None else Path("runs") / f"paper-{name}{'-quick' if quick else ''}"
     cache = Path(cache_dir) if cache_dir is not None else path / "cache"
     run = RunDir(path, kind="paper", name=f"{suite.title} ({name}{', quick' if quick else ''})",
-                 config={"paper": name, "quick": quick, "seed": seed, **(config or {})}, seeds={"seed": seed}, resume=resume)
+                 config={"paper": name, "quick": quick, "seed": seed, **(config or {})}, seeds={"seed": seed},
+                 resume=resume)
     emit(on_event, "info", "paper", message=f"{name}: {suite.citation}; run directory {path}, cache {cache}")
     t0 = time.perf_counter()
     if runner is None:

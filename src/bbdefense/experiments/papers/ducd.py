@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -148,19 +149,21 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
     d = int(np.prod(test.input_shape))
     per: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     queries: dict[tuple[str, str, float], int] = {}
-    noises = {nz: p for nz, p in (cfg.noise_for_norm[k] for k in cfg.norms)}
+    noises = dict(cfg.noise_for_norm[k] for k in cfg.norms)
     for nz, params in noises.items():
         for s in cfg.sigmas:
             noise = make_noise(nz, sigma=s, **params)
+            # partial binds this iteration's noise, sigma and params now (a closure would see the loop's last ones
+            # if it were ever called after the loop moved on)
             methods: list[tuple[str, Callable[[], nn.Module]]] = [
-                ("DUCD", lambda: noise_finetune(surrogate, ft_data, noise=nz, sigma=s, noise_params=params,
-                                                epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed))]
+                ("DUCD", partial(noise_finetune, surrogate, ft_data, noise=nz, sigma=s, noise_params=params,
+                                 epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, seed=cfg.seed))]
             if target_module is not None and owner_train is not None:
-                methods.append(("WUCD", lambda: noise_finetune(target_module, owner_train, noise=nz, sigma=s,
-                                                               noise_params=params, epochs=cfg.finetune_epochs,
-                                                               lr=cfg.finetune_lr, seed=cfg.seed)))
+                methods.append(("WUCD", partial(noise_finetune, target_module, owner_train, noise=nz, sigma=s,
+                                                noise_params=params, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
+                                                seed=cfg.seed)))
             if rs_model is not None and nz == "gaussian":
-                methods.append(("RS", lambda: rs_model(s)))
+                methods.append(("RS", partial(rs_model, s)))
             for meth, build in methods:
                 emit(on_event, "info", "ducd", message=f"{meth} {nz} sigma={s}")
                 base = build()
@@ -199,7 +202,7 @@ def _tables(run: RunDir, per: dict[tuple[str, str, float], list[dict[str, Any]]]
             score = robust_score(env, grid)
             rows_t.append([meth if mnz == nz else f"{meth} ({mnz})", *env, score])
             series.append({"label": meth, "x": grid, "y": env})
-            for r, v in zip(grid, env):
+            for r, v in zip(grid, env, strict=True):
                 summary[f"{meth}.{norm}.{r:g}"] = v
             summary[f"{meth}.{norm}.score"] = score
         qn = cfg.n_images * (cfg.n0 + cfg.n)

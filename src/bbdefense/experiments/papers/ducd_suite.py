@@ -70,14 +70,14 @@ def _figures() -> tuple[PaperFigure, ...]:
             PaperFigure("TABLE II", "Resnet-18", "surrogate acc", 99.57, _T2, "surrogate_accuracy"),
             PaperFigure("TABLE II", "Resnet-18", "ratio", 99.99, _T2, "ratio")]
     for (norm, meth), vals in TABLE4.items():
-        for r, v in zip((0.25, 0.5, 1.0, 2.0), vals[:4]):
+        for r, v in zip((0.25, 0.5, 1.0, 2.0), vals[:4], strict=True):
             figs.append(PaperFigure("TABLE IV", meth, f"{norm} CA r={r:g}", v, _T4, f"{meth}.{norm}.{r:g}"))
         figs.append(PaperFigure("TABLE IV", meth, f"{norm} robust score", vals[4], _T4, f"{meth}.{norm}.score",
                                 unit="score"))
     return tuple(figs)
 
 
-def _surrogate_tables(run: RunDir, module: torch.nn.Module, sp: Any, shape: tuple[int, ...], ds: Any,
+def _surrogate_tables(run: RunDir, module: torch.nn.Module, sp: Any, shape: tuple[int, int, int], ds: Any,
                       s: DUCDScale, new_surrogate: Any, on_event: EventCallback | None) -> None:
     """Tables I-II: one distillation per (split, API); rows streamed to ``rows/ducd_surrogates.jsonl``."""
     import time
@@ -91,7 +91,7 @@ def _surrogate_tables(run: RunDir, module: torch.nn.Module, sp: Any, shape: tupl
         if f"{split}|{output}" in w.done:
             continue
         emit(on_event, "info", "ducd", message=f"distilling on {split} through the {output} API")
-        bb = BlackBox.from_module(module, input_shape=shape, output=output, budget=s.budget)  # type: ignore[arg-type]
+        bb = BlackBox.from_module(module, input_shape=shape, output=output, budget=s.budget)
         sur = new_surrogate()
         t = time.perf_counter()
         res, ts = distill(bb, sur, sp[split], DistillConfig(budget=s.budget, epochs=s.epochs), on_event=on_event)
@@ -108,7 +108,7 @@ def _surrogate_tables(run: RunDir, module: torch.nn.Module, sp: Any, shape: tupl
                            f"budget {s.budget}, {s.epochs} epochs"), "section": "DUCD Tables I-II"})
 
 
-def _sweep(run: RunDir, module: torch.nn.Module, sp: Any, shape: tuple[int, ...], s: DUCDScale,
+def _sweep(run: RunDir, module: torch.nn.Module, sp: Any, shape: tuple[int, int, int], s: DUCDScale,
            new_surrogate: Any) -> None:
     """Fig. 3: accuracy vs query budget (the whole sweep is one step: skipped when its rows exist)."""
     from ...certified.ducd import DistillConfig, budget_sweep
@@ -116,7 +116,7 @@ def _sweep(run: RunDir, module: torch.nn.Module, sp: Any, shape: tuple[int, ...]
 
     w = run.rows("ducd_sweep", key="budget")
     if not all(b in w.done for b in s.sweep):
-        bb = BlackBox.from_module(module, input_shape=shape, budget=max(s.sweep))  # type: ignore[arg-type]
+        bb = BlackBox.from_module(module, input_shape=shape, budget=max(s.sweep))
         for r in budget_sweep(bb, new_surrogate, sp.defender, sp.test, list(s.sweep), DistillConfig(epochs=s.epochs)):
             w.write({k: r[k] for k in ("budget", "queries", "surrogate_accuracy", "ratio", "fidelity")})
     w.close()
@@ -126,7 +126,7 @@ def _sweep(run: RunDir, module: torch.nn.Module, sp: Any, shape: tuple[int, ...]
                                                                 "fidelity"], rows), "section": "DUCD Fig. 3"})
 
 
-def _attacks(run: RunDir, models: dict[Any, torch.nn.Module], test: Any, shape: tuple[int, ...], s: DUCDScale,
+def _attacks(run: RunDir, models: dict[Any, torch.nn.Module], test: Any, shape: tuple[int, int, int], s: DUCDScale,
              on_event: EventCallback | None) -> None:
     """Fig. 6-7: ASR vs eps of APGD (white-box on the base), Square (scores on the base, a transfer
     attack) and HSJA (label-only on the smoothed classifier itself); rows streamed per curve point."""
@@ -141,7 +141,7 @@ def _attacks(run: RunDir, models: dict[Any, torch.nn.Module], test: Any, shape: 
     for (meth, nz, sig), base in sorted(models.items(), key=lambda kv: str(kv[0])):
         if nz != "gaussian":
             continue
-        clf = CertifiedClassifier(BlackBox.from_module(base, input_shape=shape),  # type: ignore[arg-type]
+        clf = CertifiedClassifier(BlackBox.from_module(base, input_shape=shape),
                                   make_noise(nz, sigma=sig))
         for atk, params in (("apgd", {"steps": 20}), ("square", {"max_queries": 1000}),
                             ("hsja", {"max_queries": s.hsja_queries})):
@@ -178,7 +178,8 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
     module, _ = load_checkpoint(path)
     ds = load_dataset(DEMO_DATASET)
     sp = make_splits(ds, seed=0)
-    shape = tuple(meta["input_shape"])
+    c, h, w = meta["input_shape"]
+    shape = (int(c), int(h), int(w))
 
     def new_surrogate() -> torch.nn.Module:
         return build_surrogate(s.surrogate, num_classes=10, input_shape=shape, mean=ds.mean, std=ds.std, seed=seed)
@@ -199,7 +200,7 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
                                 on_event=on_event)
             return load_checkpoint(p)[0]
 
-        bb = BlackBox.from_module(module, input_shape=shape, budget=s.budget)  # type: ignore[arg-type]
+        bb = BlackBox.from_module(module, input_shape=shape, budget=s.budget)
         cfg = DUCDConfig(sigmas=s.sigmas, norms=s.norms, n_images=s.n_images, n0=s.n0, n=s.n,
                          finetune_epochs=s.finetune_epochs, seed=seed)
         ours = run_ducd(run, bb, new_surrogate(), sp.defender, sp.test, cfg,
@@ -213,8 +214,9 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
           else "no RS") + ("" if s.wucd else "; no WUCD")
     return {"ours": ours, "settings": {
         "TABLE II": f"MNIST-5k, SmallCNN target, {s.surrogate} surrogate, {s.budget} queries on the defender split",
-        "TABLE IV": f"MNIST-5k, SmallCNN target, {s.surrogate} surrogate ({s.budget} queries), {s.n_images} test images "
-                    f"(class-interleaved), n0={s.n0} n={s.n}, sigma {list(s.sigmas)}; {rs}; score over radii 0..2.0"}}
+        "TABLE IV": f"MNIST-5k, SmallCNN target, {s.surrogate} surrogate ({s.budget} queries), {s.n_images} test "
+                    f"images (class-interleaved), n0={s.n0} n={s.n}, sigma {list(s.sigmas)}; {rs}; score over "
+                    "radii 0..2.0"}}
 
 
 def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None

@@ -42,7 +42,7 @@ def _figures(sigma: float = 0.5) -> tuple[PaperFigure, ...]:
     for row, key, vals in (("Ours (Blackbox)", irs, (0.77, 0.61, 0.52, 0.43)),
                            ("Salman et al. (Blackbox)", SALMAN, (0.45, 0.20, 0.15, 0.13)),
                            ("Cohen et al. (Whitebox)", NONE, (0.59, 0.45, 0.31, 0.21))):
-        for r, v in zip((0.25, 0.5, 0.75, 1.0), vals):
+        for r, v in zip((0.25, 0.5, 0.75, 1.0), vals, strict=True):
             figs.append(PaperFigure("TABLE II", row, f"CA r={r}", v, _T2, f"t2|{key}|{r}", unit="fraction"))
     figs += [PaperFigure("TABLE V", "Ours (blackbox) (UNet) (with rescaled loss)", "BPDA PGD-l2 accuracy", 75.2, _T5,
                          f"t5|{irs}"),
@@ -84,11 +84,11 @@ def run_scaled(run: RunDir, cfg: Any, *, cache_dir: Path, on_event: EventCallbac
     ours: dict[str, Any] = {}
     models = ["surrogate smallcnn", "unseen lenet", "unseen smallcnn"]
     for row in res["table1"]:
-        for m, v in zip(models, row[1:1 + len(models)]):
+        for m, v in zip(models, row[1:1 + len(models)], strict=True):
             ours[f"t1|{row[0]}|{m}"] = v
     for row in res["table2"]:
         if row[0] == "unseen lenet":
-            for r, v in zip(RADII, row[3:3 + len(RADII)]):
+            for r, v in zip(RADII, row[3:3 + len(RADII)], strict=True):
                 ours[f"t2|{row[1]}|{r}"] = v
     for name, _clean, adv in res["table5"]:
         ours[f"t5|{name}"] = adv

@@ -72,7 +72,8 @@ def calibrate(run: RunDir, module: Any, splits: Any, scale: OwnerScale, *, seed:
         cache.write_text(json.dumps(cached, indent=1))
     nus = {ly: float(cached[ly]["nu"]) for ly in LAYERS}
     cols, rows, best = layer_table(rs, nus, input_nu=cached["input"]["nu"])
-    layer = best if best not in (None, "input") else max(nus, key=lambda k: nus[k] * rs[LAYERS.index(k)].before.median())
+    layer = (best if best not in (None, "input")
+             else max(nus, key=lambda k: nus[k] * rs[LAYERS.index(k)].before.median()))
     run.add_table({**table("Layer analysis (RFD §3.5, Table 6 layout)", cols, rows,
                            f"SmallCNN, {scale.ratio_n} defender images for the ratios, nu calibrated to a {DROP:.0%} "
                            f"drop on {scale.cal_n} defender images ({scale.cal_passes} passes); layer used: {layer}"),

@@ -58,10 +58,10 @@ def _label(v: dict[str, Any]) -> str:
 def _figures() -> tuple[PaperFigure, ...]:
     figs = []
     for col, (v, ca) in TABLE2.items():
-        for r, val in zip(RADII, ca):
+        for r, val in zip(RADII, ca, strict=True):
             figs.append(PaperFigure("Table 2", col, "SA" if r == 0 else f"CA r={r}", val, _T2, f"{_label(v)}|ca@{r}"))
     for ours, (row, rmse) in TABLE5.items():
-        for eps, val in zip((0.0, 2.0, 4.0), (rmse[0], rmse[2], rmse[4])):
+        for eps, val in zip((0.0, 2.0, 4.0), (rmse[0], rmse[2], rmse[4]), strict=True):
             figs.append(PaperFigure("Table 5", row, f"RMSE, ||delta||_2 = {eps:g}", val, _T5,
                                     f"t5|{ours}|{eps}", unit="RMSE"))
     return tuple(figs)
@@ -112,14 +112,14 @@ def run_scaled(run: RunDir, cfg: Any, *, table2: bool = True, table5: bool = Tru
         rows = run_table2(target, splits, cfg, run, section="ZO-AE-DS Table 2", on_event=on_event)
         ours.update({f"{r['method']}|ca@{rad}": r.get(f"ca@{rad}") for r in rows for rad in RADII})
         settings["Table 2"] = (f"MNIST-5k, LeNet black box, DnCNN depth {cfg.depth} width {cfg.width}, sigma "
-                               f"{cfg.sigma}, {cfg.n_test} test images, CERTIFY n0={cfg.n0} n={cfg.n} alpha={cfg.alpha}, "
-                               f"{cfg.epochs} epoch(s) on {cfg.n_train} defender images")
+                               f"{cfg.sigma}, {cfg.n_test} test images, CERTIFY n0={cfg.n0} n={cfg.n} "
+                               f"alpha={cfg.alpha}, {cfg.epochs} epoch(s) on {cfg.n_train} defender images")
     if table5:
         from ...certified.zo_ae_ds.reconstruction import run_table5
 
         emit(on_event, "info", "zo-ae-ds", message="Table 5: reconstruction under l2 PGD")
         for label, eps, rmse, _ssim, _tq in run_table5(splits, run, seed=cfg.seed, section="ZO-AE-DS Table 5"):
-            ours[f"t5|{label}|{float(eps)}"] = rmse  # type: ignore[arg-type]
+            ours[f"t5|{label}|{float(eps)}"] = rmse  # type: ignore[arg-type]  # run_table5's rows are untyped
         settings["Table 5"] = ("MNIST-5k, reconstruction y = Ax (m = 576), 40-step l2 PGD, 20 test images, sigma 0.25, "
                                "RGE q = 20 for both ZO rows (the paper: ZO-DS RGE q = 192, ZO-AE-DS CGE q = 192)")
     return {"ours": ours, "settings": settings}

@@ -69,4 +69,4 @@ class DnCNN(nn.Module):
 @register_model("dncnn", "denoiser")
 def dncnn(**kwargs: object) -> DnCNN:
     """DnCNN-17 with 64 features (ZO-AE-DS ``cifar_dncnn`` / ``mnist_dncnn``)."""
-    return DnCNN(**kwargs)  # type: ignore[arg-type]
+    return DnCNN(**kwargs)  # type: ignore[arg-type]  # registry kwargs are untyped; DnCNN checks them

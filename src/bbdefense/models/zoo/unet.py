@@ -116,4 +116,4 @@ class UNet(nn.Module):
 @register_model("unet", "denoiser")
 def unet(**kwargs: object) -> UNet:
     """IRS-Net / Ronneberger UNet (defaults: base width 64, depth 4)."""
-    return UNet(**kwargs)  # type: ignore[arg-type]
+    return UNet(**kwargs)  # type: ignore[arg-type]  # registry kwargs are untyped; UNet checks them
