@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from ..evaluation.certification import RADII
 from .common import defend_app, out, progress_events, seed_everything
 from .options import (
     api_key_option,
@@ -25,8 +26,6 @@ from .options import (
     seed_option,
     split_seed_option,
 )
-
-RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def register(app: typer.Typer) -> None:

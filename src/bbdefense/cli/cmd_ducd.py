@@ -87,8 +87,8 @@ def ducd_cmd(
     from ..certified import DUCD
     from ..certified.ducd import TransferSet
     from ..certified.ducd.evaluate import evaluate_surrogate, target_eval_note
+    from ..certify.noises import NORMS
     from ..errors import CheckpointError, InputError
-    from ..experiments.papers.ducd import NORMS
     from ..records import RunDir, render_report, table
     from .cmd_distill import open_target, planned_transfer
 

@@ -33,12 +33,12 @@ from torch import nn
 
 from ...certified.ducd.defense import CertifiedClassifier, noise_finetune
 from ...certified.ducd.distill import DistillConfig, TransferSet, distill
+from ...certify.noises import NORMS
 from ...data import ImageDataset
 from ...events import EventCallback, emit
 from ...models import BlackBox
 from ...records import RunDir, line_plot, read_rows, table
 
-NORMS: tuple[str, ...] = ("l1", "l2", "linf")
 TABLE_IV_NOISE: dict[str, tuple[str, dict[str, Any]]] = {"l1": ("laplace", {}), "l2": ("gaussian", {}),
                                                          "linf": ("gaussian", {})}
 
@@ -238,7 +238,6 @@ def _pa_r(run: RunDir, cfg: DUCDConfig, d: int, section: str) -> None:
 
 
 __all__ = [
-    "NORMS",
     "TABLE_IV_NOISE",
     "DUCDConfig",
     "certified_accuracy",

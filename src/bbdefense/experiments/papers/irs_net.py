@@ -27,13 +27,12 @@ from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_
 from ...certify import Smooth, make_noise
 from ...certify.metrics import curve_from_certificates
 from ...data import Splits
+from ...evaluation.certification import RADII
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import RunDir, table
 from ...training import TrainConfig, train_target
 from ...utils import make_generator
-
-RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass

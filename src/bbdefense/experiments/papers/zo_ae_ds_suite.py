@@ -19,8 +19,7 @@ from typing import Any
 from ...events import EventCallback, emit
 from ...records import RunDir
 from .base import PaperFigure, PaperSuite
-
-RADII = (0.0, 0.25, 0.5, 0.75)
+from .zo_ae_ds import RADII  # Table 2's radii
 
 #: Table 2 of the paper (CIFAR-10, ResNet-110): column -> (our variant, SA / CA at r = 0.25, 0.5, 0.75 in %)
 TABLE2: dict[str, tuple[dict[str, Any], tuple[float, float, float, float]]] = {
