@@ -230,7 +230,7 @@ SUITE = PaperSuite(
     name="ducd", title="DUCD: privacy-preserving universal certified defense",
     citation="Li et al., Privacy-preserving Universal Adversarial Defense for Black-box Models (DUCD), "
              "arXiv 2408.10647",
-    quick_time="260 s wall / 54 s CPU (2026-12-03, load 13-14)",
+    quick_time="41 s (2026-12-03, quiet machine, one thread)",
     full_time="over 2 h: certify + attacks alone 73 min under load (docs/ducd.md)",
     tables=("TABLE II", "TABLE IV"), figures=FIGURES, run=run, docs="docs/ducd.md")
 

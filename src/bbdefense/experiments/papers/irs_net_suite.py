@@ -107,7 +107,7 @@ FIGURES = _figures()
 SUITE = PaperSuite(
     name="irs-net", title="IRS-Net: improved randomized smoothing",
     citation="Kumar et al., Towards Robust Certified Defense via Improved Randomized Smoothing (IRS-Net)",
-    quick_time="678 s wall / 75 s CPU (2026-12-03, load 14-18)",
+    quick_time="63 s (2026-12-03, quiet machine, one thread)",
     full_time="about 22 min under load (docs/denoised-smoothing.md)",
     tables=("TABLE I", "TABLE II", "TABLE V"), figures=FIGURES, run=run,
     docs="docs/denoised-smoothing.md (IRS-Net tables)")

@@ -106,7 +106,7 @@ SUITE = PaperSuite(
     name="rfd", title="Randomized Feature Defense",
     citation="Nguyen et al., Understanding the Robustness of Randomized Feature Defense Against Query-Based "
              "Adversarial Attacks, ICLR 2024",
-    quick_time="337 s wall / 54 s CPU (2026-12-03, load 12-17)",
+    quick_time="47 s (2026-12-03, quiet machine, one thread)",
     full_time="about 40 min with unig under load (docs/owner-defenses.md)",
     tables=("Table 2", "Table 6", "Table 7"), figures=FIGURES, run=run,
     docs="docs/owner-defenses.md (RFD layer analysis, Done-when table)")

@@ -58,7 +58,7 @@ SUITE = PaperSuite(
     name="unig", title="UniG: Unifying Gradients",
     citation="Wu, Chen, Fang, Huang et al., Unifying Gradients to Improve Real-world Robustness for Deep "
              "Networks (UniG)",
-    quick_time="294 s wall / 44 s CPU (2026-12-03, load 12-14)",
+    quick_time="41 s (2026-12-03, quiet machine, one thread)",
     full_time="about 40 min with rfd under load, plus Square@100/2500 (docs/owner-defenses.md)",
     tables=("Table 1",), figures=FIGURES, run=run,
     docs="docs/owner-defenses.md (Done-when table, full table)")

@@ -138,7 +138,7 @@ SUITE = PaperSuite(
     name="zo-ae-ds", title="ZO-AE-DS: robustifying black-box models",
     citation="Zhang et al., How to Robustify Black-Box ML Models? A Zeroth-Order Optimization Perspective "
              "(ZO-AE-DS), ICLR 2022",
-    quick_time="112 s wall / 19 s CPU (2026-12-03, load 17)",
+    quick_time="15 s (2026-12-03, quiet machine, one thread)",
     full_time="about 50 min under load (docs/denoised-smoothing.md)",
     tables=("Table 2", "Table 5"), figures=FIGURES, run=run,
     docs="docs/denoised-smoothing.md (Table 2, Table 5)")
