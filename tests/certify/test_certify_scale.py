@@ -17,28 +17,15 @@ from torch import nn
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.errors import InputError
 from bbdefense.models import BlackBox
+from linear_helpers import binary_linear_setup
 
 SHAPE = (3, 2, 2)
 D = 12
 SCALE = (0.25, 0.5, 1.0)
 
 
-class Linear2(nn.Module):
-    """Binary linear classifier: class 1 iff ``w . flatten(x) + b > 0``."""
-
-    def __init__(self, w: torch.Tensor, b: float) -> None:
-        super().__init__()
-        self.w, self.b = w.double(), float(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.flatten(1).double() @ self.w + self.b
-        return torch.stack([torch.zeros_like(s), s], 1).float()
-
-
 def _setup(w: torch.Tensor, margin: float, n_img: int) -> tuple[BlackBox, torch.Tensor]:
-    x = torch.full((n_img, *SHAPE), 0.5)
-    b = margin - float(w.double() @ x[0].flatten().double())
-    return BlackBox.from_module(Linear2(w, b), num_classes=2, input_shape=SHAPE), x
+    return binary_linear_setup(w, margin, n_img, SHAPE)
 
 
 def _sw_norm(w: torch.Tensor, scale: tuple[float, ...]) -> float:

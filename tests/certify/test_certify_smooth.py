@@ -7,34 +7,19 @@ import math
 import pytest
 import torch
 from scipy.stats import binom, binomtest, norm
-from torch import nn
 
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.certify.stats import cp_lower
 from bbdefense.errors import InputError, QueryBudgetExceeded
 from bbdefense.models import BlackBox
+from linear_helpers import binary_linear_setup
 
 SHAPE = (1, 4, 4)
 D = 16
 
 
-class Linear2(nn.Module):
-    """Binary linear classifier: class 1 iff ``w . flatten(x) + b > 0`` (logits ``[0, w.x + b]``)."""
-
-    def __init__(self, w: torch.Tensor, b: float) -> None:
-        super().__init__()
-        self.w, self.b = w.double(), float(b)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.flatten(1).double() @ self.w + self.b
-        return torch.stack([torch.zeros_like(s), s], 1).float()
-
-
 def _setup(w: torch.Tensor, margin: float, n_img: int) -> tuple[BlackBox, torch.Tensor]:
-    """A black box and ``n_img`` copies of one image whose margin ``w.x + b`` equals ``margin``."""
-    x = torch.full((n_img, *SHAPE), 0.5)
-    b = margin - float(w.double() @ x[0].flatten().double())
-    return BlackBox.from_module(Linear2(w, b), num_classes=2, input_shape=SHAPE), x
+    return binary_linear_setup(w, margin, n_img, SHAPE)
 
 
 def test_gaussian_soundness_and_pa_estimate() -> None:
