@@ -35,7 +35,7 @@ from ..certify import Certificate, Noise, Smooth
 from ..errors import CheckpointError, InputError
 from ..events import EventCallback
 from ..models import BlackBox, CheckpointMeta, save_checkpoint
-from ..models.checkpoint import checkpoint_paths, read_meta
+from ..models.checkpoint import checkpoint_paths, read_json_record, read_meta
 from ..registry import Registry
 from ..utils import environment
 
@@ -233,19 +233,8 @@ def read_defense_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / META_FILE
     if not path.is_file():
         raise CheckpointError(f"no certified defense in {directory} (missing {META_FILE})")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a bbdefense certified defense (missing format={FORMAT!r})")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has format_version {meta.get('format_version')}, newer than this bbdefense "
-                              f"understands ({FORMAT_VERSION})")
-    for key in ("class", "params", "queries", "state"):
-        if key not in meta:
-            raise CheckpointError(f"{path} lacks {key!r}")
-    return meta
+    return read_json_record(path, what="certified defense", fmt=FORMAT, version_key="format_version",
+                            version=FORMAT_VERSION, required=("class", "params", "queries", "state"))
 
 
 def load_weights(path: str | Path, module: nn.Module) -> nn.Module:

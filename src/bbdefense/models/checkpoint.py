@@ -88,23 +88,33 @@ def save_checkpoint(path: str | Path, module: nn.Module, meta: CheckpointMeta) -
     return wpath
 
 
+def read_json_record(path: Path, *, what: str, fmt: str, version_key: str, version: int,
+                     required: tuple[str, ...]) -> dict[str, Any]:
+    """Read a bbdefense JSON record (a checkpoint's metadata, a saved defense's ``defense.json``) and check its
+    ``format`` tag, that its ``version_key`` is not newer than ``version`` and that it has the ``required`` keys;
+    every failure is a :class:`CheckpointError` naming the file (``what`` names the kind of record)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{what} {path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a bbdefense {what} (missing format={fmt!r})")
+    if int(meta.get(version_key, 0)) > version:
+        raise CheckpointError(f"{path} has {version_key} {meta.get(version_key)}, newer than this bbdefense "
+                              f"understands ({version})")
+    for key in required:
+        if key not in meta:
+            raise CheckpointError(f"{what} {path} lacks {key!r}")
+    return meta
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint's JSON metadata (without loading weights)."""
     _, mpath = checkpoint_paths(path)
     if not mpath.is_file():
         raise CheckpointError(f"checkpoint metadata not found: {mpath}")
-    try:
-        meta = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint metadata {mpath} is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{mpath} is not a bbdefense checkpoint (missing format={FORMAT!r})")
-    if meta.get("schema_version", 0) > SCHEMA_VERSION:
-        raise CheckpointError(f"{mpath} has schema_version {meta.get('schema_version')}, newer than this "
-                              f"bbdefense understands ({SCHEMA_VERSION})")
-    for key in ("arch", "arch_kwargs", "sha256"):
-        if key not in meta:
-            raise CheckpointError(f"checkpoint metadata {mpath} lacks {key!r}")
+    meta = read_json_record(mpath, what="checkpoint metadata", fmt=FORMAT, version_key="schema_version",
+                            version=SCHEMA_VERSION, required=("arch", "arch_kwargs", "sha256"))
     if not isinstance(meta["arch_kwargs"], dict):
         raise CheckpointError(f"checkpoint metadata {mpath}: arch_kwargs must be an object, got "
                               f"{meta['arch_kwargs']!r}")
