@@ -45,6 +45,15 @@ class RemoteError(BBDefenseError, RuntimeError):
     """A remote black box (HTTP API) failed in a way that retrying did not fix."""
 
 
+class QueryRejected(AccessError):
+    """A server's stateful defense refused a query as part of a suspected query attack (HTTP 403
+    ``attack_suspected``); ``banned`` tells whether the key is now banned for good."""
+
+    def __init__(self, message: str, *, banned: bool = False) -> None:
+        super().__init__(message)
+        self.banned = banned
+
+
 __all__ = [
     "AccessError",
     "BBDefenseError",
@@ -53,6 +62,7 @@ __all__ = [
     "DataError",
     "InputError",
     "QueryBudgetExceeded",
+    "QueryRejected",
     "RemoteError",
     "UnknownNameError",
 ]
