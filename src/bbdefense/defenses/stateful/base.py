@@ -8,7 +8,7 @@ query attack (many near-identical images). Members (registry :data:`DETECTORS`):
 * ``piha`` (:mod:`.piha`): Choi et al., "PIHA: Detection method using perceptual image hashing against
   query-based adversarial attacks", Computers & Security 2023 (perceptual hashes, Hamming neighbours).
 
-State (every stored query's fingerprint, the query log, the configuration it was built with) lives in
+State (tables ``<name>_queries`` and the detector's own; every stored query's fingerprint, the query log, the configuration it was built with) lives in
 one SQLite file, normally the server's own state file (:mod:`bbdefense.serve.store`): every
 :meth:`StatefulDetector.observe` commits before it returns (WAL journal, ``synchronous=NORMAL``:
 durable against a crash or ``kill -9`` of the process; ``FULL`` for power loss too), so a restarted
@@ -52,7 +52,7 @@ Scope = Literal["global", "account"]
 
 BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS detector_meta (name TEXT PRIMARY KEY, config TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS detector_queries (
+CREATE TABLE IF NOT EXISTS {name}_queries (
     qid INTEGER PRIMARY KEY,
     time REAL NOT NULL,
     account TEXT NOT NULL,
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS detector_queries (
     score REAL NOT NULL,
     flagged INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS detector_queries_digest ON detector_queries (digest, tag);
+CREATE INDEX IF NOT EXISTS {name}_queries_digest ON {name}_queries (digest, tag);
 """
 
 
@@ -131,7 +131,7 @@ class StatefulDetector(ABC):
             if self.db_path != ":memory:":
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            self._db.executescript(BASE_SCHEMA + self.table_schema)
+            self._db.executescript(BASE_SCHEMA.format(name=self.name) + self.table_schema)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the detector state in {self.db_path}: {exc}") from None
         self._synchronous = synchronous.upper()
@@ -175,12 +175,12 @@ class StatefulDetector(ABC):
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                newest = int(self._db.execute("SELECT COALESCE(MAX(qid), 0) FROM detector_queries").fetchone()[0])
+                newest = int(self._db.execute(f"SELECT COALESCE(MAX(qid), 0) FROM {self.name}_queries").fetchone()[0])
                 for img in arr:
                     digest = int64(hashlib.sha256(np.ascontiguousarray(img).tobytes()).digest())
                     if self.allow_repeats:
                         row = self._db.execute(
-                            "SELECT qid, flagged, score FROM detector_queries WHERE digest = ? AND tag = ? "
+                            f"SELECT qid, flagged, score FROM {self.name}_queries WHERE digest = ? AND tag = ? "
                             "AND qid > ? LIMIT 1", (digest, tag, newest - self.max_stored)).fetchone()
                         if row is not None:
                             out.append(Decision(False, 0.0, int(row[0]), int(row[0]), repeat=True))
@@ -188,7 +188,7 @@ class StatefulDetector(ABC):
                     score, match, fp = self._match(img, tag, newest)
                     flagged = self._flag(score)
                     newest += 1
-                    self._db.execute("INSERT INTO detector_queries (qid, time, account, tag, digest, score, flagged) "
+                    self._db.execute(f"INSERT INTO {self.name}_queries (qid, time, account, tag, digest, score, flagged) "
                                      "VALUES (?,?,?,?,?,?,?)", (newest, time.time(), account, tag, digest, score,
                                                                 int(flagged)))
                     self._store(newest, tag, fp)
@@ -206,14 +206,14 @@ class StatefulDetector(ABC):
     def stored(self) -> int:
         """Queries stored (all accounts)."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM detector_queries").fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM {self.name}_queries").fetchone()[0])
 
     def flagged_by_account(self) -> dict[str, dict[str, Any]]:
         """``{account: {"queries", "flagged", "first_flag_qid"}}`` over the stored log."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT account, COUNT(*), SUM(flagged), MIN(CASE WHEN flagged = 1 THEN qid END) "
-                "FROM detector_queries GROUP BY account ORDER BY account").fetchall()
+                f"FROM {self.name}_queries GROUP BY account ORDER BY account").fetchall()
         return {r[0]: {"queries": int(r[1]), "flagged": int(r[2] or 0), "first_flag_qid": r[3]} for r in rows}
 
     def close(self) -> None:
