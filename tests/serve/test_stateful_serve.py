@@ -99,16 +99,16 @@ def det_client(make_client: Any, tiny_bb: BlackBox, tmp_path: Path) -> Any:
 @SETTINGS
 @given(body=bodies)
 def test_fuzzed_bodies_with_a_detector_never_5xx(det_client: Any, body: Any) -> None:
-    _check(det_client.post("/v1/predict", content=json.dumps(body), headers={**BOB, "content-type": "application/json"}))
+    headers = {**BOB, "content-type": "application/json"}
+    _check(det_client.post("/v1/predict", content=json.dumps(body), headers=headers))
 
 
 def test_oars_gets_past_rejections_where_the_plain_attack_stops(tiny_bb: BlackBox) -> None:
     x = _x(3)
     y = tiny_bb.predict_label(x)
     atk = ATTACKS["square"](eps=0.3, max_queries=60, seed=0)
-    with local_accounts(tiny_bb, detector="blacklight", detector_config=CFG) as (bb,):
-        with pytest.raises(QueryRejected):
-            atk.run(bb, x, y)
+    with local_accounts(tiny_bb, detector="blacklight", detector_config=CFG) as (bb,), pytest.raises(QueryRejected):
+        atk.run(bb, x, y)
     with local_accounts(tiny_bb, detector="blacklight", detector_config=CFG) as (bb,):
         res = OARS(atk, seed=0).run(bb, x, y)
     assert res.result is not None and res.rejected >= 1 and res.first_rejection is not None

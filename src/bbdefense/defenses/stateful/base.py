@@ -8,10 +8,11 @@ query attack (many near-identical images). Members (registry :data:`DETECTORS`):
 * ``piha`` (:mod:`.piha`): Choi et al., "PIHA: Detection method using perceptual image hashing against
   query-based adversarial attacks", Computers & Security 2023 (perceptual hashes, Hamming neighbours).
 
-State (tables ``<name>_queries`` and the detector's own; every stored query's fingerprint, the query log, the configuration it was built with) lives in
-one SQLite file, normally the server's own state file (:mod:`bbdefense.serve.store`): every
-:meth:`StatefulDetector.observe` commits before it returns (WAL journal, ``synchronous=NORMAL``:
-durable against a crash or ``kill -9`` of the process; ``FULL`` for power loss too), so a restarted
+State (tables ``<name>_queries`` and the detector's own: every stored query's fingerprint, the query log,
+the configuration it was built with) lives in one SQLite file, normally the server's own state file
+(:mod:`bbdefense.serve.store`): every :meth:`StatefulDetector.observe` commits before it returns (WAL
+journal, ``synchronous=NORMAL``: durable against a crash or ``kill -9`` of the process; ``FULL`` for power
+loss too), so a restarted
 server still matches new queries against the old ones. Opening a state file built with another
 configuration (another salt, window, threshold...) is refused: fingerprints would silently differ.
 
@@ -188,9 +189,9 @@ class StatefulDetector(ABC):
                     score, match, fp = self._match(img, tag, newest)
                     flagged = self._flag(score)
                     newest += 1
-                    self._db.execute(f"INSERT INTO {self.name}_queries (qid, time, account, tag, digest, score, flagged) "
-                                     "VALUES (?,?,?,?,?,?,?)", (newest, time.time(), account, tag, digest, score,
-                                                                int(flagged)))
+                    self._db.execute(f"INSERT INTO {self.name}_queries (qid, time, account, tag, digest, score, "
+                                     "flagged) VALUES (?,?,?,?,?,?,?)",
+                                     (newest, time.time(), account, tag, digest, score, int(flagged)))
                     self._store(newest, tag, fp)
                     out.append(Decision(flagged, score, match, newest))
                 self._db.execute("COMMIT")
