@@ -207,8 +207,8 @@ def prefill(det: Any, stored: int, seed: int = 0) -> None:
                        [(q, now, f"acct{q % 1000}", 0, int(rng.integers(-2**63, 2**63 - 1)), 0.0, 0) for q in qids])
         if name == "blacklight":
             keys = rng.integers(-2**63, 2**63 - 1, size=(len(qids), det.top_k))
-            db.executemany("INSERT INTO blacklight_index (key, qid) VALUES (?, ?)",
-                           [(int(k), q) for q, row in zip(qids, keys, strict=True) for k in row])
+            db.executemany("INSERT INTO blacklight_log (qid, keys) VALUES (?, ?)",
+                           [(q, row.tobytes()) for q, row in zip(qids, keys, strict=True)])
         else:
             db.executemany("INSERT INTO piha_hashes (qid, tag, hash) VALUES (?,?,?)",
                            [(q, 0, int(rng.integers(-2**63, 2**63 - 1))) for q in qids])

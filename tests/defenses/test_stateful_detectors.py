@@ -122,3 +122,19 @@ def test_bad_configs_are_refused() -> None:
         DETECTORS["nope"]
     with pytest.raises(InputError, match="N >= 1"):
         Blacklight().observe("a", torch.zeros(0, *SHAPE))
+
+
+def test_in_memory_index_merges_and_reloads_without_changing_decisions(tmp_path: Path) -> None:
+    x0 = digits(1, seed=7)
+    stream = torch.cat([digits(30, seed=8), x0, probes(x0, 12, seed=3)])
+    ref = Blacklight()
+    want = [(d.flagged, d.score, d.match) for d in ref.observe("a", stream)]
+    det = Blacklight(db_path=tmp_path / "s.db")
+    det._index.merge_at = 100  # merge every two images
+    got = []
+    for i in range(0, len(stream), 5):
+        got += [(d.flagged, d.score, d.match) for d in det.observe("a", stream[i:i + 5])]
+        if i == 20:  # a restart in the middle: the index is rebuilt from the log
+            det.close()
+            det = Blacklight(db_path=tmp_path / "s.db")
+    assert got == want and det._index.keys.size > 0

@@ -27,8 +27,9 @@ nothing new, and benign clients repeat images. On a randomized model (RND, RFD) 
 the noise (what EOT averages): set ``allow_repeats=False`` there.
 
 Bounds: at most ``max_stored`` queries take part in matching (the newest); per query, time is bounded
-by the fingerprint size (both detectors do a fixed number of indexed SQLite look-ups or one vectorised
-scan), memory by SQLite's page cache (Blacklight) or ``8 * max_stored`` bytes (PIHA).
+by the fingerprint size (Blacklight: binary searches of its hashes; PIHA: one vectorised Hamming scan;
+both in an in-memory index rebuilt from SQLite on start), memory by the index: ``16 * top_k *
+max_stored`` bytes (Blacklight) or ``8 * max_stored`` bytes (PIHA); the SQLite writes are appends.
 """
 
 from __future__ import annotations

@@ -17,17 +17,20 @@ shares (a per-hash index of stored query ids); the query is flagged when ``score
 50 in the paper). The paper's defaults (``step=50, top_k=50, threshold=25``; ``window=20`` for CIFAR-10,
 the reference's setting; 50 for MNIST's 784-pixel images, the default here; ``PRESETS``) are the defaults.
 
-Cost per image: ``L - window + 1`` SHA-256 of ``window`` bytes (735 for MNIST) and ``top_k`` indexed
-SQLite look-ups (each returning at most ``max_per_hash`` ids: the bound for hashes every image shares,
-e.g. background windows) and inserts: independent of the number of stored queries up to the log
-factor of the B-tree. Content-based: nothing depends on an image's index or on the model, so it works
+Storage: each query's ``top_k`` hashes are appended to SQLite as one row (``blacklight_log``: sequential
+writes, one small commit per request, nothing rewritten), and the per-hash index lives in memory
+(:class:`KeyIndex`: a sorted array of (hash, query id) pairs plus a small dictionary of recent ones,
+merged in bulk), rebuilt from the log on start. Cost per image: ``L - window + 1`` SHA-256 of
+``window`` bytes (735 for MNIST; fewer with ``skip_constant``), two binary searches of ``top_k`` hashes
+(each reading at most ``max_per_hash`` ids: the bound for hashes many images share) and the append;
+memory 16 bytes per stored hash (``16 * top_k * max_stored``: 80 MB at 100,000 stored queries).
+Content-based: nothing depends on an image's index or on the model, so it works
 in front of any model, owner-side defense (RFD, RND...) or not.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +43,70 @@ from .base import DETECTORS, Scope, StatefulDetector, _check_int, int64
 PRESETS: dict[str, dict[str, int]] = {"mnist": {"window": 50}, "cifar10": {"window": 20}}
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS blacklight_index (key INTEGER NOT NULL, qid INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS blacklight_index_key ON blacklight_index (key, qid);
+CREATE TABLE IF NOT EXISTS blacklight_log (qid INTEGER PRIMARY KEY, keys BLOB NOT NULL);
 """
+
+
+class KeyIndex:
+    """A multimap hash -> stored query ids, in memory: a sorted main part (two int64 arrays, ordered by
+    (hash, id)) and a dictionary of recent entries, merged into the main part when it holds ``merge_at``
+    entries (one vectorised insert, dropping ids at or below the matching window)."""
+
+    def __init__(self, merge_at: int = 1 << 16) -> None:
+        self.keys = np.empty(0, dtype=np.int64)
+        self.qids = np.empty(0, dtype=np.int64)
+        self.delta: dict[int, list[int]] = {}
+        self.delta_n = 0
+        self.merge_at = merge_at
+
+    def load(self, qids: list[int], keys: list[np.ndarray]) -> None:
+        """Replace the index by the given queries' hashes (start-up)."""
+        if not qids:
+            return
+        k = np.concatenate(keys)
+        q = np.repeat(np.asarray(qids, dtype=np.int64), [len(a) for a in keys])
+        order = np.lexsort((q, k))
+        self.keys, self.qids = k[order], q[order]
+
+    def add(self, qid: int, keys: list[int]) -> None:
+        for k in keys:
+            self.delta.setdefault(k, []).append(qid)
+        self.delta_n += len(keys)
+
+    def merge(self, cutoff: int) -> None:
+        """Move the recent entries into the sorted part, dropping ids ``<= cutoff``."""
+        keep = self.qids > cutoff
+        keys, qids = self.keys[keep], self.qids[keep]
+        if self.delta:
+            dk = np.fromiter((k for k, v in self.delta.items() for _ in v), dtype=np.int64, count=self.delta_n)
+            dq = np.fromiter((q for v in self.delta.values() for q in v), dtype=np.int64, count=self.delta_n)
+            order = np.lexsort((dq, dk))
+            dk, dq = dk[order], dq[order]
+            pos = np.searchsorted(keys, dk, side="right")  # after equal keys: ids stay ascending per key
+            keys, qids = np.insert(keys, pos, dk), np.insert(qids, pos, dq)
+        self.keys, self.qids = keys, qids
+        self.delta, self.delta_n = {}, 0
+
+    def lookup(self, keys: list[int], lo: int, cap: int, pending: list[tuple[int, list[int]]]) -> np.ndarray:
+        """The ids ``> lo`` stored under each of ``keys`` (at most ``cap`` newest per key), concatenated;
+        ``pending`` adds queries not yet in the index (earlier images of the current batch)."""
+        ka = np.asarray(keys, dtype=np.int64)
+        left = np.searchsorted(self.keys, ka, side="left").tolist()
+        right = np.searchsorted(self.keys, ka, side="right").tolist()
+        parts: list[Any] = []
+        for k, a, b in zip(keys, left, right, strict=True):
+            if b > a:
+                parts.append(self.qids[max(a, b - cap):b])
+            d = self.delta.get(k)
+            if d:
+                parts.append(d[-cap:])
+        if pending:
+            kset = set(keys)
+            parts.append([q for q, ks in pending for k in ks if k in kset])
+        if not parts:
+            return np.empty(0, dtype=np.int64)
+        out = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+        return out[out > lo]
 
 
 @DETECTORS.register("blacklight")
@@ -83,6 +147,12 @@ class Blacklight(StatefulDetector):
                          synchronous=synchronous, seed=seed)
         self._salts: dict[tuple[int, ...], np.ndarray] = {}
         self._bind_config()
+        self._pending: list[tuple[int, list[int]]] = []
+        self._index = KeyIndex()
+        newest = int(self._db.execute("SELECT COALESCE(MAX(qid), 0) FROM blacklight_log").fetchone()[0])
+        rows = self._db.execute("SELECT qid, keys FROM blacklight_log WHERE qid > ? ORDER BY qid",
+                                (newest - self.max_stored,)).fetchall()
+        self._index.load([int(r[0]) for r in rows], [np.frombuffer(r[1], dtype=np.int64) for r in rows])
 
     def get_params(self) -> dict[str, Any]:
         return {"step": self.step, "window": self.window, "top_k": self.top_k, "threshold": self.threshold,
@@ -117,22 +187,33 @@ class Blacklight(StatefulDetector):
 
     def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any]:
         keys = [h ^ tag for h in self.fingerprint(image)]
-        counts: Counter[int] = Counter()
-        lo = newest - self.max_stored
-        for k in keys:
-            counts.update(r[0] for r in self._db.execute(
-                "SELECT qid FROM blacklight_index WHERE key = ? AND qid > ? ORDER BY qid DESC LIMIT ?",
-                (k, lo, self.max_per_hash)))
-        if not counts:
+        qids = self._index.lookup(keys, newest - self.max_stored, self.max_per_hash, self._pending)
+        if qids.size == 0:
             return 0.0, None, keys
-        qid, score = counts.most_common(1)[0]
-        return float(score), int(qid), keys
+        ids, counts = np.unique(qids, return_counts=True)
+        best = int(np.argmax(counts[::-1]))  # ties: the newest stored query
+        return float(counts[::-1][best]), int(ids[::-1][best]), keys
 
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
-        self._db.executemany("INSERT INTO blacklight_index (key, qid) VALUES (?, ?)", [(k, qid) for k in fingerprint])
+        self._db.execute("INSERT INTO blacklight_log (qid, keys) VALUES (?, ?)",
+                         (qid, np.asarray(fingerprint, dtype=np.int64).tobytes()))
+        self._pending.append((qid, fingerprint))
+
+    def observe(self, account: str, images: torch.Tensor) -> list[Any]:
+        out = super().observe(account, images)
+        newest = max((q for q, _ in self._pending), default=0)
+        for qid, keys in self._pending:  # committed: into the in-memory index
+            self._index.add(qid, keys)
+        self._pending = []
+        if self._index.delta_n >= self._index.merge_at:
+            self._index.merge(newest - self.max_stored)
+        return out
+
+    def _rollback(self) -> None:
+        self._pending = []
 
     def _flag(self, score: float) -> bool:
         return score >= self.threshold
 
 
-__all__ = ["PRESETS", "Blacklight"]
+__all__ = ["PRESETS", "Blacklight", "KeyIndex"]
