@@ -21,7 +21,7 @@ from bbdefense.serve import HttpBlackBox, ServeLimits
 from bbdefense.serve.audit import detections_per_key, verify_audit
 from bbdefense.serve.local import local_accounts
 
-from .serve_helpers import BOB, SHAPE, Server, free_port
+from .serve_helpers import BOB, SHAPE, NoisyInput, Server, free_port
 from .test_fuzz import SETTINGS, _check, bodies
 
 CFG = {"window": 8, "top_k": 20, "threshold": 10}  # Blacklight scaled to 8x8 test images
@@ -159,3 +159,15 @@ def test_detector_state_and_bans_survive_kill9(tiny_ckpt: Path, tmp_path: Path) 
     finally:
         srv2.stop()
     assert all(v["consistent"] for v in verify_audit(db).values())
+
+
+def test_detector_works_in_front_of_a_randomized_owner_defense(linear_model: torch.nn.Module) -> None:
+    defended = BlackBox.from_module(NoisyInput(linear_model, sigma=0.1), input_shape=SHAPE, output="probs")
+    assert defended.randomized
+    with local_accounts(defended, detector="blacklight", detector_config={**CFG, "allow_repeats": False}) as (bb,):
+        x = _x(6)
+        bb.query(x)
+        with pytest.raises(QueryRejected):
+            bb.query(x)  # an exact repeat is an EOT sample of a randomized model: matched here
+        with pytest.raises(QueryRejected):
+            bb.query(_near(x))
