@@ -45,6 +45,10 @@ class RemoteError(BBDefenseError, RuntimeError):
     """A remote black box (HTTP API) failed in a way that retrying did not fix."""
 
 
+class MissingExtraError(BBDefenseError, ImportError):
+    """A feature needs an optional extra that is not installed; the message names the ``pip install``."""
+
+
 __all__ = [
     "AccessError",
     "BBDefenseError",
@@ -52,6 +56,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "InputError",
+    "MissingExtraError",
     "QueryBudgetExceeded",
     "RemoteError",
     "UnknownNameError",

@@ -161,7 +161,9 @@ class BlackBox:
     @classmethod
     def from_callable(cls, fn: object, *, returns: OutputMode = "logits", num_classes: int,
                       input_shape: tuple[int, int, int], randomized: bool = False, **kw: object) -> BlackBox:
-        """Wrap any Python callable ``fn(x: Tensor) -> Tensor`` returning ``returns``."""
+        """Wrap any Python callable ``fn(x: Tensor) -> Tensor`` returning ``returns``; the black box's
+        ``output`` defaults to what the callable returns (pass ``output=`` to expose less)."""
+        kw.setdefault("output", returns)
         backend = CallableBackend(fn, returns=returns, randomized=randomized)  # type: ignore[arg-type]  # fn: any callable
         # **kw: BlackBox's keyword options, passed through untyped (as in from_module)
         return cls(backend, num_classes=num_classes, input_shape=input_shape, **kw)  # type: ignore[arg-type]
