@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..data import load_dataset, make_splits
 from ..errors import MissingExtraError
+from ..evaluation.report import add_glance_table
 from ..events import EventCallback, emit
 from ..models import load_checkpoint
 from ..records import RunDir, render_report
@@ -91,6 +92,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, seed: int = 
         emit(on_event, "advance", "demo slices")
     emit(on_event, "end", "demo slices")
     run.set_metrics(seconds_total=round(time.perf_counter() - t0, 2))
+    add_glance_table(run)
     run.finish()
     render_report(run.path)
     return run
