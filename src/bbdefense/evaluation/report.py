@@ -158,7 +158,9 @@ def add_glance_table(run: RunDir, text: str = "") -> None:
     g: dict[str, dict[str, dict[str, Any]]] = run.record.metrics.get(_GLANCE_KEY, {})
     if not g:
         return
-    cols = list(dict.fromkeys(c for cols in g.values() for c in cols))
+    order = ("clean", "robust", "certified", "MIA")  # then anything else, each group in the order noted
+    cols = sorted(dict.fromkeys(c for cols in g.values() for c in cols),
+                  key=lambda c: next((i for i, w in enumerate(order) if c.startswith(w)), len(order)))
     rows = [[model, *[ci_cell(**cells[c]) if c in cells else "-" for c in cols]] for model, cells in g.items()]
     secs = [s for s in run.record.sections if s["title"] != GLANCE]
     run.record.sections = [{"title": GLANCE, "text": text or (

@@ -29,7 +29,8 @@ from .record import RunRecord, load_record
 
 # backslash-escaped in data: every character that can start Markdown syntax inline, and ``_`` where it can
 # (CommonMark never emphasises an intraword ``_``, so ``abstain_rate`` stays readable in the .md)
-_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|#]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
+# (likewise ``]`` only where a link or image could close: ``[0.1, 0.9]`` stays as it is)
+_MD_SPECIAL = re.compile(r"([\\`*<>|#]|\](?=[(\[])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 CHECKS, BOOKKEEPING, CONTENTS = "Sanity checks", "Bookkeeping", "Contents"
 
 
