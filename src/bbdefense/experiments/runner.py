@@ -237,7 +237,7 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
 def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tuple[int, ...],
              on_event: EventCallback | None) -> None:
     from ..certify import Smooth, make_noise
-    from ..evaluation.certification import certified_accuracy_ci, certify_rows
+    from ..evaluation.certification import certified_accuracy_ci, certify_rows, table_radii
     from ..evaluation.report import CertifiedSetting, add_certification, glance_accuracy
 
     sec = "Certification"
@@ -253,7 +253,9 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
             res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=c.n0, n=c.n, alpha=c.alpha,
                                batch_size=c.batch_size, seed=cfg.seed, chunk=10, writer=w, on_event=on_event)
         settings.append(CertifiedSetting(c.key, c.sigma, c.norms, res.rows, key=c.key))
-        for ci in certified_accuracy_ci(res.rows, c.norms[0], [0.0, c.sigma / 2, c.sigma]):  # at-a-glance radii
+        nm = c.norms[0]  # at-a-glance: r = 0 and three radii of the DUCD table grid (l2: 0.25, 0.5, 1.0)
+        radii = [table_radii(nm, int(math.prod(shape)))[i] for i in (0, 1, 3)]
+        for ci in certified_accuracy_ci(res.rows, nm, [0.0, *radii]):
             col = "clean accuracy" if ci["radius"] == 0 else f"certified accuracy, {c.norms[0]} r={ci['radius']:g}"
             glance_accuracy(run, f"undefended+RS {c.key}", col, ci["k"], ci["n"])
     add_certification(run, settings, d=int(math.prod(shape)), section=sec)
