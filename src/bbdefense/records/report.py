@@ -137,7 +137,7 @@ def render_markdown(rec: RunRecord, plot_paths: list[str]) -> str:
 
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1040px;margin:2em auto;padding:0 1em;color:#222;"
-        "line-height:1.45}table{border-collapse:collapse;margin:.5em 0 .4em}td,th{border:1px solid #ccc;"
+        "line-height:1.45}table{border-collapse:collapse;margin:.5em 0 .4em;font-size:.9em}td,th{border:1px solid #ccc;"
         "padding:.25em .6em;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
         "img{max-width:100%}pre{background:#f6f6f6;padding:.6em;overflow:auto}h2{border-bottom:1px solid #ddd;"
         "padding-bottom:.2em;margin-top:1.6em}em{color:#555;font-size:.92em}")
