@@ -54,6 +54,10 @@ class QueryRejected(AccessError):
         self.banned = banned
 
 
+class MissingExtraError(BBDefenseError, ImportError):
+    """A feature needs an optional extra that is not installed; the message names the ``pip install``."""
+
+
 __all__ = [
     "AccessError",
     "BBDefenseError",
@@ -61,6 +65,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "InputError",
+    "MissingExtraError",
     "QueryBudgetExceeded",
     "QueryRejected",
     "RemoteError",

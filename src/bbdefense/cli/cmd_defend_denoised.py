@@ -10,7 +10,6 @@ from typing import Any
 
 import typer
 
-from ..evaluation.certification import RADII
 from .common import defend_app, out, progress_events, seed_everything
 from .options import (
     api_key_option,
@@ -37,6 +36,7 @@ def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, *, n_test:
                         alpha: float, seed: int, title: str, train_queries: int = 0, cb: Any = None) -> None:
     """``certify(x, **cohen)`` on the first ``n_test`` test images; rows, the certified-accuracy table, metrics."""
     from ..certify.metrics import curve_from_certificates
+    from ..evaluation.certification import RADII
     from ..records import render_report, table
 
     xt, yt = splits.test.x[:n_test], splits.test.y[:n_test]

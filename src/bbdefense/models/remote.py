@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..errors import AccessError, InputError, QueryBudgetExceeded, QueryRejected, RemoteError
+from ..utils import require_extra
 from .blackbox import BlackBox, OutputMode
 from .wire import decode_tensor, encode_tensor
 
@@ -51,7 +52,7 @@ class HttpTransport:
     def __init__(self, *, client: Any = None, headers: dict[str, str] | None = None, timeout: float = 30.0,
                  retries: int = 3, backoff: float = 0.25, max_backoff: float = 8.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        import httpx
+        httpx = require_extra("httpx", "serve", "a remote (HTTP) black box")
 
         if retries < 0 or backoff < 0 or timeout <= 0:
             raise InputError(f"need retries >= 0, backoff >= 0, timeout > 0; got {retries}, {backoff}, {timeout}")

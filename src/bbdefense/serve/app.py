@@ -44,6 +44,7 @@ from ..defenses.stateful import StatefulDetector
 from ..errors import InputError
 from ..models.blackbox import BlackBox, validate_images
 from ..models.wire import batch_digest, decode_any, encode_tensor
+from ..utils import require_extra
 from .store import KeyRecord, KeySpec, KeyStore, load_keys_file, parse_keys
 
 API_KEY_HEADER = "X-API-Key"
@@ -177,6 +178,7 @@ def create_app(
         a ``fastapi.FastAPI``; ``app.state.store`` is the :class:`KeyStore`, ``app.state.blackbox``
         the served black box.
     """
+    require_extra("fastapi", "serve", "serving a model over HTTP")
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
@@ -394,7 +396,7 @@ def create_app(
 
 def run_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     """Serve ``app`` with uvicorn until interrupted (blocking)."""
-    import uvicorn
+    uvicorn = require_extra("uvicorn", "serve", "serving a model over HTTP")
 
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
