@@ -14,6 +14,7 @@ from typing import Any, Literal
 from ..defenses.stateful import make_detector
 from ..models.blackbox import BlackBox
 from ..models.remote import HttpBlackBox
+from ..utils import require_extra
 from .app import create_app
 
 
@@ -24,6 +25,8 @@ def local_accounts(blackbox: BlackBox, accounts: int = 1, *, detector: str | Non
                    db_path: str | Path = ":memory:") -> Iterator[list[HttpBlackBox]]:
     """Serve ``blackbox`` with ``accounts`` keys (``acct0``...) and a fresh ``detector`` state in ``db_path``
     (``":memory:"``: nothing kept); yields one client per key. Closed on exit."""
+    require_extra("fastapi", "serve", "a served model (the detector evaluation)")
+    require_extra("httpx", "serve", "a served model (the detector evaluation)")
     with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2
         warnings.simplefilter("ignore", UserWarning)
         from fastapi.testclient import TestClient
