@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     ap.add_argument("--art-images", type=int, default=50)
     ap.add_argument("--no-art", action="store_true")
+    ap.add_argument("--art-only", action="store_true", help="run only ART's certify (e.g. to add it to a run)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,11 +121,13 @@ def main() -> None:
                 print(json.dumps(results[-1]), flush=True)
                 return res.rows
 
-            seq = run(f"sequential max_n={args.max_n}", small, method="sequential", radii=radii, max_n=args.max_n)
-            results.append({"sigma": sigma, **summarize(f"sequential max_n={args.max_n} (first {args.images})",
-                                                        seq[:args.images], radii, float("nan"))})
-            run(f"cohen n={args.cohen_n_small}", small, n=args.cohen_n_small)
-            run(f"cohen n={args.cohen_n}", big, n=args.cohen_n)
+            if not args.art_only:
+                seq = run(f"sequential max_n={args.max_n}", small, method="sequential", radii=radii,
+                          max_n=args.max_n)
+                results.append({"sigma": sigma, **summarize(f"sequential max_n={args.max_n} (first {args.images})",
+                                                            seq[:args.images], radii, float("nan"))})
+                run(f"cohen n={args.cohen_n_small}", small, n=args.cohen_n_small)
+                run(f"cohen n={args.cohen_n}", big, n=args.cohen_n)
             if not args.no_art:
                 py = ensure_art_venv()
                 ts = Path(tmp) / "model.pt"
