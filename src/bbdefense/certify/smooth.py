@@ -159,9 +159,6 @@ class Smooth:
             raise InputError(f"indices has {len(ids)} entries for {x.shape[0]} images")
         return ids
 
-    def _streams(self, x: Tensor, ids: list[int], seed: int, phase: int, total: int) -> list[NoiseStream]:
-        return [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, phase), total) for i in ids]
-
     def sample_counts(self, x: Tensor, n: int, *, seed: int = 0, phase: int = 1, batch_size: int = 1000,
                       indices: Sequence[int] | None = None, on_event: EventCallback | None = None) -> Tensor:
         """Class counts ``(N, K)`` int64 of ``f(x_i + eps)`` over ``n`` noisy draws per image.
@@ -172,7 +169,7 @@ class Smooth:
         ids = self._check(x, n, batch_size, 0.5, indices)
         N = x.shape[0]
         counts = torch.zeros(N, self.model.num_classes, dtype=torch.int64)
-        streams = self._streams(x, ids, seed, phase, n)
+        streams = [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, phase), n) for i in ids]
         pending: deque[list[int]] = deque([i, n] for i in range(N))
         buffered = N * n
         emit(on_event, "start", "smooth", total=N * n, unit="noisy queries")
@@ -299,7 +296,7 @@ class Smooth:
         N = x.shape[0]
         tests = [SequentialTest(p0s, alpha, max_n, mix) for _ in range(N)]
         counts = torch.zeros(N, self.model.num_classes, dtype=torch.int64)
-        streams = self._streams(x, ids, seed, 1, max_n)
+        streams = [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, 1), max_n) for i in ids]
         pending: deque[list[int]] = deque()
         got: dict[int, list[Tensor]] = {}
         wait = [0] * N
