@@ -134,13 +134,16 @@ class RunStats:
 
 
 class _Actor:
-    """The body of a pool actor: runs ``factory()`` once, then applies its result to each chunk."""
+    """The body of a pool actor: runs the factory once, then applies its result to each chunk. The factory
+    comes as ``[ObjectRef]`` (put once by the driver, fetched here), so a large one (a model's bytes) is
+    neither copied per actor nor held as a constructor argument that a restart could lose."""
 
-    def __init__(self, factory: Callable[[], Callable[[Any], Any]], threads: int) -> None:
+    def __init__(self, factory: list[Any], threads: int) -> None:
+        import ray
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.fn = factory()
+        self.fn = ray.get(factory[0])()
 
     def pid(self) -> int:
         return os.getpid()
@@ -176,7 +179,8 @@ def run_chunks(factory: Callable[[], Callable[[Any], Any]], items: Sequence[Any]
                                      max_task_retries=retries)
     threads = max(1, int(num_cpus))
     t0 = time.perf_counter()
-    actors = [cls.remote(factory, threads) for _ in range(n)]
+    boxed = [ray.put(factory)]
+    actors = [cls.remote(boxed, threads) for _ in range(n)]
     lost = _system_errors(ray)
     try:
         try:
@@ -212,7 +216,7 @@ def run_chunks(factory: Callable[[], Callable[[Any], Any]], items: Sequence[Any]
                                           f"({type(exc).__name__})") from None
                 if actors[slot] is actor:  # Ray gave up on this actor: replace it
                     ray.kill(actor, no_restart=True)
-                    actors[slot] = cls.remote(factory, threads)
+                    actors[slot] = cls.remote(boxed, threads)
                 queue.appendleft(i)
                 submit(slot)
                 continue

@@ -56,3 +56,20 @@ def test_a_config_run_on_ray_writes_the_rows_of_a_local_run(ray_cluster: dict[st
     before = {f: (tmp_path / "ray" / "rows" / f).read_text() for f in files}
     run_experiment(cfg, tmp_path / "ray", use_ray=True)
     assert before == {f: (tmp_path / "ray" / "rows" / f).read_text() for f in files}
+
+
+def test_the_privacy_study_trains_its_models_as_ray_tasks(ray_cluster: dict[str, Any], target: str,
+                                                          tmp_path: Path) -> None:
+    cfg = parse_config({"name": "priv-ray", "data": {"dataset": "digits", "n": 6}, "target": {"checkpoint": target},
+                        "privacy": {"n_members": 20, "sources": ["disjoint"], "distill_budget": 200,
+                                    "distill_epochs": 1, "n_smooth": 4, "overfit_n": 20, "overfit_epochs": 2,
+                                    "shadow": True, "shadow_epochs": 1, "n_boot": 50}})
+    run_experiment(cfg, tmp_path / "one")
+    run_experiment(cfg, tmp_path / "ray", use_ray=True)
+    cached = sorted(p.name for p in (tmp_path / "ray" / "privacy_cache").glob("*.safetensors"))
+    assert len(cached) == 4  # surrogate, shadow, overfit control, its shadow: written by the driver
+    m1, m2 = (json.loads((tmp_path / d / "record.json").read_text())["metrics"] for d in ("one", "ray"))
+    auc1 = {k: v for k, v in m1.items() if k.startswith("privacy.")}
+    auc2 = {k: v for k, v in m2.items() if k.startswith("privacy.")}
+    assert auc1.keys() == auc2.keys() and len(auc1) >= 8
+    assert auc1 == pytest.approx(auc2, abs=0.02)  # same seeds; a worker's single torch thread may round apart

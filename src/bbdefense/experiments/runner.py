@@ -142,11 +142,18 @@ def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]],
         cfg_json, run_path, target_path, sel = args
         target = ShippedModel.of(target_path)
         rows_dir = Path(run_path) / "rows"
-        calls = [(cfg_json, target, sel, m, a, list(read_rows(rows_dir / f"{_rows_name(m, a)}.jsonl")),
-                  list(read_rows(rows_dir / f"{_rows_name(m, a)}_batches.jsonl")), 1) for m, a in jobs]
+        calls, todo = [], []
+        for m, a in jobs:
+            done = list(read_rows(rows_dir / f"{_rows_name(m, a)}.jsonl"))
+            if set(sel) <= {r["idx"] for r in done}:  # finished before a resume: nothing to send
+                emit(on_event, "advance", "attack jobs", n=1)
+                continue
+            todo.append((m, a))
+            calls.append((cfg_json, target, sel, m, a, done,
+                          list(read_rows(rows_dir / f"{_rows_name(m, a)}_batches.jsonl")), 1))
 
         def write(i: int, out: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
-            name = _rows_name(*jobs[i])
+            name = _rows_name(*todo[i])
             for suffix, rows in zip(("", "_batches"), out, strict=True):
                 with RowWriter(rows_dir / f"{name}{suffix}.jsonl") as w:
                     for r in rows:
@@ -284,8 +291,9 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
     """Run ``cfg`` into the directory ``out``; returns the path of ``report.md``.
 
     ``workers`` > 1 runs the (model, attack) pairs in a pool of processes; ``use_ray`` runs them as Ray
-    tasks and shards the certification over Ray actors (on the cluster at ``address``, default
-    ``$RAY_ADDRESS`` or a local Ray; refused at once when Ray is missing or the address does not answer).
+    tasks, shards the certification over Ray actors and trains the privacy study's models as Ray tasks (on
+    the cluster at ``address``, default ``$RAY_ADDRESS`` or a local Ray; refused at once when Ray is missing
+    or the address does not answer; docs/scale-out.md).
     The rows are the same as in one process (each pair seeds itself, each image's noise is seeded by its
     index). Execution settings are not part of the config, so a run may be resumed with other ones."""
     from ..data import load_dataset, make_splits
@@ -331,7 +339,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
         run.record.sections.append({"title": "Privacy", "text": "Membership inference (DUCD Fig. 9 protocol)."})
         run_study(run, module.eval(), meta["arch"], _ms(load_dataset(cfg.data.dataset, cfg.data.data_dir),
                                                         seed=cfg.data.split_seed),
-                  sc, cache_dir=out / "privacy_cache", section="Privacy", on_event=on_event)
+                  sc, cache_dir=out / "privacy_cache", section="Privacy", on_event=on_event, use_ray=use_ray,
+                  address=address)
     run.set_metrics(seconds=round(time.perf_counter() - t0, 2))
     run.finish()
     md, _ = render_report(out)
