@@ -7,9 +7,9 @@ Two shapes of work:
 * :func:`run_chunks`: a pool of **actors**, each built once from a picklable ``factory`` (so a model is
   loaded once per worker, not per chunk) and then fed chunks; results come back in completion order to
   ``on_result(i, result)``. A chunk whose worker dies (the process killed, the node lost: Ray's
-  ``RayActorError`` / ``WorkerCrashedError``) is retried, by Ray on the restarted actor and failing that
-  by this driver on a fresh actor, up to ``retries`` times; the caller dedupes by key, so a retried chunk
-  neither loses nor duplicates rows. A chunk that *raises* (``RayTaskError``: bad input, a bug) fails the
+  ``RayActorError`` / ``WorkerCrashedError``) is resubmitted by this driver to a fresh actor that replaces
+  the dead one, up to ``retries`` times per chunk; the caller dedupes by key, so a retried chunk neither
+  loses nor duplicates rows. A chunk that *raises* (``RayTaskError``: bad input, a bug) fails the
   run with the worker's own exception, at once, not after the other chunks and never as a hang.
 * :func:`run_tasks`: stateless Ray tasks (one per item, e.g. one (model, attack) job), same error rules.
 
@@ -136,7 +136,7 @@ class RunStats:
 class _Actor:
     """The body of a pool actor: runs the factory once, then applies its result to each chunk. The factory
     comes as ``[ObjectRef]`` (put once by the driver, fetched here), so a large one (a model's bytes) is
-    neither copied per actor nor held as a constructor argument that a restart could lose."""
+    not copied per actor."""
 
     def __init__(self, factory: list[Any], threads: int) -> None:
         import ray
@@ -175,18 +175,28 @@ def run_chunks(factory: Callable[[], Callable[[Any], Any]], items: Sequence[Any]
     if not items:
         return stats
     n = min(workers or default_workers(ray, num_cpus, num_gpus), len(items))
-    cls = ray.remote(_Actor).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=retries,
-                                     max_task_retries=retries)
+    # no Ray-side restarts: a dead actor is replaced here and its chunks resubmitted (counted per chunk)
+    cls = ray.remote(_Actor).options(num_cpus=num_cpus, num_gpus=num_gpus)
     threads = max(1, int(num_cpus))
     t0 = time.perf_counter()
     boxed = [ray.put(factory)]
     actors = [cls.remote(boxed, threads) for _ in range(n)]
     lost = _system_errors(ray)
     try:
-        try:
-            stats.pids = list(ray.get([a.pid.remote() for a in actors]))
-        except ray.exceptions.RayTaskError as exc:  # the factory raised (a bad model spec...)
-            raise _reraise(exc) from None
+        for slot in range(n):  # wait for every actor to be built (its model loaded); replace any that died
+            for attempt in range(retries + 1):
+                try:
+                    stats.pids.append(int(ray.get(actors[slot].pid.remote())))
+                    break
+                except ray.exceptions.RayTaskError as exc:  # the factory raised (a bad model spec...)
+                    raise _reraise(exc) from None
+                except lost as exc:
+                    if attempt == retries:
+                        raise WorkerLostError(f"worker {slot} died {attempt + 1} times while starting "
+                                              f"({type(exc).__name__})") from None
+                    stats.retried += 1
+                    ray.kill(actors[slot], no_restart=True)
+                    actors[slot] = cls.remote(boxed, threads)
         stats.workers = n
         stats.startup_s = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -214,7 +224,7 @@ def run_chunks(factory: Callable[[], Callable[[Any], Any]], items: Sequence[Any]
                 if tries[i] > retries:
                     raise WorkerLostError(f"work item {i} lost: its worker died {tries[i]} times "
                                           f"({type(exc).__name__})") from None
-                if actors[slot] is actor:  # Ray gave up on this actor: replace it
+                if actors[slot] is actor:  # the actor is dead: replace it (its other chunks follow here)
                     ray.kill(actor, no_restart=True)
                     actors[slot] = cls.remote(boxed, threads)
                 queue.appendleft(i)

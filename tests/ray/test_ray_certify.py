@@ -83,12 +83,13 @@ def test_a_worker_killed_mid_chunk_loses_and_duplicates_nothing(ray_cluster: dic
     x, y, idx = _data()
     (ctl / "hold").write_text("")
     out: dict[str, Any] = {}
+    stats: list[Any] = []
 
     def drive() -> None:
         try:
             with RowWriter(tmp_path / "rows.jsonl") as w:
                 out["res"] = certify_rows_ray(SmoothSpec.of(_smooth(), FACTORY), x, y, idx, chunk=2, writer=w,
-                                              workers=2, **KW)
+                                              workers=2, stats=stats, **KW)
         except BaseException as exc:  # reported by the assertions below
             out["error"] = exc
 
@@ -110,6 +111,7 @@ def test_a_worker_killed_mid_chunk_loses_and_duplicates_nothing(ray_cluster: dic
     on_disk = list(read_rows(tmp_path / "rows.jsonl"))
     assert len(on_disk) == len({r["idx"] for r in on_disk}) == len(idx)
     assert _strip(on_disk) == local_rows == _strip(out["res"].rows)
+    assert stats[0].retried >= 1  # the killed worker's chunk was resubmitted to a fresh actor
 
 
 def test_a_chunk_that_raises_fails_the_run_with_its_error(ray_cluster: dict[str, Any]) -> None:
