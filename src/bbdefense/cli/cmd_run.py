@@ -21,7 +21,7 @@ def run_config(
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep rows already on disk."),
     workers: int = count_option(1, "--workers", help="Run the (model, attack) pairs in this many processes."),
-    ray: bool = ray_option("the (model, attack) pairs and the certification"),
+    ray: bool = ray_option("the attack jobs, the certification and the privacy study's training"),
     address: str | None = address_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
