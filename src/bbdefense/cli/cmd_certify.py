@@ -7,16 +7,19 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from .common import out, progress_events, seed_everything
 from .options import (
     BACKENDS,
+    address_option,
     api_key_option,
     backend_option,
     budget_option,
     check_count,
+    check_ray,
     check_writable_dir,
     count_option,
     data_dir_option,
@@ -25,6 +28,7 @@ from .options import (
     model_option,
     narrow_choice,
     positive_option,
+    ray_option,
     resolve_splits,
     seed_option,
     split_seed_option,
@@ -84,6 +88,8 @@ def certify(
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | closed | numerical"),
     clip: bool = typer.Option(False, "--clip/--no-clip", help="Clamp noisy inputs to [0, 1]."),
     chunk: int = count_option(10, "--chunk", help="Images certified per batch (rows are written per chunk)."),
+    ray: bool = ray_option("the certification (images sharded into --chunk chunks)"),
+    address: str | None = address_option(),
     seed: int = seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -104,6 +110,7 @@ def certify(
         raise InputError(f"--noise {noise} needs its shape: give --{SHAPE_PARAMS[noise]}")
     nz = make_noise(noise, sigma=sigma, **params)
     check_writable_dir(out_dir, "--out")
+    check_ray(ray, address)  # Ray installed and the cluster answering, before any work
     src = model_source(model)
     bb = src.blackbox(backend=narrow_choice(backend, BACKENDS, "--backend"), api_key=api_key, budget=budget)
     dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
@@ -135,9 +142,17 @@ def certify(
                  seeds={"certify": seed}, resume=resume)
     t0 = time.perf_counter()
     with run.rows("certify") as writer, progress_events(progress) as cb:
-        res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=n0, n=n, alpha=alpha, batch_size=batch_size,
-                           seed=seed, chunk=chunk, writer=writer, on_event=cb, method=meth,  # type: ignore[arg-type]
-                           randomized=randomized, radii=radius, max_n=max_n, norm=decision_norm)
+        kw: dict[str, Any] = {"n0": n0, "n": n, "alpha": alpha, "batch_size": batch_size, "seed": seed,
+                              "method": meth, "randomized": randomized, "radii": radius, "max_n": max_n,
+                              "norm": decision_norm}
+        if ray:  # the same rows from Ray workers (docs/scale-out.md); the certify kwargs go to every worker
+            from ..evaluation.distributed import SmoothSpec, certify_rows_ray
+
+            res = certify_rows_ray(SmoothSpec.of(sm, model, backend=backend, api_key=api_key), test.x[idx],
+                                   test.y[idx], idx, chunk=chunk, writer=writer, on_event=cb, address=address,
+                                   budget=budget, **kw)
+        else:
+            res = certify_rows(sm, test.x[idx], test.y[idx], idx, chunk=chunk, writer=writer, on_event=cb, **kw)
     rows = res.rows
     approx = any(r["approximate"] for r in rows)
     sec = f"Certification: {nz.name} sigma={sigma:g}" + (f" ({defense.name})" if defense is not None else "")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from .common import out, progress_events, seed_everything
-from .options import check_writable_dir, count_option
+from .options import address_option, check_ray, check_writable_dir, count_option, ray_option
 
 
 def register(app: typer.Typer) -> None:
@@ -23,8 +23,8 @@ def run_config(
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep rows already on disk."),
     workers: int = count_option(1, "--workers", help="Run the (model, attack) pairs in this many processes."),
-    ray: bool = typer.Option(False, "--ray", help="Run the (model, attack) pairs as Ray tasks (pip install "
-                                                  "'bbdefense[ray]'; RAY_ADDRESS picks a cluster)."),
+    ray: bool = ray_option("the attack jobs, the certification and the privacy study's training"),
+    address: str | None = address_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Run an experiment file: target, defenses, attacks, certification, privacy; write rows and a report."""
@@ -41,10 +41,12 @@ def run_config(
     cfg = load_config(config if config is not None else example_path(str(example)))
     path = out_dir or Path("runs") / cfg.name
     check_writable_dir(path, "--out")
+    check_ray(ray, address)  # Ray installed and the cluster answering, before any work
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
     with progress_events(progress) as cb:
-        md = run_experiment(cfg, path, resume=resume, workers=workers, use_ray=ray, on_event=cb)
+        md = run_experiment(cfg, path, resume=resume, workers=workers, use_ray=ray, address=address,
+                            on_event=cb)
     rec = load_record(path)
     failed = [c["name"] for c in rec.checks if not c["passed"]]
     out.print(f"{cfg.name}: finished in {time.perf_counter() - t0:.1f}s; wrote {md} and {md.with_suffix('.html')}"

@@ -248,6 +248,31 @@ def data_dir_option() -> Any:
     return typer.Option(None, "--data-dir", help="Directory of a local dataset.")
 
 
+# ---------------------------------------------------------------- where a command runs: Ray
+def ray_option(what: str = "the work") -> Any:
+    """``--ray``: run ``what`` on Ray workers (docs/scale-out.md)."""
+    return typer.Option(False, "--ray", help=f"Run {what} on Ray workers (pip install 'bbdefense[ray]'; "
+                                             "see docs/scale-out.md); rows come back here.")
+
+
+def address_option() -> Any:
+    """``--address``: the Ray cluster to join (with ``--ray``)."""
+    return typer.Option(None, "--address", help="Ray cluster to join with --ray: HOST:PORT printed by `ray start "
+                                                "--head`, ray://HOST:PORT or auto (default $RAY_ADDRESS, else a "
+                                                "local Ray on this machine).")
+
+
+def check_ray(ray: bool, address: str | None) -> None:
+    """With ``--ray``: Ray installed and the cluster answering (else one ConfigError line), before any work.
+    ``--address`` without ``--ray`` is refused."""
+    if address is not None and not ray:
+        raise InputError(f"--address {address} needs --ray")
+    if ray:
+        from ..cluster import connect
+
+        connect(address)
+
+
 # ---------------------------------------------------------------- what a command evaluates on
 def split_seed_option(default: int | None = None, help: str | None = None) -> Any:
     """``--split-seed``: the seed of the owner/defender/test split (default: the checkpoint's own)."""

@@ -23,15 +23,18 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..events import EventCallback, emit
 from ..models import BlackBox, load_blackbox, load_checkpoint, read_meta
-from ..records import RunDir, read_rows, render_report, table
+from ..records import RowWriter, RunDir, read_rows, render_report, table
 from .config import AttackConfig, ExperimentConfig
+
+if TYPE_CHECKING:
+    from ..evaluation.distributed import ShippedModel
 
 
 def _target(cfg: ExperimentConfig, run_path: Path, on_event: EventCallback | None) -> tuple[Path, dict[str, Any]]:
@@ -76,7 +79,6 @@ def attack_job(cfg_json: str, run_path: str, target_path: str, sel: list[int], m
     Rows already on disk are skipped (resume). Returns the rows name."""
     from ..data import load_dataset, make_splits
     from ..evaluation.attacks import attack_blackbox, attack_inputs, build_attack, evaluate_attack
-    from ..records import RowWriter
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -103,26 +105,62 @@ def attack_job(cfg_json: str, run_path: str, target_path: str, sel: list[int], m
     return name
 
 
+def remote_attack_job(cfg_json: str, target: ShippedModel, sel: list[int], model: str, akey: str,
+                      done: list[dict[str, Any]], done_batches: list[dict[str, Any]],
+                      threads: int = 1) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`attack_job` on a worker that shares no filesystem with the driver: the target comes as bytes
+    (``target``), the rows the driver already holds (``done``, ``done_batches``) seed a temporary run folder
+    (so a resumed job skips their batches), and the new rows and batch rows are returned for the driver to
+    write."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bbdefense-job-") as tmp:
+        name = _rows_name(model, akey)
+        rows_dir = Path(tmp) / "rows"
+        for suffix, rows in (("", done), ("_batches", done_batches)):
+            with RowWriter(rows_dir / f"{name}{suffix}.jsonl", fsync=False) as w:
+                for r in rows:
+                    w.write(r)
+        attack_job(cfg_json, tmp, target.materialize(), sel, model, akey, threads)
+        had = {r["idx"] for r in done}, {r["idx"] for r in done_batches}
+        return ([r for r in read_rows(rows_dir / f"{name}.jsonl") if r["idx"] not in had[0]],
+                [r for r in read_rows(rows_dir / f"{name}_batches.jsonl") if r["idx"] not in had[1]])
+
+
 def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]], *, workers: int, use_ray: bool,
-             on_event: EventCallback | None) -> None:
+             address: str | None, on_event: EventCallback | None) -> None:
     """Run ``attack_job`` for every (model, attack key) of ``jobs``: in this process, in a pool of
-    ``workers`` processes (1 torch thread each), or as Ray tasks (``use_ray``; ``RAY_ADDRESS`` picks a cluster,
-    whose nodes must share the run directory)."""
+    ``workers`` processes (1 torch thread each, writing the run folder themselves), or as Ray tasks
+    (``use_ray``, on the cluster at ``address``): those get the target's bytes and return their rows, which
+    this process alone writes, so the cluster's nodes need no shared filesystem."""
     emit(on_event, "start", "attack jobs", total=len(jobs), message="attack runs", unit="jobs")
     if use_ray:
-        try:
-            import ray
-        except ImportError:
-            from ..errors import ConfigError
+        from ..cluster import connect, run_tasks
+        from ..evaluation.distributed import ShippedModel
 
-            raise ConfigError("--ray needs Ray: pip install 'bbdefense[ray]'") from None
-        ray.init(ignore_reinit_error=True, include_dashboard=False)
-        task = ray.remote(num_cpus=1)(attack_job)
-        pending = [task.remote(*args, m, a, 1) for m, a in jobs]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done)
+        connect(address)
+        cfg_json, run_path, target_path, sel = args
+        target = ShippedModel.of(target_path)
+        rows_dir = Path(run_path) / "rows"
+        calls, todo = [], []
+        for m, a in jobs:
+            done = list(read_rows(rows_dir / f"{_rows_name(m, a)}.jsonl"))
+            if set(sel) <= {r["idx"] for r in done}:  # finished before a resume: nothing to send
+                emit(on_event, "advance", "attack jobs", n=1)
+                continue
+            todo.append((m, a))
+            calls.append((cfg_json, target, sel, m, a, done,
+                          list(read_rows(rows_dir / f"{_rows_name(m, a)}_batches.jsonl")), 1))
+
+        def write(i: int, out: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+            name = _rows_name(*todo[i])
+            for suffix, rows in zip(("", "_batches"), out, strict=True):
+                with RowWriter(rows_dir / f"{name}{suffix}.jsonl") as w:
+                    for r in rows:
+                        w.write(r)
             emit(on_event, "advance", "attack jobs", n=1)
+
+        run_tasks(remote_attack_job, calls, write)
     elif workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -140,7 +178,7 @@ def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]],
 
 
 def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list[str], base: BlackBox, test: Any,
-             *, workers: int, use_ray: bool, on_event: EventCallback | None) -> None:
+             *, workers: int, use_ray: bool, address: str | None, on_event: EventCallback | None) -> None:
     from ..attacks import ATTACKS
     from ..evaluation.attacks import evaluation_from_rows, first_correct
     from ..evaluation.report import add_attack_curve, budget_exhaustion, family_robust, fmt_ci, glance_accuracy
@@ -157,7 +195,7 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list
             run.record.artifacts[_rows_name(m, akey) + suffix] = f"rows/{_rows_name(m, akey)}{suffix}.jsonl"
     run.save()
     _execute(jobs, (cfg.model_dump_json(), str(run.path), str(target_path), [int(i) for i in sel]),
-             workers=workers, use_ray=use_ray, on_event=on_event)
+             workers=workers, use_ray=use_ray, address=address, on_event=on_event)
     summary, flagged = [], []
     by_model: dict[str, dict[str, Any]] = {m: {} for m in models}
     for a in entries:
@@ -199,7 +237,6 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
     (UniG Table 1) of every model, on the first ``data.n_clean`` test images; one row per model streams to
     ``rows/defenses.jsonl`` (resumable)."""
     from ..defenses.metrics import clean_metrics
-    from ..records import RowWriter
 
     module, _ = load_checkpoint(target_path)
     models = _models(cfg, module.eval())  # RFD's hooks act only inside its own forward: one copy serves all
@@ -235,7 +272,7 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
 
 
 def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tuple[int, ...],
-             on_event: EventCallback | None) -> None:
+             on_event: EventCallback | None, *, use_ray: bool = False, address: str | None = None) -> None:
     from ..certify import Smooth, make_noise
     from ..evaluation.certification import certified_accuracy_ci, certify_rows, table_radii
     from ..evaluation.report import CertifiedSetting, add_certification, glance_accuracy
@@ -249,10 +286,17 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
     for c in cfg.certify:
         bb = load_blackbox(spec, backend=cfg.target.backend)
         sm = Smooth(bb, make_noise(c.noise, sigma=c.sigma, **c.noise_params), norms=c.norms)
+        kw: dict[str, Any] = {"n0": c.n0, "n": c.n, "alpha": c.alpha, "batch_size": c.batch_size, "seed": cfg.seed,
+                              "method": c.method, "randomized": c.randomized, "radii": c.radii, "max_n": c.max_n}
         with run.rows(f"certify__{c.key}") as w:
-            res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=c.n0, n=c.n, alpha=c.alpha,
-                               batch_size=c.batch_size, seed=cfg.seed, chunk=10, writer=w, on_event=on_event,
-                               method=c.method, randomized=c.randomized, radii=c.radii, max_n=c.max_n)
+            if use_ray:  # the same rows, certified by Ray workers (images sharded into chunks)
+                from ..evaluation.distributed import SmoothSpec, certify_rows_ray
+
+                res = certify_rows_ray(SmoothSpec.of(sm, spec, backend=cfg.target.backend), test.x[idx],
+                                       test.y[idx], idx, chunk=10, writer=w, on_event=on_event, address=address,
+                                       **kw)
+            else:
+                res = certify_rows(sm, test.x[idx], test.y[idx], idx, chunk=10, writer=w, on_event=on_event, **kw)
         settings.append(CertifiedSetting(c.key, c.sigma, c.norms, res.rows, key=c.key))
         nm = c.norms[0]  # at-a-glance: r = 0 and three radii of the DUCD table grid (l2: 0.25, 0.5, 1.0)
         radii = [table_radii(nm, int(math.prod(shape)))[i] for i in (0, 1, 3)]
@@ -263,16 +307,24 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = True, workers: int = 1,
-                   use_ray: bool = False, on_event: EventCallback | None = None) -> Path:
+                   use_ray: bool = False, address: str | None = None,
+                   on_event: EventCallback | None = None) -> Path:
     """Run ``cfg`` into the directory ``out``; returns the path of ``report.md``.
 
-    ``workers`` > 1 runs the (model, attack) pairs in a pool of processes, ``use_ray`` as Ray tasks; the
-    rows are the same as in one process (each pair seeds itself). Execution settings are not part of the
-    config, so a run may be resumed with other ones."""
+    ``workers`` > 1 runs the (model, attack) pairs in a pool of processes; ``use_ray`` runs them as Ray
+    tasks, shards the certification over Ray actors and trains the privacy study's models as Ray tasks (on
+    the cluster at ``address``, default ``$RAY_ADDRESS`` or a local Ray; refused at once when Ray is missing
+    or the address does not answer; docs/scale-out.md).
+    The rows are the same as in one process (each pair seeds itself, each image's noise is seeded by its
+    index). Execution settings are not part of the config, so a run may be resumed with other ones."""
     from ..data import load_dataset, make_splits
     from .preflight import check_runnable
 
     check_runnable(cfg, source=f"config {cfg.name!r}")  # every refusal comes before a file is written
+    if use_ray:
+        from ..cluster import connect
+
+        connect(address)
     out = Path(out)
     run = RunDir(out, kind="experiment", name=cfg.name, config=cfg.model_dump(), seeds={"experiment": cfg.seed},
                  resume=resume)
@@ -298,9 +350,10 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
         _defense_table(cfg, run, path, test, on_event)
     if cfg.attacks:
         names = ["undefended", *[d.key for d in cfg.defenses]]
-        _attacks(cfg, run, path, names, base, test, workers=workers, use_ray=use_ray, on_event=on_event)
+        _attacks(cfg, run, path, names, base, test, workers=workers, use_ray=use_ray, address=address,
+                 on_event=on_event)
     if cfg.certify:
-        _certify(cfg, run, spec, test, base.input_shape, on_event)
+        _certify(cfg, run, spec, test, base.input_shape, on_event, use_ray=use_ray, address=address)
     if cfg.privacy is not None:
         from ..data import make_splits as _ms
         from ..privacy.study import StudyConfig, run_study
@@ -314,7 +367,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
 
         note_mia(run, run_study(run, module.eval(), meta["arch"],
                                 _ms(load_dataset(cfg.data.dataset, cfg.data.data_dir), seed=cfg.data.split_seed),
-                                sc, cache_dir=out / "privacy_cache", section="Privacy", on_event=on_event))
+                                sc, cache_dir=out / "privacy_cache", section="Privacy", on_event=on_event,
+                                use_ray=use_ray, address=address))
     run.set_metrics(seconds=round(time.perf_counter() - t0, 2))
     add_glance_table(run)
     run.finish()
