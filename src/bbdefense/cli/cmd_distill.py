@@ -9,26 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from . import options as opt
 from .common import out, progress_events, seed_everything
-from .options import (
-    BACKENDS,
-    OUTPUTS,
-    api_key_option,
-    backend_option,
-    budget_option,
-    checkpoint_meta,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    model_option,
-    narrow_choice,
-    narrow_optional,
-    output_option,
-    positive_option,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
 
 if TYPE_CHECKING:
     from ..records import RowWriter
@@ -49,8 +31,8 @@ def open_target(spec: str, *, output: str | None = "logits", budget: int | None 
 
     src = model_source(spec)
     audit = eval_budget if eval_budget is not None or src.kind != "url" else 0
-    return src.blackbox(output=narrow_optional(output, OUTPUTS, "--output"), budget=budget, api_key=api_key,
-                        backend=narrow_choice(backend, BACKENDS, "--backend"), audit_budget=audit)
+    return src.blackbox(output=opt.narrow_optional(output, opt.OUTPUTS, "--output"), budget=budget, api_key=api_key,
+                        backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"), audit_budget=audit)
 
 
 def _sink(rows: RowWriter) -> Callable[[dict[str, Any]], None]:
@@ -69,28 +51,28 @@ def planned_transfer(out_dir: Path, resume: bool, budget: int | None, n_images: 
 
 
 def distill_cmd(
-    target: str = model_option("--target", help="The target (--target: deprecated alias)."),
+    target: str = opt.model_option("--target", help="The target (--target: deprecated alias)."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier to train as the surrogate."),
-    dataset: str = dataset_option("mnist5k", help="Dataset the distillation/test splits come from."),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
+    dataset: str = opt.dataset_option("mnist5k", help="Dataset the distillation/test splits come from."),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
     split: str = typer.Option("defender", "--split", help="owner_train | defender | defender_shifted."),
-    budget: int | None = budget_option(None, "Hard query budget (default: each image once)."),
+    budget: int | None = opt.budget_option(None, "Hard query budget (default: each image once)."),
     eval_budget: int | None = typer.Option(
         None, "--eval-budget", help="Test images on which to measure the target (evaluation queries, charged by a "
         "remote API). Default: the whole test split for a local target (free), 0 for a remote one (not measured)."),
-    output: str = output_option("logits", help="What the API reveals: logits | probs | label."),
-    backend: str = backend_option(),
+    output: str = opt.output_option("logits", help="What the API reveals: logits | probs | label."),
+    backend: str = opt.backend_option(),
     loss: str = typer.Option("auto", "--loss", help="auto | l1_logits | l1_logprobs | ce_labels."),
-    epochs: int = count_option(20, "--epochs"),
-    batch_size: int = count_option(64, "--batch-size"),
-    lr: float = positive_option(1e-3, "--lr"),
+    epochs: int = opt.count_option(20, "--epochs"),
+    batch_size: int = opt.count_option(64, "--batch-size"),
+    lr: float = opt.positive_option(1e-3, "--lr"),
     augment: str = typer.Option("shift,mixup,noise", "--augment", help="Augmented queries beyond the base images."),
     sweep: str | None = typer.Option(None, "--sweep", help="Comma-separated budgets for Fig. 3 (accuracy vs budget)."),
-    api_key: str | None = api_key_option(),
+    api_key: str | None = opt.api_key_option(),
     out_dir: Path = typer.Option(Path("runs/distill"), "--out", help="Run directory (record, rows, surrogate)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse a saved transfer set (no new query)."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Distil SURROGATE from TARGET using only its outputs; report accuracy, ratio, fidelity and queries."""
@@ -111,7 +93,7 @@ def distill_cmd(
     if eval_budget is not None and eval_budget < 0:
         raise InputError(f"--eval-budget must be >= 0, got {eval_budget}")
     bb = open_target(target, output=output, budget=budget, api_key=api_key, backend=backend, eval_budget=eval_budget)
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(target),
+    dataset, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=opt.checkpoint_meta(target),
                                                  split_seed=split_seed, what=f"target {target}")
     data, test = splits[split], splits.test
     # the plan, checked against the local budgets and (remote) the key's remaining budget before any query

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._io import candidate_dirs, concat_splits, labels_tensor, require_file, to_unit_float
+from ._io import assemble, candidate_dirs, local_dir, require_file
 from .base import DATASETS, ImageDataset
 
 SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
@@ -50,14 +50,8 @@ def load_svhn(data_dir: Path | None) -> ImageDataset:
     Raises:
         DataError: a missing file (named) or a corrupt one.
     """
-    if data_dir is None:
-        raise DataError("svhn is read from a local directory: pass data_dir")
-    dirs = candidate_dirs(Path(data_dir), ("svhn", "SVHN"))
-    parts = []
-    for split in ("train", "test"):
-        path = require_file(dirs, [f"{split}_32x32.mat"], "svhn")
-        xa, ya = read_svhn_mat(path)
-        parts.append((to_unit_float(xa, str(path)), labels_tensor(ya, str(path), num_classes=10), split == "test"))
-    x, y, official = concat_splits(parts)
-    return ImageDataset("svhn", x, y, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, official,
-                        info={"source": str(data_dir), "format": "mat"})
+    root = local_dir(data_dir, "svhn")
+    dirs = candidate_dirs(root, ("svhn", "SVHN"))
+    parts = [(*read_svhn_mat(require_file(dirs, [f"{split}_32x32.mat"], "svhn")), split == "test")
+             for split in ("train", "test")]
+    return assemble("svhn", parts, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, root, "mat")
