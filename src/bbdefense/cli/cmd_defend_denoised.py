@@ -79,8 +79,6 @@ def zo_ae_ds(
     mse_weight: float = typer.Option(0.0, "--mse-weight", help="Weight of the optional MSE(D(x+delta), x) term."),
     pretrain_epochs: int = typer.Option(0, "--pretrain-epochs", help=">0: MSE pre-training, then fine-tune."),
     ae_epochs: int = typer.Option(20, "--ae-epochs", help="AE pre-training epochs (AE variants)."),
-    budget: int | None = opt.budget_option(None, "Queries the black box may answer in all (training and "
-                                                 "certification); QueryBudgetExceeded beyond."),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
     *,
     o: CertifyRunOptions,
@@ -116,8 +114,8 @@ def zo_ae_ds(
     opt.check_count(o.n_test, len(splits.test), "--n-test", f"test images of {dataset}")
     _check_loaded_split(est, split_seed, load)
     fo = est is not None and load is None and est.variant.startswith("fo")
-    tb = src.whitebox(f"defend zo-ae-ds --variant {est.variant}", budget=budget) if fo and est is not None else None
-    bb = src.blackbox(backend=backend, api_key=api_key, budget=budget)  # type: ignore[arg-type]
+    tb = src.whitebox(f"defend zo-ae-ds --variant {est.variant}", budget=o.budget) if fo and est is not None else None
+    bb = src.blackbox(backend=backend, api_key=api_key, budget=o.budget)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-zo-ae-ds", config={
         "model": model, "load": str(load) if load else None, "dataset": dataset, "split_seed": split_seed,
         "variant": est.variant if est else "rs", "config": est.get_params() if est else {}, "n0": o.n0, "n": o.n,
@@ -158,8 +156,6 @@ def irs(
     lr: float = typer.Option(0.1, "--lr"),
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (paper) | adam"),
     width: int = typer.Option(16, "--width", help="UNet width."),
-    budget: int | None = opt.budget_option(None, "Queries the black box may answer in all (training and "
-                                                 "certification); QueryBudgetExceeded beyond."),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
     *,
     o: CertifyRunOptions,
@@ -184,7 +180,7 @@ def irs(
     opt.check_count(o.n_test, len(splits.test), "--n-test", f"test images of {dataset}")
     _check_loaded_split(est, split_seed, load)
     sur = model_source(str(surrogate)).whitebox("defend irs --surrogate") if load is None else None
-    bb = src.blackbox(backend=backend, api_key=api_key, budget=budget)  # type: ignore[arg-type]
+    bb = src.blackbox(backend=backend, api_key=api_key, budget=o.budget)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-irs", config={
         "surrogate": surrogate, "load": str(load) if load else None, "model": model, "dataset": dataset,
         "split_seed": split_seed, "config": est.get_params(), "n0": o.n0, "n": o.n, "alpha": o.alpha,

@@ -155,12 +155,9 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Robust accuracy of defenses under the attack suite (UniG Table 1 / RFD Table 2 layout)."""
-    import torch
-
     from ..attacks import ATTACKS
-    from ..defenses.spec import build_from_spec, defense_label
     from ..errors import InputError
-    from ..evaluation.owner import EvalConfig, evaluate_defenses
+    from ..evaluation.owner import EvalConfig, check_defense_specs, evaluate_specs
     from ..models import model_source
     from ..records import RunDir, render_report
 
@@ -183,17 +180,12 @@ def evaluate(
     opt.check_count(n, len(splits.test), "--n", "test images")
     if n_clean is not None:
         opt.check_count(n_clean, len(splits.test), "--n-clean", "test images")
-    models: dict[str, torch.nn.Module] = {"undefended": module}
-    ref_of: dict[str, torch.nn.Module] = {}
-    bases: dict[str, torch.nn.Module] = {"": module}
+    extras = {}
     for item in extra_model or []:
         key, eq, path = item.partition("=")
         if not eq:
             raise InputError(f"--extra-model expects NAME=CKPT, got {item!r}")
-        bases[key] = model_source(path).module("evaluate --extra-model").module
-        models[key] = bases[key]
-    cal = (splits.defender.x, splits.defender.y)
-    ref = (splits.owner_train.x, splits.owner_train.y)
+        extras[key] = model_source(path).module("evaluate --extra-model").module
     cfg = EvalConfig(attacks=tuple(names["--attacks"]), decision_attacks=tuple(names["--decision-attacks"]),
                      budgets=budget_list, eot=tuple(names["--eot"]), eot_m=eot_m, eot_budget=eot_budget,
                      eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
@@ -201,31 +193,13 @@ def evaluate(
     config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []),
               "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
-    from ..defenses.spec import check_spec, parse_spec, split_wrapped
-
-    for spec in defense or []:  # validate every spec (and its values) before anything is written
-        spec_s, on = split_wrapped(spec)
-        parse_spec(spec_s)
-        if on and on not in bases:
-            raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model "
-                             f"{on}=CKPT")
-        check_spec(spec_s, bases[on], ref, seed)
+    # every spec (and its values) is checked before anything is written
+    check_defense_specs(defense or [], {"": module, **extras}, (splits.owner_train.x, splits.owner_train.y), seed)
     run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
                  resume=resume)
     with progress_events(progress) as cb:
-        for spec in defense or []:
-            spec_s, on = split_wrapped(spec)
-            built = build_from_spec(spec_s, bases[on], calibration=cal, reference=ref, passes=passes, seed=seed,
-                                    on_event=cb)
-            label = defense_label(built) + (f" @{on}" if on else "")
-            models[label] = built.defense
-            ref_of[label] = bases[on]
-            if built.calibration is not None:
-                run.set_metrics(**{f"calibration.{label}": built.calibration.as_dict()})
-        test = splits.test
-        x, y = test.x[:n], test.y[:n]
-        res = evaluate_defenses(models, module, x, y, cfg, x_clean=test.x[:n_clean], y_clean=test.y[:n_clean],
-                                run=run, section="Owner-side defenses", bases=ref_of, on_event=cb)
+        res = evaluate_specs(run, module, defense or [], splits, cfg, n=n, n_clean=n_clean, extras=extras,
+                             on_event=cb)
     t = res["tables"][0]
     out.print(t["title"])
     widths = [max(len(str(c)), 8) for c in t["columns"]]

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from . import options as opt
-from .common import defend_app, out, progress_events, seed_everything
+from .common import RunOptions, defend_app, out, progress_events, seed_everything, with_option_groups
 
 CHUNK = 10  # images certified per call between row writes (seeds are per image index: chunking changes nothing)
 
@@ -34,6 +34,7 @@ def _floats(s: str, what: str) -> tuple[float, ...]:
     return v
 
 
+@with_option_groups
 def ducd_cmd(
     target: str | None = opt.model_option("--target", default=None, help="The target (--target: deprecated alias); "
                                       "not needed with --load."),
@@ -62,9 +63,8 @@ def ducd_cmd(
     finetune_epochs: int = typer.Option(3, "--finetune-epochs"),
     api_key: str | None = opt.api_key_option(),
     out_dir: Path = typer.Option(Path("runs/ducd"), "--out"),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = opt.seed_option(),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    *,
+    run_opts: RunOptions,
 ) -> None:
     """DUCD: certify a black-box target through a distilled, noise-fine-tuned surrogate (l1/l2/linf)."""
     from ..certified import DUCD
@@ -75,7 +75,7 @@ def ducd_cmd(
     from ..records import RunDir, render_report, table
     from .cmd_distill import open_target, planned_transfer
 
-    seed_everything(seed)
+    seed_everything(run_opts.seed)
     norm_t = tuple(t for t in norms.split(",") if t)
     for t in norm_t:
         if t not in NORMS:
@@ -102,11 +102,11 @@ def ducd_cmd(
               "norms": list(norm_t), "plan": [list(p) for p in plan], "n_images": n_images, "n0": n0, "n": n,
               "alpha": alpha, "zeta": zeta, "iota": iota, "finetune_epochs": finetune_epochs}
     run = RunDir(out_dir, kind="ducd", name=f"DUCD on {Path(str(target or load)).name}", config=config,
-                 seeds={"ducd": seed}, resume=resume)
+                 seeds={"ducd": run_opts.seed}, resume=run_opts.resume)
     section = "DUCD certified defense (Table IV)"
     summary: dict[str, Any] = {}
     defenses: dict[tuple[str, float], DUCD] = {}
-    with progress_events(progress) as cb:
+    with progress_events(run_opts.progress) as cb:
         if loaded is not None:
             defenses[plan[0]] = loaded
             summary["distill_queries"] = loaded.transfer_size_
@@ -115,10 +115,11 @@ def ducd_cmd(
             assert target is not None  # checked above: exactly one of --target / --load
             bb = open_target(target, output=output, budget=budget, api_key=api_key, backend=backend)
             n_eval = bb.audit_allowance(len(test))  # a remote target: 0 (its evaluation would be charged)
-            bb.check_plan(planned_transfer(out_dir, resume, budget, len(splits[split])), n_eval, what="defend ducd")
+            bb.check_plan(planned_transfer(out_dir, run_opts.resume, budget, len(splits[split])), n_eval,
+                          what="defend ducd")
             tpath = run.path / "transfer"
             transfer = None
-            if resume and tpath.with_suffix(".safetensors").is_file():
+            if run_opts.resume and tpath.with_suffix(".safetensors").is_file():
                 try:
                     transfer = TransferSet.load(tpath)
                 except CheckpointError:
@@ -127,7 +128,7 @@ def ducd_cmd(
             for nz, s in plan:
                 est = DUCD(budget=budget, surrogate=surrogate, epochs=epochs, noise=nz, sigma=s,
                            noise_params={"beta": beta} if nz == "gen_gaussian" else None,
-                           finetune_epochs=finetune_epochs, zeta=zeta, iota=iota, seed=seed)
+                           finetune_epochs=finetune_epochs, zeta=zeta, iota=iota, seed=run_opts.seed)
                 est.fit(bb, splits[split], on_event=cb, split_seed=split_seed, transfer=transfer,
                         surrogate=None if first is None else first.surrogate_)
                 if transfer is None:
@@ -147,7 +148,7 @@ def ducd_cmd(
             summary.update({"distill_queries": len(transfer), "surrogate_accuracy": met.surrogate_accuracy,
                             "target_accuracy": met.target_accuracy, "ratio": met.ratio, "fidelity": met.fidelity})
         rows = {key: _certify_rows(run, f"cert_DUCD_{key[0]}_{key[1]}", est, test, n_images,
-                                   {"n0": n0, "n": n, "alpha": alpha, "seed": seed}, cb)
+                                   {"n0": n0, "n": n, "alpha": alpha, "seed": run_opts.seed}, cb)
                 for key, est in defenses.items()}
         if loaded is None:
             summary["target_queries_total"] = bb.stats.queries - q_after

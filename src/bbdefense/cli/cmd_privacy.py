@@ -8,13 +8,14 @@ from pathlib import Path
 import typer
 
 from . import options as opt
-from .common import out, progress_events, seed_everything
+from .common import RunOptions, out, progress_events, seed_everything, with_option_groups
 
 
 def register(app: typer.Typer) -> None:
     app.command("privacy")(privacy_cmd)
 
 
+@with_option_groups
 def privacy_cmd(
     model: str = opt.model_option(help="The target (a kind with a torch module); the owner's training split of its "
                                    "split seed = members."),
@@ -35,9 +36,8 @@ def privacy_cmd(
     shadow: bool = typer.Option(True, "--shadow/--no-shadow", help="Shokri shadow-model attack."),
     n_boot: int = opt.count_option(1000, "--n-boot", help="Bootstrap resamples of the AUC interval."),
     out_dir: Path = typer.Option(Path("runs/privacy"), "--out"),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = opt.seed_option(),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    *,
+    run_opts: RunOptions,
 ) -> None:
     """Membership inference (thresholds, shadow, gap) on target, DUCD surrogates and smoothed models."""
     from ..errors import InputError
@@ -46,7 +46,7 @@ def privacy_cmd(
     from ..privacy.study import StudyConfig, run_study
     from ..records import RunDir, render_report
 
-    seed_everything(seed)
+    seed_everything(run_opts.seed)
     opt.check_writable_dir(out_dir, "--out")
     module, meta = model_source(model).module("privacy")
     arch = arch or meta.get("arch")
@@ -56,7 +56,7 @@ def privacy_cmd(
     MODELS[arch]  # an unknown name is refused here
     cfg = StudyConfig(n_members=n_members, sources=tuple(s for s in sources.split(",") if s), distill_budget=budget,
                       distill_epochs=epochs, sigma=sigma, n_smooth=n_smooth, overfit_n=overfit_n,
-                      overfit_epochs=overfit_epochs, shadow=shadow, n_boot=n_boot, seed=seed)
+                      overfit_epochs=overfit_epochs, shadow=shadow, n_boot=n_boot, seed=run_opts.seed)
     cfg.check()
     # the members are the owner's training split of the seed the checkpoint records
     ds_name, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed,
@@ -65,8 +65,8 @@ def privacy_cmd(
                 "members available (the owner's training split and the test split bound it)")
     run = RunDir(out_dir, kind="privacy", name=f"Membership inference on {Path(model).name}",
                  config={"model": str(model), "dataset": ds_name, "split_seed": split_seed, "study": cfg.__dict__},
-                 seeds={"privacy": seed}, resume=resume)
-    with progress_events(progress) as cb:
+                 seeds={"privacy": run_opts.seed}, resume=run_opts.resume)
+    with progress_events(run_opts.progress) as cb:
         rows = run_study(run, module, arch, splits, cfg, cache_dir=run.path / "models",
                          section="Membership inference (DUCD Fig. 9)", on_event=cb)
     run.finish()

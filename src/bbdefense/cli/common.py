@@ -269,10 +269,19 @@ def with_option_groups(func: G) -> G:
 
 
 @dataclass(frozen=True)
+class RunOptions(OptionGroup):
+    """What a resumable run command shares: keep the rows already in its run directory, the seed, progress."""
+
+    resume: bool = typer.Option(True, "--resume/--no-resume")
+    seed: int = opt.seed_option()
+    progress: bool = typer.Option(True, "--progress/--no-progress")
+
+
+@dataclass(frozen=True)
 class CertifyRunOptions(OptionGroup):
     """What a command that fits a denoised-smoothing defense on the defender split and certifies it with
     Cohen's CERTIFY shares (``defend zo-ae-ds``, ``defend irs``): sizes, CERTIFY's n0/n/alpha, the data, the
-    split seed, the seed and progress."""
+    split seed, the query budget, the seed and progress."""
 
     n_train: int = opt.count_option(1000, "--n-train", help="Defender-split images the defense is trained on.")
     n_test: int = opt.count_option(50, "--n-test", help="Test images certified.")
@@ -281,5 +290,7 @@ class CertifyRunOptions(OptionGroup):
     alpha: float = opt.fraction_option(0.001, "--alpha", help="CERTIFY's failure probability.")
     data_dir: Path | None = opt.data_dir_option()
     split_seed: int | None = opt.split_seed_option()
+    budget: int | None = opt.budget_option(None, "Queries the black box may answer in all (training and "
+                                                 "certification); QueryBudgetExceeded beyond.")
     seed: int = opt.seed_option()
     progress: bool = typer.Option(True, "--progress/--no-progress")

@@ -113,15 +113,16 @@ def concat_splits(parts: Sequence[tuple[torch.Tensor, torch.Tensor, bool]]) -> t
     return torch.cat(xs), torch.cat(ys), mask
 
 
-def local_dir(data_dir: Path | str | None, name: str) -> Path:
-    """The folder an on-disk dataset ``name`` is read from.
+def local_dirs(data_dir: Path | str | None, name: str, subdirs: Sequence[str]) -> tuple[Path, list[Path]]:
+    """The folder an on-disk dataset ``name`` is read from and its :func:`candidate_dirs` (``subdirs``).
 
     Raises:
         DataError: ``data_dir`` is None.
     """
     if data_dir is None:
         raise DataError(f"{name} is read from a local directory: pass data_dir")
-    return Path(data_dir)
+    root = Path(data_dir)
+    return root, candidate_dirs(root, subdirs)
 
 
 def names_txt(path: Path | None, n: int) -> list[str] | None:
@@ -134,7 +135,7 @@ def names_txt(path: Path | None, n: int) -> list[str] | None:
 
 
 def assemble(name: str, parts: Sequence[tuple[np.ndarray, np.ndarray, bool]], classes: list[str],
-             mean: tuple[float, ...], std: tuple[float, ...], source: Path, fmt: str) -> ImageDataset:
+             mean: tuple[float, ...], std: tuple[float, ...], source: Path | str, fmt: str) -> ImageDataset:
     """The one tail of the on-disk loaders: ``(images uint8 (N, C, H, W), labels 0..K-1, is_official_test)``
     parts -> one :class:`ImageDataset` (pixels in [0, 1], int64 labels checked against ``len(classes)``,
     the official-test mask, ``info`` naming the source folder and the file format)."""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ._io import assemble, candidate_dirs, find_file, local_dir, names_txt, read_bytes, require_file
+from ._io import assemble, candidate_dirs, find_file, local_dirs, names_txt, read_bytes, require_file
 from ._safe_pickle import safe_load
 from .base import DATASETS, ImageDataset
 
@@ -77,9 +77,8 @@ def load_cifar10(data_dir: Path | None) -> ImageDataset:
     Raises:
         DataError: no CIFAR-10 files, a missing batch (named), a corrupt or unsafe file.
     """
-    root = local_dir(data_dir, "cifar10")
+    root, py_dirs = local_dirs(data_dir, "cifar10", ("cifar-10-batches-py",))
     train = [f"data_batch_{i}" for i in range(1, 6)]
-    py_dirs = candidate_dirs(root, ("cifar-10-batches-py",))
     bin_dirs = candidate_dirs(root, ("cifar-10-batches-bin",))
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
     if find_file(py_dirs, ["data_batch_1", "test_batch"]) is not None:
@@ -108,8 +107,7 @@ def load_cifar100(data_dir: Path | None) -> ImageDataset:
     Raises:
         DataError: no CIFAR-100 files, a missing file (named), a corrupt or unsafe file.
     """
-    root = local_dir(data_dir, "cifar100")
-    py_dirs = candidate_dirs(root, ("cifar-100-python",))
+    root, py_dirs = local_dirs(data_dir, "cifar100", ("cifar-100-python",))
     bin_dirs = candidate_dirs(root, ("cifar-100-binary",))
     default = [str(i) for i in range(100)]
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._io import assemble, candidate_dirs, find_file, local_dir, names_txt, read_bytes, require_file
+from ._io import assemble, find_file, local_dirs, names_txt, read_bytes, require_file
 from .base import DATASETS, ImageDataset
 
 STL10_MEAN, STL10_STD = (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)
@@ -48,12 +48,11 @@ def load_stl10(data_dir: Path | None) -> ImageDataset:
     """STL-10 train (5,000) + official test (8,000): ``(13000, 3, 96, 96)``, 10 classes.
 
     Raises:
-        DataError: a missing file (named) or a corrupt one.
+        DataError: a missing file (named), a size that is not whole images, labels outside 1..10.
     """
-    root = local_dir(data_dir, "stl10")
-    dirs = candidate_dirs(root, ("stl10_binary", "stl10"))
+    _, dirs = local_dirs(data_dir, "stl10", ("stl10_binary", "stl10"))
     parts = [(*read_stl10_split(require_file(dirs, [f"{split}_X.bin"], "stl10"),
                                 require_file(dirs, [f"{split}_y.bin"], "stl10")), split == "test")
              for split in ("train", "test")]
     classes = names_txt(find_file(dirs, ["class_names.txt"]), 10) or list(STL10_CLASSES)
-    return assemble("stl10", parts, classes, STL10_MEAN, STL10_STD, root, "binary")
+    return assemble("stl10", parts, classes, STL10_MEAN, STL10_STD, str(data_dir), "binary")

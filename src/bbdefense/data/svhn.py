@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._io import assemble, candidate_dirs, local_dir, require_file
+from ._io import assemble, local_dirs, require_file
 from .base import DATASETS, ImageDataset
 
 SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
@@ -48,10 +48,9 @@ def load_svhn(data_dir: Path | None) -> ImageDataset:
     """SVHN train (73,257) + official test (26,032): ``(N, 3, 32, 32)``, classes "0".."9".
 
     Raises:
-        DataError: a missing file (named) or a corrupt one.
+        DataError: a missing file (named), an unreadable .mat file, no X/y variables or the wrong shapes.
     """
-    root = local_dir(data_dir, "svhn")
-    dirs = candidate_dirs(root, ("svhn", "SVHN"))
+    _, dirs = local_dirs(data_dir, "svhn", ("svhn", "SVHN"))
     parts = [(*read_svhn_mat(require_file(dirs, [f"{split}_32x32.mat"], "svhn")), split == "test")
              for split in ("train", "test")]
-    return assemble("svhn", parts, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, root, "mat")
+    return assemble("svhn", parts, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, str(data_dir), "mat")
