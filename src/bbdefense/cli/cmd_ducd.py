@@ -70,10 +70,11 @@ def ducd_cmd(
     from ..certified import DUCD
     from ..certified.ducd import TransferSet
     from ..certified.ducd.evaluate import evaluate_surrogate, target_eval_note
+    from ..certified.ducd.session import planned_transfer
     from ..certify.noises import NORMS
     from ..errors import CheckpointError, InputError
     from ..records import RunDir, render_report, table
-    from .cmd_distill import open_target, planned_transfer
+    from .cmd_distill import open_target
 
     seed_everything(run_opts.seed)
     norm_t = tuple(t for t in norms.split(",") if t)
