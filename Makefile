@@ -12,7 +12,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[all,test]'
 	touch $(STAMP)
 
 # The main job: every slice of the demo at its quick scale (under 3 minutes on 2 cores from a cold cache).

@@ -11,6 +11,13 @@ The in-process ``BlackBox.query`` time of the same batches is given for referenc
     .venv/bin/python benchmarks/serve_load.py                 # ~1-2 minutes on 2 quiet cores
     .venv/bin/python benchmarks/serve_load.py --quick         # fewer requests
     .venv/bin/python benchmarks/serve_load.py --defense rnd   # an owner-side DEFENSES entry instead
+    .venv/bin/python benchmarks/serve_load.py --detector blacklight            # the servers with a detector
+    .venv/bin/python benchmarks/serve_load.py --detector-overhead --stored 100000   # per-image detector cost
+
+``--detector-overhead`` measures the stateful detectors alone (no server): a state file pre-filled with
+``--stored`` queries (synthetic fingerprints bulk-inserted, the same tables and indexes as real ones), then
+``observe`` at batch 1 on MNIST-shaped images (fresh digits-like images and near-duplicate probes of them),
+reporting p50/p99 ms per image, the state file size and the detector's resident memory growth.
 
 The model is an untrained, seeded SmallCNN on 28x28 inputs (MNIST shape): timings do not depend on
 the weights. The server runs with ``--threads`` torch threads (default 1).
@@ -78,8 +85,13 @@ def serve_main(args: argparse.Namespace) -> None:
                                   name="smallcnn+noise")
     else:
         bb = build_served_blackbox(args.model, defense=args.defense, output="probs")
+    det = None
+    if args.detector:
+        from bbdefense.defenses.stateful import make_detector
+
+        det = make_detector(args.detector, db_path=args.db)
     app = create_app(bb, keys=args.keys, db_path=args.db, defense=args.defense, limits=ServeLimits(max_batch=64),
-                     synchronous=args.durability)
+                     synchronous=args.durability, detector=det, on_detect="log")
     run_server(app, host="127.0.0.1", port=args.port)
 
 
@@ -90,7 +102,7 @@ def free_port() -> int:
 
 
 def start_server(ckpt: Path, keys: Path, db: Path, defense: str | None, durability: str,
-                 threads: int) -> tuple[subprocess.Popen[bytes], str]:
+                 threads: int, detector: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
     port = free_port()
@@ -98,6 +110,8 @@ def start_server(ckpt: Path, keys: Path, db: Path, defense: str | None, durabili
            "--port", str(port), "--durability", durability, "--threads", str(threads)]
     if defense:
         cmd += ["--defense", defense]
+    if detector:
+        cmd += ["--detector", detector]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -170,6 +184,82 @@ def local_ms(ckpt: Path, batch: int, defense: str | None, reps: int) -> float:
     return 1000 * (time.perf_counter() - t0) / reps
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def prefill(det: Any, stored: int, seed: int = 0) -> None:
+    """Bulk-insert ``stored`` synthetic queries (random fingerprints) into a detector's tables."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    db, name = det._db, det.name
+    db.execute("BEGIN IMMEDIATE")
+    now = time.time()
+    for start in range(0, stored, 10_000):
+        qids = range(start + 1, min(stored, start + 10_000) + 1)
+        db.executemany(f"INSERT INTO {name}_queries (qid, time, account, tag, digest, score, flagged) "
+                       "VALUES (?,?,?,?,?,?,?)",
+                       [(q, now, f"acct{q % 1000}", 0, int(rng.integers(-2**63, 2**63 - 1)), 0.0, 0) for q in qids])
+        if name == "blacklight":
+            keys = rng.integers(-2**63, 2**63 - 1, size=(len(qids), det.top_k))
+            db.executemany("INSERT INTO blacklight_log (qid, keys) VALUES (?, ?)",
+                           [(q, row.tobytes()) for q, row in zip(qids, keys, strict=True)])
+        else:
+            db.executemany("INSERT INTO piha_hashes (qid, tag, hash) VALUES (?,?,?)",
+                           [(q, 0, int(rng.integers(-2**63, 2**63 - 1))) for q in qids])
+    db.execute("COMMIT")
+
+
+def detector_overhead(names: list[str], stored: int, n: int) -> None:
+    """Per-image ``observe`` time at batch 1 with ``stored`` queries already in the state file."""
+    from bbdefense.defenses.stateful import make_detector
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.zeros(n // 2, *SHAPE)
+    for i in range(len(base)):  # digits-like: black background, a few bright strokes
+        for _ in range(4):
+            r, c = (int(v) for v in torch.randint(4, 22, (2,), generator=g))
+            base[i, 0, r:r + 3, c:c + 6] = 0.6 + 0.4 * torch.rand((), generator=g)
+    probes = (base + 0.3 * torch.sign(torch.randn(base.shape, generator=g)) * (torch.rand(base.shape, generator=g)
+                                                                                 < 0.01)).clamp(0, 1)
+    x = torch.stack([base, probes], 1).reshape(-1, *SHAPE)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bbdefense-detector-overhead-") as tmp:
+        for name in names:
+            db = Path(tmp) / f"{name}.sqlite3"
+            rss0 = _rss_mb()
+            det = make_detector(name, db_path=db)
+            t0 = time.perf_counter()
+            prefill(det, stored)
+            fill = time.perf_counter() - t0
+            det.close()
+            det = make_detector(name, db_path=db)  # a restart: state read back from the file
+            lat = []
+            flagged = 0
+            for i in range(len(x)):
+                t0 = time.perf_counter()
+                flagged += det.observe("bench", x[i:i + 1])[0].flagged
+                lat.append(1000 * (time.perf_counter() - t0))
+            lat.sort()
+            size = sum(f.stat().st_size for f in Path(tmp).glob(f"{name}.sqlite3*")) / 2**20
+            rows.append([name, stored, len(x), f"{statistics.median(lat):.3f}", f"{lat[int(0.99 * len(lat))]:.3f}",
+                         f"{statistics.fmean(lat):.3f}", flagged, f"{size:.0f}", f"{_rss_mb() - rss0:.0f}",
+                         f"{fill:.0f}"])
+            det.close()
+    cols = ["detector", "stored queries", "observed", "p50 ms/image", "p99 ms/image", "mean ms/image",
+            "flagged (of half probes)", "state file MiB", "RSS growth MiB", "prefill s"]
+    print(f"stateful detector overhead at batch 1, MNIST-shaped images {SHAPE}, 1 thread")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---" for _ in cols) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(v) for v in r) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--_serve", action="store_true", help=argparse.SUPPRESS)
@@ -183,11 +273,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     ap.add_argument("--clients", type=int, default=4, help="concurrent client threads")
     ap.add_argument("--quick", action="store_true", help="fewer requests")
+    ap.add_argument("--detector", default=None, help="run the servers with this stateful detector (on_detect=log)")
+    ap.add_argument("--detector-overhead", action="store_true", help="measure the detectors alone (no server)")
+    ap.add_argument("--detectors", default="blacklight,piha", help="detectors of --detector-overhead")
+    ap.add_argument("--stored", type=int, default=100_000, help="queries stored before --detector-overhead measures")
+    ap.add_argument("--observe", type=int, default=1000, help="images observed by --detector-overhead")
     args = ap.parse_args()
     if args._serve:
         serve_main(args)
         return
     torch.set_num_threads(1)
+    if args.detector_overhead:
+        detector_overhead(args.detectors.split(","), args.stored, args.observe)
+        return
     from bbdefense.serve.audit import verify_audit
 
     plan = {1: 60 if args.quick else 300, 64: 12 if args.quick else 60}
@@ -201,7 +299,7 @@ def main() -> None:
             keys.write_text(json.dumps({"keys": [{"name": f"b{b}", "key": f"key-b{b}", "budget": 10**9}
                                                  for b in plan]}))
             db = Path(tmp) / f"state-{name}.sqlite3"
-            proc, url = start_server(ckpt, keys, db, cfg, args.durability, args.threads)
+            proc, url = start_server(ckpt, keys, db, cfg, args.durability, args.threads, args.detector)
             try:
                 import httpx
 
@@ -224,7 +322,7 @@ def main() -> None:
             "images sent", "images charged", "acct errors"]
     widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(cols)]
     print(f"serve load test: {args.clients} client threads on loopback, server torch threads {args.threads}, "
-          f"durability {args.durability}, SmallCNN 1x28x28, output probs")
+          f"durability {args.durability}, SmallCNN 1x28x28, output probs, detector {args.detector or 'none'}")
     print("| " + " | ".join(str(c).ljust(w) for c, w in zip(cols, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:

@@ -6,6 +6,9 @@ and the model zoo. Subpackages: ``models``, ``data``, ``training``, ``attacks``,
 ``defenses``, ``privacy``, ``records``, ``experiments``, ``serve``, ``cli``.
 """
 
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
 from .errors import (
     AccessError,
     BBDefenseError,
@@ -17,9 +20,20 @@ from .errors import (
     RemoteError,
     UnknownNameError,
 )
-from .models import BlackBox, WhiteBox
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .models import BlackBox, WhiteBox
+
+
+def __getattr__(name: str) -> Any:
+    """``BlackBox`` and ``WhiteBox`` on first use: ``import bbdefense`` (and so ``bbdefense --help``) does not
+    import torch."""
+    if name in ("BlackBox", "WhiteBox"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'bbdefense' has no attribute {name!r}")
+
 
 __all__ = ["AccessError", "BBDefenseError", "BlackBox", "CheckpointError", "ConfigError", "DataError", "InputError",
            "QueryBudgetExceeded", "RemoteError", "UnknownNameError", "WhiteBox", "__version__"]

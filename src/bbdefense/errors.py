@@ -45,6 +45,19 @@ class RemoteError(BBDefenseError, RuntimeError):
     """A remote black box (HTTP API) failed in a way that retrying did not fix."""
 
 
+class QueryRejected(AccessError):
+    """A server's stateful defense refused a query as part of a suspected query attack (HTTP 403
+    ``attack_suspected``); ``banned`` tells whether the key is now banned for good."""
+
+    def __init__(self, message: str, *, banned: bool = False) -> None:
+        super().__init__(message)
+        self.banned = banned
+
+
+class MissingExtraError(BBDefenseError, ImportError):
+    """A feature needs an optional extra that is not installed; the message names the ``pip install``."""
+
+
 __all__ = [
     "AccessError",
     "BBDefenseError",
@@ -52,7 +65,9 @@ __all__ = [
     "ConfigError",
     "DataError",
     "InputError",
+    "MissingExtraError",
     "QueryBudgetExceeded",
+    "QueryRejected",
     "RemoteError",
     "UnknownNameError",
 ]

@@ -7,12 +7,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported inside the functions: `bbdefense --help` must not import it
+    import torch
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Resolve ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda:0"``... once, at the edge."""
+    import torch
+
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -28,6 +33,8 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
     Library code never seeds the global RNG; every stochastic component builds its own generator.
     """
+    import torch
+
     g = torch.Generator(device=torch.device(device))
     if seed is None:
         g.seed()
@@ -47,6 +54,8 @@ def seeded_init(seed: int | None) -> Iterator[None]:
         with seeded_init(cfg.seed):
             model = build_model(...)
     """
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0 if seed is None else int(seed))
         yield
@@ -54,6 +63,8 @@ def seeded_init(seed: int | None) -> Iterator[None]:
 
 def environment() -> dict[str, str]:
     """Versions and machine facts recorded in every run record."""
+    import torch
+
     env = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -67,3 +78,22 @@ def environment() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             env[pkg] = "not installed"
     return env
+
+
+#: the optional features of bbdefense: extra name -> what it enables (pyproject.toml [project.optional-dependencies])
+EXTRAS = {"onnx": "ONNX export and the onnxruntime backend", "serve": "the HTTP service and remote black boxes",
+          "ssim": "SSIM of reconstructions", "ray": "Ray execution of experiments"}
+
+
+def require_extra(module: str, extra: str, feature: str) -> ModuleType:
+    """Import ``module`` for ``feature``, or raise :class:`~bbdefense.errors.MissingExtraError` with one line
+    naming ``pip install 'bbdefense[EXTRA]'`` (the lean core installs no optional package)."""
+    import importlib
+
+    from .errors import MissingExtraError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(f"{feature} needs the '{extra}' extra ({module} is not installed): "
+                                f"pip install 'bbdefense[{extra}]'") from exc

@@ -131,7 +131,7 @@ def test_output_mode_errors(linear_model):
     with pytest.raises(InputError, match="top_k needs output='probs'"):
         make_bb(linear_model, top_k=2)
     with pytest.raises(AccessError, match="cannot reveal logits"):
-        BlackBox.from_callable(lambda x: x, returns="probs", num_classes=3, input_shape=(1, 2, 2))
+        BlackBox.from_callable(lambda x: x, returns="probs", output="logits", num_classes=3, input_shape=(1, 2, 2))
     with pytest.raises(AccessError, match="cannot reveal probabilities"):
         BlackBox.from_callable(lambda x: x, returns="label", num_classes=3, input_shape=(1, 2, 2), output="probs")
 

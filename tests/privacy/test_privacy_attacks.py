@@ -139,4 +139,8 @@ def test_evaluate_privacy_streams_rows_and_report(world: dict, tmp_path) -> None
     assert all(r["queries"] == 300 and r["n_eval"] == 150 for r in rows)
     lines = (run.path / "rows" / "privacy.jsonl").read_text().splitlines()
     assert len(lines) == len(rows)
-    assert run.record.plots and run.record.plots[0]["kind"] == "bar"
+    kinds = {p["kind"]: p for p in run.record.plots}
+    assert set(kinds) == {"bar", "line"}  # the Fig. 9 bars and the log-log ROC curves
+    roc = kinds["line"]
+    assert roc["xscale"] == roc["yscale"] == "log" and roc["shade_x"][1] == pytest.approx(1 / 75)
+    assert all(min(s["x"]) >= 1 / 75 - 1e-9 for s in roc["series"])  # nothing below the FPR resolution drawn

@@ -102,4 +102,4 @@ def test_report_is_a_pure_function_of_the_record(tmp_path):
     assert (tmp_path / "report_files" / "plot_0.png").read_bytes() == png
     assert "## S" in a and "| 1 | 0.5 |" in a and "![P](report_files/plot_0.png)" in a and "abstain_rate" in a
     body = b.split("<body>")[1].split("Environment")[0]
-    assert "data:image/png;base64," in b and "<h2>S</h2>" in b and "http" not in body
+    assert "data:image/png;base64," in b and "<h2 id=\"s\">S</h2>" in b and "http" not in body

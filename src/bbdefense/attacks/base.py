@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar, dataclass_transform, final
 
@@ -75,7 +76,9 @@ class AttackResult:
         return {
             "attack": self.attack, "norm": self.norm, "eps": self.eps, "n": len(ok),
             "success_rate": self.success_rate,
-            "median_queries_success": float(q.median()) if len(q) else None,
+            # the median of the evaluation tables (statistics.median = numpy's: the mean of the two middle
+            # values), not torch.median's lower median
+            "median_queries_success": float(statistics.median(q.tolist())) if len(q) else None,
             "mean_queries": float(self.queries.float().mean()) if len(ok) else None,
             "total_queries": int(self.queries.sum()), "audit_queries": self.audit_queries,
             "criterion": self.criterion,
@@ -161,6 +164,13 @@ class Attack:
                               f"got {type(model).__name__}")
 
     @final
+    def __call__(self, model: BlackBox, x: Tensor, y: Tensor, *, target: Tensor | None = None,
+                 x_init: Tensor | None = None) -> Tensor:
+        """torchattacks-style call: ``x_adv = attack(model, x, y)`` returns the adversarial images
+        ``(N, C, H, W)`` of :meth:`run` (which returns the whole :class:`AttackResult`: success, queries,
+        norms). The model is passed per call, as in :meth:`run`: a query-counted :class:`BlackBox`."""
+        return self.run(model, x, y, target=target, x_init=x_init).x_adv
+
     def run(self, model: BlackBox, x: Tensor, y: Tensor, *, target: Tensor | None = None,
             x_init: Tensor | None = None) -> AttackResult:
         """Attack images ``x`` with true labels ``y`` (untargeted) or toward ``target`` labels.

@@ -10,7 +10,6 @@ from typing import Any
 
 import typer
 
-from ..evaluation.certification import RADII
 from . import options as opt
 from .common import CertifyRunOptions, defend_app, out, progress_events, seed_everything, with_option_groups
 
@@ -24,6 +23,7 @@ def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, o: Certify
                         train_queries: int = 0, cb: Any = None) -> None:
     """``certify(x, **cohen)`` on the first ``o.n_test`` test images; rows, the certified-accuracy table, metrics."""
     from ..certify.metrics import curve_from_certificates
+    from ..evaluation.certification import RADII
     from ..records import render_report, table
 
     n0, n, alpha = o.n0, o.n, o.alpha

@@ -17,7 +17,9 @@ def register(app: typer.Typer) -> None:
 
 
 def run_config(
-    config: Path = typer.Argument(..., help="Experiment YAML (see configs/ and docs/experiments.md)."),
+    config: Path | None = typer.Argument(None, help="Experiment YAML (see configs/ and docs/experiments.md)."),
+    example: str | None = typer.Option(None, "--example", help="Run a packaged example config instead of a "
+                                                               "file: quick, certify_sigmas, owner_defenses."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<config name>)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep rows already on disk."),
     workers: int = count_option(1, "--workers", help="Run the (model, attack) pairs in this many processes."),
@@ -29,10 +31,14 @@ def run_config(
     import time
 
     from ..experiments.config import load_config
+    from ..experiments.packaged import example_path
     from ..experiments.runner import run_experiment
     from ..records import load_record
 
-    cfg = load_config(config)  # the schema; run_experiment runs check_runnable before it writes anything
+    if (config is None) == (example is None):
+        raise typer.BadParameter("give a config file or --example NAME (one of them)")
+    # the schema; run_experiment runs check_runnable before it writes anything
+    cfg = load_config(config if config is not None else example_path(str(example)))
     path = out_dir or Path("runs") / cfg.name
     check_writable_dir(path, "--out")
     seed_everything(cfg.seed)

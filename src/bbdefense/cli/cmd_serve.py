@@ -4,6 +4,7 @@ check and export its audit log."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, cast
 
 import typer
 
@@ -50,6 +51,14 @@ def serve(
                                    help="full: every charge fsynced; normal: survives process crashes only."),
     seed: int = seed_option(),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    detector: str | None = typer.Option(None, "--detector",
+                                        help="Stateful detector of query attacks: blacklight | piha."),
+    detector_config: Path | None = typer.Option(None, "--detector-config",
+                                                help="JSON/YAML keyword arguments of the detector."),
+    on_detect: str = typer.Option("reject", "--on-detect",
+                                  help="reject: 403 attack_suspected; ban: reject and ban the key; log: answer."),
+    charge_rejected: bool = typer.Option(True, "--charge-rejected/--no-charge-rejected",
+                                         help="Charge the images of a rejected request."),
 ) -> None:
     """Serve a model as a black-box API: GET /v1/info, POST /v1/predict, GET /healthz (docs at /docs)."""
     from ..errors import InputError
@@ -64,17 +73,30 @@ def serve(
     check_state_file(db)
     check_writable_dir(db.parent, "--db")
     check_free_port(host, port)
+    if on_detect not in ("reject", "ban", "log"):
+        raise InputError(f"--on-detect must be reject, ban or log, got {on_detect!r}")
+    det = None
+    if detector is not None:
+        from ..defenses.stateful import DETECTORS, make_detector
+
+        DETECTORS[detector]  # an unknown name is refused before the model loads
+        det = make_detector(detector, db_path=db, **load_defense_config(detector_config))
+    elif detector_config is not None:
+        raise InputError("--detector-config needs --detector")
     limits = ServeLimits(max_batch=max_batch, max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)))
     cfg = load_defense_config(defense_config)
     bb = build_served_blackbox(model, defense=defense, defense_config=cfg,
                                output=narrow_choice(output, OUTPUTS, "--output"), top_k=top_k,
                                backend=narrow_choice(backend, BACKENDS, "--backend"))
     app = create_app(bb, keys=key_specs, db_path=db, limits=limits, defense=defense, defense_config=cfg,
-                     anonymous_budget=budget, synchronous=durability.upper())
+                     anonymous_budget=budget, synchronous=durability.upper(), detector=det,
+                     on_detect=cast(Literal["reject", "ban", "log"], on_detect), charge_rejected=charge_rejected)
     store = app.state.store
     if store.open:
         console.print(f"warning: no API keys (--keys): the API is open, one shared budget of "
                       f"{'unlimited' if budget is None else budget} images", markup=False)
+    if det is not None:
+        out.print(f"stateful detector: {det!r}, on detection: {on_detect}", markup=False, soft_wrap=True)
     out.print(f"serving {bb.name} ({bb.output}{'' if top_k is None else f', top-{top_k}'}"
               f"{', randomized' if bb.randomized else ''}) on http://{host}:{port}  (state {db}; docs /docs)",
               markup=False, soft_wrap=True)
@@ -87,12 +109,19 @@ def serve_audit(
 ) -> None:
     """Check that each key's budget use equals its audit log, per key; optionally export the log."""
     from ..errors import ConfigError
-    from ..serve.audit import export_jsonl, verify_audit
+    from ..serve.audit import detections_per_key, export_jsonl, verify_audit
 
     res = verify_audit(db)
     out.print(f"{'key':20s} {'used':>10s} {'audited':>10s}  consistent")
     for k, v in res.items():
         out.print(f"{k:20s} {v['used']:>10d} {v['audited']:>10d}  {v['consistent']}", markup=False)
+    det = detections_per_key(db)
+    if det:
+        out.print(f"\nstateful detections\n{'key':20s} {'requests':>9s} {'flagged':>8s} {'rejected':>9s} "
+                  f"{'logged':>7s} {'charged':>8s} {'max score':>9s}  banned")
+        for k, d in det.items():
+            out.print(f"{k:20s} {d['requests']:>9d} {d['flagged']:>8d} {d['rejected']:>9d} {d['logged']:>7d} "
+                      f"{d['charged']:>8d} {d['max_score']:>9g}  {d['banned'] or 'no'}", markup=False)
     if jsonl is not None:
         out.print(f"wrote {export_jsonl(db, jsonl)} rows to {jsonl}", markup=False)
     if not all(v["consistent"] for v in res.values()):

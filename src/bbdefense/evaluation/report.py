@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from .certification import (
     certified_curve,
     default_grid,
 )
+from .intervals import proportion_ci
 
 
 # ------------------------------------------------------------------------------------------ attacks
@@ -105,5 +107,71 @@ def add_certification(run: RunDir, settings: Sequence[CertifiedSetting], *, d: i
     return out
 
 
-__all__ = ["CertifiedSetting", "add_attack_curve", "add_attack_run", "add_certification", "budget_exhaustion",
-           "fmt_ci"]
+# ------------------------------------------------------------------------------------- at a glance
+GLANCE = "Results at a glance"
+_GLANCE_KEY = "glance"  # record.metrics["glance"]: {model: {column: {"value", "low", "high", "n", "note"}}}
+
+
+def ci_cell(value: float | None, low: float | None = None, high: float | None = None, n: int | None = None,
+            note: str = "") -> str:
+    """``"0.850 [0.621, 0.968] n=20"``: a value, its 95% interval and the count it rests on, in one cell."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    out = f"{value:.3f}"
+    if low is not None and high is not None and not math.isnan(low):
+        out += f" [{low:.3f}, {high:.3f}]"
+    if n is not None:
+        out += f" n={n}"
+    return out + (f" ({note})" if note else "")
+
+
+def glance_accuracy(run: RunDir, model: str, column: str, k: int, n: int, *, note: str = "") -> None:
+    """Note a proportion ``k / n`` (clean, robust or certified accuracy of ``model``) for the at-a-glance table,
+    with its two-sided 95% Clopper-Pearson interval (:func:`.intervals.proportion_ci`)."""
+    lo, hi = proportion_ci(k, n)
+    glance_value(run, model, column, k / n if n else math.nan, lo, hi, n=n, note=note)
+
+
+def glance_value(run: RunDir, model: str, column: str, value: float, low: float | None = None,
+                 high: float | None = None, *, n: int | None = None, note: str = "") -> None:
+    """Note any value with its interval (e.g. a membership-inference AUC with its bootstrap interval) for the
+    at-a-glance table; ``column`` names the column, the first noted model and column come first."""
+    g = run.record.metrics.setdefault(_GLANCE_KEY, {})
+    g.setdefault(model, {})[column] = {"value": value, "low": low, "high": high, "n": n, "note": note}
+    run.save()
+
+
+def family_robust(evaluations: Mapping[str, AttackEvaluation]) -> tuple[int, int]:
+    """``(k, n)``: images that withstood *every* attack of ``evaluations`` (the same images attacked by each),
+    the per-image worst case over an attack family."""
+    fooled: dict[Any, bool] = {}
+    for ev in evaluations.values():
+        for r in ev.rows:
+            fooled[r["idx"]] = fooled.get(r["idx"], False) or bool(r["success"])
+    return sum(1 for f in fooled.values() if not f), len(fooled)
+
+
+def add_glance_table(run: RunDir, text: str = "") -> None:
+    """The "Results at a glance" table from the values noted with :func:`glance_accuracy` /
+    :func:`glance_value`: one row per model, one column per noted quantity, every accuracy with its 95%
+    interval and n. Its section goes first in the report."""
+    g: dict[str, dict[str, dict[str, Any]]] = run.record.metrics.get(_GLANCE_KEY, {})
+    if not g:
+        return
+    order = ("clean", "robust", "certified", "MIA")  # then anything else, each group in the order noted
+    cols = sorted(dict.fromkeys(c for cols in g.values() for c in cols),
+                  key=lambda c: next((i for i, w in enumerate(order) if c.startswith(w)), len(order)))
+    rows = [[model, *[ci_cell(**cells[c]) if c in cells else "-" for c in cols]] for model, cells in g.items()]
+    secs = [s for s in run.record.sections if s["title"] != GLANCE]
+    run.record.sections = [{"title": GLANCE, "text": text or (
+        "The headline numbers of this run: each accuracy with its two-sided 95% Clopper-Pearson interval "
+        "[low, high] over the n images it rests on; membership-inference AUC with its bootstrap 95% interval "
+        "(0.5 is chance). A robust accuracy per attack family counts the images that withstood every attack "
+        "of the family. The sections below give the details and the queries spent."), "status": "complete"},
+        *secs]
+    run.add_table({**table("Results at a glance", ["model", *cols], rows,
+                           "- : not measured for this model"), "section": GLANCE})
+
+
+__all__ = ["GLANCE", "CertifiedSetting", "add_attack_curve", "add_attack_run", "add_certification", "add_glance_table",
+           "budget_exhaustion", "ci_cell", "family_robust", "fmt_ci", "glance_accuracy", "glance_value"]

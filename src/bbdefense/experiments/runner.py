@@ -141,8 +141,9 @@ def _execute(jobs: list[tuple[str, str]], args: tuple[str, str, str, list[int]],
 
 def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list[str], base: BlackBox, test: Any,
              *, workers: int, use_ray: bool, on_event: EventCallback | None) -> None:
+    from ..attacks import ATTACKS
     from ..evaluation.attacks import evaluation_from_rows, first_correct
-    from ..evaluation.report import add_attack_curve, budget_exhaustion, fmt_ci
+    from ..evaluation.report import add_attack_curve, budget_exhaustion, family_robust, fmt_ci, glance_accuracy
 
     sel, _, _ = first_correct(base, test.x, test.y, cfg.data.n)
     sec = "Attacks"
@@ -158,6 +159,7 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list
     _execute(jobs, (cfg.model_dump_json(), str(run.path), str(target_path), [int(i) for i in sel]),
              workers=workers, use_ray=use_ray, on_event=on_event)
     summary, flagged = [], []
+    by_model: dict[str, dict[str, Any]] = {m: {} for m in models}
     for a in entries:
         series = {}
         for mname in models:
@@ -169,6 +171,7 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list
                             s.get("median_queries_success"), s["total_queries"], round(ev.seconds, 2)])
             flagged.append((mname, a.key, *budget_exhaustion(ev)))
             series[mname] = ev
+            by_model[mname][a.key] = (a, ev)
             run.set_metrics(**{f"robust_accuracy.{mname}.{a.key}": s["robust_accuracy"]})
         add_attack_curve(run, f"Robust accuracy vs queries: {a.key}", series, section=sec)
     run.add_table({**table("Robust accuracy", ["model", "attack", "budget", "robust accuracy", "95% CI",
@@ -176,6 +179,12 @@ def _attacks(cfg: ExperimentConfig, run: RunDir, target_path: Path, models: list
                            summary, f"{len(sel)} images; 95% CI: Clopper-Pearson over the images; attack seconds = "
                                     "the attack's own wall time (summed over its batches, across resumed runs)"),
                    "section": sec})
+    for mname, pairs in by_model.items():  # the at-a-glance table: per-image worst case per attack family
+        for access, family in (("scores", "score-based"), ("label", "decision-based")):
+            fam = {k: ev for k, (a, ev) in pairs.items() if ATTACKS[a.name].access == access}
+            if fam:
+                k, n = family_robust(fam)
+                glance_accuracy(run, mname, f"robust accuracy, {family} attacks", k, n, note=f"worst of {len(fam)}")
     for mname, akey, early, robust in flagged:
         if robust:
             run.add_check(f"budget_exhaustion.{mname}.{akey}", early == 0, (
@@ -209,6 +218,12 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
             emit(on_event, "advance", "defenses", n=1)
     emit(on_event, "end", "defenses")
     rows = [[r["model"], r["randomized"], r["clean_accuracy"], r["logit_difference"]] for r in done.values()]
+    from ..evaluation.report import glance_accuracy
+
+    for r in done.values():
+        if r["model"] != "undefended":  # the undefended target's clean accuracy is noted on 1000 images
+            glance_accuracy(run, r["model"], "clean accuracy", round(r["clean_accuracy"] * len(x)), len(x),
+                            note=f"mean of {cfg.data.clean_passes} passes" if r["randomized"] else "")
     for r in done.values():
         run.set_metrics(**{f"clean_accuracy.{r['model']}": r["clean_accuracy"],
                            f"logit_difference.{r['model']}": r["logit_difference"]})
@@ -222,8 +237,8 @@ def _defense_table(cfg: ExperimentConfig, run: RunDir, target_path: Path, test: 
 def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tuple[int, ...],
              on_event: EventCallback | None) -> None:
     from ..certify import Smooth, make_noise
-    from ..evaluation.certification import certify_rows
-    from ..evaluation.report import CertifiedSetting, add_certification
+    from ..evaluation.certification import certified_accuracy_ci, certify_rows, table_radii
+    from ..evaluation.report import CertifiedSetting, add_certification, glance_accuracy
 
     sec = "Certification"
     run.record.sections.append({"title": sec, "text": (
@@ -238,6 +253,11 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
             res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=c.n0, n=c.n, alpha=c.alpha,
                                batch_size=c.batch_size, seed=cfg.seed, chunk=10, writer=w, on_event=on_event)
         settings.append(CertifiedSetting(c.key, c.sigma, c.norms, res.rows, key=c.key))
+        nm = c.norms[0]  # at-a-glance: r = 0 and three radii of the DUCD table grid (l2: 0.25, 0.5, 1.0)
+        radii = [table_radii(nm, int(math.prod(shape)))[i] for i in (0, 1, 3)]
+        for ci in certified_accuracy_ci(res.rows, nm, [0.0, *radii]):
+            col = "clean accuracy" if ci["radius"] == 0 else f"certified accuracy, {c.norms[0]} r={ci['radius']:g}"
+            glance_accuracy(run, f"undefended+RS {c.key}", col, ci["k"], ci["n"])
     add_certification(run, settings, d=int(math.prod(shape)), section=sec)
 
 
@@ -264,8 +284,13 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
     spec = str(path)
     base = load_blackbox(spec, backend=cfg.target.backend)
     test = make_splits(load_dataset(cfg.data.dataset, cfg.data.data_dir), seed=cfg.data.split_seed).test
-    acc = float((base.audit(test.x[:1000]).argmax(1) == test.y[:1000]).float().mean())
+    n_acc = min(1000, len(test))
+    k_acc = int((base.audit(test.x[:n_acc]).argmax(1) == test.y[:n_acc]).sum())
+    acc = k_acc / n_acc
     run.set_metrics(target_test_accuracy=acc)
+    from ..evaluation.report import add_glance_table, glance_accuracy
+
+    glance_accuracy(run, "undefended", "clean accuracy", k_acc, n_acc)
     run.add_check("randomized_outputs", not base.randomized, "the target answers deterministically"
                   if not base.randomized else "the target's outputs are randomized: use criterion/EOT")
     if cfg.defenses:  # each defense's clean accuracy and logit difference, with or without attacks
@@ -284,10 +309,13 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, *, resume: bool = Tru
         sc = StudyConfig(**study_kw)
         module, _ = load_checkpoint(path)
         run.record.sections.append({"title": "Privacy", "text": "Membership inference (DUCD Fig. 9 protocol)."})
-        run_study(run, module.eval(), meta["arch"], _ms(load_dataset(cfg.data.dataset, cfg.data.data_dir),
-                                                        seed=cfg.data.split_seed),
-                  sc, cache_dir=out / "privacy_cache", section="Privacy", on_event=on_event)
+        from .slices.privacy import note_mia
+
+        note_mia(run, run_study(run, module.eval(), meta["arch"],
+                                _ms(load_dataset(cfg.data.dataset, cfg.data.data_dir), seed=cfg.data.split_seed),
+                                sc, cache_dir=out / "privacy_cache", section="Privacy", on_event=on_event))
     run.set_metrics(seconds=round(time.perf_counter() - t0, 2))
+    add_glance_table(run)
     run.finish()
     md, _ = render_report(out)
     return md

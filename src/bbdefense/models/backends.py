@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
+from ..utils import require_extra
 
 OutputMode = Literal["logits", "probs", "label"]
 OUTPUT_MODES: tuple[OutputMode, ...] = ("logits", "probs", "label")
@@ -147,7 +148,7 @@ class OnnxBackend:
     randomized = False
 
     def __init__(self, path: str | Path, *, providers: list[str] | None = None, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        ort = require_extra("onnxruntime", "onnx", "an ONNX model (onnxruntime backend)")
 
         path = Path(path)
         if not path.is_file():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import torch
 from torch import Tensor, nn
@@ -161,10 +161,23 @@ class BlackBox:
     @classmethod
     def from_callable(cls, fn: object, *, returns: OutputMode = "logits", num_classes: int,
                       input_shape: tuple[int, int, int], randomized: bool = False, **kw: object) -> BlackBox:
-        """Wrap any Python callable ``fn(x: Tensor) -> Tensor`` returning ``returns``."""
+        """Wrap any Python callable ``fn(x: Tensor) -> Tensor`` returning ``returns``; the black box's
+        ``output`` defaults to what the callable returns (pass ``output=`` to expose less)."""
+        kw.setdefault("output", returns)
         backend = CallableBackend(fn, returns=returns, randomized=randomized)  # type: ignore[arg-type]  # fn: any callable
         # **kw: BlackBox's keyword options, passed through untyped (as in from_module)
         return cls(backend, num_classes=num_classes, input_shape=input_shape, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_art(cls, estimator: object, *, returns: OutputMode = "logits", batch_size: int = 128,
+                 **kw: Any) -> BlackBox:
+        """An IBM ART classifier (``predict``, ``nb_classes``, ``input_shape``, ``clip_values``) as a
+        query-counted black box; ``returns``: what its ``predict`` gives (see :mod:`bbdefense.models.interop`)."""
+        from .interop import art_callable
+
+        fn, k, shape = art_callable(estimator, returns=returns, batch_size=batch_size)
+        kw.setdefault("name", "art")
+        return cls.from_callable(fn, returns=returns, num_classes=k, input_shape=shape, **kw)
 
     # ------------------------------------------------------------------ properties
     @property

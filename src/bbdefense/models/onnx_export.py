@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..utils import require_extra
+
 
 def export_onnx(module: nn.Module, path: str | Path, input_shape: tuple[int, int, int], *, opset: int = 17) -> Path:
     """Write ``module`` (``(N, *input_shape)`` -> ``(N, K)``) to ``path`` with a dynamic batch axis.
@@ -15,6 +17,7 @@ def export_onnx(module: nn.Module, path: str | Path, input_shape: tuple[int, int
     The exported graph includes the normalisation layer, so it takes [0, 1] images like the module.
     Torch and onnxruntime outputs agree within 1e-5 (tested).
     """
+    require_extra("onnx", "onnx", "ONNX export")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval().cpu()

@@ -6,7 +6,9 @@ certification and distillation run against them unchanged, with the same validat
 query counting: one image = one query, counted locally exactly as the server charges it.
 
 Error mapping (after retries): 429 ``budget_exceeded`` -> :class:`~bbdefense.errors.QueryBudgetExceeded`;
-401 -> :class:`~bbdefense.errors.AccessError`; 413/422 -> :class:`~bbdefense.errors.InputError`;
+403 ``attack_suspected`` (a stateful
+detector refused the query or banned the key) -> :class:`~bbdefense.errors.QueryRejected`; 401 ->
+:class:`~bbdefense.errors.AccessError`; 413/422 -> :class:`~bbdefense.errors.InputError`;
 anything else -> :class:`~bbdefense.errors.RemoteError`.
 
 Retries (exponential backoff, ``backoff * 2**attempt`` capped at ``max_backoff``, or the server's
@@ -27,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import AccessError, InputError, QueryBudgetExceeded, RemoteError
+from ..errors import AccessError, InputError, QueryBudgetExceeded, QueryRejected, RemoteError
+from ..utils import require_extra
 from .blackbox import BlackBox, OutputMode
 from .wire import decode_tensor, encode_tensor
 
@@ -49,7 +52,7 @@ class HttpTransport:
     def __init__(self, *, client: Any = None, headers: dict[str, str] | None = None, timeout: float = 30.0,
                  retries: int = 3, backoff: float = 0.25, max_backoff: float = 8.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        import httpx
+        httpx = require_extra("httpx", "serve", "a remote (HTTP) black box")
 
         if retries < 0 or backoff < 0 or timeout <= 0:
             raise InputError(f"need retries >= 0, backoff >= 0, timeout > 0; got {retries}, {backoff}, {timeout}")
@@ -127,6 +130,8 @@ def raise_for_status(r: Any, url: str) -> None:
     code, detail = _code(r), _detail(r)
     if r.status_code == 429 and code == "budget_exceeded":
         raise QueryBudgetExceeded(f"remote budget exceeded: {detail}")
+    if r.status_code == 403 and code == "attack_suspected":
+        raise QueryRejected(f"{url} refused the query ({code}): {detail}", banned="banned" in detail)
     if r.status_code in (401, 403):
         raise AccessError(f"{url} refused the API key ({r.status_code} {code}): {detail}")
     if r.status_code in (413, 422):

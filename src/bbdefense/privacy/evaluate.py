@@ -120,18 +120,63 @@ def evaluate_privacy(models: dict[str, BlackBox], x_mem: Tensor, y_mem: Tensor, 
     return rows
 
 
+def _tpr_cell(r: dict[str, Any], fpr: float) -> Any:
+    """TPR at ``fpr``, or a flag where ``fpr`` is below the resolution 1 / (non-members) of the scored set (then
+    the value is the TPR at FPR = 0 and the same for every lower FPR)."""
+    res = r.get("fpr_resolution")
+    if res is not None and fpr < res - 1e-12:
+        return f"n/a (FPR step {res:.3g})"
+    return round(r[f"tpr@{fpr * 100:g}%fpr"], 4)
+
+
+def strongest(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model the row of its strongest attack (highest AUC): what the at-a-glance table and the ROC plot show."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["model"] not in best or r["auc"] > best[r["model"]]["auc"]:
+            best[r["model"]] = r
+    return best
+
+
+def add_roc_plot(run: RunDir, rows: list[dict[str, Any]], *, section: str | None = None) -> None:
+    """Membership-inference ROC curves on log-log axes (Carlini et al. 2022, Fig. 1), the strongest attack per
+    model. Points at FPR below 1 / (non-members) cannot be measured: they are left out and that range is
+    shaded; the dotted diagonal is chance."""
+    best = [r for r in strongest(rows).values() if r.get("roc_fpr")]
+    if not best:
+        return
+    res = max(float(r["fpr_resolution"]) for r in best)
+    lo = min(1e-3, res / 2)
+    series = []
+    for r in best:
+        pts = [(f, t) for f, t in zip(r["roc_fpr"], r["roc_tpr"], strict=True) if f >= res - 1e-12 and t > 0]
+        series.append({"label": f"{r['model']}: {r['attack']} (AUC {r['auc']:.3f})", "x": [p[0] for p in pts],
+                       "y": [p[1] for p in pts], "drawstyle": "steps-post"})
+    run.add_plot({**line_plot(f"Membership-inference ROC, strongest attack per model (log-log; "
+                              f"{round(1 / res)} non-members)", series, xlabel="false positive rate",
+                              ylabel="true positive rate", xscale="log", yscale="log", xlim=[lo, 1.0],
+                              ylim=[lo, 1.05], shade_x=[lo, res],
+                              refs=[{"label": "chance", "x": [lo, 1.0], "y": [lo, 1.0]}]),
+                  **({"section": section} if section else {})})
+
+
 def add_report(run: RunDir, rows: list[dict[str, Any]], *, section: str | None = None) -> None:
-    """A table of all rows and a Fig. 9-style bar chart (balanced attack accuracy per model and attack)."""
+    """A table of all rows, the log-log ROC curves (:func:`add_roc_plot`) and a Fig. 9-style bar chart
+    (balanced attack accuracy per model and attack)."""
     extra = {"section": section} if section else {}
-    cols = ["model", "attack", "balanced acc", "AUC", "AUC 95% CI", "TPR@1%FPR", "TPR@0.1%FPR", "queries"]
+    cols = ["model", "attack", "balanced acc", "AUC", "AUC 95% CI", "TPR@1%FPR", "TPR@0.1%FPR", "n scored",
+            "queries"]
     trows = [[r["model"], r["attack"], round(r["balanced_acc"], 4), round(r["auc"], 4),
-              f"[{r['auc_low']:.3f}, {r['auc_high']:.3f}]", round(r["tpr@1%fpr"], 4), round(r["tpr@0.1%fpr"], 4),
-              r["queries"]] for r in rows]
+              f"[{r['auc_low']:.3f}, {r['auc_high']:.3f}]", _tpr_cell(r, 0.01), _tpr_cell(r, 0.001),
+              r.get("n_eval"), r["queries"]] for r in rows]
     run.add_table({**table("Membership inference per model and attack", cols, trows,
                            caption="Members: owner training split; non-members: test split (equal numbers). "
-                                   "Scored on the half not used to fit thresholds. Queries: images sent to the "
+                                   "Scored on the half not used to fit thresholds (n scored: members + "
+                                   "non-members). AUC 95% CI: bootstrap. TPR at an FPR below 1 / (non-members "
+                                   "scored) cannot be measured and is marked n/a. Queries: images sent to the "
                                    "model (smoothed: base-model queries; surrogates: distillation queries)."),
                    **extra})
+    add_roc_plot(run, rows, section=section)
     models = list(dict.fromkeys(r["model"] for r in rows))
     labels = list(dict.fromkeys(r["attack"] for r in rows))
     series = []
@@ -143,4 +188,5 @@ def add_report(run: RunDir, rows: list[dict[str, Any]], *, section: str | None =
     run.save()
 
 
-__all__ = ["ShadowRef", "add_report", "calibration_split", "default_attacks", "evaluate_privacy"]
+__all__ = ["ShadowRef", "add_report", "add_roc_plot", "calibration_split", "default_attacks", "evaluate_privacy",
+           "strongest"]

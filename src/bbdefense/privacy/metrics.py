@@ -77,7 +77,7 @@ def bootstrap_auc(scores: Any, is_member: Any, *, n_boot: int = 1000, level: flo
 
 
 def attack_metrics(scores: Any, is_member: Any, predictions: Any | None = None, *, n_boot: int = 1000,
-                   seed: int = 0) -> dict[str, float]:
+                   seed: int = 0) -> dict[str, Any]:
     """All metrics of one attack on one model.
 
     Args:
@@ -87,12 +87,19 @@ def attack_metrics(scores: Any, is_member: Any, predictions: Any | None = None, 
         n_boot, seed: bootstrap of the AUC interval.
 
     Returns:
-        ``{"auc", "auc_low", "auc_high", "tpr@1%fpr", "tpr@0.1%fpr"[, "balanced_acc"]}``.
+        ``{"auc", "auc_low", "auc_high", "tpr@1%fpr", "tpr@0.1%fpr", "fpr_resolution", "roc_fpr", "roc_tpr"
+        [, "balanced_acc"]}``. ``fpr_resolution`` = 1 / (number of non-members): the smallest non-zero FPR
+        the scored set can show; a TPR at a lower FPR (e.g. TPR@0.1%FPR with 50 non-members) is the TPR
+        at FPR = 0 and says nothing about that FPR (reports flag it). ``roc_fpr``/``roc_tpr``: the ROC
+        curve's points (sklearn, ``drop_intermediate``).
     """
     s, m = _arrays(scores, is_member)
     lo, hi = bootstrap_auc(s, m, n_boot=n_boot, seed=seed)
-    out = {"auc": float(roc_auc_score(m, s)), "auc_low": lo, "auc_high": hi,
-           "tpr@1%fpr": tpr_at_fpr(s, m, 0.01), "tpr@0.1%fpr": tpr_at_fpr(s, m, 0.001)}
+    f, t, _ = roc_curve(m, s)
+    out: dict[str, Any] = {"auc": float(roc_auc_score(m, s)), "auc_low": lo, "auc_high": hi,
+                           "tpr@1%fpr": tpr_at_fpr(s, m, 0.01), "tpr@0.1%fpr": tpr_at_fpr(s, m, 0.001),
+                           "fpr_resolution": 1.0 / int((~m).sum()),
+                           "roc_fpr": [round(float(v), 6) for v in f], "roc_tpr": [round(float(v), 6) for v in t]}
     if predictions is not None:
         p = np.asarray(predictions).reshape(-1).astype(bool)
         if p.shape != m.shape:

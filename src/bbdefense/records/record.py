@@ -13,7 +13,10 @@ Reports (:mod:`bbdefense.records.report`) are pure functions of these files.
 Tables and plots are stored as data, not pictures:
 
 * a table: ``{"title", "columns": [...], "rows": [[...], ...], "caption"}``
-* a plot: ``{"title", "kind": "line"|"bar", "xlabel", "ylabel", "xscale", "series": [{"label", "x", "y"}]}``
+* a plot: ``{"title", "kind": "line"|"bar", "xlabel", "ylabel", "xscale", "series": [{"label", "x", "y"}]}``,
+  optionally ``"yscale"``, ``"xlim"``/``"ylim"`` (``[lo, hi]``; an accuracy axis defaults to ``[0, 1]``),
+  ``"refs"`` (reference lines ``{"label", "x", "y", "style"}``, e.g. chance) and ``"shade_x"`` (``[lo, hi]``:
+  an x range drawn grey, e.g. FPRs below the resolution of a ROC curve)
 """
 
 from __future__ import annotations
@@ -95,9 +98,11 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]], caption
 
 
 def line_plot(title: str, series: list[dict[str, Any]], *, xlabel: str, ylabel: str, xscale: str = "linear",
-              kind: str = "line") -> dict[str, Any]:
-    """A plot as data: ``series = [{"label": ..., "x": [...], "y": [...]}, ...]``."""
-    return {"title": title, "kind": kind, "xlabel": xlabel, "ylabel": ylabel, "xscale": xscale, "series": series}
+              kind: str = "line", **extra: Any) -> dict[str, Any]:
+    """A plot as data: ``series = [{"label": ..., "x": [...], "y": [...]}, ...]``; ``extra``: the optional
+    keys of the module docstring (``yscale``, ``xlim``, ``ylim``, ``refs``, ``shade_x``)."""
+    return {"title": title, "kind": kind, "xlabel": xlabel, "ylabel": ylabel, "xscale": xscale, "series": series,
+            **extra}
 
 
 class RunDir:

@@ -1,20 +1,37 @@
 """Reports: Markdown and a self-contained HTML page, as **pure functions of the records**.
 
-``render_report(run_dir)`` reads ``record.json`` and writes ``report.md`` (with its plots as PNG
-files under ``report_files/``) and ``report.html`` (plots embedded as base64 PNG, no external
-resource). Tables and plots are grouped by their ``section`` key, in the order given by
-``record.sections`` and then by first appearance.
+``render_report(run_dir)`` reads ``record.json`` and writes ``report.md`` (with its plots as PNG files under
+``report_files/``) and ``report.html``: the same Markdown rendered by a real CommonMark parser
+(markdown-it-py, with tables), so the escaping of table cells and the emphasis of section texts are right,
+with every plot embedded as a base64 PNG (no external resource).
+
+Layout, for a reader who has 30 seconds: title, a table of contents (links to every section), then the
+sections in the order of ``record.sections`` (a "Results at a glance" section, which
+:func:`bbdefense.evaluation.report.add_glance_table` puts first, leads), then the sanity checks, and the
+bookkeeping last (scalar metrics such as queries and seconds, environment, seeds, configuration). Every
+metric stays in ``record.json``; the report does not repeat all of them in an "All metrics" table.
+
+Section texts are Markdown written by the library; table cells, table titles and captions are data and are
+escaped (a ``|`` in ``max |diff|`` cannot break a row, ``**`` in a value stays literal).
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
+import json
+import re
 from pathlib import Path
 from typing import Any
 
+from .plots import plot_png
 from .record import RunRecord, load_record
+
+# backslash-escaped in data: every character that can start Markdown syntax inline, and ``_`` where it can
+# (CommonMark never emphasises an intraword ``_``, so ``abstain_rate`` stays readable in the .md)
+# (likewise ``]`` only where a link or image could close: ``[0.1, 0.9]`` stays as it is)
+_MD_SPECIAL = re.compile(r"([\\`*<>|#]|\](?=[(\[])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
+CHECKS, BOOKKEEPING, CONTENTS = "Sanity checks", "Bookkeeping", "Contents"
 
 
 def _fmt(v: Any) -> str:
@@ -23,53 +40,39 @@ def _fmt(v: Any) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
+        if v != v:  # NaN
+            return "-"
         if v == int(v) and abs(v) < 1e6 and not (0 < abs(v) < 1):
             return f"{v:.1f}" if abs(v) < 100 else f"{int(v)}"
         return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return str(v)
 
 
-def plot_png(spec: dict[str, Any]) -> bytes:
-    """Render one plot spec to PNG bytes with matplotlib (Agg; deterministic metadata)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=100)
-    kind = spec.get("kind", "line")
-    series = spec.get("series", [])
-    if kind == "bar":
-        n = max(len(series), 1)
-        width = 0.8 / n
-        labels = [str(x) for x in (series[0]["x"] if series else [])]
-        for i, s in enumerate(series):
-            pos = [j + (i - (n - 1) / 2) * width for j in range(len(s["x"]))]
-            ax.bar(pos, [0 if v is None else v for v in s["y"]], width=width, label=s.get("label"))
-        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
-    else:
-        for s in series:
-            ax.plot(s["x"], [float("nan") if v is None else v for v in s["y"]], marker=s.get("marker", "o"),
-                    markersize=3, label=s.get("label"), drawstyle=s.get("drawstyle", "default"))
-        ax.set_xscale(spec.get("xscale", "linear"))
-    ax.set_title(spec.get("title", ""), fontsize=10)
-    ax.set_xlabel(spec.get("xlabel", ""))
-    ax.set_ylabel(spec.get("ylabel", ""))
-    ax.grid(alpha=0.3)
-    if any(s.get("label") for s in series):
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+def escape_md(text: Any) -> str:
+    """``text`` as literal Markdown inline content (CommonMark backslash escapes; newlines become spaces)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def _split_metrics(metrics: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
-    """Scalar metrics split into the headline ones (plain keys) and per-part details (dotted keys,
-    e.g. ``attacks.robust_accuracy.square``), which go to an "All metrics" table at the end."""
-    items = [(k, v) for k, v in metrics.items() if not isinstance(v, (dict, list))]
-    return [kv for kv in items if "." not in kv[0]], [kv for kv in items if "." in kv[0]]
+def _cell(v: Any) -> str:
+    return escape_md(_fmt(v))
+
+
+def slug(title: str, seen: dict[str, int] | None = None) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to ``-``; repeats get ``-1``, ``-2``."""
+    s = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+    if seen is None:
+        return s
+    n = seen.get(s, 0)
+    seen[s] = n + 1
+    return s if n == 0 else f"{s}-{n}"
+
+
+def _split_metrics(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The scalar top-level metrics (plain keys: queries, seconds, ...) for the bookkeeping table; dotted keys
+    (per-part details) and structured values stay in record.json."""
+    return [(k, v) for k, v in metrics.items() if not isinstance(v, (dict, list)) and "." not in k]
 
 
 def _grouped(rec: RunRecord) -> list[tuple[str, str, list[dict[str, Any]], list[dict[str, Any]]]]:
@@ -83,96 +86,92 @@ def _grouped(rec: RunRecord) -> list[tuple[str, str, list[dict[str, Any]], list[
              [p for p in rec.plots if p.get("section", "") == sec]) for sec in order]
 
 
+def _table_md(columns: list[Any], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(escape_md(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [_cell(v) for v in r][:len(columns)]
+        cells += [""] * (len(columns) - len(cells))  # a short row still has every cell
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def render_markdown(rec: RunRecord, plot_paths: list[str]) -> str:
     """Markdown for ``rec``; ``plot_paths[i]`` is the image file of ``rec.plots[i]``."""
-    lines = [f"# {rec.name}", "", f"Run kind `{rec.kind}`, status **{rec.status}**, schema {rec.schema_version}.", ""]
-    head, rest = _split_metrics(rec.metrics)
-    if head:
-        lines += ["## Summary", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in head]
-        lines.append("")
+    body: list[str] = []
+    heads: list[str] = []
     plot_index = {id(p): i for i, p in enumerate(rec.plots)}
     for sec, text, tables, plots in _grouped(rec):
         if sec:
-            lines += [f"## {sec}", ""]
+            body += [f"## {escape_md(sec)}", ""]
+            heads.append(sec)
         if text:
-            lines += [text, ""]
+            body += [text, ""]
         for t in tables:
-            lines += [f"### {t['title']}", ""]
-            lines.append("| " + " | ".join(map(str, t["columns"])) + " |")
-            lines.append("|" + "---|" * len(t["columns"]))
-            lines += ["| " + " | ".join(_fmt(v) for v in r) + " |" for r in t["rows"]]
+            body += [f"### {escape_md(t['title'])}", "", *_table_md(t["columns"], t["rows"]), ""]
             if t.get("caption"):
-                lines += ["", f"_{t['caption']}_"]
-            lines.append("")
+                body += [f"*{escape_md(t['caption'])}*", ""]
         for p in plots:
-            lines += [f"![{p['title']}]({plot_paths[plot_index[id(p)]]})", ""]
-    if rest:
-        lines += ["## All metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in rest]
-        lines.append("")
+            body += [f"![{escape_md(p['title'])}]({plot_paths[plot_index[id(p)]]})", ""]
     if rec.checks:
-        lines += ["## Sanity checks", "", "| check | passed | message |", "|---|---|---|"]
-        lines += [f"| {c['name']} | {_fmt(c['passed'])} | {c['message']} |" for c in rec.checks]
-        lines.append("")
-    lines += ["## Environment", "", "| key | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rec.environment.items()]
+        failed = sum(1 for c in rec.checks if not c["passed"])
+        body += [f"## {CHECKS}", "", f"{len(rec.checks) - failed} of {len(rec.checks)} passed.", "",
+                 *_table_md(["check", "passed", "message"],
+                            [[c["name"], c["passed"], c["message"]] for c in rec.checks]), ""]
+        heads.append(CHECKS)
+    body += [f"## {BOOKKEEPING}", ""]
+    heads.append(BOOKKEEPING)
+    head = _split_metrics(rec.metrics)
+    if head:
+        body += ["### Metrics", "", *_table_md(["metric", "value"], [list(kv) for kv in head]), "",
+                 "*Every metric, also the per-part ones, is in record.json.*", ""]
+    body += ["### Environment", "", *_table_md(["key", "value"], [[k, v] for k, v in rec.environment.items()]), ""]
     if rec.seeds:
-        lines += ["", "Seeds: " + ", ".join(f"{k}={v}" for k, v in rec.seeds.items())]
-    lines += ["", "Configuration:", "", "```json", _json(rec.config), "```", ""]
-    return "\n".join(lines)
+        body += ["Seeds: " + escape_md(", ".join(f"{k}={v}" for k, v in rec.seeds.items())), ""]
+    body += ["### Configuration", "", "```json", json.dumps(rec.config, indent=2, sort_keys=True), "```", ""]
+    seen: dict[str, int] = {}
+    toc = [f"- [{escape_md(h)}](#{slug(h, seen)})" for h in heads]
+    top = [f"# {escape_md(rec.name)}", "",
+           f"Run kind `{rec.kind}`, status **{escape_md(rec.status)}**, schema {rec.schema_version}.", "",
+           f"**{CONTENTS}**", "", *toc, ""]
+    return "\n".join(top + body)
 
 
-def _json(obj: Any) -> str:
-    import json
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1040px;margin:2em auto;padding:0 1em;color:#222;"
+        "line-height:1.45}table{border-collapse:collapse;margin:.5em 0 .4em;font-size:.9em}td,th{border:1px solid #ccc;"
+        "padding:.25em .6em;text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}pre{background:#f6f6f6;padding:.6em;overflow:auto}h2{border-bottom:1px solid #ddd;"
+        "padding-bottom:.2em;margin-top:1.6em}em{color:#555;font-size:.92em}")
 
-    return json.dumps(obj, indent=2, sort_keys=True)
+
+def _markdown_it() -> Any:
+    from markdown_it import MarkdownIt
+
+    # CommonMark + GFM tables; raw HTML in the text is escaped, not passed through
+    return MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
-def render_html(rec: RunRecord, pngs: list[bytes]) -> str:
-    """A self-contained HTML page (inline CSS, plots as base64 PNG)."""
-    e = html.escape
-    out = ["<!doctype html><html><head><meta charset='utf-8'>", f"<title>{e(rec.name)}</title>",
-           "<style>body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}"
-           "table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #ccc;padding:.25em .6em;"
-           "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
-           "img{max-width:100%}.fail{color:#b00}.ok{color:#070}pre{background:#f6f6f6;padding:.6em;overflow:auto}"
-           "caption{caption-side:bottom;font-style:italic;font-size:.9em}</style></head><body>",
-           f"<h1>{e(rec.name)}</h1><p>Run kind <code>{e(rec.kind)}</code>, status <b>{e(rec.status)}</b>.</p>"]
-    head, rest = _split_metrics(rec.metrics)
-    if head:
-        out.append("<h2>Summary</h2><table><tr><th>metric</th><th>value</th></tr>")
-        out += [f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in head]
-        out.append("</table>")
-    plot_index = {id(p): i for i, p in enumerate(rec.plots)}
-    for sec, text, tables, plots in _grouped(rec):
-        if sec:
-            out.append(f"<h2>{e(sec)}</h2>")
-        if text:
-            out.append(f"<p>{e(text)}</p>")
-        for t in tables:
-            out.append(f"<h3>{e(t['title'])}</h3><table>")
-            if t.get("caption"):
-                out.append(f"<caption>{e(t['caption'])}</caption>")
-            out.append("<tr>" + "".join(f"<th>{e(str(c))}</th>" for c in t["columns"]) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{e(_fmt(v))}</td>" for v in r) + "</tr>" for r in t["rows"]]
-            out.append("</table>")
-        for p in plots:
-            b64 = base64.b64encode(pngs[plot_index[id(p)]]).decode()
-            out.append(f"<figure><img alt='{e(p['title'])}' src='data:image/png;base64,{b64}'></figure>")
-    if rest:
-        out.append("<h2>All metrics</h2><table><tr><th>metric</th><th>value</th></tr>")
-        out += [f"<tr><td>{e(k)}</td><td>{e(_fmt(v))}</td></tr>" for k, v in rest]
-        out.append("</table>")
-    if rec.checks:
-        out.append("<h2>Sanity checks</h2><table><tr><th>check</th><th>passed</th><th>message</th></tr>")
-        out += [f"<tr><td>{e(c['name'])}</td><td class='{'ok' if c['passed'] else 'fail'}'>{_fmt(c['passed'])}</td>"
-                f"<td>{e(c['message'])}</td></tr>" for c in rec.checks]
-        out.append("</table>")
-    out.append("<h2>Environment</h2><table>")
-    out += [f"<tr><td>{e(k)}</td><td>{e(str(v))}</td></tr>" for k, v in rec.environment.items()]
-    out.append(f"</table><h3>Configuration</h3><pre>{e(_json(rec.config))}</pre></body></html>")
-    return "\n".join(out)
+def _plain(inline: Any) -> str:
+    return "".join(c.content for c in (inline.children or []) if c.type in ("text", "code_inline"))
+
+
+def render_html(rec: RunRecord, pngs: list[bytes], plot_paths: list[str] | None = None) -> str:
+    """A self-contained HTML page: :func:`render_markdown` rendered by markdown-it-py, headings given the
+    ids the table of contents links to, plots as base64 PNG."""
+    paths = plot_paths if plot_paths is not None else [f"report_files/plot_{i}.png" for i in range(len(pngs))]
+    uris = {p: "data:image/png;base64," + base64.b64encode(b).decode() for p, b in zip(paths, pngs, strict=True)}
+    md = _markdown_it()
+    tokens = md.parse(render_markdown(rec, paths))
+    seen: dict[str, int] = {}
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.tag == "h2":
+            tok.attrSet("id", slug(_plain(tokens[i + 1]), seen))
+        if tok.type == "inline":
+            for c in tok.children or []:
+                if c.type == "image" and c.attrGet("src") in uris:
+                    c.attrSet("src", uris[str(c.attrGet("src"))])
+    page = md.renderer.render(tokens, md.options, {})
+    return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{html.escape(rec.name)}</title><style>{_CSS}</style></head>\n<body>\n{page}</body></html>\n")
 
 
 def render_report(run_dir: str | Path) -> tuple[Path, Path]:
@@ -187,6 +186,8 @@ def render_report(run_dir: str | Path) -> tuple[Path, Path]:
     names: list[str] = []
     if pngs:
         files.mkdir(exist_ok=True)
+    for old in files.glob("plot_*.png") if files.is_dir() else []:
+        old.unlink()  # a re-render with fewer plots leaves no stale file behind
     for i, png in enumerate(pngs):
         name = f"report_files/plot_{i}.png"
         (run_dir / name).write_bytes(png)
@@ -194,5 +195,8 @@ def render_report(run_dir: str | Path) -> tuple[Path, Path]:
     md = run_dir / "report.md"
     md.write_text(render_markdown(rec, names))
     page = run_dir / "report.html"
-    page.write_text(render_html(rec, pngs))
+    page.write_text(render_html(rec, pngs, names))
     return md, page
+
+
+__all__ = ["escape_md", "plot_png", "render_html", "render_markdown", "render_report", "slug"]

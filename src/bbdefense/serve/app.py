@@ -13,10 +13,19 @@ Endpoints (OpenAPI schema at ``/openapi.json``, docs at ``/docs``):
 A request is checked in this order, each failure a JSON ``{"detail": <message>, "code": <code>}``:
 key (401 ``missing_key`` / ``unknown_key``), rate (429 ``rate_limited``, with ``Retry-After``), body
 size (413 ``too_large``), JSON and schema (422 ``malformed``), batch size (413 ``batch_too_large``),
-images (422 ``invalid_images``: shape, dtype, NaN/inf, range), budget (429 ``budget_exceeded``).
+images (422 ``invalid_images``: shape, dtype, NaN/inf, range), the stateful detector when one runs
+(403 ``attack_suspected``, see below), budget (429 ``budget_exceeded``).
 Only then is the batch **charged** (one image = one query; one durable SQLite transaction that also
 appends the audit row, see :mod:`.store`), forwarded through the :class:`~bbdefense.models.BlackBox`
 and answered. Should the model itself fail, the charge is refunded and the answer is a 500.
+
+Stateful detection (``detector=``, a :class:`~bbdefense.defenses.stateful.StatefulDetector`, e.g.
+Blacklight): every validated batch is observed under the key's name before it is charged. When an image
+is flagged, ``on_detect`` decides: ``"reject"`` refuses the request (403 ``attack_suspected``),
+``"ban"`` refuses it and bans the key for good (every later request: 403 ``attack_suspected``; the ban
+is a row of the state file, so it survives restarts), ``"log"`` answers it and records the detection.
+A refused request is audited (outcome ``attack_suspected``) and charged when ``charge_rejected``
+(default: a probe is a query). The detector keeps its own state in the same SQLite file.
 
 The served object is any :class:`~bbdefense.models.BlackBox`, so owner-side defenses
 (``BlackBox.from_module(DEFENSES[name](module, ...))``) and smoothed classifiers serve the same way.
@@ -31,9 +40,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..defenses.stateful import StatefulDetector
 from ..errors import InputError
 from ..models.blackbox import BlackBox, validate_images
 from ..models.wire import batch_digest, decode_any, encode_tensor
+from ..utils import require_extra
 from .store import KeyRecord, KeySpec, KeyStore, load_keys_file, parse_keys
 
 API_KEY_HEADER = "X-API-Key"
@@ -144,6 +155,9 @@ def create_app(
     anonymous_budget: int | None = None,
     synchronous: str = "FULL",
     title: str = "bbdefense black-box API",
+    detector: StatefulDetector | None = None,
+    on_detect: Literal["reject", "ban", "log"] = "reject",
+    charge_rejected: bool = True,
 ) -> Any:
     """Build the FastAPI app serving ``blackbox``.
 
@@ -157,11 +171,14 @@ def create_app(
         defense, defense_config: reported by ``/v1/info`` (the defense is already in ``blackbox``).
         class_names: names of the K classes (default ``"0"`` .. ``"K-1"``).
         synchronous: SQLite durability (see :class:`~bbdefense.serve.store.KeyStore`).
+        detector, on_detect, charge_rejected: stateful detection (see the module docstring); the
+            detector should keep its state in ``db_path`` too (``make_detector(name, db_path=db_path)``).
 
     Returns:
         a ``fastapi.FastAPI``; ``app.state.store`` is the :class:`KeyStore`, ``app.state.blackbox``
         the served black box.
     """
+    require_extra("fastapi", "serve", "serving a model over HTTP")
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
@@ -170,6 +187,8 @@ def create_app(
     import bbdefense
 
     limits = limits or ServeLimits()
+    if on_detect not in ("reject", "ban", "log"):
+        raise InputError(f"on_detect must be reject, ban or log, got {on_detect!r}")
     if class_names is not None and len(class_names) != blackbox.num_classes:
         raise InputError(f"class_names has {len(class_names)} names for {blackbox.num_classes} classes")
     store = KeyStore(db_path, keys=_coerce_keys(keys), anonymous_budget=anonymous_budget, synchronous=synchronous)
@@ -191,6 +210,8 @@ def create_app(
         "auth": "none" if store.open else f"header {API_KEY_HEADER} (or Authorization: Bearer)",
         "encodings": ["base64 float32", "base64 uint8 (value/255)", "nested JSON lists (small batches)"],
         "limits": asdict(limits),
+        "stateful_detector": None if detector is None else detector.name,
+        "on_detect": None if detector is None else on_detect,
     }
 
     app = FastAPI(title=title, version=bbdefense.__version__,
@@ -198,9 +219,12 @@ def create_app(
     app.state.store = store
     app.state.blackbox = blackbox
     app.state.limits = limits
+    app.state.detector = detector
     err_responses: dict[int | str, dict[str, Any]] = {
         c: {"model": ErrorResponse, "description": d}
-        for c, d in ((401, "missing or unknown API key"), (413, "request or batch too large"),
+        for c, d in ((401, "missing or unknown API key"),
+                     (403, "attack_suspected: a stateful detector flagged the query or banned the key"),
+                     (413, "request or batch too large"),
                      (422, "malformed request or invalid images"), (429, "budget exhausted or rate limited"))}
 
     @app.exception_handler(ApiError)
@@ -293,6 +317,20 @@ def create_app(
         if n == 0:
             raise ApiError(422, "invalid_images", "empty batch: send at least one image")
         digest = batch_digest(x)
+        flagged, score = 0, 0.0
+        if detector is not None:
+            decisions = detector.observe(rec.name, x)
+            flagged = sum(d.flagged for d in decisions)
+            score = max(d.score for d in decisions)
+            if flagged and on_detect != "log":
+                ban = on_detect == "ban"
+                ch = store.record_detection(rec.key_hash, n, digest, flagged=flagged, score=score,
+                                            action="banned" if ban else "rejected", charge=charge_rejected, ban=ban)
+                raise ApiError(403, "attack_suspected",
+                               f"query refused: the stateful detector ({detector.name}) flagged {flagged} of {n} "
+                               f"image(s) of key {rec.name!r} as part of a query attack (score {score:g})"
+                               f"{'; the key is now banned' if ban else ''}; "
+                               f"{n if ch.ok else 0} image(s) charged")
         charge = store.charge(rec.key_hash, n, digest)
         if not charge.ok:
             raise ApiError(429, "budget_exceeded",
@@ -305,6 +343,8 @@ def create_app(
             store.refund(rec.key_hash, n, digest)
             raise ApiError(500, "model_error", f"the model failed on this batch (charge refunded): "
                                                f"{type(exc).__name__}: {exc}") from exc
+        if flagged:  # on_detect == "log": answered, recorded
+            store.log_detection(rec.name, n, flagged=flagged, score=score, charged=n)
         encoding = req.response_encoding or enc
         if encoding == "json":
             outputs: Any = out.tolist()
@@ -321,6 +361,12 @@ def create_app(
     )
     async def predict(request: Request) -> dict[str, Any]:
         rec = authorise(request)
+        if detector is not None:
+            reason = store.banned(rec.key_hash)
+            if reason is not None:
+                store.record_detection(rec.key_hash, 0, "", flagged=0, score=0.0, action="refused_banned",
+                                       charge=False)
+                raise ApiError(403, "attack_suspected", f"key {rec.name!r} is banned: {reason}")
         wait = limiter.acquire(rec.key_hash, rec.rate, rec.burst)
         if wait > 0:
             raise ApiError(429, "rate_limited", f"rate limit of {rec.rate:g} requests/s exceeded for key "
@@ -350,7 +396,7 @@ def create_app(
 
 def run_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
     """Serve ``app`` with uvicorn until interrupted (blocking)."""
-    import uvicorn
+    uvicorn = require_extra("uvicorn", "serve", "serving a model over HTTP")
 
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -7,7 +7,9 @@ recovery). Triggers make the table append-only.
 
 One row per charged request (``outcome="charged"``), per refused request (``"budget_exceeded"``,
 ``images`` = the refused batch size) and per refund after a model failure (``"refunded"``,
-negative ``images``). ``sha256`` is :func:`bbdefense.models.wire.batch_digest` of the decoded batch.
+negative ``images``), per request a stateful detector refused (``"attack_suspected"``,
+``images`` = images charged for it, 0 when rejected queries are not charged).
+``sha256`` is :func:`bbdefense.models.wire.batch_digest` of the decoded batch.
 """
 
 from __future__ import annotations
@@ -67,11 +69,32 @@ def verify_audit(db_path: str | Path) -> dict[str, dict[str, int | bool]]:
     try:
         used = {r[0]: int(r[1]) for r in db.execute("SELECT name, SUM(used) FROM keys GROUP BY name")}
         audited = {r[0]: int(r[1]) for r in db.execute(
-            "SELECT key_name, SUM(images) FROM audit WHERE outcome IN ('charged', 'refunded') GROUP BY key_name")}
+            "SELECT key_name, SUM(images) FROM audit WHERE outcome IN ('charged', 'refunded', 'attack_suspected') "
+            "GROUP BY key_name")}
     finally:
         db.close()
     return {k: {"used": used.get(k, 0), "audited": audited.get(k, 0), "consistent": used.get(k, 0) == audited.get(k, 0)}
             for k in sorted(set(used) | set(audited))}
+
+
+def detections_per_key(db_path: str | Path) -> dict[str, dict[str, object]]:
+    """Per key, what the stateful detector did: ``{"requests", "images", "flagged", "rejected", "logged",
+    "charged", "max_score", "first", "banned"}`` (``first``: time of the first detection; empty without any)."""
+    db = _connect(db_path)
+    try:
+        try:
+            rows = db.execute(
+                "SELECT key_name, COUNT(*), SUM(images), SUM(flagged), SUM(action != 'logged'), "
+                "SUM(action = 'logged'), SUM(charged), MAX(score), MIN(time) FROM detections "
+                "GROUP BY key_name ORDER BY key_name").fetchall()
+            banned = {r[0]: r[1] for r in db.execute("SELECT key_name, reason FROM bans")}
+        except sqlite3.OperationalError:  # a state file written before detections existed
+            return {}
+    finally:
+        db.close()
+    return {r[0]: {"requests": int(r[1]), "images": int(r[2]), "flagged": int(r[3]), "rejected": int(r[4]),
+                   "logged": int(r[5]), "charged": int(r[6]), "max_score": float(r[7]), "first": float(r[8]),
+                   "banned": banned.get(r[0])} for r in rows}
 
 
 def export_jsonl(db_path: str | Path, out: str | Path, *, since: int = 0) -> int:
@@ -90,4 +113,4 @@ def export_jsonl(db_path: str | Path, out: str | Path, *, since: int = 0) -> int
     return n
 
 
-__all__ = ["AuditEntry", "export_jsonl", "iter_audit", "verify_audit"]
+__all__ = ["AuditEntry", "detections_per_key", "export_jsonl", "iter_audit", "verify_audit"]

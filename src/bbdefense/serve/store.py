@@ -47,8 +47,24 @@ CREATE TABLE IF NOT EXISTS audit (
     key_name TEXT NOT NULL,
     images INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
-    outcome TEXT NOT NULL,        -- charged | budget_exceeded
+    outcome TEXT NOT NULL,        -- charged | budget_exceeded | refunded | attack_suspected
     used_after INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS detections (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    key_name TEXT NOT NULL,
+    images INTEGER NOT NULL,      -- images in the request
+    flagged INTEGER NOT NULL,     -- images the detector flagged
+    score REAL NOT NULL,          -- the largest detector score of the request
+    action TEXT NOT NULL,         -- rejected | banned | logged | refused_banned
+    charged INTEGER NOT NULL      -- images charged for the request
+);
+CREATE TABLE IF NOT EXISTS bans (
+    key_hash TEXT PRIMARY KEY,
+    key_name TEXT NOT NULL,
+    time REAL NOT NULL,
+    reason TEXT NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
@@ -324,6 +340,54 @@ class KeyStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    # ------------------------------------------------------------------ stateful detection
+    def banned(self, key_hash: str) -> str | None:
+        """The reason a key is banned (a stateful detector flagged it with ``--on-detect ban``), else None."""
+        with self._lock:
+            row = self._db.execute("SELECT reason FROM bans WHERE key_hash = ?", (key_hash,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_detection(self, key_hash: str, n: int, digest: str, *, flagged: int, score: float, action: str,
+                         charge: bool, ban: bool = False) -> Charge:
+        """One committed transaction for a request the detector flagged and the server refuses
+        (``action`` ``"rejected"``/``"banned"``/``"refused_banned"``): charge it when ``charge`` (and the budget
+        allows), append the audit row (outcome ``attack_suspected``, ``images`` = images charged), the
+        detection row and, with ``ban``, the ban."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT name, budget, used FROM keys WHERE key_hash = ?",
+                                       (key_hash,)).fetchone()
+                if row is None:
+                    raise InputError("unknown key")
+                name, budget, used = row[0], row[1], int(row[2])
+                charged = n if charge and (budget is None or used + n <= budget) else 0
+                if charged:
+                    used += charged
+                    self._db.execute("UPDATE keys SET used = ? WHERE key_hash = ?", (used, key_hash))
+                now = time.time()
+                cur = self._db.execute(
+                    "INSERT INTO audit (time, key_name, images, sha256, outcome, used_after) VALUES (?,?,?,?,?,?)",
+                    (now, name, charged, digest, "attack_suspected", used))
+                self._db.execute("INSERT INTO detections (time, key_name, images, flagged, score, action, charged) "
+                                 "VALUES (?,?,?,?,?,?,?)", (now, name, n, flagged, score, action, charged))
+                if ban:
+                    reason = (f"stateful detector flagged {flagged} of {n} image(s) (score {score:g}) at "
+                              f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+                    self._db.execute("INSERT OR IGNORE INTO bans (key_hash, key_name, time, reason) VALUES (?,?,?,?)",
+                                     (key_hash, name, now, reason))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Charge(bool(charged), used, budget, int(cur.lastrowid or 0))
+
+    def log_detection(self, key_name: str, n: int, *, flagged: int, score: float, charged: int) -> None:
+        """A flagged request answered anyway (``--on-detect log``): one detection row."""
+        with self._lock:
+            self._db.execute("INSERT INTO detections (time, key_name, images, flagged, score, action, charged) "
+                             "VALUES (?,?,?,?,?,?,?)", (time.time(), key_name, n, flagged, score, "logged", charged))
 
     # ------------------------------------------------------------------ audit
     def audit_rows(self, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:

@@ -59,7 +59,9 @@ def train_target(arch: str, dataset: str, out: str | Path, cfg: TrainConfig, *, 
     meta = CheckpointMeta(
         arch=arch, arch_kwargs=arch_kwargs, kind="classifier", dataset=dataset, num_classes=ds.num_classes,
         input_shape=[c, h, w], mean=list(ds.mean), std=list(ds.std),
-        metrics={"test_accuracy": test_acc, "train_accuracy": result.train_accuracy,
+        # train_accuracy: the final model on its (un-augmented) training split; the last epoch's running accuracy
+        # on augmented inputs, which trails it, stays in train.history
+        metrics={"test_accuracy": test_acc, "train_accuracy": accuracy(model, train_set),
                  "train_seconds": result.seconds, "n_train": len(train_set), "n_test": len(splits.test)},
         train={**asdict(cfg), "history": result.history, "split": split, "split_seed": split_seed},
         seed=cfg.seed, extra={"recipe": wanted},

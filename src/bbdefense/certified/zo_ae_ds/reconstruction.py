@@ -23,7 +23,7 @@ from ...data import ImageDataset
 from ...errors import InputError
 from ...models import BlackBox, WhiteBox
 from ...training.loop import Batch, OptimConfig, fit
-from ...utils import make_generator, seeded_init
+from ...utils import make_generator, require_extra, seeded_init
 from .train import Variant, ZOAEDSConfig, denoiser_net, train_zo_ae_ds
 
 
@@ -103,7 +103,9 @@ def pgd_l2_recon(model: nn.Module, x: Tensor, *, eps: float, steps: int = 40, se
 
 def rmse_ssim(rec: Tensor, x: Tensor) -> tuple[float, float]:
     """Mean RMSE and mean SSIM (skimage, data_range 1) of reconstructions ``(N, d)`` against images ``(N, C, H, W)``."""
+    require_extra("skimage", "ssim", "SSIM of reconstructions")
     from skimage.metrics import structural_similarity
+
     r = rec.detach().view_as(x).cpu().numpy()
     t = x.cpu().numpy()
     rmse = float(np.sqrt(((r - t) ** 2).reshape(len(t), -1).mean(1)).mean())

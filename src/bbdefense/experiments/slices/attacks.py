@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...attacks import ATTACKS
 from ...evaluation.attacks import attack_inputs, evaluate_attack, first_correct, query_grid
-from ...evaluation.report import add_attack_curve, fmt_ci
+from ...evaluation.report import add_attack_curve, family_robust, fmt_ci, glance_accuracy
 from ...records import table
 from ..context import DemoContext, register_slice
 
@@ -46,5 +46,11 @@ def attacks_slice(ctx: DemoContext) -> None:
     ctx.run.add_table({**table("Robust accuracy vs queries per image", ["attack", *[str(q) for q in grid]],
                                [[name, *ev.curve] for name, ev in evs.items()]), "section": sec})
     add_attack_curve(ctx.run, "Robust accuracy vs queries (undefended target)", evs, section=sec)
+    for access, family in (("scores", "score-based"), ("label", "decision-based")):
+        fam = {a: ev for a, ev in evs.items() if ATTACKS[a].access == access}
+        if fam:
+            k, m = family_robust(fam)
+            glance_accuracy(ctx.run, "target", f"robust accuracy, {family} attacks (linf {EPS}, {budget} queries)",
+                            k, m, note=f"worst of {len(fam)}")
     ctx.run.set_metrics(**{f"attacks.robust_accuracy.{r[0]}": r[2] for r in rows},
                         **{"attacks.total_queries": sum(r[6] for r in rows)})

@@ -8,12 +8,14 @@ import math
 from ...certify import Smooth, make_noise
 from ...certify.metrics import envelope, radius_grid, robust_score
 from ...evaluation.certification import abstain_rate, certified_accuracy, certified_accuracy_ci, certify_rows
+from ...evaluation.report import glance_accuracy
 from ...models import load_blackbox
 from ...records import line_plot, table
 from ...training import TrainConfig, train_target
 from ..context import DemoContext, register_slice
 
 SIGMAS = (0.25, 0.5)
+GLANCE_RADII = (0.25, 0.5, 1.0)  # the radii of the at-a-glance table
 ARCH = "lenet"  # the cheapest zoo classifier: two trainings + certification fit the slice budget
 TITLE = "Certification (randomized smoothing)"
 
@@ -48,7 +50,11 @@ def certify_slice(ctx: DemoContext) -> None:
             curves[nm][s] = certified_accuracy(res.rows, nm, g)
         c2 = curves["l2"][s]
         at = [c2[round(r / 2.0 * (len(c2) - 1))] for r in (0.25, 0.5, 1.0)]
-        (ci,) = certified_accuracy_ci(res.rows, "l2", [0.0])
+        cis = certified_accuracy_ci(res.rows, "l2", [0.0, *GLANCE_RADII])
+        for c in cis:
+            col = "clean accuracy" if c["radius"] == 0 else f"certified accuracy, l2 r={c['radius']:g}"
+            glance_accuracy(ctx.run, f"{ARCH}+RS sigma={s:g}", col, c["k"], c["n"])
+        ci = cis[0]
         rows.append([s, meta["metrics"]["test_accuracy"], c2[0], [round(ci["low"], 3), round(ci["high"], 3)], *at,
                      abstain_rate(res.rows), q, round(res.seconds, 1)])
     g2 = grids["l2"]

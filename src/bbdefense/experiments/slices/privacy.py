@@ -3,10 +3,23 @@ overfit positive control (DUCD §IV-G, Fig. 9)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from ...evaluation.report import glance_value
+from ...privacy.evaluate import strongest
 from ...privacy.study import StudyConfig, run_study
+from ...records import RunDir
 from ..context import DEMO_ARCH, DemoContext, register_slice
 
 TITLE = "Privacy: membership inference (DUCD Fig. 9)"
+
+
+def note_mia(run: RunDir, rows: list[dict[str, Any]]) -> None:
+    """Per model the AUC of its strongest membership-inference attack, with its bootstrap 95% interval, in the
+    at-a-glance table (also used by the config runner)."""
+    for model, r in strongest(rows).items():
+        glance_value(run, model, "MIA AUC, strongest attack", r["auc"], r["auc_low"], r["auc_high"], n=r["n_eval"],
+                     note=r["attack"])
 
 
 @register_slice("privacy", TITLE, order=80)
@@ -28,6 +41,7 @@ def privacy_slice(ctx: DemoContext) -> None:
         "distillation + attack queries (smoothed: base-model queries). A balanced accuracy / AUC of 0.5 is chance."))
     rows = run_study(ctx.run, ctx.target_module, DEMO_ARCH, ctx.splits, cfg, cache_dir=ctx.cache_dir / "privacy",
                      section=sec, on_event=ctx.on_event)
+    note_mia(ctx.run, rows)
     by = {(r["model"], r["attack"]): r for r in rows}
     ctx.run.set_metrics(**{"privacy.target.loss_auc": by[("target", "loss")]["auc"],
                            "privacy.overfit.loss_auc": by[("overfit (control)", "loss")]["auc"]})

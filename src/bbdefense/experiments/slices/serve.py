@@ -10,6 +10,7 @@ import torch
 
 from ...errors import QueryBudgetExceeded
 from ...records import table
+from ...utils import require_extra
 from ..context import DemoContext, register_slice
 
 TITLE = "Serving: the target as an HTTP API"
@@ -24,6 +25,7 @@ def serve_slice(ctx: DemoContext) -> None:
 
     with warnings.catch_warnings():  # starlette's TestClient warns that it prefers httpx2
         warnings.simplefilter("ignore", UserWarning)
+        require_extra("fastapi", "serve", "the serving slice")
         from fastapi.testclient import TestClient
 
     from ...serve import HttpBlackBox, create_app
