@@ -153,6 +153,36 @@ class Noise:
                 best = (float(val), tag)
         return best
 
+    def p_for_radius(self, r: float, norm: str, d: int, *, tol: float = 1e-12) -> float | None:
+        """The smallest pA lower bound whose :meth:`radius` in ``norm`` reaches ``r`` (the inverse of the
+        binary radius; sequential certification decides "robust at r" as ``pA > p_for_radius(r)``).
+
+        Bisection on :meth:`radius` (increasing in ``p_lower``), returning the upper end of the final
+        bracket so that ``radius(p) >= r`` always holds. ``r <= 0`` gives 1/2; None when no closed form
+        covers ``norm``; 1.0 when no ``p < 1`` reaches ``r`` (uniform l1/linf radii are bounded).
+        """
+        if not (math.isfinite(r)):
+            raise InputError(f"radius must be finite, got {r!r}")
+        if self.radius(0.75, norm, d) is None:
+            return None
+        if r <= 0:
+            return 0.5
+
+        def reach(p: float) -> float:
+            got = self.radius(p, norm, d)
+            return -math.inf if got is None else got[0]
+
+        lo, hi = 0.5, 1.0 - 1e-16
+        if reach(hi) < r:
+            return 1.0
+        while hi - lo > tol:
+            mid = 0.5 * (lo + hi)
+            if reach(mid) >= r:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
 
 NOISES: Registry[type[Noise]] = Registry("noise")
 

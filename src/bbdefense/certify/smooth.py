@@ -40,11 +40,11 @@ keeps the label. The bound is tight only along the channel of smallest scale.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -52,10 +52,12 @@ from ..errors import InputError
 from ..events import EventCallback, emit
 from ..models.blackbox import BlackBox, validate_images
 from .noises import NORMS, Noise, check_norm
-from .stats import binom_pvalue, cp_lower
+from .sequential import BetaMixture, SequentialTest, robust_index
+from .stats import binom_pvalue, cp_lower, cp_lower_randomized
+from .streams import NoiseStream, add_counts, image_seed
 
-_BLOCK = 256  # noise is drawn per image in blocks of this many samples (independent of batch_size)
 RadiusMethod = Literal["auto", "closed", "numerical"]
+Method = Literal["cohen", "sequential"]
 
 
 @dataclass
@@ -67,7 +69,10 @@ class Certificate:
     ``radius_method`` says how each was obtained ("closed", "from_l2"..., "numerical");
     ``approximate`` is True when any radius comes from the Monte-Carlo numerical method (DUCD/UniCR),
     which is not a sound certificate. ``counts`` are the estimation counts per class (length K),
-    ``counts0`` the selection counts.
+    ``counts0`` the selection counts. ``method`` is ``"cohen"``, ``"cohen_randomized"`` (randomized
+    Clopper-Pearson) or ``"sequential"``; a sequential certificate's ``n`` is the estimation draws it spent
+    and ``decisions`` maps each tested radius (``f"{r:g}"``, in ``decision_norm``; "0" is the prediction
+    itself) to ``"robust"``, ``"not_robust"`` or ``"undecided"`` (not decidable within ``max_n``).
     """
 
     label: int
@@ -81,15 +86,17 @@ class Certificate:
     counts0: list[int] = field(default_factory=list)
     radius_method: dict[str, str] = field(default_factory=dict)
     alpha: float = 0.001
+    method: str = "cohen"
+    decisions: dict[str, str] = field(default_factory=dict)
+    decision_norm: str | None = None
+
+    @property
+    def queries(self) -> int:
+        """Noisy queries this certificate cost (selection + estimation)."""
+        return self.n0 + self.n
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def image_seed(seed: int, index: int, phase: int) -> int:
-    """The seed of image ``index``'s noise stream in ``phase`` (0 selection, 1 estimation, 2 predict)."""
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index) & 0xFFFFFFFF, int(phase)])
-    return int(ss.generate_state(1, dtype=np.uint64)[0] & 0x7FFF_FFFF_FFFF_FFFF)
 
 
 class Smooth:
@@ -160,42 +167,32 @@ class Smooth:
         Labels outside ``[0, K)`` (an abstaining randomized base model) are counted for no class.
         """
         ids = self._check(x, n, batch_size, 0.5, indices)
-        N, K = x.shape[0], self.model.num_classes
-        counts = torch.zeros(N, K, dtype=torch.int64)
-        pending: list[tuple[int, Tensor]] = []
-        buffered = 0
+        N = x.shape[0]
+        counts = torch.zeros(N, self.model.num_classes, dtype=torch.int64)
+        streams = [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, phase), n) for i in ids]
+        pending: deque[list[int]] = deque([i, n] for i in range(N))
+        buffered = N * n
         emit(on_event, "start", "smooth", total=N * n, unit="noisy queries")
-        for i in range(N):
-            g = torch.Generator(device=x.device).manual_seed(image_seed(seed, ids[i], phase))
-            done = 0
-            while done < n:
-                m = min(_BLOCK, n - done)
-                eps = self.noise.sample((m, *x.shape[1:]), g)
-                if self.scale is not None:
-                    eps = eps * self.scale.to(device=eps.device, dtype=eps.dtype).view(-1, *[1] * (x.dim() - 2))
-                pending.append((i, eps))
-                buffered += m
-                done += m
-                while buffered >= batch_size:
-                    buffered -= self._flush(x, pending, batch_size, counts, on_event)
         while buffered:
-            buffered -= self._flush(x, pending, buffered, counts, on_event)
+            own, labels = self._flush(x, streams, pending, min(batch_size, buffered), on_event)
+            buffered -= own.numel()
+            add_counts(counts, own, labels)
         emit(on_event, "end", "smooth")
         return counts
 
-    def _flush(self, x: Tensor, pending: list[tuple[int, Tensor]], size: int, counts: Tensor,
-               on_event: EventCallback | None) -> int:
-        """Forward ``size`` noisy images taken from the front of ``pending``; add their labels to counts."""
+    def _flush(self, x: Tensor, streams: list[NoiseStream], pending: deque[list[int]], size: int,
+               on_event: EventCallback | None) -> tuple[Tensor, Tensor]:
+        """Forward ``size`` noisy images requested at the front of ``pending`` (``[image, draws left]``, drawn
+        from each image's own stream in order); return the owners and labels ``(size,)`` in stream order."""
         parts, owners, take = [], [], 0
         while take < size:
-            i, eps = pending[0]
-            m = min(eps.shape[0], size - take)
-            parts.append(x[i:i + 1] + eps[:m])
-            owners.append(torch.full((m,), i, dtype=torch.int64))
-            if m == eps.shape[0]:
-                pending.pop(0)
-            else:
-                pending[0] = (i, eps[m:])
+            req = pending[0]
+            m = min(req[1], size - take)
+            parts.append(x[req[0]:req[0] + 1] + streams[req[0]].take(m))
+            owners.append(torch.full((m,), req[0], dtype=torch.int64))
+            req[1] -= m
+            if req[1] == 0:
+                pending.popleft()
             take += m
         xb = torch.cat(parts) if len(parts) > 1 else parts[0]
         if self.clip:
@@ -206,17 +203,29 @@ class Smooth:
                 xb = self.pre(xb).clamp(0.0, 1.0)
             bounded = True
         labels = self.model.predict_label(xb, bounded=bounded).reshape(-1).long().cpu()
-        own = torch.cat(owners)
-        ok = (labels >= 0) & (labels < counts.shape[1])
-        counts.index_put_((own[ok], labels[ok]), torch.ones(int(ok.sum()), dtype=torch.int64), accumulate=True)
         emit(on_event, "advance", "smooth", n=take)
-        return take
+        return torch.cat(owners), labels
 
     # ------------------------------------------------------------------ Cohen's procedures
     def certify(self, x: Tensor, *, n0: int = 100, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000,
-                seed: int = 0, indices: Sequence[int] | None = None,
-                on_event: EventCallback | None = None) -> list[Certificate]:
-        """Cohen CERTIFY for each image of ``x`` ``(N, C, H, W)``; charges ``N * (n0 + n)`` queries."""
+                seed: int = 0, indices: Sequence[int] | None = None, on_event: EventCallback | None = None,
+                method: Method = "cohen", randomized: bool = False, radii: Sequence[float] = (0.25, 0.5, 1.0),
+                norm: str | None = None, max_n: int = 100_000,
+                mixture: BetaMixture | None = None) -> list[Certificate]:
+        """Certify each image of ``x`` ``(N, C, H, W)``.
+
+        ``method="cohen"``: Cohen CERTIFY, ``N * (n0 + n)`` queries; ``randomized=True`` replaces the
+        Clopper-Pearson bound by the randomized one (:func:`~bbdefense.certify.stats.cp_lower_randomized`,
+        exact coverage 1 - alpha, never a smaller radius; its uniform is drawn per image from
+        ``image_seed(seed, index, 4)``). ``method="sequential"``: :meth:`certify_at` at ``radii`` (in
+        ``norm``) with at most ``max_n`` estimation draws per image (``n`` is then unused): the
+        certificate's radius is the largest radius decided robust (other norms by the usual conversions).
+        """
+        if method == "sequential":
+            return self.certify_at(x, radii, n0=n0, max_n=max_n, alpha=alpha, batch_size=batch_size, seed=seed,
+                                   indices=indices, on_event=on_event, norm=norm, mixture=mixture)
+        if method != "cohen":
+            raise InputError(f"method must be cohen or sequential, got {method!r}")
         ids = self._check(x, n0, batch_size, alpha, indices)
         self._check(x, n, batch_size, alpha, indices)
         c0 = self.sample_counts(x, n0, seed=seed, phase=0, batch_size=batch_size, indices=ids, on_event=on_event)
@@ -224,9 +233,119 @@ class Smooth:
         out = []
         for i in range(x.shape[0]):
             ca = int(torch.argmax(c0[i]))  # ties -> lowest class index (as numpy argmax in core.py)
-            p_low = cp_lower(int(c[i, ca]), n, alpha)
-            out.append(self.make_certificate(ca, p_low, c[i].tolist(), c0[i].tolist(), n0, n, alpha))
+            if randomized:
+                u = float(torch.rand((), generator=torch.Generator().manual_seed(image_seed(seed, ids[i], 4))))
+                p_low = cp_lower_randomized(int(c[i, ca]), n, alpha, u)
+            else:
+                p_low = cp_lower(int(c[i, ca]), n, alpha)
+            cert = self.make_certificate(ca, p_low, c[i].tolist(), c0[i].tolist(), n0, n, alpha)
+            cert.method = "cohen_randomized" if randomized else "cohen"
+            out.append(cert)
         return out
+
+    # ------------------------------------------------------------------ sequential decisions
+    def decision_norm(self, norm: str | None = None) -> str:
+        """The norm sequential radii are given in: ``norm``, else the first of :attr:`norms` with a closed form."""
+        if norm is not None:
+            return check_norm(norm)
+        closed = self.noise.closed_form_norms()
+        for nm in self.norms:
+            if nm in closed:
+                return nm
+        for nm in self.norms:
+            if self.noise.radius(0.75, nm, self.dim) is not None:
+                return nm
+        raise InputError(f"sequential certification needs a closed-form radius; noise {self.noise.name!r} has "
+                         f"none for norms {list(self.norms)}")
+
+    def p_for_radius(self, r: float, norm: str) -> float:
+        """The pA above which this smoother certifies radius ``r`` in ``norm`` (scale-aware; 1.0: unreachable)."""
+        if self.radius_method == "numerical":
+            raise InputError("sequential certification needs closed-form radii, not radius_method='numerical'")
+        p = self.noise.p_for_radius(float(r) / self.radius_factor, norm, self.dim)
+        if p is None:
+            raise InputError(f"noise {self.noise.name!r} has no closed-form radius in {norm}; sequential "
+                             "certification needs one")
+        return p
+
+    def certify_at(self, x: Tensor, radius: float | Sequence[float], *, n0: int = 100, max_n: int = 100_000,
+                   alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
+                   indices: Sequence[int] | None = None, on_event: EventCallback | None = None,
+                   norm: str | None = None, mixture: BetaMixture | None = None) -> list[Certificate]:
+        """Decide "is x robust at ``radius``?" per image with the anytime-valid test of
+        :mod:`bbdefense.certify.sequential` (``radius``: one or several, in ``norm``).
+
+        ``n0`` selection draws (phase 0, as Cohen) pick ``cA``; estimation draws (phase 1: the same stream
+        as Cohen's with ``n = max_n``) are requested per image only as far as its open decisions need, at
+        most ``max_n``, and packed into full forward batches of ``batch_size`` from all undecided images
+        (refilled as images finish). ``cert.decisions[f"{r:g}"]`` is robust / not_robust / undecided, each
+        wrong with probability <= ``alpha`` (all robust claims of an image jointly); ``cert.n`` the draws
+        spent; decisions and samples do not depend on ``batch_size`` or on the grouping of images.
+        """
+        rs = sorted({float(r) for r in ([radius] if isinstance(radius, (int, float)) else radius)})
+        if any(not (math.isfinite(r) and r >= 0) for r in rs):
+            raise InputError(f"radii must be finite and >= 0, got {rs}")
+        rs = [r for r in rs if r > 0]
+        ids = self._check(x, n0, batch_size, alpha, indices)
+        self._check(x, max_n, batch_size, alpha, indices)
+        dnorm = self.decision_norm(norm)
+        p0s = [0.5] + [self.p_for_radius(r, dnorm) for r in rs]
+        mix = mixture or BetaMixture()
+        c0 = self.sample_counts(x, n0, seed=seed, phase=0, batch_size=batch_size, indices=ids, on_event=on_event)
+        top = torch.argmax(c0, dim=1)
+        N = x.shape[0]
+        tests = [SequentialTest(p0s, alpha, max_n, mix) for _ in range(N)]
+        counts = torch.zeros(N, self.model.num_classes, dtype=torch.int64)
+        streams = [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, 1), max_n) for i in ids]
+        pending: deque[list[int]] = deque()
+        got: dict[int, list[Tensor]] = {}
+        wait = [0] * N
+        buffered = 0
+
+        def request(i: int) -> int:
+            k = tests[i].next_request()
+            if k:
+                pending.append([i, k])
+                wait[i], got[i] = k, []
+            return k
+
+        emit(on_event, "start", "sequential", total=N, unit="images")
+        for i in range(N):
+            buffered += request(i)
+        while buffered:
+            own, labels = self._flush(x, streams, pending, min(batch_size, buffered), on_event)
+            buffered -= own.numel()
+            add_counts(counts, own, labels)
+            for i in dict.fromkeys(own.tolist()):
+                li = labels[own == i]
+                got[i].append(li)
+                wait[i] -= li.numel()
+                if wait[i] == 0:
+                    tests[i].update((torch.cat(got[i]) == top[i]).numpy())
+                    k = request(i)
+                    buffered += k
+                    if not k:
+                        emit(on_event, "advance", "sequential", n=1, queries=n0 + tests[i].t)
+        emit(on_event, "end", "sequential")
+        return [self._sequential_certificate(int(top[i]), tests[i], rs, dnorm, counts[i].tolist(), c0[i].tolist(),
+                                             n0, alpha) for i in range(N)]
+
+    def _sequential_certificate(self, label: int, test: SequentialTest, rs: list[float], dnorm: str,
+                                counts: list[int], counts0: list[int], n0: int, alpha: float) -> Certificate:
+        k = robust_index(test.status)
+        decisions = {f"{r:g}": st for r, st in zip([0.0, *rs], test.status, strict=True)}
+        if k < 0:
+            return Certificate(-1, 0.0, dict.fromkeys(self.norms, 0.0), counts, n0, test.t, True, False, counts0,
+                               dict.fromkeys(self.norms, "abstain"), alpha, "sequential", decisions, dnorm)
+        p = test.p0s[k]
+        radius, method = {}, {}
+        for nm in self.norms:
+            radius[nm], method[nm] = (0.0, "closed") if k == 0 else self.radius(p, nm)
+        if k > 0 and dnorm in radius:
+            radius[dnorm] = rs[k - 1]  # the tested radius itself (p is its inverse, up to rounding)
+        approx = any(m == "numerical" for m in method.values())
+        return Certificate(label, p, radius, counts, n0, test.t, False, approx, counts0, method, alpha,
+                           "sequential", decisions, dnorm)
 
     def make_certificate(self, label: int, p_lower: float, counts: list[int], counts0: list[int], n0: int, n: int,
                          alpha: float) -> Certificate:

@@ -54,7 +54,20 @@ def certify(
     beta: float | None = positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
     k: float | None = positive_option(None, "--k", help="Shape of pareto."),
     n0: int = count_option(100, "--n0", help="Selection samples per image."),
-    n: int = count_option(10_000, "--n", help="Estimation samples per image."),
+    n: int = count_option(10_000, "--n", help="Estimation samples per image (--method cohen)."),
+    method: str = typer.Option("cohen", "--method", help="cohen (fixed n) | sequential (anytime-valid test of "
+                               "robustness at each --radius, stopping per image as soon as it is decided)."),
+    radius: list[float] = typer.Option([0.25, 0.5, 1.0], "--radius",
+                                       help="Radii to decide (--method sequential; repeatable), in --decision-norm."),
+    max_n: int = count_option(100_000, "--max-n", help="Most estimation samples per image (--method sequential)."),
+    decision_norm: str | None = typer.Option(None, "--decision-norm",
+                                             help="Norm of --radius (default: the noise's closed-form norm)."),
+    randomized: bool = typer.Option(False, "--randomized/--no-randomized",
+                                    help="Randomized Clopper-Pearson bound (--method cohen): exact coverage "
+                                         "1 - alpha, never a smaller radius."),
+    defense: Path | None = typer.Option(None, "--defense", help="A saved certified defense (ZO-AE-DS, IRS-Net, "
+                                        "DUCD run dir): certify its smoothed classifier in front of --model "
+                                        "(its own noise; --noise/--sigma are ignored)."),
     alpha: float = fraction_option(0.001, "--alpha",
                                    help="Failure probability of each certificate, in (0, 1)."),
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Norms to certify (repeatable)."),
@@ -75,11 +88,12 @@ def certify(
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Cohen CERTIFY of test images: one row per image in OUT/rows/certify.jsonl, then report.md/html."""
+    """Certify test images (Cohen CERTIFY or the sequential test): one row per image in OUT/rows/certify.jsonl
+    (samples spent and, for sequential, the decision per radius), then report.md/html."""
     from ..certify import Smooth, make_noise
     from ..errors import InputError
     from ..evaluation.certification import certify_rows
-    from ..evaluation.report import CertifiedSetting, add_certification
+    from ..evaluation.report import CertifiedSetting, add_certification, add_samples_table
     from ..experiments.config import SHAPE_PARAMS
     from ..models import model_source
     from ..records import RunDir, render_report
@@ -98,29 +112,49 @@ def certify(
     check_count(num_images, len(range(0, len(test), skip)), "-n",
                 f"test images of {dataset}" + (f" taken every {skip}" if skip > 1 else ""))
     idx = list(range(0, len(test), skip))[:num_images]
-    # typer gives str; Smooth checks radius_method and each norm, raising an InputError that names the bad one
-    sm = Smooth(bb, nz, norms=norm, radius_method=radius_method, clip=clip)  # type: ignore[arg-type]
+    meth = narrow_choice(method, ("cohen", "sequential"), "--method")
+    if defense is not None:
+        from ..certified import load_defense
+        from .cmd_defend_denoised import _check_loaded_split
+
+        est = load_defense(defense, blackbox=bb)
+        _check_loaded_split(est, split_seed, defense)
+        sm = est.smoothed(blackbox=bb)  # the defense's own noise, pre-processor and scale: the same engine
+        nz, sigma = sm.noise, sm.noise.sigma
+    else:
+        # typer gives str; Smooth checks radius_method and each norm, raising an InputError naming the bad one
+        sm = Smooth(bb, nz, norms=norm, radius_method=radius_method, clip=clip)  # type: ignore[arg-type]
     config = {"model": str(model), "dataset": dataset, "split": "test", "split_seed": split_seed,
-              "noise": nz.params(), "n0": n0, "n": n,
+              "noise": nz.params(), "n0": n0, "n": n, "method": meth, "randomized": randomized,
               "alpha": alpha, "norms": list(sm.norms), "skip": skip, "seed": seed,
-              "radius_method": radius_method, "clip": clip, "backend": backend}
+              "radius_method": radius_method, "clip": clip, "backend": backend,
+              "defense": str(defense) if defense is not None else None}
+    if meth == "sequential":
+        config.update(radii=sorted(radius), max_n=max_n, decision_norm=sm.decision_norm(decision_norm))
     run = RunDir(out_dir, kind="certify", name=f"certify {src.name}", config=config,
                  seeds={"certify": seed}, resume=resume)
     t0 = time.perf_counter()
     with run.rows("certify") as writer, progress_events(progress) as cb:
         res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=n0, n=n, alpha=alpha, batch_size=batch_size,
-                           seed=seed, chunk=chunk, writer=writer, on_event=cb)
+                           seed=seed, chunk=chunk, writer=writer, on_event=cb, method=meth,  # type: ignore[arg-type]
+                           randomized=randomized, radii=radius, max_n=max_n, norm=decision_norm)
     rows = res.rows
     approx = any(r["approximate"] for r in rows)
-    sec = f"Certification: {nz.name} sigma={sigma:g}"
+    sec = f"Certification: {nz.name} sigma={sigma:g}" + (f" ({defense.name})" if defense is not None else "")
+    how = (f"Sequential (anytime-valid) test at radii {sorted(radius)}, n0={n0}, at most {max_n} samples per "
+           f"image" if meth == "sequential" else
+           f"Cohen CERTIFY{' (randomized Clopper-Pearson)' if randomized else ''}, n0={n0}, n={n}")
     run.record.sections = [{"title": sec, "text": (
-        f"Cohen CERTIFY, n0={n0}, n={n}, alpha={alpha}, {len(rows)} test images of {dataset}; certified accuracy "
+        f"{how}, alpha={alpha}, {len(rows)} test images of {dataset}; certified accuracy "
         f"counts correct certificates with radius >= r (abstentions wrong)."
         f"{' (approximate: numerical radii)' if approx else ''}")}]
     queries = sum(r["queries"] for r in rows)
+    per = f"{n0}+{n} per image" if meth == "cohen" else "samples per image in the table below"
     add_certification(run, [CertifiedSetting(f"{nz.name} sigma={sigma:g}", sigma, sm.norms, rows)],
                       d=int(math.prod(bb.input_shape)), section=sec,
-                      caption=f"{len(rows)} images, {queries} queries ({n0}+{n} per image)")
+                      caption=f"{len(rows)} images, {queries} queries ({per})")
+    if meth == "sequential":
+        add_samples_table(run, rows, sorted(radius), section=sec)
     abst = sum(r["abstain"] for r in rows) / max(len(rows), 1)
     run.set_metrics(images=len(rows), queries=queries, abstain_rate=abst,
                     clean_accuracy=sum(r["correct"] for r in rows) / max(len(rows), 1),

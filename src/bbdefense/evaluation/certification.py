@@ -18,7 +18,9 @@ Conventions:
 Row schema (one per image): ``idx``, ``label`` (true class), ``predict`` (-1 abstain), ``correct``,
 ``abstain``, ``pA_lower``, ``radius_<norm>`` per certified norm, ``radius_method``, ``approximate``,
 ``nA`` (estimation count of the predicted class, or the largest count on abstention), ``queries``
-(charged per image) and ``seconds``.
+(charged per image), ``samples`` (noisy draws spent on the image: ``n0 + n``; a sequential run stops each image
+as soon as its decisions are made), ``method`` and ``seconds``; sequential rows add ``decisions`` (tested radius
+-> robust / not_robust / undecided, :meth:`bbdefense.certify.Smooth.certify_at`) and ``decision_norm``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..certify import Certificate, Smooth
 from ..certify.metrics import certified_accuracy as _accuracy
 from ..certify.metrics import default_r_max, radius_grid, robust_score
 from ..certify.noises import NORMS, check_norm
+from ..certify.smooth import Method
 from ..errors import InputError
 from ..events import EventCallback, emit
 from ..records import RowWriter, read_rows
@@ -70,7 +73,9 @@ def certificate_row(idx: int, label: int, cert: Certificate, *, queries: int,
         **{f"radius_{k}": v for k, v in cert.radius.items()},
         "radius_method": cert.radius_method, "approximate": cert.approximate,
         "nA": (cert.counts[cert.label] if cert.label >= 0 else max(cert.counts)) if cert.counts else None,
-        "queries": int(queries)}
+        "queries": int(queries), "samples": cert.n0 + cert.n, "method": cert.method}
+    if cert.decisions:
+        row["decisions"], row["decision_norm"] = dict(cert.decisions), cert.decision_norm
     if seconds is not None:
         row["seconds"] = round(seconds, 4)
     return row
@@ -101,10 +106,15 @@ class CertifyRun:
 def certify_rows(smooth: Smooth, x: Tensor, y: Tensor, index: Sequence[int] | None = None, *,
                  n0: int = 100, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000, seed: int = 0,
                  chunk: int = 10, writer: RowWriter | None = None, on_event: EventCallback | None = None,
-                 task: str = "certify") -> CertifyRun:
-    """Cohen CERTIFY of ``x`` ``(N, C, H, W)`` (true labels ``y`` ``(N,)``, named ``index``, default
-    ``0..N-1``) with ``smooth``, ``chunk`` images per call, one row per image written as each chunk
-    finishes. Images whose index ``writer`` already holds are skipped (resume)."""
+                 task: str = "certify", method: Method = "cohen", randomized: bool = False,
+                 radii: Sequence[float] = (0.25, 0.5, 1.0), max_n: int = 100_000,
+                 norm: str | None = None) -> CertifyRun:
+    """Certify ``x`` ``(N, C, H, W)`` (true labels ``y`` ``(N,)``, named ``index``, default ``0..N-1``) with
+    ``smooth``, ``chunk`` images per call, one row per image written as each chunk finishes. Images whose
+    index ``writer`` already holds are skipped (resume). ``method="cohen"`` (``randomized``: randomized
+    Clopper-Pearson) spends ``n0 + n`` per image; ``method="sequential"`` decides robustness at ``radii``
+    (in ``norm``) with at most ``n0 + max_n`` per image (:meth:`~bbdefense.certify.Smooth.certify`). A larger
+    ``chunk`` keeps a sequential run's forward batches full for longer (images finish at different times)."""
     if chunk < 1:
         raise InputError(f"chunk must be >= 1, got {chunk}")
     idx = list(range(len(x))) if index is None else [int(i) for i in index]
@@ -122,10 +132,14 @@ def certify_rows(smooth: Smooth, x: Tensor, y: Tensor, index: Sequence[int] | No
         sel = [pos[i] for i in ids]
         q0, t1 = bb.stats.queries, time.perf_counter()
         certs = smooth.certify(x[sel], n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed, indices=ids,
-                               on_event=on_event)
-        dt, dq = (time.perf_counter() - t1) / len(ids), (bb.stats.queries - q0) // len(ids)
+                               on_event=on_event, method=method, randomized=randomized, radii=radii, max_n=max_n,
+                               norm=norm)
+        dt, dq = (time.perf_counter() - t1) / len(ids), bb.stats.queries - q0
+        spent = sum(c.queries for c in certs)
         for i, p, c in zip(ids, sel, certs, strict=True):
-            row = certificate_row(i, int(y[p]), c, queries=dq, seconds=dt)
+            # queries charged per image: its samples times the backend's cost per sample (1 unless EOT)
+            q = dq // len(ids) if method == "cohen" else round(c.queries * dq / max(spent, 1))
+            row = certificate_row(i, int(y[p]), c, queries=q, seconds=dt)
             if writer is None or writer.write(row):
                 new.append(row)
         emit(on_event, "advance", task, n=len(ids), queries=bb.stats.queries - q0)

@@ -175,3 +175,50 @@ def add_glance_table(run: RunDir, text: str = "") -> None:
 
 __all__ = ["GLANCE", "CertifiedSetting", "add_attack_curve", "add_attack_run", "add_certification", "add_glance_table",
            "budget_exhaustion", "ci_cell", "family_robust", "fmt_ci", "glance_accuracy", "glance_value"]
+
+
+# ------------------------------------------------------------------------------- sequential samples
+def samples_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean, median, p90 and max of the noisy samples spent per image (``samples``, else ``queries``)."""
+    import numpy as np
+
+    a = np.asarray([r.get("samples", r["queries"]) for r in rows], dtype=float)
+    if a.size == 0:
+        return {"mean": float("nan"), "median": float("nan"), "p90": float("nan"), "max": float("nan")}
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
+            "max": float(a.max())}
+
+
+def add_samples_table(run: RunDir, rows: Sequence[dict[str, Any]], radii: Sequence[float], *,
+                      section: str) -> None:
+    """The decisions and samples of a sequential certification run (``certify_rows(method="sequential")``):
+    per tested radius the robust / not robust / undecided counts and certified accuracy (a correct label decided
+    robust), then the distribution of samples per image (mean, median, p90, max) and its histogram (log bins)."""
+    import numpy as np
+
+    from .certification import certified_accuracy
+
+    body = []
+    for r in [0.0, *radii]:
+        key = f"{r:g}"
+        dec = [row.get("decisions", {}).get(key, "undecided") for row in rows]
+        norm = next((row.get("decision_norm") for row in rows if row.get("decision_norm")), "l2")
+        acc = certified_accuracy(rows, str(norm), [r])[0]
+        body.append([r, dec.count("robust"), dec.count("not_robust"), dec.count("undecided"), acc])
+    s = samples_summary(rows)
+    run.add_table({**table("Sequential decisions per radius", ["radius", "robust", "not robust", "undecided",
+                                                              "certified accuracy"], body,
+                           f"{len(rows)} images; samples per image: mean {s['mean']:.0f}, median "
+                           f"{s['median']:.0f}, p90 {s['p90']:.0f}, max {s['max']:.0f} (selection included); "
+                           "each decision is wrong with probability <= alpha"), "section": section})
+    spent = np.asarray([row.get("samples", row["queries"]) for row in rows], dtype=float)
+    if spent.size:
+        edges = 10.0 ** np.arange(1, max(2, int(np.ceil(np.log10(max(spent.max(), 10.0)))) + 1))
+        counts, _ = np.histogram(np.clip(spent, edges[0], edges[-1]), bins=edges)
+        run.add_table({**table("Samples per image (histogram)", ["samples", "images"],
+                               [[f"{lo:.0f}-{hi:.0f}", int(c)] for lo, hi, c in zip(edges[:-1], edges[1:],
+                                                                                     counts, strict=True)]),
+                       "section": section})
+
+
+__all__ += ["add_samples_table", "samples_summary"]

@@ -234,7 +234,9 @@ def _default_norms() -> list[Literal["l1", "l2", "linf"]]:
 
 
 class CertifyConfig(_Strict):
-    """Cohen CERTIFY of the target (undefended) smoothed with ``noise`` at ``sigma``."""
+    """Certification of the target (undefended) smoothed with ``noise`` at ``sigma``: Cohen CERTIFY
+    (``method: cohen``, ``randomized`` Clopper-Pearson optional) or the anytime-valid sequential test at
+    ``radii`` with at most ``max_n`` samples per image (``method: sequential``)."""
 
     noise: NoiseName = "gaussian"
     sigma: float = Field(0.25, gt=0)
@@ -244,6 +246,10 @@ class CertifyConfig(_Strict):
     alpha: float = Field(0.001, gt=0, lt=1)
     norms: list[Literal["l1", "l2", "linf"]] = Field(default_factory=_default_norms)
     batch_size: int = Field(100, ge=1)
+    method: Literal["cohen", "sequential"] = "cohen"
+    randomized: bool = False
+    radii: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
+    max_n: int = Field(100_000, ge=1)
 
     @model_validator(mode="after")
     def _noise_params(self) -> CertifyConfig:

@@ -251,7 +251,8 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
         sm = Smooth(bb, make_noise(c.noise, sigma=c.sigma, **c.noise_params), norms=c.norms)
         with run.rows(f"certify__{c.key}") as w:
             res = certify_rows(sm, test.x[idx], test.y[idx], idx, n0=c.n0, n=c.n, alpha=c.alpha,
-                               batch_size=c.batch_size, seed=cfg.seed, chunk=10, writer=w, on_event=on_event)
+                               batch_size=c.batch_size, seed=cfg.seed, chunk=10, writer=w, on_event=on_event,
+                               method=c.method, randomized=c.randomized, radii=c.radii, max_n=c.max_n)
         settings.append(CertifiedSetting(c.key, c.sigma, c.norms, res.rows, key=c.key))
         nm = c.norms[0]  # at-a-glance: r = 0 and three radii of the DUCD table grid (l2: 0.25, 0.5, 1.0)
         radii = [table_radii(nm, int(math.prod(shape)))[i] for i in (0, 1, 3)]

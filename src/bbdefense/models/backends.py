@@ -90,14 +90,26 @@ class TorchBackend:
     :meth:`forward_grad`, used by :class:`~bbdefense.models.WhiteBox`). The module owns its device.
     ``randomized`` is read from the module's ``randomized`` attribute when it has one (defenses
     declare it), else False.
+
+    ``memory_format="channels_last"`` converts the module's weights and every 4-d input to NHWC (the CPU
+    fast path of ``benchmarks/certify_fastpath.py``; outputs equal eager's within 1e-5); None (default)
+    leaves them as they are.
     """
 
     returns: OutputMode = "logits"
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, *, memory_format: str | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
+        if memory_format not in (None, "channels_last"):
+            raise InputError(f"memory_format must be None or 'channels_last', got {memory_format!r}")
+        self.memory_format = torch.channels_last if memory_format == "channels_last" else None
         self.module = module.eval()
+        if self.memory_format is not None:  # what Module.to(memory_format=) does: 4-d weights to NHWC, in place
+            with torch.no_grad():
+                for t in (*self.module.parameters(), *self.module.buffers()):
+                    if t.dim() == 4:
+                        t.data = t.data.contiguous(memory_format=self.memory_format)
 
     @property
     def randomized(self) -> bool:
@@ -111,12 +123,15 @@ class TorchBackend:
             return b.device
         return torch.device("cpu")
 
+    def _layout(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=self.memory_format) if self.memory_format is not None and x.dim() == 4 else x
+
     def forward(self, x: Tensor) -> Tensor:
         with torch.inference_mode():
-            return self.module(x)
+            return self.module(self._layout(x))
 
     def forward_grad(self, x: Tensor) -> Tensor:
-        return self.module(x)
+        return self.module(self._layout(x))
 
     def infer_num_classes(self, input_shape: tuple[int, int, int]) -> int:
         x = torch.zeros((1, *input_shape), device=self.device)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from scipy.stats import norm
@@ -51,6 +51,7 @@ class IRSTablesConfig:
     n0: int = 50
     n: int = 500
     alpha: float = 0.001
+    method: Literal["cohen", "sequential"] = "cohen"  # sequential: decide the table's radii, at most n samples
     attack_eps: float = 0.5
     attack_steps: int = 20
     n_attack: int = 50
@@ -133,7 +134,8 @@ def run_irs_tables(splits: Splits, cfg: IRSTablesConfig, run: RunDir, *, cache_d
             scale = den.noise_scale if den is not None else None
             sm = Smooth(cb, make_noise("gaussian", sigma=sig), norms=("l2",), pre=den, clip=den is None, scale=scale)
             certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
-                               indices=range(len(xt)))
+                               indices=range(len(xt)), method=cfg.method, radii=[r for r in RADII if r > 0],
+                               max_n=cfg.n)
             ca = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
             rows_w.write({"key": f"{model_name} | {name}", "model": model_name, "method": name, "pixel_sigma": px,
                           **{f"ca@{r}": ca[r] for r in RADII}, "queries": cb.stats.queries,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from scipy.stats import norm
@@ -77,6 +77,7 @@ class Table2Config:
     n0: int = 50
     n: int = 500
     alpha: float = 0.001
+    method: Literal["cohen", "sequential"] = "cohen"  # sequential: decide the table's radii, at most n samples
     ae_epochs: int = 20
     depth: int = 5
     width: int = 16
@@ -131,7 +132,7 @@ def run_table2(target: nn.Module, splits: Splits, cfg: Table2Config, run: RunDir
         t1 = time.perf_counter()
         sm = Smooth(cb, make_noise("gaussian", sigma=cfg.sigma), norms=("l2",), pre=pre, clip=pre is None)
         certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
-                           indices=range(len(xt)))
+                           indices=range(len(xt)), method=cfg.method, radii=[r for r in RADII if r > 0], max_n=cfg.n)
         acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
         row = {"method": label, **{f"ca@{r}": acc[r] for r in RADII}, "train_queries": tq,
                "queries_per_step": per_step, "certify_queries": cb.stats.queries, "train_seconds": round(train_s, 1),

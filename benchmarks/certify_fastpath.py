@@ -1,0 +1,97 @@
+"""CPU fast path of certification: eager torch vs channels_last vs ONNX Runtime for the zoo's small CNNs and
+ResNets, and the certify loop (``Smooth.sample_counts``: noise, packing, counting, the counted black box) vs the
+raw batched forward pass of the same backend (goal: loop >= 0.9x raw).
+
+    .venv/bin/python benchmarks/certify_fastpath.py [--archs smallcnn,lenet,resnet20,resnet18] [--samples 4000]
+        [--batch 500] [--threads 1] [--repeats 3]
+
+Samples/s are best of ``--repeats``; "max |diff|" is the largest logit difference from eager on the timed batch
+(a backend is usable as a default only when it is <= 1e-5). Weights are random (speed does not depend on them).
+Timings depend on the machine and its load: re-run on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # E402 below: the script runs without installing
+
+from bbdefense.certify import Smooth, make_noise  # noqa: E402
+from bbdefense.models import BlackBox, export_onnx  # noqa: E402
+from bbdefense.models.backends import OnnxBackend, TorchBackend  # noqa: E402
+from bbdefense.models.zoo import build_model  # noqa: E402
+
+SHAPES = {"smallcnn": (1, 28), "lenet": (1, 28)}  # the rest: 3 x 32 x 32 (CIFAR)
+
+
+def best(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    out = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out = min(out, time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", default="smallcnn,lenet,resnet20,resnet18")
+    ap.add_argument("--samples", type=int, default=4000, help="noisy images per timing")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"threads={args.threads} samples={args.samples} batch={args.batch} torch={torch.__version__}\n")
+    print("| arch | backend | raw samples/s | certify loop samples/s | loop / raw | vs eager raw | max abs diff |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for arch in args.archs.split(","):
+        c, s = SHAPES.get(arch, (3, 32))
+        torch.manual_seed(0)
+        module = build_model(arch, num_classes=10, in_channels=c, image_size=s).eval()
+        shape = (c, s, s)
+        x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(0))
+        xb = (x + 0.25 * torch.randn((args.batch, *shape), generator=torch.Generator().manual_seed(1)))
+        with torch.inference_mode():
+            ref = module(xb)
+        with tempfile.TemporaryDirectory() as tmp:
+            backends = {
+                "eager": TorchBackend(build_model(arch, num_classes=10, in_channels=c, image_size=s)),
+                "channels_last": TorchBackend(build_model(arch, num_classes=10, in_channels=c, image_size=s),
+                                              memory_format="channels_last"),
+                "onnx": OnnxBackend(export_onnx(module, Path(tmp) / "m.onnx", shape), threads=args.threads),
+            }
+            for b in backends.values():  # the same random weights everywhere
+                if isinstance(b, TorchBackend):
+                    b.module.load_state_dict(module.state_dict())
+            eager_raw = None
+            for name, b in backends.items():
+                diff = float((b.forward(xb) - ref).abs().max())
+
+                def raw(b: object = b, xb: torch.Tensor = xb) -> None:
+                    done = 0
+                    while done < args.samples:
+                        m = min(args.batch, args.samples - done)
+                        b.forward(xb[:m]).argmax(1)  # type: ignore[attr-defined]  # any backend
+                        done += m
+
+                bb = BlackBox(b, num_classes=10, input_shape=shape)  # type: ignore[arg-type]  # a Backend
+                sm = Smooth(bb, make_noise("gaussian", sigma=0.25))
+                t_raw = best(raw, args.repeats)
+                t_loop = best(lambda sm=sm, x=x: sm.sample_counts(x, args.samples, batch_size=args.batch), args.repeats)
+                eager_raw = eager_raw or t_raw
+                print(f"| {arch} | {name} | {args.samples / t_raw:.0f} | {args.samples / t_loop:.0f} | "
+                      f"{t_raw / t_loop:.2f} | {eager_raw / t_raw:.2f} | {diff:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
