@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _art_env import ensure_art_venv  # noqa: E402
+from _common import bench_args  # noqa: E402
 from bbdefense.certify import Smooth, make_noise  # noqa: E402
 from bbdefense.data import load_dataset, make_splits  # noqa: E402
 from bbdefense.models import BlackBox, load_checkpoint  # noqa: E402
@@ -53,21 +54,14 @@ print(json.dumps({"seconds": best, "abstain": float(np.mean(pred == -1))}))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=20)
-    ap.add_argument("--n0", type=int, default=100)
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--sigma", type=float, default=0.25)
-    ap.add_argument("--alpha", type=float, default=0.001)
-    ap.add_argument("--batch-size", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--no-art", action="store_true")
-    ap.add_argument("--no-onnx", action="store_true", help="skip the rows on the ONNX Runtime backend")
-    ap.add_argument("--art-batch-sizes", default="32,1000",
-                    help="ART certify batch sizes to time (32 is ART's default for certify)")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    def flags(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--no-art", action="store_true")
+        ap.add_argument("--no-onnx", action="store_true", help="skip the rows on the ONNX Runtime backend")
+        ap.add_argument("--art-batch-sizes", default="32,1000",
+                        help="ART certify batch sizes to time (32 is ART's default for certify)")
+
+    args = bench_args(__doc__, threads=1, images=20, n0=100, n=2000, sigma=0.25, alpha=0.001, batch_size=1000,
+                      repeats=2, extra=flags)
     ckpt = ROOT / ".cache" / "bench" / "smallcnn_mnist5k_gauss0.25"
     path, _ = train_target("smallcnn", "mnist5k", ckpt, TrainConfig(mode="gaussian", sigma=0.25, epochs=3, seed=0),
                           reuse=True)

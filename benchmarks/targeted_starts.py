@@ -11,25 +11,20 @@ passes ``x_init=starts_of_class(test.x, test.y, target, exclude=attacked)``, wha
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from _common import bench_args
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--budget", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default=None, help="A SmallCNN MNIST checkpoint (default: train/reuse the demo target).")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = bench_args(__doc__, threads=1, n=20, budget=1000, seed=0, extra=lambda ap: ap.add_argument(
+        "--model", default=None, help="A SmallCNN MNIST checkpoint (default: train/reuse the demo target)."))
 
     from bbdefense.attacks import ATTACKS
     from bbdefense.data import load_dataset, make_splits

@@ -9,25 +9,19 @@ Each entry is timed as the best of ``reps`` forwards (after one warm-up) in eval
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
+from _common import bench_args
 from bbdefense.models.zoo import MODELS, build_model
 
 AE_INPUT = {"cifar_ae_192": (3, 32), "mnist_ae_192": (1, 28), "stl_ae_576": (3, 96)}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--only", nargs="*", default=None, help="architectures to time (default: all)")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = bench_args(__doc__, threads=2, batch=32, reps=3, size=32, extra=lambda ap: ap.add_argument(
+        "--only", nargs="*", default=None, help="architectures to time (default: all)"))
     print(f"threads={args.threads} batch={args.batch} reps={args.reps} torch={torch.__version__}\n")
     print("| architecture | kind | input | parameters | ms / image |")
     print("|---|---|---|---:|---:|")

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from linear_helpers import Linear
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test on one torch thread and restore the setting after: tiny models run fastest so, and on a
+    contended 2-core machine torch with 2 threads was measured 13x slower than with 1 on LeNet training
+    (docs/ducd.md). A folder opts in with an autouse fixture that requests it (tests/attacks, certified, ducd)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 class LinearImageModel(Linear):

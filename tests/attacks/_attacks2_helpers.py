@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import torch
 
 from linear_helpers import Linear
@@ -31,11 +28,3 @@ def multiclass_model(k: int = 10, seed: int = 0) -> Linear:
     d = SHAPE[0] * SHAPE[1] * SHAPE[2]
     return Linear(torch.randn(k, d, generator=g) * 0.3, torch.zeros(k))
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and the shared machine is busy)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)

@@ -6,10 +6,8 @@ live next to these without a file clash.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import torch
 from torch import nn
 
@@ -60,11 +58,3 @@ def model_for(attack: Attack, module: nn.Module, output: str = "logits") -> Blac
         return WhiteBox(module, input_shape=SHAPE)
     return BlackBox.from_module(module, input_shape=SHAPE, output=output)  # type: ignore[arg-type]
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors run faster on one thread (and the machine is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

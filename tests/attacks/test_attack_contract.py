@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 import torch
-from attack_helpers import build, images, linear10, model_for, one_thread  # noqa: F401
+from attack_helpers import build, images, linear10, model_for
 
 from bbdefense.attacks import ATTACKS, lp_norm
 from bbdefense.errors import AccessError

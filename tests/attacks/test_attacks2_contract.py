@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from _attacks2_helpers import SHAPE, multiclass_model, one_thread  # noqa: F401
+from _attacks2_helpers import SHAPE, multiclass_model
 
 from bbdefense.attacks import ATTACKS, Attack, lp_norm
 from bbdefense.attacks.bpda import Preprocessed

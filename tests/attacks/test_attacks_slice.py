@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from attack_helpers import one_thread  # noqa: F401
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.experiments.demo import DemoContext

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from attack_helpers import one_thread  # noqa: F401
 
 from bbdefense.cli import main
 from bbdefense.records import read_rows

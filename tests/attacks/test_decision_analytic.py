@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _attacks2_helpers import SHAPE, binary_problem, one_thread  # noqa: F401
+from _attacks2_helpers import SHAPE, binary_problem
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.models import BlackBox

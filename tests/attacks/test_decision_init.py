@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _attacks2_helpers import SHAPE, binary_problem, multiclass_model, one_thread  # noqa: F401
+from _attacks2_helpers import SHAPE, binary_problem, multiclass_model
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.errors import InputError

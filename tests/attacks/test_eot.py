@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import SHAPE, images, linear10, one_thread  # noqa: F401
+from attack_helpers import SHAPE, images, linear10
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.attacks.eot import EOTBlackBox

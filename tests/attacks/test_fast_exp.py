@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attack_helpers import SHAPE, build, images, linear10, one_thread  # noqa: F401
+from attack_helpers import SHAPE, build, images, linear10
 
 from bbdefense.models import BlackBox
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _attacks2_helpers import SHAPE, multiclass_model, one_thread  # noqa: F401
+from _attacks2_helpers import SHAPE, multiclass_model
 
 from bbdefense.attacks.knockoff import knockoff_steal
 from bbdefense.data import ImageDataset

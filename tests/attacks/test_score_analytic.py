@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from attack_helpers import SHAPE, Linear, build, one_thread  # noqa: F401
+from attack_helpers import SHAPE, Linear, build
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.models import BlackBox

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import torch
-from attack_helpers import SHAPE, Linear, build, images, linear10, one_thread  # noqa: F401
+from attack_helpers import SHAPE, Linear, build, images, linear10
 
 from bbdefense.attacks import ATTACKS
 from bbdefense.attacks.simba import block_idct

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from attack_helpers import SHAPE, build, images, linear10, model_for, one_thread  # noqa: F401
+from attack_helpers import SHAPE, build, images, linear10, model_for
 from torch import Tensor, nn
 
 from bbdefense.attacks import ATTACKS, Attack, lp_norm

@@ -1,9 +1,7 @@
 """Tiny settings for the certified-defense estimators: 8x8 digits, linear targets trained in a second,
-a 28x28 MNIST-5k slice for the AE variants. Single-threaded (see tests/ducd/conftest.py)."""
+a 28x28 MNIST-5k slice for the AE variants. Single-threaded (tests/conftest.py: one_thread)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -14,11 +12,8 @@ from bbdefense.data.splits import Splits
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _single_threaded(one_thread: None) -> None:
+    """Every test in this folder runs on one thread (tests/conftest.py: one_thread)."""
 
 
 def train_linear(data: ImageDataset, *, seed: int, steps: int = 60) -> nn.Module:

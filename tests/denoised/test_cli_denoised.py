@@ -54,3 +54,12 @@ def test_errors_exit_2(ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown variant 'zo-xx'" in capsys.readouterr().err
     assert main(["defend", "irs", "--surrogate", str(ckpt), "--model", str(ckpt), "--method", "dncnn"]) == 2
     assert "unknown denoiser method 'dncnn'" in capsys.readouterr().err
+
+
+def test_budget_bounds_the_whole_command(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["defend", "zo-ae-ds", "--model", str(ckpt), "--variant", "rs", "--n-test", "2", "--n0", "4", "--n", "16",
+            "--no-progress"]
+    assert main([*args, "--budget", "40", "--out", str(tmp_path / "ok")]) == 0  # 2 images x (4 + 16) queries
+    assert json.loads((tmp_path / "ok" / "record.json").read_text())["metrics"]["certify_queries"] == 40
+    assert main([*args, "--budget", "30", "--out", str(tmp_path / "over")]) == 2
+    assert "budget" in capsys.readouterr().err.lower()

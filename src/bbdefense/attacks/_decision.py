@@ -10,14 +10,14 @@ overspending).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError, QueryBudgetExceeded
 from ..models import BlackBox
-from .base import Outcome, is_adversarial, lp_norm
+from .base import Attack, Criterion, Outcome, hyperparameters, is_adversarial, lp_norm
 from .criteria import CRITERIA, confirm
 from .criteria import check as check_criterion
 
@@ -88,6 +88,29 @@ def check_common(name: str, norm: str, norms: tuple[str, ...], eps: float | None
         raise InputError(f"{name}: max_queries must be an int >= 1, got {max_queries!r}")
 
 
+@hyperparameters
+class DecisionAttack(Attack):
+    """Base of the decision-based (label-only) attacks: the randomized-model criteria (``fast_exp``
+    included), the hyperparameters they share (declared once here, listed last) and their checks.
+    Each attack declares ``norm``, ``eps`` and ``max_queries`` with its reference's defaults."""
+
+    access = "label"
+    criteria = CRITERIA
+    trailing = ("batch_size", "criterion", "k", "seed")
+    if TYPE_CHECKING:  # declared by each attack (its own default and place)
+        norm: str
+        eps: float | None
+        max_queries: int
+    batch_size: int = CHUNK
+    criterion: Criterion = "single"
+    k: int = 9
+    seed: int | None = 0
+
+    def _check(self, model: BlackBox, target: Tensor | None) -> None:
+        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria,
+                     self.k)
+
+
 def min_norm_outcome(norm: str, eps: float | None, x: Tensor, x_best: Tensor, found: Tensor, queries: Tensor, *,
                      confirmed: Tensor | None = None, **extra: Any) -> Outcome:
     """Package a minimum-norm attack's outcome for the template (which applies the criterion).
@@ -104,4 +127,4 @@ def min_norm_outcome(norm: str, eps: float | None, x: Tensor, x_best: Tensor, fo
                    extra={"min_norm": reached.float(), **extra})
 
 
-__all__ = ["CHUNK", "CRITERIA", "LabelOracle", "check_common", "confirm", "min_norm_outcome"]
+__all__ = ["CHUNK", "CRITERIA", "DecisionAttack", "LabelOracle", "check_common", "confirm", "min_norm_outcome"]

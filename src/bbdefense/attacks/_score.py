@@ -40,7 +40,7 @@ from torch import Tensor
 from ..errors import InputError
 from ..models import BlackBox
 from ..utils import make_generator
-from .base import Attack, Outcome, margin_loss
+from .base import Attack, Outcome, hyperparameters, margin_loss
 from .criteria import CRITERIA, Fooled
 
 
@@ -74,6 +74,7 @@ def project_box(x_new: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
     return (x + d).clamp(0.0, 1.0)
 
 
+@hyperparameters
 class ScoreAttack(Attack):
     """Base of the score-based attacks: hyperparameter checks and result assembly.
 
@@ -86,12 +87,13 @@ class ScoreAttack(Attack):
     criteria = CRITERIA
     #: the radius used when ``eps`` is None, per norm (the reference configs); absent: unbounded
     default_eps: ClassVar[dict[str, float]] = {}
-    norm: str
-    eps: float | None
-    max_queries: int
-    criterion: str
-    k: int
-    seed: int | None
+    # the hyperparameters every score attack shares (each attack declares its own after them)
+    norm: str = "linf"
+    eps: float | None = None
+    max_queries: int = 10_000
+    criterion: str = "single"
+    k: int = 9
+    seed: int | None = 0
 
     def _check_common(self) -> None:
         if self.norm not in self.norms:

@@ -45,11 +45,9 @@ class ACG(APGD):
     name = "acg"
     access = "white"
 
-    def __init__(self, *, eps: float = 0.3, norm: Literal["linf", "l2"] = "linf", steps: int = 100,
-                 loss: Literal["ce", "dlr", "cw"] = "cw", restarts: int = 1, rho: float = 0.75,
-                 momentum: float = 1.0, early_stop: bool = True, seed: int | None = 0) -> None:
-        super().__init__(eps=eps, norm=norm, steps=steps, loss=loss, restarts=restarts, rho=rho, momentum=momentum,
-                         early_stop=early_stop, seed=seed)
+    # APGD's hyperparameters, with the reference's ACG defaults where they differ
+    loss: Literal["ce", "dlr", "cw"] = "cw"
+    momentum: float = 1.0
 
     def _start(self, x: Tensor, g: torch.Generator, restart: int) -> Tensor:
         if restart == 0:  # centre of [max(x - eps, 0), min(x + eps, 1)]

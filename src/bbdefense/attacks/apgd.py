@@ -39,7 +39,7 @@ from ..models import BlackBox, WhiteBox
 from ..training.pgd import project
 from ..utils import make_generator
 from .base import Attack, Outcome, is_adversarial, margin_loss, register_attack
-from .pgd import check_white, white_outcome
+from .pgd import check_white, keep_best, white_outcome
 
 LOSSES = ("ce", "dlr", "cw")
 
@@ -92,12 +92,7 @@ def auto_loop(model: WhiteBox, x: Tensor, y: Tensor, target: Tensor | None, *, e
         queries[gi.cpu()] += 1
         adv = is_adversarial(logits.argmax(1).detach(), y[gi], None if target is None else target[gi])
         lv = lv.detach()
-        better = (lv > best_loss[gi]) & ~success[gi]
-        x_adv[gi[better]] = pts.detach()[better]
-        best_loss[gi[better]] = lv[better]
-        new = adv & ~success[gi]
-        x_adv[gi[new]] = pts.detach()[new]
-        success[gi[new]] = True
+        keep_best(x_adv, best_loss, success, gi, pts.detach(), lv, adv)
         return lv, gr.detach()
 
     def proj(p: Tensor, rows: Tensor) -> Tensor:
@@ -192,18 +187,15 @@ class APGD(Attack):
     name = "apgd"
     access = "white"
 
-    def __init__(self, *, eps: float = 0.3, norm: Literal["linf", "l2"] = "linf", steps: int = 100,
-                 loss: Literal["ce", "dlr", "cw"] = "ce", restarts: int = 1, rho: float = 0.75,
-                 momentum: float = 0.75, early_stop: bool = True, seed: int | None = 0) -> None:
-        self.eps = eps
-        self.norm = norm
-        self.steps = steps
-        self.loss = loss
-        self.restarts = restarts
-        self.rho = rho
-        self.momentum = momentum
-        self.early_stop = early_stop
-        self.seed = seed
+    eps: float = 0.3
+    norm: Literal["linf", "l2"] = "linf"
+    steps: int = 100
+    loss: Literal["ce", "dlr", "cw"] = "ce"
+    restarts: int = 1
+    rho: float = 0.75
+    momentum: float = 0.75
+    early_stop: bool = True
+    seed: int | None = 0
 
     def _check(self, model: BlackBox, target: Tensor | None) -> None:
         check_white(self.name, self.eps, self.norm, ("linf", "l2"), self.steps, self.restarts)

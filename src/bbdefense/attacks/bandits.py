@@ -70,22 +70,12 @@ class Bandits(ScoreAttack):
     name = "bandits"
     default_eps: ClassVar[dict[str, float]] = {"linf": 0.05, "l2": 5.0}
 
-    def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
-                 tile_size: int | None = None, fd_eta: float | None = None, image_lr: float | None = None,
-                 online_lr: float | None = None, exploration: float | None = None, charge_checks: bool = False,
-                 criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:
-        self.norm = norm
-        self.eps = eps
-        self.max_queries = max_queries
-        self.tile_size = tile_size
-        self.fd_eta = fd_eta
-        self.image_lr = image_lr
-        self.online_lr = online_lr
-        self.exploration = exploration
-        self.charge_checks = charge_checks
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
+    tile_size: int | None = None
+    fd_eta: float | None = None
+    image_lr: float | None = None
+    online_lr: float | None = None
+    exploration: float | None = None
+    charge_checks: bool = False
 
     def _check_params(self) -> None:
         for name in ("fd_eta", "image_lr", "online_lr", "exploration"):

@@ -1,6 +1,7 @@
 """The attack interface shared by every attack in :data:`ATTACKS`.
 
-An attack holds only hyperparameters (keyword-only, paper defaults, stored unmodified; foolbox /
+An attack holds only hyperparameters (declared once as annotated fields, see :func:`register_attack`;
+keyword-only, paper defaults, stored unmodified; foolbox /
 scikit-learn style). The model and the data arrive at :meth:`Attack.run`, so one attack object
 serves many models and is cheap to build from a config.
 
@@ -14,11 +15,12 @@ the oracle's counter delta, and builds the one :class:`AttackResult`. Subclasses
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, final
+from typing import Any, ClassVar, Literal, TypeVar, dataclass_transform, final
 
 import torch
 from torch import Tensor
@@ -128,10 +130,18 @@ class Attack:
         if "run" in cls.__dict__:
             raise TypeError(f"{cls.__name__} overrides Attack.run, the final template; implement _run instead")
 
+    #: hyperparameters listed last by :meth:`param_names` (and so by ``get_params`` and ``repr``), in this
+    #: order, wherever they are declared (a base such as ``ScoreAttack`` declares the shared ones once)
+    trailing: ClassVar[tuple[str, ...]] = ("criterion", "k", "seed")
+
     @classmethod
     def param_names(cls) -> tuple[str, ...]:
         """The hyperparameters the constructor takes (keyword names), declared once here so that
-        callers never inspect signatures themselves."""
+        callers never inspect signatures themselves: the declared fields (:func:`hyperparameters`), those
+        named in ``trailing`` last; a hand-written ``__init__``'s keywords in signature order."""
+        if dataclasses.is_dataclass(cls):
+            names = [f.name for f in dataclasses.fields(cls)]
+            return tuple(sorted(names, key=lambda k: cls.trailing.index(k) + 1 if k in cls.trailing else 0))
         return tuple(k for k in inspect.signature(cls.__init__).parameters if k != "self")
 
     def get_params(self) -> dict[str, Any]:
@@ -268,8 +278,24 @@ class Attack:
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
-def register_attack(cls: type[Attack]) -> type[Attack]:
-    """Class decorator adding ``cls`` to :data:`ATTACKS` under ``cls.name``."""
+A = TypeVar("A", bound=type[Attack])
+
+
+@dataclass_transform(kw_only_default=True, eq_default=False)
+def hyperparameters(cls: A) -> A:
+    """Class decorator: ``cls``'s hyperparameters, declared once as annotated class attributes with their
+    paper defaults (``eps: float = 0.3``; ``ClassVar`` ones are not hyperparameters), become its keyword-only
+    constructor (a dataclass ``__init__``: stored unmodified, identity equality, :meth:`Attack.__repr__`).
+    A subclass inherits its bases' fields and may re-declare a default; a base (``ScoreAttack``,
+    ``DecisionAttack``) declares the fields its attacks share once."""
+    dataclasses.dataclass(cls, kw_only=True, eq=False, repr=False)  # in place (no slots): cls itself
+    return cls
+
+
+@dataclass_transform(kw_only_default=True, eq_default=False)
+def register_attack(cls: A) -> A:
+    """Class decorator: :func:`hyperparameters`, then add ``cls`` to :data:`ATTACKS` under ``cls.name``."""
+    hyperparameters(cls)
     ATTACKS.add(cls.name, cls)
     return cls
 
@@ -324,4 +350,4 @@ def is_adversarial(pred: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
 
 
 __all__ = ["ATTACKS", "BALL_RTOL", "Access", "Attack", "AttackResult", "Criterion", "Outcome", "clip_to_ball",
-           "is_adversarial", "lp_norm", "margin_loss", "register_attack"]
+           "hyperparameters", "is_adversarial", "lp_norm", "margin_loss", "register_attack"]

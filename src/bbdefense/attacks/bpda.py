@@ -91,12 +91,10 @@ class BPDA(Attack):
     name = "bpda"
     access = "white"
 
-    def __init__(self, *, attack: Literal["pgd", "apgd"] = "pgd", attack_params: dict[str, Any] | None = None,
-                 surrogate: nn.Module | None = None, seed: int | None = 0) -> None:
-        self.attack = attack
-        self.attack_params = attack_params
-        self.surrogate = surrogate
-        self.seed = seed
+    attack: Literal["pgd", "apgd"] = "pgd"
+    attack_params: dict[str, Any] | None = None
+    surrogate: nn.Module | None = None
+    seed: int | None = 0
 
     def inner(self) -> Attack:
         if self.attack not in ("pgd", "apgd"):

@@ -34,8 +34,8 @@ from torch import Tensor
 from ..errors import InputError
 from ..models import BlackBox
 from ..utils import make_generator
-from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_outcome
-from .base import Attack, Outcome, lp_norm, register_attack
+from ._decision import DecisionAttack, LabelOracle, confirm, min_norm_outcome
+from .base import Outcome, lp_norm, register_attack
 
 
 def _bc(v: Tensor, like: Tensor) -> Tensor:
@@ -43,7 +43,7 @@ def _bc(v: Tensor, like: Tensor) -> Tensor:
 
 
 @register_attack
-class HopSkipJump(Attack):
+class HopSkipJump(DecisionAttack):
     """Batched HopSkipJumpAttack (decision-based, l2 or linf).
 
     Args:
@@ -71,31 +71,19 @@ class HopSkipJump(Attack):
     """
 
     name = "hsja"
-    access = "label"
     takes_init = True
     norms = ("l2", "linf")
-    criteria = CRITERIA
 
-    def __init__(self, *, norm: Literal["l2", "linf"] = "l2", eps: float | None = None, max_queries: int = 10_000,
-                 num_iterations: int = 40, gamma: float = 1.0, init_num_evals: int = 100,
-                 max_num_evals: int = 10_000, init_tries: int = 10_000, early_stop: bool = True,
-                 max_halvings: int = 30, batch_size: int = 32,
-                 criterion: Literal["single", "majority", "fooled_once", "fast_exp"] = "single",
-                 k: int = 9, seed: int | None = 0) -> None:
-        self.norm = norm
-        self.eps = eps
-        self.max_queries = max_queries
-        self.num_iterations = num_iterations
-        self.gamma = gamma
-        self.init_num_evals = init_num_evals
-        self.max_num_evals = max_num_evals
-        self.init_tries = init_tries
-        self.early_stop = early_stop
-        self.max_halvings = max_halvings
-        self.batch_size = batch_size
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
+    norm: Literal["l2", "linf"] = "l2"
+    eps: float | None = None
+    max_queries: int = 10_000
+    num_iterations: int = 40
+    gamma: float = 1.0
+    init_num_evals: int = 100
+    max_num_evals: int = 10_000
+    init_tries: int = 10_000
+    early_stop: bool = True
+    max_halvings: int = 30
 
     # ------------------------------------------------------------------ helpers
     def _dist(self, a: Tensor, x: Tensor) -> Tensor:
@@ -198,8 +186,7 @@ class HopSkipJump(Attack):
 
     # ------------------------------------------------------------------ main loop
     def _check(self, model: BlackBox, target: Tensor | None) -> None:
-        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria,
-                     self.k)
+        super()._check(model, target)
         if self.init_num_evals < 1 or self.max_num_evals < self.init_num_evals:
             raise InputError(f"hsja: need 1 <= init_num_evals <= max_num_evals, got {self.init_num_evals} and "
                              f"{self.max_num_evals}")

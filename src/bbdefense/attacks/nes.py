@@ -48,19 +48,10 @@ class NES(ScoreAttack):
     name = "nes"
     default_eps: ClassVar[dict[str, float]] = {"linf": 0.3, "l2": 3.0}
 
-    def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000, q: int = 10,
-                 fd_eta: float = 0.1, lr: float | None = None, charge_checks: bool = False, criterion: str = "single",
-                 k: int = 9, seed: int | None = 0) -> None:
-        self.norm = norm
-        self.eps = eps
-        self.max_queries = max_queries
-        self.q = q
-        self.fd_eta = fd_eta
-        self.lr = lr
-        self.charge_checks = charge_checks
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
+    q: int = 10
+    fd_eta: float = 0.1
+    lr: float | None = None
+    charge_checks: bool = False
 
     def _check_params(self) -> None:
         if not isinstance(self.q, int) or self.q < 1:

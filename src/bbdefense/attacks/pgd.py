@@ -42,6 +42,19 @@ def check_white(name: str, eps: float, norm: str, norms: tuple[str, ...], steps:
         raise InputError(f"{name}: restarts must be an int >= 1, got {restarts!r}")
 
 
+def keep_best(x_adv: Tensor, best_loss: Tensor, success: Tensor, gi: Tensor, pts: Tensor, lv: Tensor,
+              adv: Tensor) -> None:
+    """The white-box attacks' bookkeeping after one evaluation of points ``pts`` ``(k, C, H, W)`` of images ``gi``
+    ``(k,)`` with losses ``lv`` and verdicts ``adv`` ``(k,)``: an image not yet broken keeps its best-loss point;
+    the first adversarial point of an image is kept for good (``success`` set). Updates in place."""
+    better = (lv > best_loss[gi]) & ~success[gi]
+    x_adv[gi[better]] = pts[better]
+    best_loss[gi[better]] = lv[better]
+    new = adv & ~success[gi]
+    x_adv[gi[new]] = pts[new]
+    success[gi[new]] = True
+
+
 def white_outcome(x_adv: Tensor, success: Tensor, queries: Tensor, **extra: object) -> Outcome:
     """Package a gradient attack's outcome (the template checks the queries against the oracle's counter)."""
     return Outcome(x_adv=x_adv.detach(), success=success, queries=queries.cpu().long(), extra=dict(extra))
@@ -70,18 +83,15 @@ class PGD(Attack):
     access = "white"
     norms = NORMS
 
-    def __init__(self, *, eps: float = 0.3, norm: Literal["linf", "l2", "l1"] = "linf", steps: int = 40,
-                 step_size: float | None = None, restarts: int = 1, random_start: bool = True,
-                 sparsity: float = 0.99, early_stop: bool = True, seed: int | None = 0) -> None:
-        self.eps = eps
-        self.norm = norm
-        self.steps = steps
-        self.step_size = step_size
-        self.restarts = restarts
-        self.random_start = random_start
-        self.sparsity = sparsity
-        self.early_stop = early_stop
-        self.seed = seed
+    eps: float = 0.3
+    norm: Literal["linf", "l2", "l1"] = "linf"
+    steps: int = 40
+    step_size: float | None = None
+    restarts: int = 1
+    random_start: bool = True
+    sparsity: float = 0.99
+    early_stop: bool = True
+    seed: int | None = 0
 
     def _check(self, model: BlackBox, target: Tensor | None) -> None:
         check_white(self.name, self.eps, self.norm, NORMS, self.steps, self.restarts)
@@ -119,13 +129,7 @@ class PGD(Attack):
                 queries[idx[live].cpu()] += 1
                 gi = idx[live]
                 adv = is_adversarial(logits.argmax(1), y[gi], None if target is None else target[gi])
-                lv = loss.detach()
-                better = (lv > best_loss[gi]) & ~success[gi]
-                x_adv[gi[better]] = xr.detach()[better]
-                best_loss[gi[better]] = lv[better]
-                new = adv & ~success[gi]
-                x_adv[gi[new]] = xr.detach()[new]
-                success[gi[new]] = True
+                keep_best(x_adv, best_loss, success, gi, xr.detach(), loss.detach(), adv)
                 if self.early_stop:
                     keep = ~adv
                     live, lv_keep = live[keep], keep

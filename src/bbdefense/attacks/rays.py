@@ -25,12 +25,12 @@ import torch
 from torch import Tensor
 
 from ..models import BlackBox
-from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_outcome
-from .base import Attack, Outcome, register_attack
+from ._decision import DecisionAttack, LabelOracle, confirm, min_norm_outcome
+from .base import Outcome, register_attack
 
 
 @register_attack
-class RayS(Attack):
+class RayS(DecisionAttack):
     """Batched RayS (linf, hard-label) with per-image state, budget and early stopping.
 
     Args:
@@ -55,27 +55,13 @@ class RayS(Attack):
     """
 
     name = "rays"
-    access = "label"
     norms = ("linf",)
-    criteria = CRITERIA
 
-    def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 10_000,
-                 tol: float = 1e-3, early_stop: bool = True, batch_size: int = 32,
-                 criterion: Literal["single", "majority", "fooled_once", "fast_exp"] = "single",
-                 k: int = 9, seed: int | None = 0) -> None:
-        self.eps = eps
-        self.norm = norm
-        self.max_queries = max_queries
-        self.tol = tol
-        self.early_stop = early_stop
-        self.batch_size = batch_size
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
-
-    def _check(self, model: BlackBox, target: Tensor | None) -> None:
-        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria,
-                     self.k)
+    eps: float | None = 0.3
+    norm: Literal["linf"] = "linf"
+    max_queries: int = 10_000
+    tol: float = 1e-3
+    early_stop: bool = True
 
     def _run(self, model: BlackBox, x: Tensor, y: Tensor, target: Tensor | None) -> Outcome:
         n = x.shape[0]

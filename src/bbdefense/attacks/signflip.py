@@ -30,8 +30,8 @@ from torch import Tensor
 from ..errors import InputError
 from ..models import BlackBox
 from ..utils import make_generator
-from ._decision import CRITERIA, LabelOracle, check_common, confirm, min_norm_outcome
-from .base import Attack, Outcome, register_attack
+from ._decision import DecisionAttack, LabelOracle, confirm, min_norm_outcome
+from .base import Outcome, register_attack
 
 
 def _resize(t: Tensor, h: int, w: int) -> Tensor:
@@ -39,7 +39,7 @@ def _resize(t: Tensor, h: int, w: int) -> Tensor:
 
 
 @register_attack
-class SignFlip(Attack):
+class SignFlip(DecisionAttack):
     """Batched Sign Flip Attack with per-image state.
 
     Args:
@@ -64,32 +64,20 @@ class SignFlip(Attack):
     """
 
     name = "signflip"
-    access = "label"
     takes_init = True
     norms = ("linf",)
-    criteria = CRITERIA
 
-    def __init__(self, *, eps: float | None = 0.3, norm: Literal["linf"] = "linf", max_queries: int = 1000,
-                 alpha: float = 0.004, prob: float = 0.999, resize_factor: float = 1.0, init_tries: int = 10_000,
-                 bs_steps: int = 10, batch_size: int = 32,
-                 criterion: Literal["single", "majority", "fooled_once", "fast_exp"] = "single",
-                 k: int = 9, seed: int | None = 0) -> None:
-        self.eps = eps
-        self.norm = norm
-        self.max_queries = max_queries
-        self.alpha = alpha
-        self.prob = prob
-        self.resize_factor = resize_factor
-        self.init_tries = init_tries
-        self.bs_steps = bs_steps
-        self.batch_size = batch_size
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
+    eps: float | None = 0.3
+    norm: Literal["linf"] = "linf"
+    max_queries: int = 1000
+    alpha: float = 0.004
+    prob: float = 0.999
+    resize_factor: float = 1.0
+    init_tries: int = 10_000
+    bs_steps: int = 10
 
     def _check(self, model: BlackBox, target: Tensor | None) -> None:
-        check_common(self.name, self.norm, self.norms, self.eps, self.max_queries, self.criterion, self.criteria,
-                     self.k)
+        super()._check(model, target)
         if not self.alpha > 0:
             raise InputError(f"signflip: alpha must be > 0, got {self.alpha}")
         if not 0.0 < self.prob < 1.0:

@@ -49,15 +49,6 @@ class SignHunter(ScoreAttack):
     name = "signhunter"
     default_eps: ClassVar[dict[str, float]] = {"linf": 0.3, "l2": 3.0}
 
-    def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
-                 criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:
-        self.norm = norm
-        self.eps = eps
-        self.max_queries = max_queries
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
-
     def _attack(self, led: Ledger) -> Tensor:
         x = led.x
         n = x.shape[0]

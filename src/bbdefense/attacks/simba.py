@@ -78,19 +78,11 @@ class SimBA(ScoreAttack):
 
     name = "simba"
 
-    def __init__(self, *, basis: str = "dct", step: float = 0.2, freq_dims: int | None = None, norm: str = "l2",
-                 eps: float | None = None, max_queries: int = 10_000, charge_checks: bool = False,
-                 criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:
-        self.basis = basis
-        self.step = step
-        self.freq_dims = freq_dims
-        self.norm = norm
-        self.eps = eps
-        self.max_queries = max_queries
-        self.charge_checks = charge_checks
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
+    basis: str = "dct"
+    step: float = 0.2
+    freq_dims: int | None = None
+    norm: str = "l2"
+    charge_checks: bool = False
 
     def _check_params(self) -> None:
         if self.basis not in ("dct", "pixel"):

@@ -111,15 +111,7 @@ class Square(ScoreAttack):
     name = "square"
     default_eps: ClassVar[dict[str, float]] = {"linf": 0.3, "l2": 2.0}
 
-    def __init__(self, *, norm: str = "linf", eps: float | None = None, max_queries: int = 10_000,
-                 p_init: float | None = None, criterion: str = "single", k: int = 9, seed: int | None = 0) -> None:
-        self.norm = norm
-        self.eps = eps
-        self.max_queries = max_queries
-        self.p_init = p_init
-        self.criterion = criterion
-        self.k = k
-        self.seed = seed
+    p_init: float | None = None
 
     def _check_params(self) -> None:
         if self.p_init is not None and not 0 < self.p_init <= 1:

@@ -46,16 +46,12 @@ class Transfer(Attack):
     requires = ("surrogate",)
     criteria = ("single", "majority", "fooled_once")  # no early stop, hence no fast_exp
 
-    def __init__(self, *, surrogate: WhiteBox | nn.Module | None = None, attack: Literal["pgd", "apgd"] = "pgd",
-                 attack_params: dict[str, Any] | None = None,
-                 criterion: Literal["single", "majority", "fooled_once"] = "single", k: int = 9,
-                 seed: int | None = 0) -> None:
-        self.surrogate = surrogate
-        self.criterion = criterion
-        self.k = k
-        self.attack = attack
-        self.attack_params = attack_params
-        self.seed = seed
+    surrogate: WhiteBox | nn.Module | None = None
+    attack: Literal["pgd", "apgd"] = "pgd"
+    attack_params: dict[str, Any] | None = None
+    criterion: Literal["single", "majority", "fooled_once"] = "single"
+    k: int = 9
+    seed: int | None = 0
 
     def _surrogate(self, model: BlackBox) -> WhiteBox:
         if isinstance(self.surrogate, WhiteBox):

@@ -10,28 +10,8 @@ from pathlib import Path
 
 import typer
 
+from . import options as opt
 from .common import out, progress_events, seed_everything
-from .options import (
-    BACKENDS,
-    OUTPUTS,
-    api_key_option,
-    backend_option,
-    budget_option,
-    check_count,
-    check_radius,
-    check_writable_dir,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    model_option,
-    narrow_choice,
-    narrow_optional,
-    output_option,
-    preflight_attack,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -72,28 +52,28 @@ def parse_params(items: list[str] | None) -> dict[str, object]:
 
 
 def attack(
-    model: str = model_option(help="White-box attacks need a kind with a torch module."),
+    model: str = opt.model_option(help="White-box attacks need a kind with a torch module."),
     attack_name: str = typer.Option("square", "--attack", help="A name of the attack registry (bbdefense info)."),
     norm: str = typer.Option("linf", "--norm", help="linf | l2 (where the attack supports it)."),
     eps: str = typer.Option("0.1", "--eps", help="Radius in [0, 1] pixel scale; fractions like 8/255 work."),
-    budget: int = budget_option(1000, "Per-image query budget (max_queries)."),
-    n: int = count_option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
-    backend: str = backend_option(),
-    api_key: str | None = api_key_option(),
-    output: str | None = output_option(),
+    budget: int = opt.budget_option(1000, "Per-image query budget (max_queries)."),
+    n: int = opt.count_option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
+    backend: str = opt.backend_option(),
+    api_key: str | None = opt.api_key_option(),
+    output: str | None = opt.output_option(),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/attack-NAME-NORM)."),
     targeted: bool = typer.Option(False, "--targeted", help="Random target class != label per image (seeded); "
                                   "attacks that take starting points (hsja, signflip) start from a test image of the "
                                   "target class."),
     criterion: str | None = typer.Option(None, "--criterion",
                                          help="single | majority | fooled_once (randomized models)."),
-    eot: int = count_option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
+    eot: int = opt.count_option(1, "--eot", help="Average M queries per evaluation (EOTBlackBox; charges M)."),
     param: list[str] | None = typer.Option(None, "--param", help="Extra attack hyperparameter KEY=VALUE (repeatable)."),
-    dataset: str | None = dataset_option(),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
-    batch_size: int = count_option(100, "--batch-size", help="Images attacked together (a resource knob)."),
-    seed: int = seed_option(),
+    dataset: str | None = opt.dataset_option(),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
+    batch_size: int = opt.count_option(100, "--batch-size", help="Images attacked together (a resource knob)."),
+    seed: int = opt.seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -111,24 +91,24 @@ def attack(
         params["criterion"] = criterion
     atk = build_attack(attack_name, norm=norm, eps=eps_v, max_queries=budget, seed=seed, params=params)
     run_path = out_dir or Path("runs") / f"attack-{atk.name}-{norm}"
-    check_writable_dir(run_path, "--out")
+    opt.check_writable_dir(run_path, "--out")
     src = model_source(model)
     bb = (src.whitebox(f"attack --attack {atk.name}") if atk.access == "white" else
-          src.blackbox(backend=narrow_choice(backend, BACKENDS, "--backend"),
-                       output=narrow_optional(output, OUTPUTS, "--output"), api_key=api_key))
+          src.blackbox(backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"),
+                       output=opt.narrow_optional(output, opt.OUTPUTS, "--output"), api_key=api_key))
     output = bb.output
     got = atk.get_params()
     if got.get("eps") is not None and "norm" in got:
-        check_radius(got["eps"], str(got["norm"]), bb.input_shape)
+        opt.check_radius(got["eps"], str(got["norm"]), bb.input_shape)
     if eot > 1:
         from ..attacks.eot import EOTBlackBox
 
         bb = EOTBlackBox(bb, m=eot)
-    preflight_attack(atk, bb)  # the attack's own checks (norm, criterion, params), no query
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
+    opt.preflight_attack(atk, bb)  # the attack's own checks (norm, criterion, params), no query
+    dataset, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     test = splits.test
-    check_count(n, len(test), "-n", f"test images of {dataset}")
+    opt.check_count(n, len(test), "-n", f"test images of {dataset}")
     sel, scanned, correct = first_correct(bb, test.x, test.y, n)
     if len(sel) == 0:
         raise InputError("the model classifies no test image correctly; nothing to attack")

@@ -7,23 +7,8 @@ from pathlib import Path
 
 import typer
 
+from . import options as opt
 from .common import console, out, parse_options, progress_events, seed_everything
-from .options import (
-    BACKENDS,
-    OUTPUTS,
-    api_key_option,
-    backend_option,
-    budget_option,
-    check_output_file,
-    check_writable_dir,
-    count_option,
-    model_option,
-    narrow_choice,
-    output_option,
-    positive_option,
-    seed_option,
-    split_seed_option,
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,8 +20,8 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def info(model: str | None = model_option(default=None, help="Describe it (a checkpoint: its metadata)."),
-         api_key: str | None = api_key_option()) -> None:
+def info(model: str | None = opt.model_option(default=None, help="Describe it (a checkpoint: its metadata)."),
+         api_key: str | None = opt.api_key_option()) -> None:
     """Show versions, registries (architectures, datasets...), or a model's description."""
     from ..data import DATASETS
     from ..models import MODELS
@@ -68,21 +53,21 @@ def train(
     data_option: list[str] | None = typer.Option(None, "--data-option",
                                                     help="Loader option KEY=VALUE (repeatable), e.g. image_size=64."),
     mode: str = typer.Option("plain", "--mode", help="plain | gaussian | pgd (and modes other parts add)."),
-    epochs: int = count_option(6, "--epochs"),
-    batch_size: int = count_option(64, "--batch-size"),
-    lr: float = positive_option(1e-3, "--lr"),
+    epochs: int = opt.count_option(6, "--epochs"),
+    batch_size: int = opt.count_option(64, "--batch-size"),
+    lr: float = opt.positive_option(1e-3, "--lr"),
     optimizer: str = typer.Option("adam", "--optimizer", help="adam | sgd"),
-    sigma: float = positive_option(0.25, "--sigma",
+    sigma: float = opt.positive_option(0.25, "--sigma",
                                    help="Noise std for --mode gaussian/noise (pixel space)."),
-    eps: float = positive_option(0.1, "--eps", help="linf radius for --mode pgd, in (0, 1]."),
-    pgd_steps: int = count_option(7, "--pgd-steps"),
+    eps: float = opt.positive_option(0.1, "--eps", help="linf radius for --mode pgd, in (0, 1]."),
+    pgd_steps: int = opt.count_option(7, "--pgd-steps"),
     noise: str | None = typer.Option(None, "--noise", help="Noise family for --mode noise."),
-    beta: float | None = positive_option(None, "--beta",
+    beta: float | None = opt.positive_option(None, "--beta",
                                             help="Shape of the generalized Gaussian for --mode noise."),
     split: str = typer.Option("owner_train", "--split", help="owner_train | defender | defender_shifted | test"),
-    split_seed: int = split_seed_option(0, help="Seed of the owner/defender/test split (recorded; every command "
+    split_seed: int = opt.split_seed_option(0, help="Seed of the owner/defender/test split (recorded; every command "
                                                 "that evaluates the checkpoint uses it)."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     device: str = typer.Option("auto", "--device"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -93,8 +78,6 @@ def train(
     from ..models.zoo import MODELS
     from ..training import TrainConfig, train_target
     from ..utils import resolve_device
-    from .options import check_radius
-
     seed_everything(seed)
     MODELS[arch], DATASETS[dataset]  # unknown names: refused before anything loads
     params = {} if beta is None else {"beta": beta}
@@ -102,11 +85,11 @@ def train(
                       pgd_steps=pgd_steps, noise=noise, noise_params=params, seed=seed)
     cfg.check()
     if mode == "pgd":
-        check_radius(eps, "linf", (1,))
+        opt.check_radius(eps, "linf", (1,))
     if split not in ("owner_train", "defender", "defender_shifted", "test"):
         raise InputError(f"--split must be owner_train, defender, defender_shifted or test, got {split!r}")
     for p in checkpoint_paths(out_path):  # the checkpoint's folder is writable: checked before training
-        check_output_file(p, "--out")
+        opt.check_output_file(p, "--out")
     with progress_events(progress) as cb:
         path, meta = train_target(arch, dataset, out_path, cfg, data_dir=data_dir, split=split, split_seed=split_seed,
                                   device=resolve_device(device), data_options=parse_options(data_option), on_event=cb)
@@ -116,7 +99,7 @@ def train(
 
 
 def export_onnx_cmd(
-    model: str = model_option(help="Export kinds: checkpoint, factory."),
+    model: str = opt.model_option(help="Export kinds: checkpoint, factory."),
     out_path: Path | None = typer.Option(None, "--out", help="ONNX file (default: next to the checkpoint)."),
     check: bool = typer.Option(True, "--check/--no-check", help="Compare torch and onnxruntime outputs."),
 ) -> None:
@@ -131,7 +114,7 @@ def export_onnx_cmd(
     if out_path is None and src.kind != "checkpoint":
         raise InputError(f"give --out for {model} (the default is next to a checkpoint)")
     target = out_path or checkpoint_paths(model)[0].with_suffix(".onnx")
-    check_output_file(target, "--out")
+    opt.check_output_file(target, "--out")
     module, meta = src.module("export-onnx", accepts=("checkpoint", "factory"))
     diff = export_checked(module, target, tuple(meta["input_shape"]), check=check)
     out.print(f"wrote {target}" + ("" if diff is None else f"  (max |torch - onnx| = {diff:.2e})"))
@@ -167,20 +150,21 @@ def load_images(path: Path) -> torch.Tensor:  # type: ignore[name-defined]  # no
 
 
 def predict(
-    model: str = model_option(),
+    model: str = opt.model_option(),
     input_path: Path = typer.Option(..., "--input", help=".npy or .npz (array 'x') of (N, C, H, W) images in [0, 1]."),
-    output: str = output_option("label", help="label | probs | logits"),
-    top_k: int | None = count_option(None, "--top-k",
+    output: str = opt.output_option("label", help="label | probs | logits"),
+    top_k: int | None = opt.count_option(None, "--top-k",
                                         help="With --output probs, reveal only the k largest."),
-    backend: str = backend_option(),
-    api_key: str | None = api_key_option(),
-    budget: int | None = budget_option(None, "Hard limit on the images queried (default: none)."),
+    backend: str = opt.backend_option(),
+    api_key: str | None = opt.api_key_option(),
+    budget: int | None = opt.budget_option(None, "Hard limit on the images queried (default: none)."),
 ) -> None:
     """Query a model as a black box on images from a file; prints one JSON line per image."""
     from ..models import load_blackbox
 
-    bb = load_blackbox(model, backend=narrow_choice(backend, BACKENDS, "--backend"),
-                       output=narrow_choice(output, OUTPUTS, "--output"), top_k=top_k, api_key=api_key, budget=budget)
+    bb = load_blackbox(model, backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"),
+                       output=opt.narrow_choice(output, opt.OUTPUTS, "--output"), top_k=top_k, api_key=api_key,
+                       budget=budget)
     res = bb(load_images(input_path))
     for i, r in enumerate(res.tolist()):
         out.print(json.dumps({"idx": i, output: r}), soft_wrap=True)
@@ -199,7 +183,7 @@ def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory."),
     quick: bool = typer.Option(False, "--quick", help="The fast subset (under 3 minutes on 2 cores)."),
     only: list[str] | None = typer.Option(None, "--only", help="Run only these slices (repeatable)."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume after the last finished slice."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -209,7 +193,7 @@ def demo(
     from ..experiments.demo import run_demo
 
     seed_everything(seed)
-    check_writable_dir(out_dir, "--out")
+    opt.check_writable_dir(out_dir, "--out")
     t0 = time.perf_counter()
     with progress_events(progress) as cb:
         run = run_demo(out_dir, quick=quick, seed=seed, only=only, resume=resume, on_event=cb)

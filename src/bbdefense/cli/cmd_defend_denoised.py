@@ -10,21 +10,8 @@ from typing import Any
 
 import typer
 
-from .common import defend_app, out, progress_events, seed_everything
-from .options import (
-    api_key_option,
-    backend_option,
-    check_count,
-    check_writable_dir,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    fraction_option,
-    model_option,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
+from . import options as opt
+from .common import CertifyRunOptions, defend_app, out, progress_events, seed_everything, with_option_groups
 
 
 def register(app: typer.Typer) -> None:
@@ -32,16 +19,18 @@ def register(app: typer.Typer) -> None:
     defend_app.command("irs")(irs)
 
 
-def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, *, n_test: int, n0: int, n: int,
-                        alpha: float, seed: int, title: str, train_queries: int = 0, cb: Any = None) -> None:
-    """``certify(x, **cohen)`` on the first ``n_test`` test images; rows, the certified-accuracy table, metrics."""
+def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, o: CertifyRunOptions, *, title: str,
+                        train_queries: int = 0, cb: Any = None) -> None:
+    """``certify(x, **cohen)`` on the first ``o.n_test`` test images; rows, the certified-accuracy table, metrics."""
     from ..certify.metrics import curve_from_certificates
     from ..evaluation.certification import RADII
     from ..records import render_report, table
 
-    xt, yt = splits.test.x[:n_test], splits.test.y[:n_test]
+    n0, n, alpha = o.n0, o.n, o.alpha
+    xt, yt = splits.test.x[:o.n_test], splits.test.y[:o.n_test]
     q0 = bb.stats.queries
-    certs = certify(xt, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=seed, indices=range(len(xt)), on_event=cb)
+    certs = certify(xt, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=o.seed, indices=range(len(xt)),
+                    on_event=cb)
     rows = run.rows("certify")
     for i, (c, y) in enumerate(zip(certs, yt.tolist(), strict=True)):
         rows.write({"idx": i, "label": y, "pred": c.label, "radius_l2": c.radius["l2"], "pA_lower": c.pA_lower,
@@ -69,13 +58,14 @@ def _check_loaded_split(est: Any, split_seed: int, load: Path | None) -> None:
                          f"is seed {split_seed}'s: its test images could be ones the defense was trained on")
 
 
+@with_option_groups
 def zo_ae_ds(
-    model: str = model_option(help="The black box (FO variants need a kind with a torch module)."),
-    backend: str = backend_option(),
-    api_key: str | None = api_key_option(),
+    model: str = opt.model_option(help="The black box (FO variants need a kind with a torch module)."),
+    backend: str = opt.backend_option(),
+    api_key: str | None = opt.api_key_option(),
     load: Path | None = typer.Option(None, "--load", help="A saved ZO-AE-DS defense (a run dir of this command): "
                                         "certify it in front of --model, no training."),
-    dataset: str = dataset_option("mnist5k", help="Dataset; the defender split trains, the test split certifies."),
+    dataset: str = opt.dataset_option("mnist5k", help="Dataset; the defender split trains, the test split certifies."),
     variant: str = typer.Option("zo-ae-ds", "--variant", help="zo-ae-ds | zo-ds | fo-ae-ds | fo-ds | rs"),
     zo_method: str = typer.Option("rge", "--zo-method", help="rge | cge (latent space; zo-ds: rge only)"),
     q: int = typer.Option(192, "--q", help="RGE directions per sample."),
@@ -89,16 +79,9 @@ def zo_ae_ds(
     mse_weight: float = typer.Option(0.0, "--mse-weight", help="Weight of the optional MSE(D(x+delta), x) term."),
     pretrain_epochs: int = typer.Option(0, "--pretrain-epochs", help=">0: MSE pre-training, then fine-tune."),
     ae_epochs: int = typer.Option(20, "--ae-epochs", help="AE pre-training epochs (AE variants)."),
-    n_train: int = count_option(1000, "--n-train"),
-    n_test: int = count_option(50, "--n-test"),
-    n0: int = count_option(100, "--n0"),
-    n: int = count_option(10_000, "--n"),
-    alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/zo-ae-ds"), "--out"),
-    seed: int = seed_option(),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    *,
+    o: CertifyRunOptions,
 ) -> None:
     """ZO-AE-DS (Zhang et al., ICLR 2022): train a denoiser (+ encoder) in front of a black box
     using only its scores, then certify the smoothed classifier (every query counted)."""
@@ -109,7 +92,7 @@ def zo_ae_ds(
     from ..errors import InputError
     from ..models import model_source
     from ..records import RunDir
-    seed_everything(seed)
+    seed_everything(o.seed)
     est = None
     if load is not None:
         est = ZOAEDS.load(load)
@@ -120,32 +103,31 @@ def zo_ae_ds(
             lr = ZO_DS_LR if variant == "zo-ds" else 1e-3
         est = ZOAEDS(variant=variant, estimator=zo_method, q=q, mu=mu, difference=difference, sigma=sigma,
                      epochs=epochs, batch_size=batch_size, lr=lr, mse_weight=mse_weight,
-                     pretrain_epochs=pretrain_epochs, ae_epochs=ae_epochs, seed=seed)
-    check_writable_dir(out_dir, "--out")
+                     pretrain_epochs=pretrain_epochs, ae_epochs=ae_epochs, seed=o.seed)
+    opt.check_writable_dir(out_dir, "--out")
     src = model_source(model)
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
-                                                 split_seed=split_seed, what=f"model {model}")
+    dataset, splits, split_seed = opt.resolve_splits(dataset, o.data_dir, meta=src.meta(),
+                                                     split_seed=o.split_seed, what=f"model {model}")
     if est is not None and est.uses_ae and tuple(splits.test.x.shape[1:]) != (1, 28, 28):
         raise InputError(f"the AE variants ship the MNIST d_z=192 autoencoder only; {dataset!r} has images of shape "
                          f"{tuple(splits.test.x.shape[1:])}")
-    check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
+    opt.check_count(o.n_test, len(splits.test), "--n-test", f"test images of {dataset}")
     _check_loaded_split(est, split_seed, load)
     fo = est is not None and load is None and est.variant.startswith("fo")
-    tb = src.whitebox(f"defend zo-ae-ds --variant {est.variant}") if fo and est is not None else None
-    bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
+    tb = src.whitebox(f"defend zo-ae-ds --variant {est.variant}", budget=o.budget) if fo and est is not None else None
+    bb = src.blackbox(backend=backend, api_key=api_key, budget=o.budget)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-zo-ae-ds", config={
         "model": model, "load": str(load) if load else None, "dataset": dataset, "split_seed": split_seed,
-        "variant": est.variant if est else "rs", "config": est.get_params() if est else {}, "n0": n0, "n": n,
-        "alpha": alpha, "n_test": n_test}, seeds={"seed": seed})
-    with progress_events(progress) as cb:
+        "variant": est.variant if est else "rs", "config": est.get_params() if est else {}, "n0": o.n0, "n": o.n,
+        "alpha": o.alpha, "n_test": o.n_test}, seeds={"seed": o.seed})
+    with progress_events(o.progress) as cb:
         if est is not None and load is None:
-            train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
+            train = splits.defender.subset(torch.arange(min(o.n_train, len(splits.defender))))
             t0 = time.perf_counter()
             est.fit(tb or bb, train, on_event=cb, split_seed=split_seed)
             run.set_metrics(queries_per_step=est.queries_per_step_, train_seconds=time.perf_counter() - t0,
                             history=est.history_, **({"ae_mse": est.ae_mse_} if est.ae_mse_ is not None else {}))
             est.save(run.path)  # the run dir is the defense: `defend zo-ae-ds --load <run dir>`
-        bb.reset_stats()
         if est is None:  # Cohen RS, no denoiser (noisy inputs clamped, as the black box accepts [0, 1] only)
             sm = Smooth(bb, make_noise("gaussian", sigma=sigma), norms=("l2",), clip=True)
             certify, title, tq = sm.certify, "RS (Cohen, no denoiser)", 0
@@ -153,20 +135,20 @@ def zo_ae_ds(
             def certify(x: Any, **kw: Any) -> Any:
                 return est.certify(x, blackbox=bb, **kw)
             title, tq = est.label, est.queries_
-        _certify_and_report(run, bb, certify, splits, n_test=n_test, n0=n0, n=n, alpha=alpha, seed=seed,
-                            title=title, train_queries=tq, cb=cb)
+        _certify_and_report(run, bb, certify, splits, o, title=title, train_queries=tq, cb=cb)
 
 
+@with_option_groups
 def irs(
     surrogate: str | None = typer.Option(None, "--surrogate", help="The ONE white-box surrogate used in training: "
                                          "a model spec with a torch module (checkpoint, TorchScript .pt, "
                                          "package.module:factory); not needed with --load."),
-    model: str = model_option(help="The unseen black box to protect and certify."),
-    backend: str = backend_option(),
-    api_key: str | None = api_key_option(),
+    model: str = opt.model_option(help="The unseen black box to protect and certify."),
+    backend: str = opt.backend_option(),
+    api_key: str | None = opt.api_key_option(),
     load: Path | None = typer.Option(None, "--load", help="A saved IRS-Net defense (a run dir of this command): "
                                         "certify it in front of --model, no training."),
-    dataset: str = dataset_option("mnist5k"),
+    dataset: str = opt.dataset_option("mnist5k"),
     method: str = typer.Option("irs", "--method", help="irs (IRS-Net) | salman (MSE+stability baseline)"),
     sigma: float = typer.Option(0.5, "--sigma", help="Noise std: on the normalised image (irs), on pixels (salman)."),
     lam: float = typer.Option(0.1, "--lambda", help="CE rescaling factor of Eq. 3."),
@@ -174,16 +156,9 @@ def irs(
     lr: float = typer.Option(0.1, "--lr"),
     optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (paper) | adam"),
     width: int = typer.Option(16, "--width", help="UNet width."),
-    n_train: int = count_option(1000, "--n-train"),
-    n_test: int = count_option(50, "--n-test"),
-    n0: int = count_option(100, "--n0"),
-    n: int = count_option(10_000, "--n"),
-    alpha: float = fraction_option(0.001, "--alpha"),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/irs"), "--out"),
-    seed: int = seed_option(),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    *,
+    o: CertifyRunOptions,
 ) -> None:
     """IRS-Net (Kumar & Narayan, IJCNN 2022): a UNet on the normalised noisy image, trained against one
     surrogate, put in front of an unseen black box and certified (radii in pixel space)."""
@@ -193,26 +168,26 @@ def irs(
     from ..errors import InputError
     from ..models import model_source
     from ..records import RunDir
-    seed_everything(seed)
+    seed_everything(o.seed)
     if (surrogate is None) == (load is None):
         raise InputError("give either --surrogate (train the denoiser against it) or --load DIR (a saved defense)")
     est = IRSNet.load(load) if load is not None else IRSNet(method=method, sigma=sigma, lam=lam, epochs=epochs, lr=lr,
-                                                             optimizer=optimizer, width=width, seed=seed)
-    check_writable_dir(out_dir, "--out")
+                                                             optimizer=optimizer, width=width, seed=o.seed)
+    opt.check_writable_dir(out_dir, "--out")
     src = model_source(model)
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
-                                                 split_seed=split_seed, what=f"model {model}")
-    check_count(n_test, len(splits.test), "--n-test", f"test images of {dataset}")
+    dataset, splits, split_seed = opt.resolve_splits(dataset, o.data_dir, meta=src.meta(),
+                                                     split_seed=o.split_seed, what=f"model {model}")
+    opt.check_count(o.n_test, len(splits.test), "--n-test", f"test images of {dataset}")
     _check_loaded_split(est, split_seed, load)
     sur = model_source(str(surrogate)).whitebox("defend irs --surrogate") if load is None else None
-    bb = src.blackbox(backend=backend, api_key=api_key)  # type: ignore[arg-type]
+    bb = src.blackbox(backend=backend, api_key=api_key, budget=o.budget)  # type: ignore[arg-type]
     run = RunDir(out_dir, kind="defend-irs", config={
         "surrogate": surrogate, "load": str(load) if load else None, "model": model, "dataset": dataset,
-        "split_seed": split_seed, "config": est.get_params(), "n0": n0, "n": n, "alpha": alpha, "n_test": n_test},
-        seeds={"seed": seed})
-    with progress_events(progress) as cb:
+        "split_seed": split_seed, "config": est.get_params(), "n0": o.n0, "n": o.n, "alpha": o.alpha,
+        "n_test": o.n_test}, seeds={"seed": o.seed})
+    with progress_events(o.progress) as cb:
         if sur is not None:
-            train = splits.defender.subset(torch.arange(min(n_train, len(splits.defender))))
+            train = splits.defender.subset(torch.arange(min(o.n_train, len(splits.defender))))
             t0 = time.perf_counter()
             est.fit(sur, train, on_event=cb, split_seed=split_seed)
             run.set_metrics(train_seconds=time.perf_counter() - t0, history=est.history_)
@@ -222,5 +197,5 @@ def irs(
         def certify(x: Any, **kw: Any) -> Any:
             return est.certify(x, blackbox=bb, **kw)
 
-        _certify_and_report(run, bb, certify, splits, n_test=n_test, n0=n0, n=n, alpha=alpha, seed=seed,
-                            title=f"{est.method} (sigma {est.sigma}, pixel sigma {est.pixel_sigma_:.3f})", cb=cb)
+        _certify_and_report(run, bb, certify, splits, o, cb=cb,
+                            title=f"{est.method} (sigma {est.sigma}, pixel sigma {est.pixel_sigma_:.3f})")

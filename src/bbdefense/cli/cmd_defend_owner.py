@@ -9,24 +9,8 @@ from typing import Any
 
 import typer
 
+from . import options as opt
 from .common import defend_app, out, progress_events, seed_everything
-from .options import (
-    check_count,
-    check_names,
-    check_output_file,
-    check_radius,
-    check_writable_dir,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    fraction_option,
-    model_option,
-    nonnegative_option,
-    parse_int_list,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
 
 OWNER_DEFENSES = ("rfd", "unig", "rnd", "snd", "aaa", "anti_adversary", "mixup_inference")
 
@@ -54,7 +38,7 @@ def _load(model: str, command: str, dataset: str | None, data_dir: Path | None,
     from ..models import model_source
 
     module, meta = model_source(model).module(command)
-    _, splits, _ = resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed, what=f"model {model}")
+    _, splits, _ = opt.resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed, what=f"model {model}")
     return module, meta, splits
 
 
@@ -64,25 +48,25 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
 
 def _make_defend(name: str):
     def defend_cmd(
-        model: str = model_option(help="The owner's model (a kind with a torch module)."),
-        dataset: str | None = dataset_option(),
-        data_dir: Path | None = data_dir_option(),
-        split_seed: int | None = split_seed_option(),
-        calibrate_drop: float | None = fraction_option(
+        model: str = opt.model_option(help="The owner's model (a kind with a torch module)."),
+        dataset: str | None = opt.dataset_option(),
+        data_dir: Path | None = opt.data_dir_option(),
+        split_seed: int | None = opt.split_seed_option(),
+        calibrate_drop: float | None = opt.fraction_option(
             None, "--calibrate-drop", help="Calibrate nu to this clean-accuracy drop (fraction, e.g. 0.02) on the "
                                            "held-out defender split (rfd, rnd, snd)."),
         layers: str | None = typer.Option(None, "--layers", help="rfd: layer names joined by '+', e.g. stage2 "
                                                                     "or penultimate (see docs/owner-defenses.md)."),
-        nu: float | None = nonnegative_option(None, "--nu",
+        nu: float | None = opt.nonnegative_option(None, "--nu",
                                                  help="Noise std (rfd, rnd, snd) when not calibrating."),
         combine: bool = typer.Option(False, "--combine", help="unig: pad each query with k=5 stored training samples."),
         option: list[str] | None = typer.Option(None, "--option", "-o", help="Extra hyperparameter key=value "
                                                                                 "(repeatable), e.g. -o lr=1."),
-        passes: int = count_option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
-        n_test: int | None = count_option(None, "--n-test",
+        passes: int = opt.count_option(5, "--passes", help="Stochastic passes averaged for clean accuracy."),
+        n_test: int | None = opt.count_option(None, "--n-test",
                                              help="Test images for clean accuracy (default all)."),
         out_path: Path | None = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
-        seed: int = seed_option(),
+        seed: int = opt.seed_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         from ..defenses import clean_accuracy, logit_difference
@@ -90,10 +74,10 @@ def _make_defend(name: str):
 
         seed_everything(seed)
         if out_path is not None:
-            check_output_file(out_path, "--out")
+            opt.check_output_file(out_path, "--out")
         module, _meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
         if n_test is not None:
-            check_count(n_test, len(splits.test), "--n-test", "test images")
+            opt.check_count(n_test, len(splits.test), "--n-test", "test images")
         opts = list(option or [])
         if calibrate_drop is not None:
             opts.append(f"calibrate={calibrate_drop}")
@@ -138,7 +122,7 @@ def _make_defend(name: str):
 
 
 def evaluate(
-    model: str = model_option(help="The owner's model (the undefended row; a kind with a torch module)."),
+    model: str = opt.model_option(help="The owner's model (the undefended row; a kind with a torch module)."),
     defense: list[str] | None = typer.Option(
         None, "--defense", "-d", help="Defense spec (repeatable): name[:key=value,...], e.g. "
                                       "rfd:layers=stage2,calibrate=0.02 ; unig ; rnd:calibrate=0.02 ; a JSON file "
@@ -150,33 +134,30 @@ def evaluate(
     decision_attacks: str = typer.Option("rays,signflip", "--decision-attacks", help="Label-only attacks."),
     budgets: str = typer.Option("100,1000,2500", "--budgets", help="Query budgets per image."),
     eot: str = typer.Option("square", "--eot", help="Attacks also run with EOT on randomized defenses ('' = none)."),
-    eot_m: int = count_option(10, "--eot-m", help="EOT samples averaged per evaluation."),
-    eot_budget: int | None = count_option(
+    eot_m: int = opt.count_option(10, "--eot-m", help="EOT samples averaged per evaluation."),
+    eot_budget: int | None = opt.count_option(
         None, "--eot-budget", help="Queries per image for the EOT runs (default the largest budget; "
         "m x budget gives the EOT attack as many iterations as the plain one)."),
     eps: float = typer.Option(0.1, "--eps", help="Attack radius (linf, pixel units), in (0, 1]."),
-    n: int = count_option(100, "--n", help="Test images attacked."),
-    n_clean: int | None = count_option(None, "--n-clean", help="Test images for clean accuracy and logit "
+    n: int = opt.count_option(100, "--n", help="Test images attacked."),
+    n_clean: int | None = opt.count_option(None, "--n-clean", help="Test images for clean accuracy and logit "
                                                                   "difference (default all)."),
     criterion: str = typer.Option(
         "fast_exp", "--criterion", help="fast_exp (RFD reference: re-check each claimed success with 9 re-queries, "
         "continue on a false alarm) | majority (re-check the final x_adv only) | single | fooled_once"),
-    passes: int = count_option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
-    dataset: str | None = dataset_option(),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
+    passes: int = opt.count_option(5, "--passes", help="Clean-accuracy passes (and calibration passes)."),
+    dataset: str | None = opt.dataset_option(),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Robust accuracy of defenses under the attack suite (UniG Table 1 / RFD Table 2 layout)."""
-    import torch
-
     from ..attacks import ATTACKS
-    from ..defenses.spec import build_from_spec, defense_label
     from ..errors import InputError
-    from ..evaluation.owner import EvalConfig, evaluate_defenses
+    from ..evaluation.owner import EvalConfig, check_defense_specs, evaluate_specs
     from ..models import model_source
     from ..records import RunDir, render_report
 
@@ -185,31 +166,26 @@ def evaluate(
              for what, text in (("--attacks", attacks), ("--decision-attacks", decision_attacks),
                                 ("--eot", eot))}
     for what, listed in names.items():
-        check_names(listed, ATTACKS)
+        opt.check_names(listed, ATTACKS)
         for a in listed:
             if ATTACKS[a].requires:
                 needs = ", ".join(ATTACKS[a].requires)
                 raise InputError(f"{what}: attack {a!r} needs {needs}, which evaluate cannot give")
     if not names["--attacks"] and not names["--decision-attacks"]:
         raise InputError("give at least one attack (--attacks or --decision-attacks)")
-    budget_list = parse_int_list(budgets, "--budgets")
-    check_writable_dir(out_dir, "--out")
+    budget_list = opt.parse_int_list(budgets, "--budgets")
+    opt.check_writable_dir(out_dir, "--out")
     module, meta, splits = _load(model, "evaluate", dataset, data_dir, split_seed)
-    check_radius(eps, "linf", tuple(meta["input_shape"]))
-    check_count(n, len(splits.test), "--n", "test images")
+    opt.check_radius(eps, "linf", tuple(meta["input_shape"]))
+    opt.check_count(n, len(splits.test), "--n", "test images")
     if n_clean is not None:
-        check_count(n_clean, len(splits.test), "--n-clean", "test images")
-    models: dict[str, torch.nn.Module] = {"undefended": module}
-    ref_of: dict[str, torch.nn.Module] = {}
-    bases: dict[str, torch.nn.Module] = {"": module}
+        opt.check_count(n_clean, len(splits.test), "--n-clean", "test images")
+    extras = {}
     for item in extra_model or []:
         key, eq, path = item.partition("=")
         if not eq:
             raise InputError(f"--extra-model expects NAME=CKPT, got {item!r}")
-        bases[key] = model_source(path).module("evaluate --extra-model").module
-        models[key] = bases[key]
-    cal = (splits.defender.x, splits.defender.y)
-    ref = (splits.owner_train.x, splits.owner_train.y)
+        extras[key] = model_source(path).module("evaluate --extra-model").module
     cfg = EvalConfig(attacks=tuple(names["--attacks"]), decision_attacks=tuple(names["--decision-attacks"]),
                      budgets=budget_list, eot=tuple(names["--eot"]), eot_m=eot_m, eot_budget=eot_budget,
                      eps=eps, criterion=criterion, clean_passes=passes, seed=seed)
@@ -217,31 +193,13 @@ def evaluate(
     config = {"model": str(model), "defenses": list(defense or []), "extra": list(extra_model or []),
               "n_clean": n_clean,
               "eval": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}, "n": n}
-    from ..defenses.spec import check_spec, parse_spec, split_wrapped
-
-    for spec in defense or []:  # validate every spec (and its values) before anything is written
-        spec_s, on = split_wrapped(spec)
-        parse_spec(spec_s)
-        if on and on not in bases:
-            raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model "
-                             f"{on}=CKPT")
-        check_spec(spec_s, bases[on], ref, seed)
+    # every spec (and its values) is checked before anything is written
+    check_defense_specs(defense or [], {"": module, **extras}, (splits.owner_train.x, splits.owner_train.y), seed)
     run = RunDir(out_dir, kind="owner-eval", name="owner-side defenses", config=config, seeds={"eval": seed},
                  resume=resume)
     with progress_events(progress) as cb:
-        for spec in defense or []:
-            spec_s, on = split_wrapped(spec)
-            built = build_from_spec(spec_s, bases[on], calibration=cal, reference=ref, passes=passes, seed=seed,
-                                    on_event=cb)
-            label = defense_label(built) + (f" @{on}" if on else "")
-            models[label] = built.defense
-            ref_of[label] = bases[on]
-            if built.calibration is not None:
-                run.set_metrics(**{f"calibration.{label}": built.calibration.as_dict()})
-        test = splits.test
-        x, y = test.x[:n], test.y[:n]
-        res = evaluate_defenses(models, module, x, y, cfg, x_clean=test.x[:n_clean], y_clean=test.y[:n_clean],
-                                run=run, section="Owner-side defenses", bases=ref_of, on_event=cb)
+        res = evaluate_specs(run, module, defense or [], splits, cfg, n=n, n_clean=n_clean, extras=extras,
+                             on_event=cb)
     t = res["tables"][0]
     out.print(t["title"])
     widths = [max(len(str(c)), 8) for c in t["columns"]]

@@ -3,35 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
+from . import options as opt
 from .common import out, progress_events, seed_everything
-from .options import (
-    BACKENDS,
-    OUTPUTS,
-    api_key_option,
-    backend_option,
-    budget_option,
-    checkpoint_meta,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    model_option,
-    narrow_choice,
-    narrow_optional,
-    output_option,
-    positive_option,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
-
-if TYPE_CHECKING:
-    from ..records import RowWriter
 
 
 def register(app: typer.Typer) -> None:
@@ -49,58 +27,40 @@ def open_target(spec: str, *, output: str | None = "logits", budget: int | None 
 
     src = model_source(spec)
     audit = eval_budget if eval_budget is not None or src.kind != "url" else 0
-    return src.blackbox(output=narrow_optional(output, OUTPUTS, "--output"), budget=budget, api_key=api_key,
-                        backend=narrow_choice(backend, BACKENDS, "--backend"), audit_budget=audit)
-
-
-def _sink(rows: RowWriter) -> Callable[[dict[str, Any]], None]:
-    """``rows.write`` as a callback that returns nothing (its "already written" flag is of no use to a
-    distillation, which writes each epoch and each budget once)."""
-    def write(row: dict[str, Any]) -> None:
-        rows.write(row)
-    return write
-
-
-def planned_transfer(out_dir: Path, resume: bool, budget: int | None, n_images: int) -> int:
-    """Queries a distillation into ``out_dir`` will spend: 0 when a saved transfer set is reused."""
-    if resume and (out_dir / "transfer.safetensors").is_file() and (out_dir / "transfer.json").is_file():
-        return 0
-    return n_images if budget is None else int(budget)
+    return src.blackbox(output=opt.narrow_optional(output, opt.OUTPUTS, "--output"), budget=budget, api_key=api_key,
+                        backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"), audit_budget=audit)
 
 
 def distill_cmd(
-    target: str = model_option("--target", help="The target (--target: deprecated alias)."),
+    target: str = opt.model_option("--target", help="The target (--target: deprecated alias)."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier to train as the surrogate."),
-    dataset: str = dataset_option("mnist5k", help="Dataset the distillation/test splits come from."),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
+    dataset: str = opt.dataset_option("mnist5k", help="Dataset the distillation/test splits come from."),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
     split: str = typer.Option("defender", "--split", help="owner_train | defender | defender_shifted."),
-    budget: int | None = budget_option(None, "Hard query budget (default: each image once)."),
+    budget: int | None = opt.budget_option(None, "Hard query budget (default: each image once)."),
     eval_budget: int | None = typer.Option(
         None, "--eval-budget", help="Test images on which to measure the target (evaluation queries, charged by a "
         "remote API). Default: the whole test split for a local target (free), 0 for a remote one (not measured)."),
-    output: str = output_option("logits", help="What the API reveals: logits | probs | label."),
-    backend: str = backend_option(),
+    output: str = opt.output_option("logits", help="What the API reveals: logits | probs | label."),
+    backend: str = opt.backend_option(),
     loss: str = typer.Option("auto", "--loss", help="auto | l1_logits | l1_logprobs | ce_labels."),
-    epochs: int = count_option(20, "--epochs"),
-    batch_size: int = count_option(64, "--batch-size"),
-    lr: float = positive_option(1e-3, "--lr"),
+    epochs: int = opt.count_option(20, "--epochs"),
+    batch_size: int = opt.count_option(64, "--batch-size"),
+    lr: float = opt.positive_option(1e-3, "--lr"),
     augment: str = typer.Option("shift,mixup,noise", "--augment", help="Augmented queries beyond the base images."),
     sweep: str | None = typer.Option(None, "--sweep", help="Comma-separated budgets for Fig. 3 (accuracy vs budget)."),
-    api_key: str | None = api_key_option(),
+    api_key: str | None = opt.api_key_option(),
     out_dir: Path = typer.Option(Path("runs/distill"), "--out", help="Run directory (record, rows, surrogate)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Reuse a saved transfer set (no new query)."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Distil SURROGATE from TARGET using only its outputs; report accuracy, ratio, fidelity and queries."""
-    import torch
-
-    from ..certified.ducd import DistillConfig, TransferSet, budget_sweep, build_surrogate, distill, evaluate_surrogate
-    from ..certified.ducd.evaluate import target_eval_note, target_labels
-    from ..errors import CheckpointError, InputError
-    from ..models import CheckpointMeta, save_checkpoint
-    from ..records import RunDir, line_plot, render_report, table
+    from ..certified.ducd import DistillConfig
+    from ..certified.ducd.session import distill_into, planned_transfer
+    from ..errors import InputError
+    from ..records import RunDir, render_report
 
     seed_everything(seed)
     if split not in ("owner_train", "defender", "defender_shifted"):
@@ -111,7 +71,7 @@ def distill_cmd(
     if eval_budget is not None and eval_budget < 0:
         raise InputError(f"--eval-budget must be >= 0, got {eval_budget}")
     bb = open_target(target, output=output, budget=budget, api_key=api_key, backend=backend, eval_budget=eval_budget)
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=checkpoint_meta(target),
+    dataset, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=opt.checkpoint_meta(target),
                                                  split_seed=split_seed, what=f"target {target}")
     data, test = splits[split], splits.test
     # the plan, checked against the local budgets and (remote) the key's remaining budget before any query
@@ -133,77 +93,16 @@ def distill_cmd(
               "eval_budget": eval_budget}
     run = RunDir(out_dir, kind="distill", name=f"distill {surrogate} from {Path(target).name}", config=config,
                  seeds={"distill": seed}, resume=resume)
-    sec = "Surrogate distillation (DUCD Tables I-II)"
-    transfer = None
-    tpath = run.path / "transfer"
-    if resume and tpath.with_suffix(".safetensors").is_file():
-        try:
-            transfer = TransferSet.load(tpath)
-        except CheckpointError:
-            transfer = None
-
-    def make() -> Any:
-        return build_surrogate(surrogate, num_classes=bb.num_classes, input_shape=bb.input_shape, mean=test.mean,
-                               std=test.std, seed=seed)
-
-    sur = make()
-    (run.path / "rows" / "epochs.jsonl").unlink(missing_ok=True)  # a rerun retrains (from the saved transfer set)
-    epochs_w = run.rows("epochs", key="epoch")
     with progress_events(progress) as cb:
-        res, transfer = distill(bb, sur, data, cfg, transfer=transfer, on_event=cb, on_epoch=_sink(epochs_w))
-        transfer.save(tpath)
-        a0 = bb.stats.audit_queries
-        tp = target_labels(bb, test.x[:n_eval]) if n_eval > 0 else None
-        met = evaluate_surrogate(bb, sur, test, queries=len(transfer), target_pred=tp, target_eval=n_eval)
-        met.audit_queries = bb.stats.audit_queries - a0
-    epochs_w.close()
-    eval_charged = met.audit_queries if met.audit_charged else 0
-    charged = res.queries + eval_charged
-    meta = CheckpointMeta(arch=surrogate, arch_kwargs={"num_classes": bb.num_classes, "in_channels": bb.input_shape[0],
-                                                       "image_size": bb.input_shape[1], "mean": list(test.mean),
-                                                       "std": list(test.std)},
-                          dataset=dataset, num_classes=bb.num_classes, input_shape=list(bb.input_shape),
-                          mean=list(test.mean), std=list(test.std), metrics=met.to_dict(),
-                          train={"distill": res.to_dict()}, seed=seed, extra={"target": target, "split": split})
-    ck = save_checkpoint(run.path / "surrogate", sur, meta)
-    run.record.artifacts["surrogate"] = str(ck.name)
-    run.add_table({**table("Surrogate vs target", ["split", "output", "loss", "target acc", "surrogate acc", "ratio %",
-                                                   "fidelity", "queries (base + augmented)", "new queries this run",
-                                                   "evaluation queries", "charged this run (transfer + evaluation)"],
-                           [[split, output, res.loss, met.target_accuracy, met.surrogate_accuracy,
-                             None if met.ratio is None else 100 * met.ratio, met.fidelity,
-                             f"{len(transfer)} ({transfer.n_base} + {len(transfer) - transfer.n_base})",
-                             res.queries, met.audit_queries, f"{charged} ({res.queries} + {eval_charged})"]],
-                           target_eval_note(met)), "section": sec})
-    run.set_metrics(**{f"distill.{k}": v for k, v in met.to_dict().items()},
-                    **{"distill.new_queries": res.queries, "distill.eval_queries": met.audit_queries,
-                       "distill.charged": charged})
-    if sweep_b:
-        bb.reset_stats()
-        bb.budget = max(sweep_b)
-        rows_w = run.rows("sweep", key="budget")
-        with progress_events(progress) as cb:
-            rows = budget_sweep(bb, make, data, test, sweep_b, cfg, on_event=cb, on_row=_sink(rows_w),
-                                target_pred=tp if tp is not None else torch.zeros(0, dtype=torch.long))
-        rows_w.close()
-        run.add_table({**table("Accuracy vs query budget (Fig. 3)", ["budget", "queries", "surrogate acc", "ratio %",
-                                                                      "fidelity"],
-                               [[r["budget"], r["queries"], r["surrogate_accuracy"],
-                                 None if r["ratio"] is None else 100 * r["ratio"], r["fidelity"]]
-                                for r in rows]), "section": sec})
-        run.add_plot({**line_plot("Surrogate accuracy vs query budget (Fig. 3)",
-                                  [{"label": "surrogate", "x": [r["queries"] for r in rows],
-                                    "y": [r["surrogate_accuracy"] for r in rows]},
-                                   {"label": "target", "x": [r["queries"] for r in rows],
-                                    "y": [r["target_accuracy"] for r in rows]}],
-                                  xlabel="queries", ylabel="test accuracy", xscale="log"), "section": sec})
-    sweep_q = bb.stats.queries if sweep_b else 0
+        done = distill_into(run, bb, surrogate, data, test, cfg, dataset=dataset, split=split, output=output,
+                            target=target, n_eval=n_eval, sweep=sweep_b, resume=resume, on_event=cb)
+    res, met, transfer, ck = done.result, done.metrics, done.transfer, done.checkpoint
+    charged, eval_charged, sweep_q = done.charged, done.eval_charged, done.sweep_queries
     server = ""
     if used0 is not None:
         moved = int(bb.usage()["used"]) - int(used0)
         server = f"; the server's count for this key moved by {moved}"
         run.set_metrics(**{"distill.server_used_delta": moved})
-    run.set_metrics(**{"distill.sweep_queries": sweep_q, "distill.charged_total": charged + sweep_q})
     run.finish()
     md, _ = render_report(run.path)
     if met.target_accuracy is None:

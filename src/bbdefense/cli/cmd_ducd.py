@@ -12,25 +12,8 @@ from typing import Any
 
 import typer
 
-from .common import defend_app, out, progress_events, seed_everything
-from .options import (
-    api_key_option,
-    backend_option,
-    budget_option,
-    check_count,
-    check_writable_dir,
-    checkpoint_meta,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    fraction_option,
-    model_option,
-    output_option,
-    positive_option,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
+from . import options as opt
+from .common import RunOptions, defend_app, out, progress_events, seed_everything, with_option_groups
 
 CHUNK = 10  # images certified per call between row writes (seeds are per image index: chunking changes nothing)
 
@@ -51,48 +34,49 @@ def _floats(s: str, what: str) -> tuple[float, ...]:
     return v
 
 
+@with_option_groups
 def ducd_cmd(
-    target: str | None = model_option("--target", default=None, help="The target (--target: deprecated alias); "
+    target: str | None = opt.model_option("--target", default=None, help="The target (--target: deprecated alias); "
                                       "not needed with --load."),
     load: Path | None = typer.Option(None, "--load", help="A saved DUCD defense dir: certify it, no distillation."),
-    budget: int = budget_option(200_000, "Hard query budget of the distillation."),
+    budget: int = opt.budget_option(200_000, "Hard query budget of the distillation."),
     surrogate: str = typer.Option("smallcnn", "--surrogate", help="Zoo classifier used as the surrogate."),
-    dataset: str = dataset_option("mnist5k"),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
+    dataset: str = opt.dataset_option("mnist5k"),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
     split: str = typer.Option("defender", "--split",
                               help="Distillation data: owner_train | defender | defender_shifted."),
-    output: str = output_option("logits", help="What the API reveals: logits | probs | label."),
-    backend: str = backend_option(),
-    epochs: int = count_option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
+    output: str = opt.output_option("logits", help="What the API reveals: logits | probs | label."),
+    backend: str = opt.backend_option(),
+    epochs: int = opt.count_option(20, "--epochs", help="Distillation epochs over the cached transfer set."),
     norms: str = typer.Option("l1,l2,linf", "--norms"),
     sigmas: str = typer.Option("0.25,0.5", "--sigmas", help="Noise std per coordinate (pixel space)."),
     l1_noise: str = typer.Option("laplace", "--l1-noise", help="Noise for l1 (Table IV: laplace)."),
     l2_noise: str = typer.Option("gaussian", "--l2-noise", help="Noise for l2 and linf (Table IV: gaussian)."),
-    beta: float | None = positive_option(None, "--beta", help="Shape when a noise is gen_gaussian."),
-    n_images: int = count_option(100, "-n", "--n-images", help="Test images to certify."),
-    n0: int = count_option(100, "--n0"),
-    n: int = count_option(1000, "--n", help="Monte-Carlo samples for the bound (paper: 4000)."),
-    alpha: float = fraction_option(0.001, "--alpha"),
+    beta: float | None = opt.positive_option(None, "--beta", help="Shape when a noise is gen_gaussian."),
+    n_images: int = opt.count_option(100, "-n", "--n-images", help="Test images to certify."),
+    n0: int = opt.count_option(100, "--n0"),
+    n: int = opt.count_option(1000, "--n", help="Monte-Carlo samples for the bound (paper: 4000)."),
+    alpha: float = opt.fraction_option(0.001, "--alpha"),
     zeta: float = typer.Option(1.0, "--zeta", help="Algorithm 3 abstain threshold."),
     iota: float = typer.Option(0.5, "--iota", help="Algorithm 3 certification threshold."),
     finetune_epochs: int = typer.Option(3, "--finetune-epochs"),
-    api_key: str | None = api_key_option(),
+    api_key: str | None = opt.api_key_option(),
     out_dir: Path = typer.Option(Path("runs/ducd"), "--out"),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = seed_option(),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    *,
+    run_opts: RunOptions,
 ) -> None:
     """DUCD: certify a black-box target through a distilled, noise-fine-tuned surrogate (l1/l2/linf)."""
     from ..certified import DUCD
     from ..certified.ducd import TransferSet
     from ..certified.ducd.evaluate import evaluate_surrogate, target_eval_note
+    from ..certified.ducd.session import planned_transfer
     from ..certify.noises import NORMS
     from ..errors import CheckpointError, InputError
     from ..records import RunDir, render_report, table
-    from .cmd_distill import open_target, planned_transfer
+    from .cmd_distill import open_target
 
-    seed_everything(seed)
+    seed_everything(run_opts.seed)
     norm_t = tuple(t for t in norms.split(",") if t)
     for t in norm_t:
         if t not in NORMS:
@@ -104,14 +88,14 @@ def ducd_cmd(
         raise InputError(f"--split must be owner_train, defender or defender_shifted, got {split!r}")
     if (target is None) == (load is None):
         raise InputError("give either --model/--target (distil and fit) or --load DIR (a saved DUCD defense)")
-    check_writable_dir(out_dir, "--out")
+    opt.check_writable_dir(out_dir, "--out")
     loaded = DUCD.load(load) if load is not None else None
     meta = ({"train": {"split_seed": loaded.split_seed_}} if loaded is not None and loaded.split_seed_ is not None
-            else checkpoint_meta(target))
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed,
+            else opt.checkpoint_meta(target))
+    dataset, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed,
                                                  what=f"defense {load}" if load else f"target {target}")
     test = splits.test
-    check_count(n_images, len(test), "-n", f"test images of {dataset}")
+    opt.check_count(n_images, len(test), "-n", f"test images of {dataset}")
     noises = {(l1_noise if k == "l1" else l2_noise) for k in norm_t}
     plan = ([(loaded.noise, loaded.sigma)] if loaded is not None else [(nz, s) for nz in sorted(noises) for s in sig])
     config = {"target": target, "load": str(load) if load else None, "surrogate": surrogate, "dataset": dataset,
@@ -119,11 +103,11 @@ def ducd_cmd(
               "norms": list(norm_t), "plan": [list(p) for p in plan], "n_images": n_images, "n0": n0, "n": n,
               "alpha": alpha, "zeta": zeta, "iota": iota, "finetune_epochs": finetune_epochs}
     run = RunDir(out_dir, kind="ducd", name=f"DUCD on {Path(str(target or load)).name}", config=config,
-                 seeds={"ducd": seed}, resume=resume)
+                 seeds={"ducd": run_opts.seed}, resume=run_opts.resume)
     section = "DUCD certified defense (Table IV)"
     summary: dict[str, Any] = {}
     defenses: dict[tuple[str, float], DUCD] = {}
-    with progress_events(progress) as cb:
+    with progress_events(run_opts.progress) as cb:
         if loaded is not None:
             defenses[plan[0]] = loaded
             summary["distill_queries"] = loaded.transfer_size_
@@ -132,10 +116,11 @@ def ducd_cmd(
             assert target is not None  # checked above: exactly one of --target / --load
             bb = open_target(target, output=output, budget=budget, api_key=api_key, backend=backend)
             n_eval = bb.audit_allowance(len(test))  # a remote target: 0 (its evaluation would be charged)
-            bb.check_plan(planned_transfer(out_dir, resume, budget, len(splits[split])), n_eval, what="defend ducd")
+            bb.check_plan(planned_transfer(out_dir, run_opts.resume, budget, len(splits[split])), n_eval,
+                          what="defend ducd")
             tpath = run.path / "transfer"
             transfer = None
-            if resume and tpath.with_suffix(".safetensors").is_file():
+            if run_opts.resume and tpath.with_suffix(".safetensors").is_file():
                 try:
                     transfer = TransferSet.load(tpath)
                 except CheckpointError:
@@ -144,7 +129,7 @@ def ducd_cmd(
             for nz, s in plan:
                 est = DUCD(budget=budget, surrogate=surrogate, epochs=epochs, noise=nz, sigma=s,
                            noise_params={"beta": beta} if nz == "gen_gaussian" else None,
-                           finetune_epochs=finetune_epochs, zeta=zeta, iota=iota, seed=seed)
+                           finetune_epochs=finetune_epochs, zeta=zeta, iota=iota, seed=run_opts.seed)
                 est.fit(bb, splits[split], on_event=cb, split_seed=split_seed, transfer=transfer,
                         surrogate=None if first is None else first.surrogate_)
                 if transfer is None:
@@ -164,7 +149,7 @@ def ducd_cmd(
             summary.update({"distill_queries": len(transfer), "surrogate_accuracy": met.surrogate_accuracy,
                             "target_accuracy": met.target_accuracy, "ratio": met.ratio, "fidelity": met.fidelity})
         rows = {key: _certify_rows(run, f"cert_DUCD_{key[0]}_{key[1]}", est, test, n_images,
-                                   {"n0": n0, "n": n, "alpha": alpha, "seed": seed}, cb)
+                                   {"n0": n0, "n": n, "alpha": alpha, "seed": run_opts.seed}, cb)
                 for key, est in defenses.items()}
         if loaded is None:
             summary["target_queries_total"] = bb.stats.queries - q_after

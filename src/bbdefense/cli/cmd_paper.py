@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
+from . import options as opt
 from .common import out, progress_events, seed_everything
-from .options import check_writable_dir, seed_option
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,7 @@ def paper(
     quick: bool = typer.Option(False, "--quick", help="The fast version (a few minutes on 2 cores)."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory (default runs/paper-NAME[-quick])."),
     cache: Path | None = typer.Option(None, "--cache", help="Trained models cache (default OUT/cache)."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Keep the rows already on disk."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -41,7 +41,7 @@ def paper(
         raise InputError("paper: give a suite name (" + ", ".join(PAPERS) + ") or --list")
     PAPERS[name]  # an unknown name raises UnknownNameError listing the suites, before anything is written
     path = out_dir or Path("runs") / f"paper-{name}{'-quick' if quick else ''}"
-    check_writable_dir(path, "--out")
+    opt.check_writable_dir(path, "--out")
     seed_everything(seed)
     t0 = time.perf_counter()
     with progress_events(progress) as cb:

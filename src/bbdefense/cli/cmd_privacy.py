@@ -7,49 +7,37 @@ from pathlib import Path
 
 import typer
 
-from .common import out, progress_events, seed_everything
-from .options import (
-    budget_option,
-    check_count,
-    check_writable_dir,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    model_option,
-    positive_option,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
+from . import options as opt
+from .common import RunOptions, out, progress_events, seed_everything, with_option_groups
 
 
 def register(app: typer.Typer) -> None:
     app.command("privacy")(privacy_cmd)
 
 
+@with_option_groups
 def privacy_cmd(
-    model: str = model_option(help="The target (a kind with a torch module); the owner's training split of its "
+    model: str = opt.model_option(help="The target (a kind with a torch module); the owner's training split of its "
                                    "split seed = members."),
     arch: str | None = typer.Option(None, "--arch", help="Zoo architecture of the shadow models and surrogates "
                                                             "(default: the checkpoint's)."),
-    dataset: str | None = dataset_option(),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
-    n_members: int = count_option(100, "-n", "--n-members", help="Members (and as many non-members)."),
+    dataset: str | None = opt.dataset_option(),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
+    n_members: int = opt.count_option(100, "-n", "--n-members", help="Members (and as many non-members)."),
     sources: str = typer.Option("same,disjoint,shifted", "--sources", help="DUCD surrogates to distil."),
-    budget: int = budget_option(1500, "Target queries per distillation."),
-    epochs: int = count_option(4, "--epochs", help="Distillation epochs."),
-    sigma: float = positive_option(0.25, "--sigma", help="Gaussian smoothing noise std (pixels)."),
-    n_smooth: int = count_option(16, "--n-smooth", help="Noisy draws per image of the smoothed models."),
-    overfit_n: int = count_option(100, "--overfit-n", minimum=0,
+    budget: int = opt.budget_option(1500, "Target queries per distillation."),
+    epochs: int = opt.count_option(4, "--epochs", help="Distillation epochs."),
+    sigma: float = opt.positive_option(0.25, "--sigma", help="Gaussian smoothing noise std (pixels)."),
+    n_smooth: int = opt.count_option(16, "--n-smooth", help="Noisy draws per image of the smoothed models."),
+    overfit_n: int = opt.count_option(100, "--overfit-n", minimum=0,
                                   help="Training-set size of the overfit control (0: off)."),
     overfit_epochs: int = typer.Option(40, "--overfit-epochs"),
     shadow: bool = typer.Option(True, "--shadow/--no-shadow", help="Shokri shadow-model attack."),
-    n_boot: int = count_option(1000, "--n-boot", help="Bootstrap resamples of the AUC interval."),
+    n_boot: int = opt.count_option(1000, "--n-boot", help="Bootstrap resamples of the AUC interval."),
     out_dir: Path = typer.Option(Path("runs/privacy"), "--out"),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    seed: int = seed_option(),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    *,
+    run_opts: RunOptions,
 ) -> None:
     """Membership inference (thresholds, shadow, gap) on target, DUCD surrogates and smoothed models."""
     from ..errors import InputError
@@ -58,8 +46,8 @@ def privacy_cmd(
     from ..privacy.study import StudyConfig, run_study
     from ..records import RunDir, render_report
 
-    seed_everything(seed)
-    check_writable_dir(out_dir, "--out")
+    seed_everything(run_opts.seed)
+    opt.check_writable_dir(out_dir, "--out")
     module, meta = model_source(model).module("privacy")
     arch = arch or meta.get("arch")
     if arch is None:
@@ -68,17 +56,17 @@ def privacy_cmd(
     MODELS[arch]  # an unknown name is refused here
     cfg = StudyConfig(n_members=n_members, sources=tuple(s for s in sources.split(",") if s), distill_budget=budget,
                       distill_epochs=epochs, sigma=sigma, n_smooth=n_smooth, overfit_n=overfit_n,
-                      overfit_epochs=overfit_epochs, shadow=shadow, n_boot=n_boot, seed=seed)
+                      overfit_epochs=overfit_epochs, shadow=shadow, n_boot=n_boot, seed=run_opts.seed)
     cfg.check()
     # the members are the owner's training split of the seed the checkpoint records
-    ds_name, splits, split_seed = resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed,
+    ds_name, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=meta, split_seed=split_seed,
                                                  what=f"checkpoint {model}")
-    check_count(n_members, min(len(splits.owner_train), len(splits.test)), "-n",
+    opt.check_count(n_members, min(len(splits.owner_train), len(splits.test)), "-n",
                 "members available (the owner's training split and the test split bound it)")
     run = RunDir(out_dir, kind="privacy", name=f"Membership inference on {Path(model).name}",
                  config={"model": str(model), "dataset": ds_name, "split_seed": split_seed, "study": cfg.__dict__},
-                 seeds={"privacy": seed}, resume=resume)
-    with progress_events(progress) as cb:
+                 seeds={"privacy": run_opts.seed}, resume=run_opts.resume)
+    with progress_events(run_opts.progress) as cb:
         rows = run_study(run, module, arch, splits, cfg, cache_dir=run.path / "models",
                          section="Membership inference (DUCD Fig. 9)", on_event=cb)
     run.finish()

@@ -1,15 +1,21 @@
-"""Shared CLI pieces: the consoles, progress bars fed by library events, global seeding, and the
-``defend`` sub-command group that defense modules attach to."""
+"""Shared CLI pieces: the consoles, progress bars fed by library events, global seeding, the
+``defend`` sub-command group that defense modules attach to, and option groups (options several commands
+share, declared once: :class:`OptionGroup`, :func:`with_option_groups`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import os
 import random
 import time
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -25,6 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ..events import Event
+from . import options as opt
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -217,3 +224,73 @@ def progress_events(enabled: bool = True, *, interval: float | None = None) -> I
     finally:
         if cb.started:
             prog.stop()
+
+
+# ---------------------------------------------------------------- option groups: options several commands share
+class OptionGroup:
+    """Base of an option group: a frozen dataclass whose fields' defaults are typer options, declared once
+    and shared by several commands. A command decorated with :func:`with_option_groups` takes the group as one
+    keyword-only parameter annotated with its class; typer sees the group's options in its place."""
+
+
+G = TypeVar("G", bound=Callable[..., Any])
+
+
+def with_option_groups(func: G) -> G:
+    """Expand each keyword-only parameter of ``func`` annotated with an :class:`OptionGroup` subclass into that
+    group's options (typer reads ``__signature__``), and pack the parsed values back into one group object when
+    the command runs. Annotations are resolved in ``func``'s module, as typer itself does."""
+    sig = inspect.signature(func, eval_str=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type, tuple[str, ...]]] = {}
+    for p in sig.parameters.values():
+        cls = p.annotation
+        if isinstance(cls, type) and issubclass(cls, OptionGroup) and dataclasses.is_dataclass(cls):
+            if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise TypeError(f"{func.__name__}: the option group {p.name!r} must be keyword-only")
+            hints = typing.get_type_hints(cls)
+            fields = dataclasses.fields(cls)
+            groups[p.name] = (cls, tuple(f.name for f in fields))
+            params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                         annotation=hints[f.name]) for f in fields]
+        else:
+            params.append(p)
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> Any:
+        for name, (cls, names) in groups.items():
+            kwargs[name] = cls(**{n: kwargs.pop(n) for n in names})
+        return func(**kwargs)
+
+    new = sig.replace(parameters=params)
+    command.__signature__ = new  # type: ignore[attr-defined]  # typer reads the expanded signature
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": sig.return_annotation}
+    return cast(G, command)
+
+
+@dataclass(frozen=True)
+class RunOptions(OptionGroup):
+    """What a resumable run command shares: keep the rows already in its run directory, the seed, progress."""
+
+    resume: bool = typer.Option(True, "--resume/--no-resume")
+    seed: int = opt.seed_option()
+    progress: bool = typer.Option(True, "--progress/--no-progress")
+
+
+@dataclass(frozen=True)
+class CertifyRunOptions(OptionGroup):
+    """What a command that fits a denoised-smoothing defense on the defender split and certifies it with
+    Cohen's CERTIFY shares (``defend zo-ae-ds``, ``defend irs``): sizes, CERTIFY's n0/n/alpha, the data, the
+    split seed, the query budget, the seed and progress."""
+
+    n_train: int = opt.count_option(1000, "--n-train", help="Defender-split images the defense is trained on.")
+    n_test: int = opt.count_option(50, "--n-test", help="Test images certified.")
+    n0: int = opt.count_option(100, "--n0", help="CERTIFY's selection samples per image.")
+    n: int = opt.count_option(10_000, "--n", help="CERTIFY's estimation samples per image.")
+    alpha: float = opt.fraction_option(0.001, "--alpha", help="CERTIFY's failure probability.")
+    data_dir: Path | None = opt.data_dir_option()
+    split_seed: int | None = opt.split_seed_option()
+    budget: int | None = opt.budget_option(None, "Queries the black box may answer in all (training and "
+                                                 "certification); QueryBudgetExceeded beyond.")
+    seed: int = opt.seed_option()
+    progress: bool = typer.Option(True, "--progress/--no-progress")

@@ -1,4 +1,4 @@
-"""File helpers shared by the on-disk loaders (registers no dataset)."""
+"""File helpers shared by the on-disk loaders, and their common tail :func:`assemble` (registers no dataset)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .base import ImageDataset
 
 
 def candidate_dirs(data_dir: Path, subdirs: Sequence[str]) -> list[Path]:
@@ -110,3 +111,35 @@ def concat_splits(parts: Sequence[tuple[torch.Tensor, torch.Tensor, bool]]) -> t
     ys = [p[1] for p in parts]
     mask = torch.cat([torch.full((len(p[1]),), p[2], dtype=torch.bool) for p in parts])
     return torch.cat(xs), torch.cat(ys), mask
+
+
+def local_dirs(data_dir: Path | str | None, name: str, subdirs: Sequence[str]) -> tuple[Path, list[Path]]:
+    """The folder an on-disk dataset ``name`` is read from and its :func:`candidate_dirs` (``subdirs``).
+
+    Raises:
+        DataError: ``data_dir`` is None.
+    """
+    if data_dir is None:
+        raise DataError(f"{name} is read from a local directory: pass data_dir")
+    root = Path(data_dir)
+    return root, candidate_dirs(root, subdirs)
+
+
+def names_txt(path: Path | None, n: int) -> list[str] | None:
+    """The class names in a text file, one a line (blank lines skipped); None without a file or unless
+    it names exactly ``n`` classes."""
+    if path is None:
+        return None
+    names = [s.strip() for s in path.read_text(errors="replace").splitlines() if s.strip()]
+    return names if len(names) == n else None
+
+
+def assemble(name: str, parts: Sequence[tuple[np.ndarray, np.ndarray, bool]], classes: list[str],
+             mean: tuple[float, ...], std: tuple[float, ...], source: Path | str, fmt: str) -> ImageDataset:
+    """The one tail of the on-disk loaders: ``(images uint8 (N, C, H, W), labels 0..K-1, is_official_test)``
+    parts -> one :class:`ImageDataset` (pixels in [0, 1], int64 labels checked against ``len(classes)``,
+    the official-test mask, ``info`` naming the source folder and the file format)."""
+    k = len(classes)
+    tensors = [(to_unit_float(x, name), labels_tensor(y, name, num_classes=k), test) for x, y, test in parts]
+    x, y, official = concat_splits(tensors)
+    return ImageDataset(name, x, y, classes, mean, std, official, info={"source": str(source), "format": fmt})

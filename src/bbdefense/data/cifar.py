@@ -28,15 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ._io import (
-    candidate_dirs,
-    concat_splits,
-    find_file,
-    labels_tensor,
-    read_bytes,
-    require_file,
-    to_unit_float,
-)
+from ._io import assemble, candidate_dirs, find_file, local_dirs, names_txt, read_bytes, require_file
 from ._safe_pickle import safe_load
 from .base import DATASETS, ImageDataset
 
@@ -78,21 +70,6 @@ def _text(v: object) -> str:
     return v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
 
 
-def _names_txt(path: Path | None, n: int) -> list[str] | None:
-    if path is None:
-        return None
-    names = [s.strip() for s in path.read_text(errors="replace").splitlines() if s.strip()]
-    return names if len(names) == n else None
-
-
-def _finish(name: str, parts: list[tuple[np.ndarray, np.ndarray, bool]], classes: list[str],
-            mean: tuple[float, ...], std: tuple[float, ...], source: Path, fmt: str) -> ImageDataset:
-    k = len(classes)
-    tensors = [(to_unit_float(x, name), labels_tensor(y, name, num_classes=k), test) for x, y, test in parts]
-    x, y, official = concat_splits(tensors)
-    return ImageDataset(name, x, y, classes, mean, std, official, info={"source": str(source), "format": fmt})
-
-
 @DATASETS.register("cifar10")
 def load_cifar10(data_dir: Path | None) -> ImageDataset:
     """CIFAR-10 train (50k) + official test (10k): ``(60000, 3, 32, 32)``, 10 classes.
@@ -100,11 +77,8 @@ def load_cifar10(data_dir: Path | None) -> ImageDataset:
     Raises:
         DataError: no CIFAR-10 files, a missing batch (named), a corrupt or unsafe file.
     """
-    if data_dir is None:
-        raise DataError("cifar10 is read from a local directory: pass data_dir")
-    root = Path(data_dir)
+    root, py_dirs = local_dirs(data_dir, "cifar10", ("cifar-10-batches-py",))
     train = [f"data_batch_{i}" for i in range(1, 6)]
-    py_dirs = candidate_dirs(root, ("cifar-10-batches-py",))
     bin_dirs = candidate_dirs(root, ("cifar-10-batches-bin",))
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
     if find_file(py_dirs, ["data_batch_1", "test_batch"]) is not None:
@@ -114,13 +88,13 @@ def load_cifar10(data_dir: Path | None) -> ImageDataset:
         meta = find_file(py_dirs, ["batches.meta"])
         names = safe_load(meta).get("label_names") if meta else None
         classes = [_text(c) for c in names] if names is not None and len(names) == 10 else list(CIFAR10_CLASSES)
-        return _finish("cifar10", parts, classes, CIFAR10_MEAN, CIFAR10_STD, root, "python")
+        return assemble("cifar10", parts, classes, CIFAR10_MEAN, CIFAR10_STD, root, "python")
     if find_file(bin_dirs, ["data_batch_1.bin", "test_batch.bin"]) is not None:
         for b in [*train, "test_batch"]:
             x, y = _binary_batch(require_file(bin_dirs, [b + ".bin"], "cifar10 (binary version)"), 1, 0)
             parts.append((x, y, b == "test_batch"))
-        classes = _names_txt(find_file(bin_dirs, ["batches.meta.txt"]), 10) or list(CIFAR10_CLASSES)
-        return _finish("cifar10", parts, classes, CIFAR10_MEAN, CIFAR10_STD, root, "binary")
+        classes = names_txt(find_file(bin_dirs, ["batches.meta.txt"]), 10) or list(CIFAR10_CLASSES)
+        return assemble("cifar10", parts, classes, CIFAR10_MEAN, CIFAR10_STD, root, "binary")
     raise DataError(f"cifar10: no CIFAR-10 files in {root}: expected data_batch_1..5 and test_batch (python "
                     f"version, or a cifar-10-batches-py/ folder) or data_batch_1.bin..test_batch.bin (binary "
                     f"version, or cifar-10-batches-bin/)")
@@ -133,10 +107,7 @@ def load_cifar100(data_dir: Path | None) -> ImageDataset:
     Raises:
         DataError: no CIFAR-100 files, a missing file (named), a corrupt or unsafe file.
     """
-    if data_dir is None:
-        raise DataError("cifar100 is read from a local directory: pass data_dir")
-    root = Path(data_dir)
-    py_dirs = candidate_dirs(root, ("cifar-100-python",))
+    root, py_dirs = local_dirs(data_dir, "cifar100", ("cifar-100-python",))
     bin_dirs = candidate_dirs(root, ("cifar-100-binary",))
     default = [str(i) for i in range(100)]
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
@@ -147,12 +118,12 @@ def load_cifar100(data_dir: Path | None) -> ImageDataset:
         meta = find_file(py_dirs, ["meta"])
         names = safe_load(meta).get("fine_label_names") if meta else None
         classes = [_text(c) for c in names] if names is not None and len(names) == 100 else default
-        return _finish("cifar100", parts, classes, CIFAR100_MEAN, CIFAR100_STD, root, "python")
+        return assemble("cifar100", parts, classes, CIFAR100_MEAN, CIFAR100_STD, root, "python")
     if find_file(bin_dirs, ["train.bin", "test.bin"]) is not None:
         for split in ("train", "test"):
             x, y = _binary_batch(require_file(bin_dirs, [split + ".bin"], "cifar100 (binary version)"), 2, 1)
             parts.append((x, y, split == "test"))
-        classes = _names_txt(find_file(bin_dirs, ["fine_label_names.txt"]), 100) or default
-        return _finish("cifar100", parts, classes, CIFAR100_MEAN, CIFAR100_STD, root, "binary")
+        classes = names_txt(find_file(bin_dirs, ["fine_label_names.txt"]), 100) or default
+        return assemble("cifar100", parts, classes, CIFAR100_MEAN, CIFAR100_STD, root, "binary")
     raise DataError(f"cifar100: no CIFAR-100 files in {root}: expected train and test (python version, or a "
                     f"cifar-100-python/ folder) or train.bin and test.bin (binary version, or cifar-100-binary/)")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._io import candidate_dirs, concat_splits, labels_tensor, read_bytes, require_file, to_unit_float
+from ._io import assemble, local_dirs, read_bytes, require_file
 from .base import DATASETS, ImageDataset
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -77,14 +77,9 @@ def load_mnist(data_dir: Path | None) -> ImageDataset:
     Raises:
         DataError: a file is missing (the message names it) or corrupt.
     """
-    if data_dir is None:
-        raise DataError("mnist is read from a local directory: pass data_dir")
-    dirs = candidate_dirs(Path(data_dir), SUBDIRS)
+    _, dirs = local_dirs(data_dir, "mnist", SUBDIRS)
     parts = []
     for split, (img, lab) in FILES.items():
         xa, ya = load_idx_pair(dirs, img, lab, "mnist")
-        parts.append((to_unit_float(xa[:, None], f"mnist {img}"), labels_tensor(ya, f"mnist {lab}", num_classes=10),
-                      split == "test"))
-    x, y, official = concat_splits(parts)
-    return ImageDataset("mnist", x, y, [str(i) for i in range(10)], MNIST_MEAN, MNIST_STD, official,
-                        info={"source": str(data_dir), "format": "idx"})
+        parts.append((xa[:, None], ya, split == "test"))
+    return assemble("mnist", parts, [str(i) for i in range(10)], MNIST_MEAN, MNIST_STD, str(data_dir), "idx")

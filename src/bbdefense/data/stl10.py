@@ -16,15 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._io import (
-    candidate_dirs,
-    concat_splits,
-    find_file,
-    labels_tensor,
-    read_bytes,
-    require_file,
-    to_unit_float,
-)
+from ._io import assemble, find_file, local_dirs, names_txt, read_bytes, require_file
 from .base import DATASETS, ImageDataset
 
 STL10_MEAN, STL10_STD = (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)
@@ -56,22 +48,11 @@ def load_stl10(data_dir: Path | None) -> ImageDataset:
     """STL-10 train (5,000) + official test (8,000): ``(13000, 3, 96, 96)``, 10 classes.
 
     Raises:
-        DataError: a missing file (named) or a corrupt one.
+        DataError: a missing file (named), a size that is not whole images, labels outside 1..10.
     """
-    if data_dir is None:
-        raise DataError("stl10 is read from a local directory: pass data_dir")
-    dirs = candidate_dirs(Path(data_dir), ("stl10_binary", "stl10"))
-    parts = []
-    for split in ("train", "test"):
-        xp = require_file(dirs, [f"{split}_X.bin"], "stl10")
-        yp = require_file(dirs, [f"{split}_y.bin"], "stl10")
-        xa, ya = read_stl10_split(xp, yp)
-        parts.append((to_unit_float(xa, str(xp)), labels_tensor(ya, str(yp), num_classes=10), split == "test"))
-    x, y, official = concat_splits(parts)
-    names_file = find_file(dirs, ["class_names.txt"])
-    classes = list(STL10_CLASSES)
-    if names_file is not None:
-        names = [s.strip() for s in names_file.read_text(errors="replace").splitlines() if s.strip()]
-        classes = names if len(names) == 10 else classes
-    return ImageDataset("stl10", x, y, classes, STL10_MEAN, STL10_STD, official,
-                        info={"source": str(data_dir), "format": "binary"})
+    _, dirs = local_dirs(data_dir, "stl10", ("stl10_binary", "stl10"))
+    parts = [(*read_stl10_split(require_file(dirs, [f"{split}_X.bin"], "stl10"),
+                                require_file(dirs, [f"{split}_y.bin"], "stl10")), split == "test")
+             for split in ("train", "test")]
+    classes = names_txt(find_file(dirs, ["class_names.txt"]), 10) or list(STL10_CLASSES)
+    return assemble("stl10", parts, classes, STL10_MEAN, STL10_STD, str(data_dir), "binary")

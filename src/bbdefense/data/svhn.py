@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._io import candidate_dirs, concat_splits, labels_tensor, require_file, to_unit_float
+from ._io import assemble, local_dirs, require_file
 from .base import DATASETS, ImageDataset
 
 SVHN_MEAN, SVHN_STD = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
@@ -48,16 +48,9 @@ def load_svhn(data_dir: Path | None) -> ImageDataset:
     """SVHN train (73,257) + official test (26,032): ``(N, 3, 32, 32)``, classes "0".."9".
 
     Raises:
-        DataError: a missing file (named) or a corrupt one.
+        DataError: a missing file (named), an unreadable .mat file, no X/y variables or the wrong shapes.
     """
-    if data_dir is None:
-        raise DataError("svhn is read from a local directory: pass data_dir")
-    dirs = candidate_dirs(Path(data_dir), ("svhn", "SVHN"))
-    parts = []
-    for split in ("train", "test"):
-        path = require_file(dirs, [f"{split}_32x32.mat"], "svhn")
-        xa, ya = read_svhn_mat(path)
-        parts.append((to_unit_float(xa, str(path)), labels_tensor(ya, str(path), num_classes=10), split == "test"))
-    x, y, official = concat_splits(parts)
-    return ImageDataset("svhn", x, y, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, official,
-                        info={"source": str(data_dir), "format": "mat"})
+    _, dirs = local_dirs(data_dir, "svhn", ("svhn", "SVHN"))
+    parts = [(*read_svhn_mat(require_file(dirs, [f"{split}_32x32.mat"], "svhn")), split == "test")
+             for split in ("train", "test")]
+    return assemble("svhn", parts, [str(i) for i in range(10)], SVHN_MEAN, SVHN_STD, str(data_dir), "mat")

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks.base import Attack
+from ..data.splits import Splits
 from ..defenses.base import Defense
 from ..defenses.metrics import clean_metrics
 from ..errors import InputError
@@ -222,6 +223,51 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
     return {"clean": clean, "rows": rows, "tables": tables, "missing_attacks": missing}
 
 
+def check_defense_specs(specs: Sequence[str], bases: Mapping[str, nn.Module],
+                        reference: tuple[Tensor, Tensor] | None, seed: int) -> None:
+    """Refuse a bad defense spec before any work: its syntax, its values (each defense built once, uncalibrated,
+    on a throw-away copy: :func:`~bbdefense.defenses.spec.check_spec`) and the extra model a ``spec@NAME``
+    wraps (``bases``: name -> module, ``""`` the owner's)."""
+    from ..defenses.spec import check_spec, parse_spec, split_wrapped
+
+    for spec in specs:
+        spec_s, on = split_wrapped(spec)
+        parse_spec(spec_s)
+        if on and on not in bases:
+            raise InputError(f"defense {spec!r} wraps unknown extra model {on!r}; give --extra-model {on}=CKPT")
+        check_spec(spec_s, bases[on], reference, seed)
+
+
+def evaluate_specs(run: RunDir, module: nn.Module, specs: Sequence[str], splits: Splits, cfg: EvalConfig, *,
+                   n: int, n_clean: int | None = None, extras: Mapping[str, nn.Module] | None = None,
+                   section: str = "Owner-side defenses", on_event: EventCallback | None = None) -> dict[str, Any]:
+    """Build the defense each spec names (``name[:key=value,...][@EXTRA]``, see :mod:`bbdefense.defenses.spec`)
+    around the owner's ``module`` or the extra model it names, calibrated on the defender split with the owner's
+    training split as reference (``cfg.clean_passes`` passes, ``cfg.seed``; calibrations go to ``run``'s
+    metrics), then :func:`evaluate_defenses` on the undefended model, the ``extras`` (name -> module, evaluated
+    undefended too) and every defense: attacked on the first ``n`` test images, clean accuracy on the first
+    ``n_clean`` (all by default). Returns :func:`evaluate_defenses`'s result."""
+    from ..defenses.spec import build_from_spec, defense_label, split_wrapped
+
+    bases: dict[str, nn.Module] = {"": module, **(extras or {})}
+    models: dict[str, nn.Module] = {"undefended": module, **(extras or {})}
+    ref_of: dict[str, nn.Module] = {}
+    cal = (splits.defender.x, splits.defender.y)
+    ref = (splits.owner_train.x, splits.owner_train.y)
+    for spec in specs:
+        spec_s, on = split_wrapped(spec)
+        built = build_from_spec(spec_s, bases[on], calibration=cal, reference=ref, passes=cfg.clean_passes,
+                                seed=cfg.seed, on_event=on_event)
+        label = defense_label(built) + (f" @{on}" if on else "")
+        models[label] = built.defense
+        ref_of[label] = bases[on]
+        if built.calibration is not None:
+            run.set_metrics(**{f"calibration.{label}": built.calibration.as_dict()})
+    test = splits.test
+    return evaluate_defenses(models, module, test.x[:n], test.y[:n], cfg, x_clean=test.x[:n_clean],
+                             y_clean=test.y[:n_clean], run=run, section=section, bases=ref_of, on_event=on_event)
+
+
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
@@ -278,5 +324,6 @@ def _ci(r: Mapping[str, Any]) -> list[float] | None:
     return [round(lo, 3), round(hi, 3)]
 
 
-__all__ = ["DECISION_ATTACKS", "SCORE_ATTACKS", "EvalConfig", "EvalRow", "evaluate_defenses", "owner_tables",
+__all__ = ["DECISION_ATTACKS", "SCORE_ATTACKS", "EvalConfig", "EvalRow", "check_defense_specs", "evaluate_defenses",
+           "evaluate_specs", "owner_tables",
            "run_attack"]

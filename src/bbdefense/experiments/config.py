@@ -18,11 +18,13 @@ Example (``configs/quick.yaml`` is a complete one)::
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, InputError
 from ..utils import SEED_MAX
@@ -40,6 +42,23 @@ def _known_name(what: str, name: str, registry: Any) -> str:
     if name not in registry:
         raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
     return name
+
+
+def _in_registry(what: str, package: str, attr: str) -> Callable[[str], str]:
+    """A validator refusing names not in the registry ``package.attr`` (imported when a config is validated,
+    so that loading this module loads no algorithm code), listing the known ones."""
+
+    def check(name: str) -> str:
+        return _known_name(what, name, getattr(importlib.import_module(package, __package__), attr))
+
+    return check
+
+
+#: names checked against their registry, declared once
+DatasetName = Annotated[str, AfterValidator(_in_registry("dataset", "..data", "DATASETS"))]
+DefenseName = Annotated[str, AfterValidator(_in_registry("defense", "..defenses", "DEFENSES"))]
+AttackName = Annotated[str, AfterValidator(_in_registry("attack", "..attacks", "ATTACKS"))]
+NoiseName = Annotated[str, AfterValidator(_in_registry("noise", "..certify", "NOISES"))]
 
 
 def _check_params(what: str, name: str, cls: type, params: dict[str, Any], reserved: tuple[str, ...] = ()) -> None:
@@ -62,19 +81,12 @@ class DataConfig(_Strict):
     certified (the first ``n`` test images); ``n_clean`` test images give each defense's clean
     accuracy (mean of ``clean_passes`` passes) and logit difference (UniG Table 1)."""
 
-    dataset: str = "mnist5k"
+    dataset: DatasetName = "mnist5k"
     data_dir: str | None = None
     split_seed: int = Field(0, ge=0, le=SEED_MAX)
     n: int = Field(100, ge=1)
     n_clean: int = Field(1000, ge=1)
     clean_passes: int = Field(3, ge=1)
-
-    @field_validator("dataset")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from ..data import DATASETS
-
-        return _known_name("dataset", v, DATASETS)
 
     @model_validator(mode="after")
     def _data_dir(self) -> DataConfig:
@@ -138,16 +150,9 @@ class TargetConfig(_Strict):
 class DefenseConfig(_Strict):
     """An owner-side defense of :data:`bbdefense.defenses.DEFENSES` wrapped around the target."""
 
-    name: str
+    name: DefenseName
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from ..defenses import DEFENSES
-
-        return _known_name("defense", v, DEFENSES)
 
     @model_validator(mode="after")
     def _params(self) -> DefenseConfig:
@@ -170,7 +175,7 @@ class AttackConfig(_Strict):
     is not the same); ``eot`` > 1 wraps the model in ``EOTBlackBox(m=eot)``; ``criterion`` is the
     success criterion on randomized models."""
 
-    name: str
+    name: AttackName
     budget: int = Field(1000, ge=1)
     budgets: list[int] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -181,10 +186,9 @@ class AttackConfig(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _known(cls, v: str) -> str:
+    def _runnable(cls, v: str) -> str:
         from ..attacks import ATTACKS
 
-        _known_name("attack", v, ATTACKS)
         if ATTACKS[v].requires:
             raise ValueError(f"attack {v!r} needs {', '.join(ATTACKS[v].requires)}, which a config cannot give")
         return v
@@ -234,7 +238,7 @@ class CertifyConfig(_Strict):
     (``method: cohen``, ``randomized`` Clopper-Pearson optional) or the anytime-valid sequential test at
     ``radii`` with at most ``max_n`` samples per image (``method: sequential``)."""
 
-    noise: str = "gaussian"
+    noise: NoiseName = "gaussian"
     sigma: float = Field(0.25, gt=0)
     noise_params: dict[str, float] = Field(default_factory=dict)
     n0: int = Field(100, ge=1)
@@ -246,13 +250,6 @@ class CertifyConfig(_Strict):
     randomized: bool = False
     radii: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
     max_n: int = Field(100_000, ge=1)
-
-    @field_validator("noise")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from ..certify import NOISES
-
-        return _known_name("noise", v, NOISES)
 
     @model_validator(mode="after")
     def _noise_params(self) -> CertifyConfig:

@@ -21,8 +21,8 @@ pixel-space noisy images trained with ``MSE(D(x + delta), x) + CE(f(D(x + delta)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -107,15 +107,14 @@ class IRSConfig:
 
 @dataclass
 class IRSResult:
+    """A trained IRS denoiser, its config, the surrogate forwards it took, wall seconds and per-epoch history
+    (:class:`~bbdefense.certified.IRSNet` keeps them as ``denoiser_``, ``queries_``, ``history_``)."""
+
     denoiser: IRSDenoiser
     config: IRSConfig
     surrogate_queries: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "surrogate_queries": self.surrogate_queries, "seconds": self.seconds,
-                "history": self.history}
 
 
 def rescaled_loss(logits: Tensor, y: Tensor, x: Tensor, x_hat: Tensor, lam: float) -> Tensor:

@@ -35,7 +35,7 @@ the FO variants use a straight-through clip so that gradients pass as in the ref
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import torch
@@ -158,10 +158,6 @@ class ZOAEDSResult:
     steps: int
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "queries": self.queries, "queries_per_step": self.queries_per_step,
-                "steps": self.steps, "seconds": self.seconds, "history": self.history}
 
 
 def _scores_loss(out: Tensor, y: Tensor, output: str) -> Tensor:

@@ -10,8 +10,10 @@ method and metric, with both settings (dataset, model, images, n, sigma, budget.
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,6 +69,14 @@ class PaperSuite:
     full_time: str = ""
     docs: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def catalog_suite(name: str, *, figures: tuple[PaperFigure, ...], run: SuiteRun) -> PaperSuite:
+    """Suite ``name`` as the catalog ``suites.toml`` (next to this module, the one home of every suite's title,
+    citation, paper tables, measured times and docs) describes it, with the suite module's paper ``figures``
+    and its ``run``."""
+    entry = tomllib.loads(files(__package__).joinpath("suites.toml").read_text(encoding="utf-8"))[name]
+    return PaperSuite(name=name, figures=figures, run=run, **{**entry, "tables": tuple(entry["tables"])})
 
 
 def _ours(v: Any, unit: str) -> float | None:

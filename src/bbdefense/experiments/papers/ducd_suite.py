@@ -23,7 +23,7 @@ import torch
 
 from ...events import EventCallback, emit
 from ...records import RunDir, read_rows, table
-from .base import PaperFigure, PaperSuite
+from .base import PaperFigure, catalog_suite
 
 
 @dataclass(frozen=True)
@@ -226,12 +226,6 @@ def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: Event
 
 
 FIGURES = _figures()
-SUITE = PaperSuite(
-    name="ducd", title="DUCD: privacy-preserving universal certified defense",
-    citation="Li et al., Privacy-preserving Universal Adversarial Defense for Black-box Models (DUCD), "
-             "arXiv 2408.10647",
-    quick_time="41 s (2026-12-03, quiet machine, one thread)",
-    full_time="over 2 h: certify + attacks alone 73 min under load (docs/ducd.md)",
-    tables=("TABLE II", "TABLE IV"), figures=FIGURES, run=run, docs="docs/ducd.md")
+SUITE = catalog_suite("ducd", figures=FIGURES, run=run)
 
 __all__ = ["FIGURES", "FULL", "QUICK", "SUITE", "TABLE4", "DUCDScale", "run", "run_scaled"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...events import EventCallback
 from ...records import RunDir
-from .base import PaperFigure, PaperSuite
+from .base import PaperFigure, catalog_suite
 
 _T1 = "CIFAR-10, UNet trained against ResNet18, transferred to VGG16, noise std 0.5 (on the normalised image)"
 _T2 = ("CIFAR-10, ResNet110 black box (unseen in training), CERTIFY n=10000 n0=100 alpha=0.001, best sigma per "
@@ -104,12 +104,6 @@ def run_scaled(run: RunDir, cfg: Any, *, cache_dir: Path, on_event: EventCallbac
 
 
 FIGURES = _figures()
-SUITE = PaperSuite(
-    name="irs-net", title="IRS-Net: improved randomized smoothing",
-    citation="Kumar et al., Towards Robust Certified Defense via Improved Randomized Smoothing (IRS-Net)",
-    quick_time="63 s (2026-12-03, quiet machine, one thread)",
-    full_time="about 22 min under load (docs/denoised-smoothing.md)",
-    tables=("TABLE I", "TABLE II", "TABLE V"), figures=FIGURES, run=run,
-    docs="docs/denoised-smoothing.md (IRS-Net tables)")
+SUITE = catalog_suite("irs-net", figures=FIGURES, run=run)
 
 __all__ = ["FIGURES", "SUITE", "full_config", "irs_name", "quick_config", "run", "run_scaled"]

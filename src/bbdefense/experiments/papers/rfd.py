@@ -22,7 +22,7 @@ from typing import Any
 
 from ...events import EventCallback, emit
 from ...records import RunDir
-from .base import PaperFigure, PaperSuite
+from .base import PaperFigure, catalog_suite
 from .owner import OwnerScale, demo_target, evaluate_owner, owner_setting
 
 LAYERS: tuple[str, ...] = ("stage1", "stage2", "penultimate")
@@ -102,13 +102,6 @@ def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: Event
     return {"ours": res["ours"], "settings": {"Table 2": setting, "Table 7": eot}}
 
 
-SUITE = PaperSuite(
-    name="rfd", title="Randomized Feature Defense",
-    citation="Nguyen et al., Understanding the Robustness of Randomized Feature Defense Against Query-Based "
-             "Adversarial Attacks, ICLR 2024",
-    quick_time="47 s (2026-12-03, quiet machine, one thread)",
-    full_time="about 40 min with unig under load (docs/owner-defenses.md)",
-    tables=("Table 2", "Table 6", "Table 7"), figures=FIGURES, run=run,
-    docs="docs/owner-defenses.md (RFD layer analysis, Done-when table)")
+SUITE = catalog_suite("rfd", figures=FIGURES, run=run)
 
 __all__ = ["FIGURES", "FULL", "QUICK", "SUITE", "calibrate", "run"]

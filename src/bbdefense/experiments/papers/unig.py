@@ -17,7 +17,7 @@ from typing import Any
 
 from ...events import EventCallback
 from ...records import RunDir
-from .base import PaperFigure, PaperSuite
+from .base import PaperFigure, catalog_suite
 from .owner import OwnerScale, demo_target, evaluate_owner, owner_setting
 
 FULL = OwnerScale(budgets=(100, 1000, 2500))
@@ -54,13 +54,6 @@ def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: Event
     return {"ours": res["ours"], "settings": {"Table 1": setting}}
 
 
-SUITE = PaperSuite(
-    name="unig", title="UniG: Unifying Gradients",
-    citation="Wu, Chen, Fang, Huang et al., Unifying Gradients to Improve Real-world Robustness for Deep "
-             "Networks (UniG)",
-    quick_time="41 s (2026-12-03, quiet machine, one thread)",
-    full_time="about 40 min with rfd under load, plus Square@100/2500 (docs/owner-defenses.md)",
-    tables=("Table 1",), figures=FIGURES, run=run,
-    docs="docs/owner-defenses.md (Done-when table, full table)")
+SUITE = catalog_suite("unig", figures=FIGURES, run=run)
 
 __all__ = ["FIGURES", "FULL", "QUICK", "SUITE", "UNIG_PARAMS", "run"]

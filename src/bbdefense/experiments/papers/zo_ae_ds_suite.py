@@ -18,7 +18,7 @@ from typing import Any
 
 from ...events import EventCallback, emit
 from ...records import RunDir
-from .base import PaperFigure, PaperSuite
+from .base import PaperFigure, catalog_suite
 from .zo_ae_ds import RADII  # Table 2's radii
 
 #: Table 2 of the paper (CIFAR-10, ResNet-110): column -> (our variant, SA / CA at r = 0.25, 0.5, 0.75 in %)
@@ -134,13 +134,6 @@ def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: Event
 
 
 FIGURES = _figures()
-SUITE = PaperSuite(
-    name="zo-ae-ds", title="ZO-AE-DS: robustifying black-box models",
-    citation="Zhang et al., How to Robustify Black-Box ML Models? A Zeroth-Order Optimization Perspective "
-             "(ZO-AE-DS), ICLR 2022",
-    quick_time="15 s (2026-12-03, quiet machine, one thread)",
-    full_time="about 50 min under load (docs/denoised-smoothing.md)",
-    tables=("Table 2", "Table 5"), figures=FIGURES, run=run,
-    docs="docs/denoised-smoothing.md (Table 2, Table 5)")
+SUITE = catalog_suite("zo-ae-ds", figures=FIGURES, run=run)
 
 __all__ = ["FIGURES", "SUITE", "TABLE2", "TABLE5", "full_config", "lenet_target", "quick_config", "run", "run_scaled"]
