@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _art_env import ensure_art_venv  # noqa: E402
+from _art_certify import art_certify  # noqa: E402
 from bbdefense.certify import Smooth, make_noise  # noqa: E402
 from bbdefense.data import load_dataset, make_splits  # noqa: E402
 from bbdefense.evaluation.certification import certified_accuracy, certify_rows  # noqa: E402
@@ -42,21 +40,6 @@ from bbdefense.models import BlackBox, export_onnx, load_checkpoint  # noqa: E40
 from bbdefense.models.backends import OnnxBackend  # noqa: E402
 from bbdefense.models.checkpoint import split_seed_of  # noqa: E402
 from bbdefense.training import TrainConfig, train_target  # noqa: E402
-
-ART_SCRIPT = r"""
-import json, sys, time, numpy as np, torch
-from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
-cfg = json.loads(sys.argv[1])
-torch.set_num_threads(cfg["threads"])
-model = torch.jit.load(cfg["model"]).eval()
-x = np.load(cfg["x"])
-rs = PyTorchRandomizedSmoothing(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                nb_classes=10, sample_size=cfg["n0"], scale=cfg["sigma"], alpha=cfg["alpha"],
-                                clip_values=(0.0, 1.0), device_type="cpu")
-t = time.perf_counter(); pred, rad = rs.certify(x, n=cfg["n"], batch_size=cfg["batch_size"])
-print(json.dumps({"seconds": time.perf_counter() - t, "pred": [int(p) for p in pred],
-                  "radius": [float(r) for r in rad]}))
-"""
 
 
 def dist(samples: list[int]) -> dict[str, float]:
@@ -129,16 +112,8 @@ def main() -> None:
                 run(f"cohen n={args.cohen_n_small}", small, n=args.cohen_n_small)
                 run(f"cohen n={args.cohen_n}", big, n=args.cohen_n)
             if not args.no_art:
-                py = ensure_art_venv()
-                ts = Path(tmp) / "model.pt"
-                xa = x[:args.art_images]
-                torch.jit.save(torch.jit.trace(module, xa[:2]), str(ts))
-                np.save(Path(tmp) / "x.npy", xa.numpy())
-                cfg = {"model": str(ts), "x": str(Path(tmp) / "x.npy"), "n0": args.n0, "n": args.cohen_n_small,
-                       "sigma": sigma, "alpha": args.alpha, "batch_size": args.batch_size, "threads": args.threads}
-                out = subprocess.run([str(py), "-c", ART_SCRIPT, json.dumps(cfg)], check=True, capture_output=True,
-                                     text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-                art = json.loads(out.stdout.strip().splitlines()[-1])
+                art = art_certify(module, x[:args.art_images], n0=args.n0, n=args.cohen_n_small, sigma=sigma,
+                                  alpha=args.alpha, batch_size=args.batch_size, threads=args.threads)
                 rows = [{"idx": i, "label": int(y[i]), "predict": p, "abstain": p < 0, "radius_l2": r,
                          "queries": args.n0 + args.cohen_n_small}
                         for i, (p, r) in enumerate(zip(art["pred"], art["radius"], strict=True))]

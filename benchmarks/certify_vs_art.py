@@ -12,9 +12,6 @@ machine they are noisy: re-run on a quiet one.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,29 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _art_env import ensure_art_venv  # noqa: E402
+from _art_certify import art_certify  # noqa: E402
 from _common import bench_args  # noqa: E402
 from bbdefense.certify import Smooth, make_noise  # noqa: E402
 from bbdefense.data import load_dataset, make_splits  # noqa: E402
 from bbdefense.models import BlackBox, load_checkpoint  # noqa: E402
 from bbdefense.training import TrainConfig, train_target  # noqa: E402
-
-ART_SCRIPT = r"""
-import json, sys, time, numpy as np, torch
-from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
-cfg = json.loads(sys.argv[1])
-torch.set_num_threads(cfg["threads"])
-model = torch.jit.load(cfg["model"]).eval()
-x = np.load(cfg["x"])
-rs = PyTorchRandomizedSmoothing(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                                nb_classes=10, sample_size=cfg["n0"], scale=cfg["sigma"], alpha=cfg["alpha"],
-                                clip_values=(0.0, 1.0), device_type="cpu")
-best = float("inf")
-for _ in range(cfg["repeats"]):
-    t = time.perf_counter(); pred, rad = rs.certify(x, n=cfg["n"], batch_size=cfg["batch_size"])
-    best = min(best, time.perf_counter() - t)
-print(json.dumps({"seconds": best, "abstain": float(np.mean(pred == -1))}))
-"""
 
 
 def main() -> None:
@@ -115,19 +95,10 @@ def main() -> None:
         rows.append(("bbdefense Smooth.certify, ONNX backend", ours_onnx, abstain_o))
     n_ours = len(rows)
     if not args.no_art:
-        py = ensure_art_venv()
-        with tempfile.TemporaryDirectory() as tmp:
-            ts = Path(tmp) / "model.pt"
-            torch.jit.save(torch.jit.trace(module, x[:2]), str(ts))
-            np.save(Path(tmp) / "x.npy", x.numpy())
-            for abs_ in [int(b) for b in args.art_batch_sizes.split(",")]:
-                cfg = {"model": str(ts), "x": str(Path(tmp) / "x.npy"), "n0": args.n0, "n": args.n,
-                       "sigma": args.sigma, "alpha": args.alpha, "batch_size": abs_, "threads": args.threads,
-                       "repeats": 1}
-                res = subprocess.run([str(py), "-c", ART_SCRIPT, json.dumps(cfg)], check=True, capture_output=True,
-                                     text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-                art = json.loads(res.stdout.strip().splitlines()[-1])
-                rows.append((f"ART PyTorchRandomizedSmoothing (batch {abs_})", art["seconds"], art["abstain"]))
+        for abs_ in [int(b) for b in args.art_batch_sizes.split(",")]:
+            art = art_certify(module, x, n0=args.n0, n=args.n, sigma=args.sigma, alpha=args.alpha, batch_size=abs_,
+                              threads=args.threads)
+            rows.append((f"ART PyTorchRandomizedSmoothing (batch {abs_})", art["seconds"], art["abstain"]))
     print(f"MNIST-5k SmallCNN (Gaussian-trained, sigma={args.sigma}), {args.images} images x (n0={args.n0} + "
           f"n={args.n}) = {total} noisy samples, batch {bs}, {args.threads} thread(s), best of {args.repeats}")
     print(f"{'method':42s} {'seconds':>9s} {'samples/s':>11s} {'vs raw':>7s} {'abstain':>8s}")

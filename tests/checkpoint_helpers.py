@@ -10,8 +10,8 @@ import torch
 
 def save_untrained_smallcnn(path: Path, *, dataset: str = "mnist5k", image_size: int = 28,
                             mean: tuple[float, ...] = (0.1307,), std: tuple[float, ...] = (0.3081,),
-                            **meta_fields: Any) -> Path:
-    """Save a seeded, untrained SmallCNN (10 classes, 1 channel) as checkpoint ``path``; extra
+                            arch: str = "smallcnn", **meta_fields: Any) -> Path:
+    """Save a seeded, untrained SmallCNN (or another zoo ``arch``; 10 classes, 1 channel) as checkpoint ``path``; extra
     ``meta_fields`` (e.g. ``train={"split_seed": 3}``) go into its :class:`CheckpointMeta`. The global
     RNG is left untouched. Returns ``path``."""
     from bbdefense.models import CheckpointMeta, save_checkpoint
@@ -20,8 +20,8 @@ def save_untrained_smallcnn(path: Path, *, dataset: str = "mnist5k", image_size:
     kw = {"num_classes": 10, "in_channels": 1, "image_size": image_size, "mean": list(mean), "std": list(std)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        module = build_model("smallcnn", **kw)
-    meta = CheckpointMeta(arch="smallcnn", arch_kwargs=kw, dataset=dataset, num_classes=10,
+        module = build_model(arch, **kw)
+    meta = CheckpointMeta(arch=arch, arch_kwargs=kw, dataset=dataset, num_classes=10,
                           input_shape=[1, image_size, image_size], mean=list(mean), std=list(std), **meta_fields)
     save_checkpoint(path, module, meta)
     return path

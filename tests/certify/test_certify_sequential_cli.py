@@ -7,25 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from bbdefense.cli import main
-from bbdefense.models import CheckpointMeta, save_checkpoint
-from bbdefense.models.zoo import build_model
 from bbdefense.records import read_rows
+from checkpoint_helpers import save_untrained_smallcnn
 
 
 @pytest.fixture(scope="module")
 def lenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    kw = {"num_classes": 10, "in_channels": 1, "image_size": 28, "mean": [0.13], "std": [0.31]}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_model("lenet", **kw)
-    path = tmp_path_factory.mktemp("m") / "lenet"
-    save_checkpoint(path, model, CheckpointMeta(arch="lenet", arch_kwargs=kw, dataset="mnist5k", num_classes=10,
-                                                input_shape=[1, 28, 28], mean=[0.13], std=[0.31],
-                                                train={"split_seed": 0}))
-    return path
+    return save_untrained_smallcnn(tmp_path_factory.mktemp("m") / "lenet", arch="lenet", mean=(0.13,), std=(0.31,),
+                                   train={"split_seed": 0})
 
 
 def test_cli_sequential_rows_carry_samples_and_decisions(lenet: Path, tmp_path: Path, capsys) -> None:

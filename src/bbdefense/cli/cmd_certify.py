@@ -11,28 +11,8 @@ from typing import Any
 
 import typer
 
+from . import options as opt
 from .common import out, progress_events, seed_everything
-from .options import (
-    BACKENDS,
-    address_option,
-    api_key_option,
-    backend_option,
-    budget_option,
-    check_count,
-    check_ray,
-    check_writable_dir,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    fraction_option,
-    model_option,
-    narrow_choice,
-    positive_option,
-    ray_option,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -51,19 +31,19 @@ def _noise_params(beta: float | None, k: float | None) -> dict[str, float]:
 
 
 def certify(
-    model: str = model_option(help="The base classifier."),
+    model: str = opt.model_option(help="The base classifier."),
     noise: str = typer.Option("gaussian", "--noise",
                               help="gaussian | laplace | gen_gaussian | uniform | cauchy | pareto"),
-    sigma: float = positive_option(0.25, "--sigma", help="Per-coordinate noise std in [0,1] pixel space."),
-    beta: float | None = positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
-    k: float | None = positive_option(None, "--k", help="Shape of pareto."),
-    n0: int = count_option(100, "--n0", help="Selection samples per image."),
-    n: int = count_option(10_000, "--n", help="Estimation samples per image (--method cohen)."),
+    sigma: float = opt.positive_option(0.25, "--sigma", help="Per-coordinate noise std in [0,1] pixel space."),
+    beta: float | None = opt.positive_option(None, "--beta", help="Shape of gen_gaussian (required with it)."),
+    k: float | None = opt.positive_option(None, "--k", help="Shape of pareto."),
+    n0: int = opt.count_option(100, "--n0", help="Selection samples per image."),
+    n: int = opt.count_option(10_000, "--n", help="Estimation samples per image (--method cohen)."),
     method: str = typer.Option("cohen", "--method", help="cohen (fixed n) | sequential (anytime-valid test of "
                                "robustness at each --radius, stopping per image as soon as it is decided)."),
     radius: list[float] = typer.Option([0.25, 0.5, 1.0], "--radius",
                                        help="Radii to decide (--method sequential; repeatable), in --decision-norm."),
-    max_n: int = count_option(100_000, "--max-n", help="Most estimation samples per image (--method sequential)."),
+    max_n: int = opt.count_option(100_000, "--max-n", help="Most estimation samples per image (--method sequential)."),
     decision_norm: str | None = typer.Option(None, "--decision-norm",
                                              help="Norm of --radius (default: the noise's closed-form norm)."),
     randomized: bool = typer.Option(False, "--randomized/--no-randomized",
@@ -72,25 +52,25 @@ def certify(
     defense: Path | None = typer.Option(None, "--defense", help="A saved certified defense (ZO-AE-DS, IRS-Net, "
                                         "DUCD run dir): certify its smoothed classifier in front of --model "
                                         "(its own noise; --noise/--sigma are ignored)."),
-    alpha: float = fraction_option(0.001, "--alpha",
+    alpha: float = opt.fraction_option(0.001, "--alpha",
                                    help="Failure probability of each certificate, in (0, 1)."),
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Norms to certify (repeatable)."),
-    num_images: int = count_option(100, "-n", "--num-images", help="Test images to certify."),
-    skip: int = count_option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
-    dataset: str | None = dataset_option(),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
+    num_images: int = opt.count_option(100, "-n", "--num-images", help="Test images to certify."),
+    skip: int = opt.count_option(1, "--skip", help="Certify every SKIP-th test image (Cohen's --skip)."),
+    dataset: str | None = opt.dataset_option(),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/certify"), "--out", help="Run directory (resumable)."),
-    backend: str = backend_option(),
-    api_key: str | None = api_key_option(),
-    budget: int | None = budget_option(None, "Hard limit on the queries this run spends (default: none)."),
-    batch_size: int = count_option(1000, "--batch-size", help="Noisy images per forward pass."),
+    backend: str = opt.backend_option(),
+    api_key: str | None = opt.api_key_option(),
+    budget: int | None = opt.budget_option(None, "Hard limit on the queries this run spends (default: none)."),
+    batch_size: int = opt.count_option(1000, "--batch-size", help="Noisy images per forward pass."),
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | closed | numerical"),
     clip: bool = typer.Option(False, "--clip/--no-clip", help="Clamp noisy inputs to [0, 1]."),
-    chunk: int = count_option(10, "--chunk", help="Images certified per batch (rows are written per chunk)."),
-    ray: bool = ray_option("the certification (images sharded into --chunk chunks)"),
-    address: str | None = address_option(),
-    seed: int = seed_option(),
+    chunk: int = opt.count_option(10, "--chunk", help="Images certified per batch (rows are written per chunk)."),
+    ray: bool = opt.ray_option("the certification (images sharded into --chunk chunks)"),
+    address: str | None = opt.address_option(),
+    seed: int = opt.seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -109,17 +89,17 @@ def certify(
     if noise in SHAPE_PARAMS and SHAPE_PARAMS[noise] not in params:
         raise InputError(f"--noise {noise} needs its shape: give --{SHAPE_PARAMS[noise]}")
     nz = make_noise(noise, sigma=sigma, **params)
-    check_writable_dir(out_dir, "--out")
-    check_ray(ray, address)  # Ray installed and the cluster answering, before any work
+    opt.check_writable_dir(out_dir, "--out")
+    opt.check_ray(ray, address)  # Ray installed and the cluster answering, before any work
     src = model_source(model)
-    bb = src.blackbox(backend=narrow_choice(backend, BACKENDS, "--backend"), api_key=api_key, budget=budget)
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(),
+    bb = src.blackbox(backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"), api_key=api_key, budget=budget)
+    dataset, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=src.meta(),
                                                  split_seed=split_seed, what=f"model {model}")
     test = splits.test
-    check_count(num_images, len(range(0, len(test), skip)), "-n",
+    opt.check_count(num_images, len(range(0, len(test), skip)), "-n",
                 f"test images of {dataset}" + (f" taken every {skip}" if skip > 1 else ""))
     idx = list(range(0, len(test), skip))[:num_images]
-    meth = narrow_choice(method, ("cohen", "sequential"), "--method")
+    meth = opt.narrow_choice(method, ("cohen", "sequential"), "--method")
     if defense is not None:
         from ..certified import load_defense
         from .cmd_defend_denoised import _check_loaded_split
@@ -182,15 +162,15 @@ def certify(
 
 def certify_curves(
     noise: list[str] = typer.Option(["gaussian", "laplace", "pareto", "cauchy"], "--noise", help="Repeatable."),
-    sigma: float = positive_option(1.0, "--sigma",
+    sigma: float = opt.positive_option(1.0, "--sigma",
                                    help="Common per-coordinate std (DUCD Fig. 4: equal variance)."),
     norm: list[str] = typer.Option(["l1", "l2", "linf"], "--norm", help="Repeatable."),
-    dim: int = count_option(784, "--dim", help="Input dimension d (784 = MNIST)."),
-    points: int = count_option(8, "--points", help="pA values in (0.5, 1)."),
+    dim: int = opt.count_option(784, "--dim", help="Input dimension d (784 = MNIST)."),
+    points: int = opt.count_option(8, "--points", help="pA values in (0.5, 1)."),
     numerical: str = typer.Option("missing", "--numerical", help="missing | all | none"),
-    n_mc: int = count_option(1000, "--n-mc", help="Monte-Carlo samples of the numerical method."),
+    n_mc: int = opt.count_option(1000, "--n-mc", help="Monte-Carlo samples of the numerical method."),
     out_dir: Path = typer.Option(Path("runs/certify-curves"), "--out"),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
 ) -> None:
     """pA-R curves per noise family and norm (closed forms; numerical radii labelled approximate)."""
     import numpy as np
@@ -210,7 +190,7 @@ def certify_curves(
     if bad:
         raise InputError(f"--norm must be l1, l2 or linf, got {bad[0]!r}")
     mode = modes[numerical]
-    check_writable_dir(out_dir, "--out")
+    opt.check_writable_dir(out_dir, "--out")
     config = {"noises": [z.params() for z in noises], "norms": list(norm), "dim": dim, "p": ps, "numerical": numerical,
               "n_mc": n_mc, "seed": seed}
     run = RunDir(out_dir, kind="certify-curves", name="pA-R curves", config=config, resume=False)
@@ -234,15 +214,15 @@ def select_noise_cmd(
     arch: str = typer.Option("smallcnn", "--arch"),
     dataset: str = typer.Option("mnist5k", "--dataset"),
     betas: str = typer.Option("0.5,1,2,3", "--betas", help="Comma-separated shapes of the generalized Gaussian."),
-    sigma: float = positive_option(0.25, "--sigma"),
-    epochs: int = count_option(2, "--epochs"),
-    num_images: int = count_option(30, "-n", "--num-images"),
-    n0: int = count_option(50, "--n0"),
-    n: int = count_option(500, "--n"),
-    alpha: float = fraction_option(0.001, "--alpha"),
+    sigma: float = opt.positive_option(0.25, "--sigma"),
+    epochs: int = opt.count_option(2, "--epochs"),
+    num_images: int = opt.count_option(30, "-n", "--num-images"),
+    n0: int = opt.count_option(50, "--n0"),
+    n: int = opt.count_option(500, "--n"),
+    alpha: float = opt.fraction_option(0.001, "--alpha"),
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | numerical (DUCD: all numerical)"),
     out_dir: Path = typer.Option(Path("runs/select-noise"), "--out"),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """DUCD Table III: robust score per norm for each beta (one noise-trained model per beta)."""
@@ -257,7 +237,7 @@ def select_noise_cmd(
         raise InputError(f"--betas must be comma-separated numbers, got {betas!r}") from None
     if not bs or not all(math.isfinite(b) and b > 0 for b in bs):
         raise InputError(f"--betas must be comma-separated numbers > 0, got {betas!r}")
-    check_writable_dir(out_dir, "--out")
+    opt.check_writable_dir(out_dir, "--out")
     with progress_events(progress) as cb:
         res = select_noise(arch, dataset, out_dir / "models", betas=bs, sigma=sigma, epochs=epochs,
                            n_images=num_images, n0=n0, n=n, alpha=alpha, radius_method=radius_method, seed=seed,

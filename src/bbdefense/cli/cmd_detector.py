@@ -10,18 +10,8 @@ from typing import cast
 
 import typer
 
+from . import options as opt
 from .common import out, progress_events, seed_everything
-from .options import (
-    check_count,
-    check_writable_dir,
-    count_option,
-    data_dir_option,
-    dataset_option,
-    model_option,
-    resolve_splits,
-    seed_option,
-    split_seed_option,
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate_detector(
-    model: str = model_option(help="The served model (not a URL)."),
+    model: str = opt.model_option(help="The served model (not a URL)."),
     detector: str = typer.Option("blacklight", "--detector", help="blacklight | piha."),
     detector_config: Path | None = typer.Option(None, "--detector-config",
                                                 help="JSON/YAML keyword arguments of the detector."),
@@ -38,16 +28,16 @@ def evaluate_detector(
     attacks: str = typer.Option(",".join(("square", "nes", "bandits", "signhunter", "simba", "rays", "signflip",
                                           "hsja")), "--attacks", help="Comma-separated attack names."),
     modes: str = typer.Option("plain,oars,sybil", "--modes", help="Comma-separated: plain, oars, sybil."),
-    n: int = count_option(50, "-n", "--n", help="Attack the first N correctly classified test images."),
-    budget: int = count_option(1000, "--budget", help="Per-image query budget of each attack."),
+    n: int = opt.count_option(50, "-n", "--n", help="Attack the first N correctly classified test images."),
+    budget: int = opt.count_option(1000, "--budget", help="Per-image query budget of each attack."),
     eps: float = typer.Option(0.3, "--eps", help="linf radius of the attacks (MNIST: 0.3)."),
-    accounts: int = count_option(5, "--accounts", help="Keys of the Sybil split."),
-    benign: int = count_option(10_000, "--benign", help="Benign queries of each benign stream.", minimum=0),
-    dataset: str | None = dataset_option(),
-    data_dir: Path | None = data_dir_option(),
-    split_seed: int | None = split_seed_option(),
+    accounts: int = opt.count_option(5, "--accounts", help="Keys of the Sybil split."),
+    benign: int = opt.count_option(10_000, "--benign", help="Benign queries of each benign stream.", minimum=0),
+    dataset: str | None = opt.dataset_option(),
+    data_dir: Path | None = opt.data_dir_option(),
+    split_seed: int | None = opt.split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/evaluate-detector"), "--out", help="Run directory."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -73,16 +63,16 @@ def evaluate_detector(
         raise InputError(f"--modes: unknown mode(s) {bad}; choose from plain, oars, sybil")
     if not 0 < eps <= 1:
         raise InputError(f"--eps must be in (0, 1], got {eps}")
-    check_writable_dir(out_dir, "--out")
+    opt.check_writable_dir(out_dir, "--out")
     cfg = load_defense_config(detector_config)
     make_detector(detector, **cfg).close()  # the config is checked before any work
     served = build_served_blackbox(model, defense=defense, defense_config=load_defense_config(defense_config))
     src = model_source(model)
     owner = src.blackbox()
-    dataset, splits, split_seed = resolve_splits(dataset, data_dir, meta=src.meta(), split_seed=split_seed,
+    dataset, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=src.meta(), split_seed=split_seed,
                                                  what=f"model {model}")
     test = splits.test
-    check_count(n, len(test), "-n", f"test images of {dataset}")
+    opt.check_count(n, len(test), "-n", f"test images of {dataset}")
     sel, _, _ = first_correct(owner, test.x, test.y, n)
     x, y, idx = test.x[sel], test.y[sel], [int(i) for i in sel]
     config = {"model": str(model), "detector": detector, "detector_config": cfg, "defense": defense,

@@ -8,21 +8,8 @@ from typing import Literal, cast
 
 import typer
 
+from . import options as opt
 from .common import console, out, seed_everything
-from .options import (
-    BACKENDS,
-    OUTPUTS,
-    backend_option,
-    budget_option,
-    check_free_port,
-    check_writable_dir,
-    count_option,
-    model_option,
-    narrow_choice,
-    port_option,
-    positive_option,
-    seed_option,
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -31,25 +18,25 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
-    model: str = model_option(help="Not a URL; --defense needs a kind with a torch module."),
+    model: str = opt.model_option(help="Not a URL; --defense needs a kind with a torch module."),
     defense: str | None = typer.Option(None, "--defense", help="Owner-side defense from DEFENSES (e.g. rfd)."),
     defense_config: Path | None = typer.Option(None, "--defense-config",
                                                   help="JSON/YAML keyword arguments of the defense."),
     output: str = typer.Option("probs", "--output", help="What the API reveals: probs | logits | label."),
-    top_k: int | None = count_option(None, "--top-k",
+    top_k: int | None = opt.count_option(None, "--top-k",
                                         help="With --output probs: reveal only the k largest."),
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = port_option(8000),
+    port: int = opt.port_option(8000),
     keys: Path | None = typer.Option(None, "--keys", help="JSON/YAML keys file (name, key, budget, rate, burst)."),
     db: Path = typer.Option(Path("runs/serve/state.sqlite3"), "--db",
                             help="SQLite file of budgets and the audit log (persists across restarts)."),
-    budget: int | None = budget_option(None, "Budget (images) of the open API when no keys exist.", minimum=0),
-    max_batch: int = count_option(256, "--max-batch", help="Images per request."),
-    max_body_mb: float = positive_option(8.0, "--max-body-mb", help="Request body limit in MiB."),
-    backend: str = backend_option(),
+    budget: int | None = opt.budget_option(None, "Budget (images) of the open API when no keys exist.", minimum=0),
+    max_batch: int = opt.count_option(256, "--max-batch", help="Images per request."),
+    max_body_mb: float = opt.positive_option(8.0, "--max-body-mb", help="Request body limit in MiB."),
+    backend: str = opt.backend_option(),
     durability: str = typer.Option("full", "--durability",
                                    help="full: every charge fsynced; normal: survives process crashes only."),
-    seed: int = seed_option(),
+    seed: int = opt.seed_option(),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     detector: str | None = typer.Option(None, "--detector",
                                         help="Stateful detector of query attacks: blacklight | piha."),
@@ -71,8 +58,8 @@ def serve(
     # everything that can be refused is refused before the model loads and before the state file is created
     key_specs = load_keys_file(keys) if keys is not None else None
     check_state_file(db)
-    check_writable_dir(db.parent, "--db")
-    check_free_port(host, port)
+    opt.check_writable_dir(db.parent, "--db")
+    opt.check_free_port(host, port)
     if on_detect not in ("reject", "ban", "log"):
         raise InputError(f"--on-detect must be reject, ban or log, got {on_detect!r}")
     det = None
@@ -86,8 +73,8 @@ def serve(
     limits = ServeLimits(max_batch=max_batch, max_body_bytes=max(1, int(max_body_mb * 1024 * 1024)))
     cfg = load_defense_config(defense_config)
     bb = build_served_blackbox(model, defense=defense, defense_config=cfg,
-                               output=narrow_choice(output, OUTPUTS, "--output"), top_k=top_k,
-                               backend=narrow_choice(backend, BACKENDS, "--backend"))
+                               output=opt.narrow_choice(output, opt.OUTPUTS, "--output"), top_k=top_k,
+                               backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"))
     app = create_app(bb, keys=key_specs, db_path=db, limits=limits, defense=defense, defense_config=cfg,
                      anonymous_budget=budget, synchronous=durability.upper(), detector=det,
                      on_detect=cast(Literal["reject", "ban", "log"], on_detect), charge_rejected=charge_rejected)

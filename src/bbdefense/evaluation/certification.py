@@ -144,13 +144,20 @@ def certify_rows(smooth: Smooth, x: Tensor, y: Tensor, index: Sequence[int] | No
                 new.append(row)
         emit(on_event, "advance", task, n=len(ids), queries=bb.stats.queries - q0)
     emit(on_event, "end", task)
+    return CertifyRun(resumed_rows(new, writer, idx), len(new), bb.stats.queries - q_start,
+                      time.perf_counter() - t_start)
+
+
+def resumed_rows(new: Sequence[dict[str, Any]], writer: RowWriter | None, idx: Sequence[int]) -> list[dict[str, Any]]:
+    """The rows of images ``idx`` in that order: the ``new`` ones, else those ``writer``'s file already held
+    (a resumed run); images with neither are left out."""
+    wanted = set(idx)
     by_idx = {r["idx"]: r for r in new}
     if writer is not None and writer.path.is_file():
         for r in read_rows(writer.path):
-            if r.get("idx") in pos:
+            if r.get("idx") in wanted:
                 by_idx.setdefault(r["idx"], r)
-    rows = [by_idx[i] for i in idx if i in by_idx]
-    return CertifyRun(rows, len(new), bb.stats.queries - q_start, time.perf_counter() - t_start)
+    return [by_idx[i] for i in idx if i in by_idx]
 
 
 # -------------------------------------------------------------------------------- curves and tables
@@ -244,4 +251,4 @@ TABLE_COLUMNS = ["setting", "norm", "r=0", "r=0 95% CI", "r=r_max/4", "r=r_max/2
 
 __all__ = ["GRID_STEPS", "NORMS", "RADII", "TABLE_COLUMNS", "CertifiedCurve", "CertifyRun", "abstain_rate",
            "certificate_row", "certification_table_rows", "certified_accuracy", "certified_accuracy_ci",
-           "certified_curve", "certify_rows", "default_grid", "rows_from_certificates", "table_radii"]
+           "certified_curve", "certify_rows", "default_grid", "resumed_rows", "rows_from_certificates", "table_radii"]

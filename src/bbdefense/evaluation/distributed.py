@@ -33,8 +33,8 @@ from ..cluster import RunStats, connect, run_chunks
 from ..errors import InputError, QueryBudgetExceeded
 from ..events import EventCallback, emit
 from ..models import model_source
-from ..records import RowWriter, read_rows
-from .certification import CertifyRun, certify_rows
+from ..records import RowWriter
+from .certification import CertifyRun, certify_rows, resumed_rows
 
 #: images per chunk: at Cohen's n = 100,000 a chunk is minutes of work, so Ray's per-chunk cost is noise
 DEFAULT_CHUNK = 10
@@ -177,13 +177,8 @@ def certify_rows_ray(spec: SmoothSpec, x: Tensor, y: Tensor, index: Sequence[int
     emit(on_event, "end", task)
     if stats is not None:
         stats.append(st)
-    by_idx = {r["idx"]: r for r in new}
-    if writer is not None and writer.path.is_file():
-        for r in read_rows(writer.path):
-            if r.get("idx") in pos:
-                by_idx.setdefault(r["idx"], r)
-    rows = [by_idx[i] for i in idx if i in by_idx]
-    return CertifyRun(rows, len(new), sum(int(r["queries"]) for r in new), time.perf_counter() - t0)
+    return CertifyRun(resumed_rows(new, writer, idx), len(new), sum(int(r["queries"]) for r in new),
+                      time.perf_counter() - t0)
 
 
 __all__ = ["DEFAULT_CHUNK", "ShippedModel", "SmoothSpec", "certify_rows_ray"]

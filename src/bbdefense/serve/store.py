@@ -292,6 +292,13 @@ class KeyStore:
         return {r[0]: {"used": int(r[1]), "budget": r[2], "active": bool(r[3])} for r in rows}
 
     # ------------------------------------------------------------------ charging
+    def _key_usage(self, key_hash: str) -> tuple[str, int | None, int]:
+        """``(name, budget, used)`` of a key, read inside the caller's transaction (InputError if unknown)."""
+        row = self._db.execute("SELECT name, budget, used FROM keys WHERE key_hash = ?", (key_hash,)).fetchone()
+        if row is None:
+            raise InputError("unknown key")
+        return row[0], row[1], int(row[2])
+
     def charge(self, key_hash: str, n: int, digest: str, *, audit_refusals: bool = True) -> Charge:
         """Atomically charge ``n`` images to a key and append the audit row, or refuse.
 
@@ -304,11 +311,7 @@ class KeyStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT name, budget, used FROM keys WHERE key_hash = ?",
-                                       (key_hash,)).fetchone()
-                if row is None:
-                    raise InputError("unknown key")
-                name, budget, used = row[0], row[1], int(row[2])
+                name, budget, used = self._key_usage(key_hash)
                 ok = budget is None or used + n <= budget
                 if ok:
                     used += n
@@ -357,11 +360,7 @@ class KeyStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute("SELECT name, budget, used FROM keys WHERE key_hash = ?",
-                                       (key_hash,)).fetchone()
-                if row is None:
-                    raise InputError("unknown key")
-                name, budget, used = row[0], row[1], int(row[2])
+                name, budget, used = self._key_usage(key_hash)
                 charged = n if charge and (budget is None or used + n <= budget) else 0
                 if charged:
                     used += charged
