@@ -11,7 +11,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MARKER = "<!-- runnable: tests/docs/test_doc_examples.py runs this block -->"
 WORKFLOW_PAGES = sorted(p.name for p in DOCS.glob("*.md") if p.name != "DEVELOPING.md")
-NEEDS = {"serving.md": "fastapi"}  # the [serve] extra
+NEEDS = {"serving.md": "fastapi", "scale-out.md": "ray"}  # the [serve] and [ray] extras
 
 
 def examples(page: str) -> list[str]:
@@ -28,7 +28,7 @@ def test_every_workflow_page_has_a_runnable_example():
 def test_doc_example_runs(page, tmp_path, monkeypatch):
     need = NEEDS.get(page)
     if need and importlib.util.find_spec(need) is None:
-        pytest.skip(f"{page}'s example needs {need} (pip install 'bbdefense[serve]')")
+        pytest.skip(f"{page}'s example needs {need} (an extra: pip install 'bbdefense[all]')")
     monkeypatch.chdir(tmp_path)
     for code in examples(page):
         exec(compile(code, str(DOCS / page), "exec"), {"__name__": "__doc_example__"})

@@ -96,7 +96,7 @@ def test_a_worker_killed_mid_chunk_loses_and_duplicates_nothing(ray_cluster: dic
     t = threading.Thread(target=drive)
     t.start()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # generous: Ray starts workers slowly on a loaded machine
         while not list(ctl.glob("pid-*")) and time.monotonic() < deadline:
             time.sleep(0.05)
         pids = [int(p.name.split("-")[1]) for p in ctl.glob("pid-*")]
@@ -121,7 +121,7 @@ def test_a_chunk_that_raises_fails_the_run_with_its_error(ray_cluster: dict[str,
     t0 = time.monotonic()
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         certify_rows_ray(SmoothSpec.of(_smooth(), FACTORY), x, y, idx, chunk=2, workers=2, **KW)
-    assert time.monotonic() - t0 < 60
+    assert time.monotonic() - t0 < 300  # fails fast (not a hang), even on a loaded machine
 
 
 def _cli(address: str, out: Path, *extra: str) -> subprocess.Popen[str]:
@@ -140,7 +140,7 @@ def test_a_driver_killed_after_its_first_rows_resumes_from_them(ray_cluster: dic
     (ctl / "slow").write_text("")
     try:
         p = _cli(ray_cluster["address"], out)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 300
         while p.poll() is None and time.monotonic() < deadline and not (rows.is_file() and rows.read_text()):
             time.sleep(0.05)
         p.kill()  # SIGKILL: the driver dies with its chunks in flight
