@@ -63,9 +63,16 @@ def test_ray_missing_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: P
                                  monkeypatch: pytest.MonkeyPatch, no_ray_session: None) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     assert _refused(capsys, _certify(tmp_path / "c", "--ray")) == f"error: {RAY_MISSING}"
-    assert not (tmp_path / "c").exists()
+    assert _refused(capsys, _privacy(tmp_path / "p", "--ray")) == f"error: {RAY_MISSING}"
+    assert not (tmp_path / "c").exists() and not (tmp_path / "p").exists()
+
+
+def _privacy(out: Path, *extra: str) -> list[str]:
+    return ["privacy", "--model", FACTORY, "--dataset", "digits", "-n", "10", "--out", str(out), *extra]
 
 
 def test_address_without_ray_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert "--address 127.0.0.1:1 needs --ray" in _refused(capsys, _privacy(tmp_path / "p", "--address",
+                                                                             "127.0.0.1:1"))
     assert "--address 127.0.0.1:1 needs --ray" in _refused(capsys, _certify(tmp_path / "c", "--address",
                                                                              "127.0.0.1:1"))

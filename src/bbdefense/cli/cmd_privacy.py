@@ -36,6 +36,8 @@ def privacy_cmd(
     shadow: bool = typer.Option(True, "--shadow/--no-shadow", help="Shokri shadow-model attack."),
     n_boot: int = opt.count_option(1000, "--n-boot", help="Bootstrap resamples of the AUC interval."),
     out_dir: Path = typer.Option(Path("runs/privacy"), "--out"),
+    ray: bool = opt.ray_option("the training of surrogates, shadow models and the overfit control"),
+    address: str | None = opt.address_option(),
     *,
     run_opts: RunOptions,
 ) -> None:
@@ -48,6 +50,7 @@ def privacy_cmd(
 
     seed_everything(run_opts.seed)
     opt.check_writable_dir(out_dir, "--out")
+    opt.check_ray(ray, address)  # Ray installed and the cluster answering, before any work
     module, meta = model_source(model).module("privacy")
     arch = arch or meta.get("arch")
     if arch is None:
@@ -68,7 +71,7 @@ def privacy_cmd(
                  seeds={"privacy": run_opts.seed}, resume=run_opts.resume)
     with progress_events(run_opts.progress) as cb:
         rows = run_study(run, module, arch, splits, cfg, cache_dir=run.path / "models",
-                         section="Membership inference (DUCD Fig. 9)", on_event=cb)
+                         section="Membership inference (DUCD Fig. 9)", on_event=cb, use_ray=ray, address=address)
     run.finish()
     md, _h = render_report(run.path)
     out.print(f"{'model':20s} {'attack':18s} {'bal.acc':>8s} {'AUC':>6s} {'95% CI':>16s} {'queries':>8s}")
