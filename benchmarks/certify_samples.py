@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,21 +35,16 @@ from _art_certify import art_certify  # noqa: E402
 from bbdefense.certify import Smooth, make_noise  # noqa: E402
 from bbdefense.data import load_dataset, make_splits  # noqa: E402
 from bbdefense.evaluation.certification import certified_accuracy, certify_rows  # noqa: E402
+from bbdefense.evaluation.report import samples_summary  # noqa: E402
 from bbdefense.models import BlackBox, export_onnx, load_checkpoint  # noqa: E402
 from bbdefense.models.backends import OnnxBackend  # noqa: E402
 from bbdefense.models.checkpoint import split_seed_of  # noqa: E402
 from bbdefense.training import TrainConfig, train_target  # noqa: E402
 
 
-def dist(samples: list[int]) -> dict[str, float]:
-    a = np.asarray(samples, dtype=float)
-    return {"mean": float(a.mean()), "median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
-            "max": float(a.max())}
-
-
 def summarize(name: str, rows: list[dict[str, Any]], radii: list[float], seconds: float) -> dict[str, Any]:
     acc = certified_accuracy(rows, "l2", [0.0, *radii])
-    return {"method": name, "images": len(rows), "samples": dist([int(r["queries"]) for r in rows]),
+    return {"method": name, "images": len(rows), "samples": samples_summary(rows),
             "cert_acc": dict(zip(["0", *[f"{r:g}" for r in radii]], acc, strict=True)), "seconds": seconds}
 
 
