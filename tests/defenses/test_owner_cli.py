@@ -53,3 +53,42 @@ def test_cli_errors_are_one_line(ckpt, tmp_path, capsys) -> None:
     assert main(["evaluate", "--model", str(ckpt), "-d", "bogus", "--out", str(tmp_path / "e"), "--no-progress"]) == 2
     assert "unknown defense 'bogus'" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()  # specs are validated before anything is written
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_defend_budget_bounds_the_measurement(ckpt, capsys) -> None:
+    """`defend --budget`: the defended model answers the test measurement (2 passes x 50 + 50 for the logit
+    difference = 150 queries) through a counted black box; one query fewer is refused with one line, exit 2."""
+    args = ["defend", "rnd", "--model", str(ckpt), "--nu", "0.05", "--passes", "2", "--n-test", "50", "--no-progress"]
+    assert main([*args, "--budget", "150"]) == 0
+    with_budget = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == with_budget  # same figures through the black box
+    assert main([*args, "--budget", "149"]) == 2
+    line = _one_error_line(capsys)
+    assert "query budget exceeded: 100 of 149 used, a batch of 50 was refused" in line
+
+
+def test_evaluate_budget_is_a_total_over_the_attack_runs(ckpt, tmp_path, capsys) -> None:
+    """`evaluate --budget`: the attack runs of one invocation share the limit; the run that would pass it is
+    refused with one line (exit 2) naming what was spent; the rows written before it stay (resumable)."""
+    base = ["evaluate", "--model", str(ckpt), "-d", "rnd:nu=0.05", "--attacks", "square", "--decision-attacks", "",
+            "--eot", "", "--budgets", "4", "--n", "3", "--passes", "1", "--n-clean", "20", "--no-progress"]
+    free = tmp_path / "free"
+    assert main([*base, "--out", str(free)]) == 0
+    rows = [json.loads(line) for line in (free / "rows" / "owner_eval.jsonl").read_text().splitlines()]
+    spent = [r["queries"] for r in rows if r["attack"] == "square"]
+    capsys.readouterr()
+    capped = tmp_path / "capped"
+    assert main([*base, "--out", str(capped), "--budget", str(spent[0])]) == 2
+    line = _one_error_line(capsys)
+    assert f"the attack runs spent {spent[0]} of {spent[0]}" in line and "square@4 on rnd nu=0.05" in line
+    kept = (capped / "rows" / "owner_eval.jsonl").read_text().splitlines()
+    assert sum('"attack": "square"' in k for k in kept) == 1
+    assert main([*base, "--out", str(capped), "--budget", str(sum(spent))]) == 0  # resumes, spends the rest

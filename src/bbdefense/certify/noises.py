@@ -102,10 +102,19 @@ class Noise:
 
     # ------------------------------------------------------------------ sampling
     def sample(self, shape: tuple[int, ...] | torch.Size, generator: torch.Generator, *,
-               dtype: torch.dtype = torch.float32) -> Tensor:
-        """Draw noise of ``shape`` on the generator's device, using only ``generator``."""
+               dtype: torch.dtype = torch.float32, scale: Tensor | None = None) -> Tensor:
+        """Draw noise of ``shape`` on the generator's device, using only ``generator``.
+
+        ``scale`` ``(C,)``, for a batch shape ``(N, C, ...)``: channel c's draws are multiplied by
+        ``scale[c]`` (the per-channel scale of :class:`~bbdefense.certify.Smooth`, ``eps = S u``).
+        """
         shape = tuple(int(s) for s in shape)
-        return self._sample(shape, generator).to(dtype)
+        eps = self._sample(shape, generator).to(dtype)
+        if scale is None:
+            return eps
+        if len(shape) < 2 or scale.numel() != shape[1]:
+            raise InputError(f"scale must hold one value per channel of shape {shape}, got {tuple(scale.shape)}")
+        return eps * scale.to(device=eps.device, dtype=eps.dtype).view(-1, *[1] * (len(shape) - 2))
 
     def _sample(self, shape: tuple[int, ...], g: torch.Generator) -> Tensor:
         raise NotImplementedError

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from .noises import check_norm
+from .noises import check_norm, make_noise
 from .smooth import Smooth
 
 
@@ -67,7 +67,7 @@ def purification_curve(filt: CertifiedFilter, x: Tensor, y: Tensor, levels: Sequ
     g = torch.Generator(device=x.device).manual_seed(int(seed) + 7919)
     rows = []
     for s in levels:
-        xs = (x + float(s) * torch.randn(x.shape, generator=g, device=x.device)).clamp(0.0, 1.0) if s > 0 else x
+        xs = (x + make_noise("gaussian", sigma=float(s)).sample(x.shape, g)).clamp(0.0, 1.0) if s > 0 else x
         r = filt(xs, seed=seed)
         ok = (r.labels == y.to(r.labels.device)) & r.passed
         n_pass = int(r.passed.sum())

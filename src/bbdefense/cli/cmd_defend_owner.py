@@ -66,16 +66,23 @@ def _make_defend(name: str):
         n_test: int | None = opt.count_option(None, "--n-test",
                                              help="Test images for clean accuracy (default all)."),
         out_path: Path | None = typer.Option(None, "--out", help="Write the defense file (JSON) here."),
+        budget: int | None = opt.budget_option(None, "Queries the defended model may answer in the test "
+                                                     "measurement (clean-accuracy passes and logit difference; "
+                                                     "calibration on the defender split is not charged); "
+                                                     "QueryBudgetExceeded beyond."),
         seed: int = opt.seed_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         from ..defenses import clean_accuracy, logit_difference
         from ..defenses.spec import build_from_spec, check_spec, defense_label
+        from ..models import BlackBox
+        from ..models.backends import module_num_classes
 
         seed_everything(seed)
         if out_path is not None:
             opt.check_output_file(out_path, "--out")
-        module, _meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
+        module, meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
+        shape = tuple(meta["input_shape"])
         if n_test is not None:
             opt.check_count(n_test, len(splits.test), "--n-test", "test images")
         opts = list(option or [])
@@ -97,9 +104,11 @@ def _make_defend(name: str):
         d = built.defense
         tx, ty = splits.test.x[:n_test], splits.test.y[:n_test]
         base = clean_accuracy(module, tx, ty)[0]
-        acc, _ = clean_accuracy(d, tx, ty, passes=passes, seed=seed)
+        oracle = None if budget is None else BlackBox.from_module(
+            d, num_classes=module_num_classes(d), input_shape=shape, budget=budget, name=f"defend {name}")
+        acc, _ = clean_accuracy(d, tx, ty, passes=passes, seed=seed, oracle=oracle)
         d.reseed(seed)
-        ld = logit_difference(d, module, tx)
+        ld = logit_difference(d, module, tx, oracle=oracle)
         out.print(f"{defense_label(built)}: test clean accuracy {acc:.4f} (undefended {base:.4f}, "
                   f"mean of {passes if d.randomized else 1} passes), logit difference {ld:.4f}")
         if built.calibration is not None:
@@ -150,6 +159,9 @@ def evaluate(
     data_dir: Path | None = opt.data_dir_option(),
     split_seed: int | None = opt.split_seed_option(),
     out_dir: Path = typer.Option(Path("runs/owner-eval"), "--out", help="Run directory (rows stream; resumable)."),
+    budget: int | None = opt.budget_option(None, "Queries the attack runs of this invocation may spend in all "
+                                                 "(clean-accuracy and calibration passes run the owner's own "
+                                                 "model and are not charged); QueryBudgetExceeded beyond."),
     seed: int = opt.seed_option(),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -199,7 +211,7 @@ def evaluate(
                  resume=resume)
     with progress_events(progress) as cb:
         res = evaluate_specs(run, module, defense or [], splits, cfg, n=n, n_clean=n_clean, extras=extras,
-                             on_event=cb)
+                             budget=budget, on_event=cb)
     t = res["tables"][0]
     out.print(t["title"])
     widths = [max(len(str(c)), 8) for c in t["columns"]]

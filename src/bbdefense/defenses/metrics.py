@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
 from .base import Defense
+
+if TYPE_CHECKING:
+    from ..models import BlackBox
 
 
 def _check(x: Tensor, y: Tensor | None = None) -> None:
@@ -18,19 +23,24 @@ def _check(x: Tensor, y: Tensor | None = None) -> None:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 500) -> Tensor:
-    """Logits ``(N, K)`` of ``model`` on ``x`` in batches (no query accounting beyond the model's own)."""
+def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 500, oracle: BlackBox | None = None) -> Tensor:
+    """Logits ``(N, K)`` of ``model`` on ``x`` in batches (no query accounting beyond the model's own).
+
+    ``oracle``: a logits :class:`~bbdefense.models.BlackBox` of ``model`` (``BlackBox.from_module(model)``)
+    that answers instead, so every image is a counted query under its budget (same logits).
+    """
     _check(x)
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    ask = model if oracle is None else oracle.query
+    return torch.cat([ask(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
 def clean_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, passes: int = 1, seed: int = 0,
-                   batch_size: int = 500) -> tuple[float, list[float]]:
+                   batch_size: int = 500, oracle: BlackBox | None = None) -> tuple[float, list[float]]:
     """Top-1 accuracy of ``model`` on ``(x, y)``, averaged over ``passes`` passes.
 
     A randomized :class:`Defense` is re-seeded with ``seed + i`` for pass ``i`` (so two calls with the
     same seed see the same noise, and calibration uses common random numbers); a deterministic
-    model is evaluated once. Returns ``(mean, per-pass accuracies)``.
+    model is evaluated once. Returns ``(mean, per-pass accuracies)``. ``oracle``: see :func:`predict_logits`.
     """
     _check(x, y)
     if passes < 1:
@@ -40,15 +50,18 @@ def clean_accuracy(model: nn.Module, x: Tensor, y: Tensor, *, passes: int = 1, s
     for i in range(passes if randomized else 1):
         if isinstance(model, Defense):
             model.reseed(seed + i)
-        pred = predict_logits(model, x, batch_size=batch_size).argmax(dim=1).cpu()
+        pred = predict_logits(model, x, batch_size=batch_size, oracle=oracle).argmax(dim=1).cpu()
         accs.append(float((pred == y.cpu()).float().mean()))
     return sum(accs) / len(accs), accs
 
 
-def logit_difference(defended: nn.Module, undefended: nn.Module, x: Tensor, *, batch_size: int = 500) -> float:
-    """UniG's logit difference: ``mean_i ||defended(x_i) - undefended(x_i)||_2`` over ``x``."""
+def logit_difference(defended: nn.Module, undefended: nn.Module, x: Tensor, *, batch_size: int = 500,
+                     oracle: BlackBox | None = None) -> float:
+    """UniG's logit difference: ``mean_i ||defended(x_i) - undefended(x_i)||_2`` over ``x`` (``oracle``: a
+    counted black box answering for ``defended``, see :func:`predict_logits`)."""
     _check(x)
-    d = predict_logits(defended, x, batch_size=batch_size) - predict_logits(undefended, x, batch_size=batch_size)
+    d = (predict_logits(defended, x, batch_size=batch_size, oracle=oracle)
+         - predict_logits(undefended, x, batch_size=batch_size))
     return float(d.norm(p=2, dim=1).mean())
 
 

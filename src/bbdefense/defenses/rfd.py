@@ -30,10 +30,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from ..certify import make_noise
 from ..errors import InputError
 from .base import Defense, check_positive, register_defense, unwrap
 
@@ -152,7 +152,7 @@ class RandomizedFeatureDefense(Defense):
         if self.nu == 0:
             return h
         g = self.generator(h.device)
-        return h + self.nu * torch.randn(h.shape, generator=g, device=h.device, dtype=h.dtype)
+        return h + make_noise("gaussian", sigma=self.nu).sample(h.shape, g, dtype=h.dtype)
 
     def _post_hook(self, mod: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
         return self._noise(output) if self._active else None

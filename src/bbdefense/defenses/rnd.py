@@ -16,9 +16,9 @@ Shape: ``(N, C, H, W)`` in [0, 1] -> logits ``(N, K)``.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
+from ..certify import make_noise
 from .base import Defense, check_positive, register_defense
 
 
@@ -45,7 +45,7 @@ class RandomNoiseDefense(Defense):
     def defend(self, x: Tensor) -> Tensor:
         if self.nu > 0:
             g = self.generator(x.device)
-            x = x + self.nu * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+            x = x + make_noise("gaussian", sigma=self.nu).sample(x.shape, g, dtype=x.dtype)
             if self.clip:
                 x = x.clamp(0.0, 1.0)
         return self.inner(x)

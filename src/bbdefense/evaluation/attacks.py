@@ -63,13 +63,13 @@ def build_attack(name: str, *, norm: str | None = None, eps: float | None = None
 
 def attack_blackbox(module: nn.Module, attack: Attack | str, *, num_classes: int,
                     input_shape: tuple[int, int, int], name: str = "model", eot: int | None = None,
-                    reseed: int | None = None) -> BlackBox:
+                    reseed: int | None = None, budget: int | None = None) -> BlackBox:
     """A fresh query-counted model of ``module`` for ``attack``: a :class:`~bbdefense.models.WhiteBox`
     for white-box attacks, a label-only black box for decision attacks, a logits one otherwise.
 
     ``eot``: wrap it in ``EOTBlackBox(bb, m=eot)`` (``m`` queries averaged and charged per evaluation);
     ``None`` wraps nothing. ``reseed``: re-seed a randomized owner-side defense first, so every run
-    of it is reproducible.
+    of it is reproducible. ``budget``: the black box's hard query limit (``None``: none).
     """
     from ..defenses.base import Defense
 
@@ -79,10 +79,10 @@ def attack_blackbox(module: nn.Module, attack: Attack | str, *, num_classes: int
     if access == "white":
         from ..models import WhiteBox
 
-        bb: BlackBox = WhiteBox(module, num_classes=num_classes, input_shape=input_shape)
+        bb: BlackBox = WhiteBox(module, num_classes=num_classes, input_shape=input_shape, budget=budget)
     else:
         bb = BlackBox.from_module(module, num_classes=num_classes, input_shape=input_shape,
-                                  output="label" if access == "label" else "logits", name=name)
+                                  output="label" if access == "label" else "logits", name=name, budget=budget)
     if eot is not None:
         from ..attacks.eot import EOTBlackBox
 

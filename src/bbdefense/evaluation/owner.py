@@ -34,7 +34,7 @@ from ..attacks.base import Attack
 from ..data.splits import Splits
 from ..defenses.base import Defense
 from ..defenses.metrics import clean_metrics
-from ..errors import InputError
+from ..errors import InputError, QueryBudgetExceeded
 from ..events import EventCallback, emit
 from ..models.backends import module_num_classes
 from ..records import RunDir, table
@@ -109,6 +109,14 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
                eot_m: int | None = None, defense_name: str = "model") -> EvalRow:
     """One attack run at one budget on ``model`` (all of ``x`` in one batch, through
     :func:`~bbdefense.evaluation.attacks.evaluate_attack`); returns its :class:`EvalRow`."""
+    return _run_attack(model, attack, x, y, budget=budget, cfg=cfg, eot_m=eot_m, defense_name=defense_name)[0]
+
+
+def _run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: int, cfg: EvalConfig,
+                eot_m: int | None = None, defense_name: str = "model",
+                limit: int | None = None) -> tuple[EvalRow, int]:
+    """:func:`run_attack` whose black box refuses queries past ``limit`` (:class:`QueryBudgetExceeded`);
+    returns the row and the queries the black box charged."""
     from ..attacks import ATTACKS
 
     cls = ATTACKS[attack]
@@ -118,7 +126,7 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
         raise InputError(f"cannot tell the class count of {type(model).__name__} from its metadata")
     # x is (N, C, H, W), so shape is (C, H, W); a torch.Size slice only types as tuple[int, ...]
     bb = attack_blackbox(model, attack, num_classes=num_classes, input_shape=shape,  # type: ignore[arg-type]
-                         name=defense_name, eot=eot_m, reseed=cfg.seed)
+                         name=defense_name, eot=eot_m, reseed=cfg.seed, budget=limit)
     label = attack if eot_m is None else f"eot{eot_m}-{attack}"
     ev = evaluate_attack(bb, cls(**_params(cls, cfg, budget)), x, y, budget=int(budget),
                          batch_size=max(len(x), 1), task=f"{label} on {defense_name}")
@@ -128,13 +136,13 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
     mean_q = float(queries.float().mean()) if len(queries) else float("nan")
     crit = ev.batches[0]["criterion"] if ev.batches else "single"
     return EvalRow(defense_name, label, int(budget), robust, int(queries.sum()), mean_q, ev.audit_queries, crit,
-                   round(ev.seconds, 2), int(x.shape[0]))
+                   round(ev.seconds, 2), int(x.shape[0])), bb.stats.queries
 
 
 def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x: Tensor, y: Tensor,
                       cfg: EvalConfig, *, x_clean: Tensor | None = None, y_clean: Tensor | None = None,
                       run: RunDir | None = None, section: str | None = None,
-                      bases: Mapping[str, nn.Module] | None = None,
+                      bases: Mapping[str, nn.Module] | None = None, budget: int | None = None,
                       on_event: EventCallback | None = None) -> dict[str, Any]:
     """Evaluate each model of ``models`` (name -> module; include the undefended one to get its row).
 
@@ -147,6 +155,9 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
         run: a run directory; rows stream to ``rows/owner_eval.jsonl`` and the tables are added.
         bases: per model name, the undefended model its logit difference is measured against
             (e.g. the AT checkpoint for "rfd @at"); default ``undefended``.
+        budget: queries the attack runs of this call may spend in all (each run's black box refuses what
+            would pass the rest: :class:`~bbdefense.errors.QueryBudgetExceeded`); clean passes run the
+            owner's own model and are not charged. ``None``: no limit.
 
     Returns:
         ``{"clean": {name: {...}}, "rows": [EvalRow as dict], "tables": [table dicts]}``.
@@ -198,6 +209,7 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
                 writer.write(_jsonable(c))
         clean[name] = c
         emit(on_event, "advance", "owner-eval")
+    total, spent = budget, 0
     for name, attack, budget, m in jobs:
         label = attack if m is None else f"eot{m}-{attack}"
         key = f"{name}|{label}|{budget}"
@@ -205,7 +217,14 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
             rows.append(done[key])
             emit(on_event, "advance", "owner-eval")
             continue
-        r = run_attack(models[name], attack, x, y, budget=budget, cfg=cfg, eot_m=m, defense_name=name)
+        left = None if total is None else total - spent
+        try:
+            r, charged = _run_attack(models[name], attack, x, y, budget=budget, cfg=cfg, eot_m=m,
+                                     defense_name=name, limit=left)
+        except QueryBudgetExceeded as exc:
+            raise QueryBudgetExceeded(f"query budget exceeded: the attack runs spent {spent} of {total}, and "
+                                      f"{label}@{budget} on {name} was refused ({exc})") from None
+        spent += charged
         row = {"key": key, **asdict(r)}
         rows.append(row)
         if writer is not None:
@@ -240,13 +259,15 @@ def check_defense_specs(specs: Sequence[str], bases: Mapping[str, nn.Module],
 
 def evaluate_specs(run: RunDir, module: nn.Module, specs: Sequence[str], splits: Splits, cfg: EvalConfig, *,
                    n: int, n_clean: int | None = None, extras: Mapping[str, nn.Module] | None = None,
-                   section: str = "Owner-side defenses", on_event: EventCallback | None = None) -> dict[str, Any]:
+                   section: str = "Owner-side defenses", budget: int | None = None,
+                   on_event: EventCallback | None = None) -> dict[str, Any]:
     """Build the defense each spec names (``name[:key=value,...][@EXTRA]``, see :mod:`bbdefense.defenses.spec`)
     around the owner's ``module`` or the extra model it names, calibrated on the defender split with the owner's
     training split as reference (``cfg.clean_passes`` passes, ``cfg.seed``; calibrations go to ``run``'s
     metrics), then :func:`evaluate_defenses` on the undefended model, the ``extras`` (name -> module, evaluated
     undefended too) and every defense: attacked on the first ``n`` test images, clean accuracy on the first
-    ``n_clean`` (all by default). Returns :func:`evaluate_defenses`'s result."""
+    ``n_clean`` (all by default); ``budget``: the attack runs' total query limit. Returns
+    :func:`evaluate_defenses`'s result."""
     from ..defenses.spec import build_from_spec, defense_label, split_wrapped
 
     bases: dict[str, nn.Module] = {"": module, **(extras or {})}
@@ -265,7 +286,8 @@ def evaluate_specs(run: RunDir, module: nn.Module, specs: Sequence[str], splits:
             run.set_metrics(**{f"calibration.{label}": built.calibration.as_dict()})
     test = splits.test
     return evaluate_defenses(models, module, test.x[:n], test.y[:n], cfg, x_clean=test.x[:n_clean],
-                             y_clean=test.y[:n_clean], run=run, section=section, bases=ref_of, on_event=on_event)
+                             y_clean=test.y[:n_clean], run=run, section=section, bases=ref_of, budget=budget,
+                             on_event=on_event)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

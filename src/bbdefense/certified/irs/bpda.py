@@ -18,7 +18,7 @@ from ...models import BlackBox
 from ...training.pgd import pgd_perturb
 from ...utils import make_generator
 from ..zo_ae_ds.train import clip_st
-from .irs_net import IRSDenoiser
+from .irs_net import IRSDenoiser, noisy_input
 
 
 class NoisyPipeline(nn.Module):
@@ -34,8 +34,7 @@ class NoisyPipeline(nn.Module):
         self.randomized = True
 
     def forward(self, x: Tensor) -> Tensor:
-        scale = self.den.noise_scale.view(1, -1, 1, 1) if self.den is not None else 1.0
-        noisy = x + self.sigma * scale * torch.randn(x.shape, generator=self.g).to(x.device)
+        noisy = noisy_input(self.den, self.sigma, x, self.g)
         h = self.den(noisy) if self.den is not None else noisy
         return self.clf(clip_st(h))
 
@@ -48,8 +47,7 @@ def vote_accuracy(clf: nn.Module, den: IRSDenoiser | None, x: Tensor, y: Tensor,
     votes = torch.zeros(x.shape[0], bb.num_classes)
     with torch.no_grad():
         for _ in range(draws):
-            scale = den.noise_scale.view(1, -1, 1, 1) if den is not None else 1.0
-            noisy = x + sigma * scale * torch.randn(x.shape, generator=pipe.g)
+            noisy = noisy_input(den, sigma, x, pipe.g)
             h = den(noisy) if den is not None else noisy
             votes[torch.arange(x.shape[0]), bb.predict_label(h.clamp(0, 1))] += 1
     return float((votes.argmax(1) == y).float().mean())

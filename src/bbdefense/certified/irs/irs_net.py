@@ -188,6 +188,20 @@ def irs_unet(in_channels: int, width: int) -> nn.Module:
                 out_activation="sigmoid")
 
 
+def noisy_input(den: IRSDenoiser | None, sigma: float, x: Tensor, generator: torch.Generator) -> Tensor:
+    """``x`` plus one draw of the method's noise in pixel space: channel c gets ``N(0, (sigma s_c)^2)``, ``s =
+    den.noise_scale`` (``std`` for IRS-Net, ones for Salman and for no denoiser). Same distribution as the noise
+    of ``Smooth(make_noise("gaussian", sigma), scale=s)``; drawn as unit Gaussian noise (a
+    :class:`~bbdefense.certify.Noise`) times the per-channel std ``sigma * s_c``, the product order of the
+    documented Table I and Table V runs (so those figures are bit-identical; tests/certified/test_noise_sites.py).
+
+    Shape: ``(N, C, H, W)`` -> same (on ``x``'s device; ``generator`` may live on the CPU).
+    """
+    scale = den.noise_scale if den is not None else torch.ones(x.shape[1])
+    eps = make_noise("gaussian", sigma=1.0).sample(x.shape, generator, scale=sigma * scale.cpu())
+    return x + eps.to(x.device)
+
+
 def pixel_sigma(den: IRSDenoiser, sigma: float) -> float:
     """The smallest per-channel pixel-space noise std that ``sigma`` means for ``den`` (the radius scale)."""
     return float(sigma * den.noise_scale.min())

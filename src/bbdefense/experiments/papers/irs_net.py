@@ -23,7 +23,7 @@ from scipy.stats import norm
 from torch import Tensor, nn
 
 from ...certified.irs.bpda import bpda_pgd_accuracy
-from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, pixel_sigma, train_denoiser
+from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, noisy_input, pixel_sigma, train_denoiser
 from ...certify import Smooth, make_noise
 from ...certify.metrics import curve_from_certificates
 from ...data import Splits
@@ -77,8 +77,7 @@ def noisy_accuracy(model: nn.Module, den: IRSDenoiser | None, x: Tensor, y: Tens
     shape = tuple(x.shape[1:])
     bb = BlackBox.from_module(model, input_shape=shape)  # type: ignore[arg-type]
     g = make_generator(seed)
-    scale = den.noise_scale.view(1, -1, 1, 1) if den is not None else torch.ones(1, x.shape[1], 1, 1)
-    noisy = x + sigma * scale * torch.randn(x.shape, generator=g)
+    noisy = noisy_input(den, sigma, x, g)
     inp = den(noisy) if den is not None else noisy
     pred = bb.predict_label(inp.clamp(0, 1))
     return float((pred == y).float().mean()), bb.stats.queries
