@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, overload
 
 import torch
 from torch import Tensor, nn
@@ -65,6 +65,28 @@ def validate_images(x: object, input_shape: tuple[int, ...] | None = None, *, bo
             raise InputError("images contain inf")
         raise InputError(f"expected images in [0, 1], got values in [{lo_v:.4g}, {hi_v:.4g}]")
     return x
+
+
+class _Limit:
+    """A hard limit of a :class:`BlackBox`, kept on its meter so that every view of the oracle reads and sets
+    the same one (``budget``, ``audit_budget``): ``None`` for no limit, else an int >= 0 (InputError)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _Limit: ...
+
+    @overload
+    def __get__(self, obj: BlackBox, objtype: type | None = None) -> int | None: ...
+
+    def __get__(self, obj: BlackBox | None, objtype: type | None = None) -> _Limit | int | None:
+        return self if obj is None else getattr(obj._meter, self.name)
+
+    def __set__(self, obj: BlackBox, value: int | None) -> None:
+        if value is not None and value < 0:
+            raise InputError(f"{self.name} must be >= 0 or None, got {value}")
+        setattr(obj._meter, self.name, value)
 
 
 class BlackBox:
@@ -191,27 +213,10 @@ class BlackBox:
         :class:`~bbdefense.models.remote.RemoteBlackBox`); then :meth:`audit` queries are charged."""
         return self._remote
 
-    @property
-    def budget(self) -> int | None:
-        """Hard limit on charged queries (shared by every view of this oracle)."""
-        return self._meter.budget
-
-    @budget.setter
-    def budget(self, value: int | None) -> None:
-        if value is not None and value < 0:
-            raise InputError(f"budget must be >= 0 or None, got {value}")
-        self._meter.budget = value
-
-    @property
-    def audit_budget(self) -> int | None:
-        """Hard limit on audit images (shared by every view of this oracle)."""
-        return self._meter.audit_budget
-
-    @audit_budget.setter
-    def audit_budget(self, value: int | None) -> None:
-        if value is not None and value < 0:
-            raise InputError(f"audit_budget must be >= 0 or None, got {value}")
-        self._meter.audit_budget = value
+    budget = _Limit()
+    """Hard limit on charged queries (shared by every view of this oracle)."""
+    audit_budget = _Limit()
+    """Hard limit on audit images (shared by every view of this oracle)."""
 
     @property
     def log(self) -> list[QueryLogEntry]:
