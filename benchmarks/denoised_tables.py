@@ -22,6 +22,12 @@ import torch
 from bbdefense.experiments.papers import irs_net_suite, run_paper, zo_ae_ds_suite
 
 
+def _scaled(cfg: Any, over: dict[str, Any]) -> Any:
+    """``cfg`` with the command line's settings (``n`` is CERTIFY's, in ``cfg.certify``)."""
+    rest = {k: v for k, v in over.items() if k != "n"}
+    return replace(cfg, certify=replace(cfg.certify, n=over["n"]), **rest)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/denoised-tables")
@@ -39,13 +45,13 @@ def main() -> None:
     runs = []
     if args.only in (None, "table2", "table5"):
         t2, t5 = args.only in (None, "table2"), args.only in (None, "table5")
-        cfg = replace(zo_ae_ds_suite.full_config(), **over)
+        cfg = _scaled(zo_ae_ds_suite.full_config(), over)
         runs.append(run_paper("zo-ae-ds", out / "zo-ae-ds", cache_dir=cache,
                               config={"table2": t2, "table5": t5, **over},
                               runner=lambda run, seed, cache_dir, on_event: zo_ae_ds_suite.run_scaled(
                                   run, cfg, table2=t2, table5=t5, cache_dir=cache_dir, on_event=on_event)))
     if args.only in (None, "irs"):
-        icfg = replace(irs_net_suite.full_config(), **over)
+        icfg = _scaled(irs_net_suite.full_config(), over)
         runs.append(run_paper("irs-net", out / "irs-net", cache_dir=cache, config=over,
                               runner=lambda run, seed, cache_dir, on_event: irs_net_suite.run_scaled(
                                   run, icfg, cache_dir=cache_dir, on_event=on_event)))

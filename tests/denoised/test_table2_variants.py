@@ -4,8 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bbdefense.certified.zo_ae_ds.train import ZOAEDSConfig
 from bbdefense.data import ImageDataset
 from bbdefense.data.splits import Splits
+from bbdefense.experiments.papers.settings import CertifySettings
 from bbdefense.experiments.papers.zo_ae_ds import ZO_DS_LR, Table2Config, _label, default_variants, run_table2
 from bbdefense.records import RunDir
 
@@ -34,11 +36,12 @@ def test_variant_lr_overrides_the_table_lr(tmp_path, monkeypatch) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         target = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
-    cfg = Table2Config(sigma=0.25, epochs=1, batch_size=6, n_train=12, n_test=4, n0=4, n=8, depth=2, width=2,
+    cfg = Table2Config(sigma=0.25, train=ZOAEDSConfig(epochs=1, batch_size=6, depth=2, width=2), n_train=12,
+                       n_test=4, certify=CertifySettings(n0=4, n=8),
                        variants=[{"variant": "zo-ds", "zo_method": "rge", "q": 2, "lr": 1e-4},
                                  {"variant": "zo-ds", "zo_method": "rge", "q": 2}])
     rows = run_table2(target, Splits(ds, ds, ds, ds), cfg, RunDir(tmp_path / "t2", kind="t"))
-    assert seen == [1e-4, cfg.lr]
+    assert seen == [1e-4, cfg.train.lr]
     assert [r["method"] for r in rows] == ["ZO-DS (RGE, q=2, lr=0.0001)", "ZO-DS (RGE, q=2)"]
     # 1 epoch of 2 steps of 6 images: 6 pseudo-labels + 6 x (q + 1) probes per step
     assert all(r["train_queries"] == 2 * (6 + 6 * 3) for r in rows)

@@ -14,6 +14,7 @@ from bbdefense.certify import Smooth, make_noise
 from bbdefense.data import ImageDataset
 from bbdefense.errors import InputError
 from bbdefense.experiments.papers.ducd import DUCDConfig, certified_accuracy, default_radii, robust_score, run_ducd
+from bbdefense.experiments.papers.settings import CertifySettings
 from bbdefense.models import BlackBox
 from bbdefense.records import RunDir
 from linear_helpers import Linear
@@ -103,7 +104,8 @@ def test_pipeline_end_to_end_on_a_linear_target(tmp_path) -> None:
     bb = BlackBox.from_module(teacher, input_shape=SHAPE, budget=500)
     student = Linear(torch.zeros(3, 16), torch.zeros(3))
     run = RunDir(tmp_path / "run", kind="ducd", config={"t": 1})
-    cfg = DUCDConfig(sigmas=(0.25,), norms=("l1", "l2"), n_images=8, n0=20, n=100, finetune_epochs=1)
+    cfg = DUCDConfig(sigmas=(0.25,), norms=("l1", "l2"), n_images=8, certify=CertifySettings(n0=20, n=100),
+                     finetune_epochs=1)
     dcfg = DistillConfig(budget=500, epochs=30, lr=0.05, batch_size=50)
     s = run_ducd(run, bb, student, defender, test, cfg, distill_cfg=dcfg, target_module=teacher, owner_train=defender,
                  rs_model=lambda sigma: teacher)

@@ -23,7 +23,7 @@ Protocol (recorded in every row and in ``docs/owner-defenses.md``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -106,17 +106,12 @@ def _params(cls: type[Attack], cfg: EvalConfig, budget: int) -> dict[str, Any]:
 
 
 def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: int, cfg: EvalConfig,
-               eot_m: int | None = None, defense_name: str = "model") -> EvalRow:
+               eot_m: int | None = None, defense_name: str = "model", limit: int | None = None,
+               charged: Callable[[int], None] | None = None) -> EvalRow:
     """One attack run at one budget on ``model`` (all of ``x`` in one batch, through
-    :func:`~bbdefense.evaluation.attacks.evaluate_attack`); returns its :class:`EvalRow`."""
-    return _run_attack(model, attack, x, y, budget=budget, cfg=cfg, eot_m=eot_m, defense_name=defense_name)[0]
-
-
-def _run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: int, cfg: EvalConfig,
-                eot_m: int | None = None, defense_name: str = "model",
-                limit: int | None = None) -> tuple[EvalRow, int]:
-    """:func:`run_attack` whose black box refuses queries past ``limit`` (:class:`QueryBudgetExceeded`);
-    returns the row and the queries the black box charged."""
+    :func:`~bbdefense.evaluation.attacks.evaluate_attack`); returns its :class:`EvalRow`. ``limit``: the run's
+    black box refuses queries past this many (:class:`~bbdefense.errors.QueryBudgetExceeded`); ``charged``
+    is called with the queries it charged."""
     from ..attacks import ATTACKS
 
     cls = ATTACKS[attack]
@@ -135,8 +130,10 @@ def _run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: 
     robust = float((~success).float().mean()) if len(success) else 0.0
     mean_q = float(queries.float().mean()) if len(queries) else float("nan")
     crit = ev.batches[0]["criterion"] if ev.batches else "single"
+    if charged is not None:
+        charged(bb.stats.queries)
     return EvalRow(defense_name, label, int(budget), robust, int(queries.sum()), mean_q, ev.audit_queries, crit,
-                   round(ev.seconds, 2), int(x.shape[0])), bb.stats.queries
+                   round(ev.seconds, 2), int(x.shape[0]))
 
 
 def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x: Tensor, y: Tensor,
@@ -209,7 +206,7 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
                 writer.write(_jsonable(c))
         clean[name] = c
         emit(on_event, "advance", "owner-eval")
-    total, spent = budget, 0
+    total, spent = budget, [0]
     for name, attack, budget, m in jobs:
         label = attack if m is None else f"eot{m}-{attack}"
         key = f"{name}|{label}|{budget}"
@@ -217,14 +214,13 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
             rows.append(done[key])
             emit(on_event, "advance", "owner-eval")
             continue
-        left = None if total is None else total - spent
+        left = None if total is None else total - sum(spent)
         try:
-            r, charged = _run_attack(models[name], attack, x, y, budget=budget, cfg=cfg, eot_m=m,
-                                     defense_name=name, limit=left)
+            r = run_attack(models[name], attack, x, y, budget=budget, cfg=cfg, eot_m=m, defense_name=name,
+                           limit=left, charged=spent.append)
         except QueryBudgetExceeded as exc:
-            raise QueryBudgetExceeded(f"query budget exceeded: the attack runs spent {spent} of {total}, and "
+            raise QueryBudgetExceeded(f"query budget exceeded: the attack runs spent {sum(spent)} of {total}, and "
                                       f"{label}@{budget} on {name} was refused ({exc})") from None
-        spent += charged
         row = {"key": key, **asdict(r)}
         rows.append(row)
         if writer is not None:

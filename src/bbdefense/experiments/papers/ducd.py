@@ -38,6 +38,7 @@ from ...data import ImageDataset
 from ...events import EventCallback, emit
 from ...models import BlackBox
 from ...records import RunDir, line_plot, read_rows, table
+from .settings import CertifiedTable, CertifySettings
 
 TABLE_IV_NOISE: dict[str, tuple[str, dict[str, Any]]] = {"l1": ("laplace", {}), "l2": ("gaussian", {}),
                                                          "linf": ("gaussian", {})}
@@ -51,16 +52,14 @@ def default_radii(norm: str, d: int) -> list[float]:
 
 
 @dataclass
-class DUCDConfig:
+class DUCDConfig(CertifiedTable):
     """Settings of :func:`run_ducd` (recorded in the run config)."""
 
     sigmas: tuple[float, ...] = (0.25, 0.5)
     norms: tuple[str, ...] = NORMS
     noise_for_norm: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=lambda: dict(TABLE_IV_NOISE))
     n_images: int = 100
-    n0: int = 100
-    n: int = 1000
-    alpha: float = 0.001
+    certify: CertifySettings = field(default_factory=lambda: CertifySettings(n0=100, n=1000))
     zeta: float = 1.0
     iota: float = 0.5
     finetune_epochs: int = 3

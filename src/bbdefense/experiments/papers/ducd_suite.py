@@ -171,6 +171,7 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
     from ...training import TrainConfig, train_target
     from ..context import DEMO_ARCH, DEMO_DATASET, DEMO_TRAIN
     from .ducd import DUCDConfig, run_ducd
+    from .settings import CertifySettings
 
     cache = Path(cache_dir)
     path, meta = train_target(DEMO_ARCH, DEMO_DATASET, cache / f"target_{DEMO_ARCH}_{DEMO_DATASET}", DEMO_TRAIN,
@@ -201,7 +202,7 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
             return load_checkpoint(p)[0]
 
         bb = BlackBox.from_module(module, input_shape=shape, budget=s.budget)
-        cfg = DUCDConfig(sigmas=s.sigmas, norms=s.norms, n_images=s.n_images, n0=s.n0, n=s.n,
+        cfg = DUCDConfig(sigmas=s.sigmas, norms=s.norms, n_images=s.n_images, certify=CertifySettings(n0=s.n0, n=s.n),
                          finetune_epochs=s.finetune_epochs, seed=seed)
         ours = run_ducd(run, bb, new_surrogate(), sp.defender, sp.test, cfg,
                         distill_cfg=DistillConfig(budget=s.budget, epochs=s.epochs),

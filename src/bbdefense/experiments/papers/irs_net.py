@@ -14,7 +14,7 @@ Certified radii are always in pixel space.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,10 +33,11 @@ from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import RunDir, table
 from ...training import TrainConfig, train_target
 from ...utils import make_generator
+from .settings import CertifiedTable, CertifySettings
 
 
 @dataclass
-class IRSTablesConfig:
+class IRSTablesConfig(CertifiedTable):
     """Demo-scale budget (documented in docs/denoised-smoothing.md)."""
 
     sigma: float = 0.5
@@ -48,9 +49,7 @@ class IRSTablesConfig:
     n_train: int = 1000
     n_test: int = 200
     certify_on: tuple[str, ...] = ("surrogate smallcnn", "unseen lenet")
-    n0: int = 50
-    n: int = 500
-    alpha: float = 0.001
+    certify: CertifySettings = field(default_factory=lambda: CertifySettings(n0=50, n=500))
     method: Literal["cohen", "sequential"] = "cohen"  # sequential: decide the table's radii, at most n samples
     attack_eps: float = 0.5
     attack_steps: int = 20

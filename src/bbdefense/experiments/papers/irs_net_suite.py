@@ -53,15 +53,17 @@ def _figures(sigma: float = 0.5) -> tuple[PaperFigure, ...]:
 
 def quick_config() -> Any:
     from .irs_net import IRSTablesConfig
+    from .settings import CertifySettings
 
-    return IRSTablesConfig(epochs=8, n_train=500, n_test=20, n0=20, n=200, n_attack=10, attack_steps=5,
-                           certify_on=("unseen lenet",))
+    return IRSTablesConfig(epochs=8, n_train=500, n_test=20, certify=CertifySettings(n0=20, n=200), n_attack=10,
+                           attack_steps=5, certify_on=("unseen lenet",))
 
 
 def full_config() -> Any:
     from .irs_net import IRSTablesConfig
+    from .settings import CertifySettings
 
-    return IRSTablesConfig(n=500)
+    return IRSTablesConfig(certify=CertifySettings(n0=50, n=500))
 
 
 def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -24,6 +24,7 @@ from ...data import Splits
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox
 from ...records import RunDir, table
+from .settings import CertifiedTable, CertifySettings
 
 RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)
 
@@ -58,7 +59,7 @@ def default_variants(quick: bool = False) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Table2Config:
+class Table2Config(CertifiedTable):
     """Demo-scale budget (documented in docs/denoised-smoothing.md).
 
     sigma = 0.75 (not the paper's CIFAR-10 0.25). It was chosen when the plain LeNet black box seemed to
@@ -69,20 +70,14 @@ class Table2Config:
     """
 
     sigma: float = 0.75
-    epochs: int = 4
-    batch_size: int = 50
-    lr: float = 1e-3
+    train: ZOAEDSConfig = field(default_factory=lambda: ZOAEDSConfig(epochs=4))
+    """Every variant's training hyperparameters (epochs, batch, lr, DnCNN depth/width, ...): each entry of
+    ``variants`` overrides its own keys, and ``sigma`` and ``seed`` are the table's."""
     n_train: int = 1000
     n_test: int = 200
-    n0: int = 50
-    n: int = 500
-    alpha: float = 0.001
+    certify: CertifySettings = field(default_factory=lambda: CertifySettings(n0=50, n=500))
     method: Literal["cohen", "sequential"] = "cohen"  # sequential: decide the table's radii, at most n samples
     ae_epochs: int = 20
-    depth: int = 5
-    width: int = 16
-    mse_weight: float = 0.0
-    pretrain_epochs: int = 0
     variants: list[dict[str, Any]] = field(default_factory=default_variants)
     seed: int = 0
 
@@ -116,9 +111,7 @@ def run_table2(target: nn.Module, splits: Splits, cfg: Table2Config, run: RunDir
         t0 = time.perf_counter()
         pre, tq, per_step, extra = None, 0, 0, {}
         if v["variant"] != "rs":
-            zc = ZOAEDSConfig(**{"sigma": cfg.sigma, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
-                                 "depth": cfg.depth, "width": cfg.width, "mse_weight": cfg.mse_weight,
-                                 "pretrain_epochs": cfg.pretrain_epochs, "seed": cfg.seed, **v})
+            zc = replace(cfg.train, sigma=cfg.sigma, seed=cfg.seed, **v)
             if zc.variant.endswith("ae-ds") and ae is None:
                 ae, mse = pretrain_autoencoder(train, epochs=cfg.ae_epochs, seed=cfg.seed)
                 run.set_metrics(ae_mse=mse, ae_seed=getattr(ae, "seed", cfg.seed))
@@ -148,8 +141,8 @@ def run_table2(target: nn.Module, splits: Splits, cfg: Table2Config, run: RunDir
         [[r["method"], r["ca@0.0"], r["ca@0.25"], r["ca@0.5"], r["ca@0.75"], r["train_queries"],
           r["queries_per_step"], r["certify_queries"]] for r in allrows],
         f"sigma={cfg.sigma}, {cfg.n_test} test images, Cohen CERTIFY n0={cfg.n0}, n={cfg.n}, alpha={cfg.alpha}; "
-        f"{cfg.epochs} epochs on {len(train)} defender images, batch {cfg.batch_size}; DnCNN depth {cfg.depth} "
-        f"width {cfg.width}. With n={cfg.n} the largest certifiable radius is "
+        f"{cfg.train.epochs} epochs on {len(train)} defender images, batch {cfg.train.batch_size}; DnCNN depth "
+        f"{cfg.train.depth} width {cfg.train.width}. With n={cfg.n} the largest certifiable radius is "
         f"{cfg.sigma * float(norm.ppf(cfg.alpha ** (1 / cfg.n))):.2f}."),
         **({"section": section} if section else {})})
     run.set_metrics(table2_config=asdict(cfg))

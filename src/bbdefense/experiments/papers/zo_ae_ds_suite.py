@@ -74,16 +74,19 @@ QUICK_VARIANTS: tuple[dict[str, Any], ...] = (
 
 
 def quick_config() -> Any:
+    from ...certified.zo_ae_ds.train import ZOAEDSConfig
+    from .settings import CertifySettings
     from .zo_ae_ds import Table2Config
 
-    return Table2Config(epochs=2, n_train=500, n_test=20, n0=20, n=200, ae_epochs=10,
-                        variants=[dict(v) for v in QUICK_VARIANTS])
+    return Table2Config(train=ZOAEDSConfig(epochs=2), n_train=500, n_test=20, certify=CertifySettings(n0=20, n=200),
+                        ae_epochs=10, variants=[dict(v) for v in QUICK_VARIANTS])
 
 
 def full_config() -> Any:
+    from .settings import CertifySettings
     from .zo_ae_ds import Table2Config
 
-    return Table2Config(n=500)
+    return Table2Config(certify=CertifySettings(n0=50, n=500))
 
 
 def lenet_target(cache_dir: Path, on_event: EventCallback | None = None) -> Any:
@@ -110,9 +113,9 @@ def run_scaled(run: RunDir, cfg: Any, *, table2: bool = True, table5: bool = Tru
         target = lenet_target(cache_dir, on_event)
         rows = run_table2(target, splits, cfg, run, section="ZO-AE-DS Table 2", on_event=on_event)
         ours.update({f"{r['method']}|ca@{rad}": r.get(f"ca@{rad}") for r in rows for rad in RADII})
-        settings["Table 2"] = (f"MNIST-5k, LeNet black box, DnCNN depth {cfg.depth} width {cfg.width}, sigma "
-                               f"{cfg.sigma}, {cfg.n_test} test images, CERTIFY n0={cfg.n0} n={cfg.n} "
-                               f"alpha={cfg.alpha}, {cfg.epochs} epoch(s) on {cfg.n_train} defender images")
+        settings["Table 2"] = (f"MNIST-5k, LeNet black box, DnCNN depth {cfg.train.depth} width {cfg.train.width}, "
+                               f"sigma {cfg.sigma}, {cfg.n_test} test images, CERTIFY n0={cfg.n0} n={cfg.n} "
+                               f"alpha={cfg.alpha}, {cfg.train.epochs} epoch(s) on {cfg.n_train} defender images")
     if table5:
         from ...certified.zo_ae_ds.reconstruction import run_table5
 

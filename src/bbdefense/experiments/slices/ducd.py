@@ -11,6 +11,7 @@ from ...models import load_checkpoint
 from ...training import TrainConfig, train_target
 from ..context import DEMO_ARCH, DEMO_DATASET, DemoContext, register_slice
 from ..papers.ducd import DUCDConfig, run_ducd
+from ..papers.settings import CertifySettings
 
 TITLE = "DUCD: distilled surrogate + certified defense"
 SURROGATE = "lenet"  # a small student (the paper distils into ResNet-18; any zoo classifier works)
@@ -48,7 +49,8 @@ def ducd_slice(ctx: DemoContext) -> None:
         path, _ = train_target(DEMO_ARCH, DEMO_DATASET, cache / f"rs_{DEMO_ARCH}_sigma{sigma:g}", cfg, reuse=True)
         return load_checkpoint(path)[0]
 
-    cfg = DUCDConfig(sigmas=sigmas, norms=norms, n_images=25 if quick else 50, n0=50, n=200 if quick else 400,
+    cfg = DUCDConfig(sigmas=sigmas, norms=norms, n_images=25 if quick else 50,
+                     certify=CertifySettings(n0=50, n=200 if quick else 400),
                      finetune_epochs=2, seed=ctx.seed)
     owner = ctx.splits.owner_train.subset(torch.arange(600 if quick else 1000))
     summary = run_ducd(ctx.run, bb, sur, ctx.splits.defender, ctx.splits.test, cfg, distill_cfg=dcfg,
