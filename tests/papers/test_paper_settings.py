@@ -43,3 +43,15 @@ def test_table2_variants_train_with_the_old_hyperparameters(cfg: Table2Config) -
         old = ZOAEDSConfig(**{"sigma": cfg.sigma, "epochs": old_epochs, "batch_size": 50, "lr": 1e-3, "depth": 5,
                               "width": 16, "mse_weight": 0.0, "pretrain_epochs": 0, "seed": cfg.seed, **v})
         assert replace(cfg.train, sigma=cfg.sigma, seed=cfg.seed, **v) == old
+
+
+@pytest.mark.parametrize(("cfg", "epochs"), [(IRSTablesConfig(), 20), (irs_net_suite.quick_config(), 8),
+                                             (irs_net_suite.full_config(), 20)])
+def test_irs_denoisers_train_with_the_old_hyperparameters(cfg: IRSTablesConfig, epochs: int) -> None:
+    from bbdefense.certified.irs.irs_net import IRSConfig
+
+    for method, sig in (("salman", cfg.sigma), ("irs", cfg.sigma), ("irs", cfg.sigma / 0.3081)):
+        old = IRSConfig(method=method, sigma=sig, lam=0.1, epochs=epochs, lr=1e-3, optimizer="adam", width=8,
+                        seed=cfg.seed)
+        assert replace(cfg.train, method=method, sigma=sig, seed=cfg.seed) == old
+    assert IRSTablesConfig().train is not IRSTablesConfig().train  # each config owns its training settings

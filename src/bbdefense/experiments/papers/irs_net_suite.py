@@ -52,11 +52,14 @@ def _figures(sigma: float = 0.5) -> tuple[PaperFigure, ...]:
 
 
 def quick_config() -> Any:
-    from .irs_net import IRSTablesConfig
+    from dataclasses import replace
+
+    from .irs_net import DEMO_IRS, IRSTablesConfig
     from .settings import CertifySettings
 
-    return IRSTablesConfig(epochs=8, n_train=500, n_test=20, certify=CertifySettings(n0=20, n=200), n_attack=10,
-                           attack_steps=5, certify_on=("unseen lenet",))
+    return IRSTablesConfig(train=replace(DEMO_IRS, epochs=8), n_train=500, n_test=20,
+                           certify=CertifySettings(n0=20, n=200), n_attack=10, attack_steps=5,
+                           certify_on=("unseen lenet",))
 
 
 def full_config() -> Any:
@@ -94,8 +97,8 @@ def run_scaled(run: RunDir, cfg: Any, *, cache_dir: Path, on_event: EventCallbac
                 ours[f"t2|{row[1]}|{r}"] = v
     for name, _clean, adv in res["table5"]:
         ours[f"t5|{name}"] = adv
-    base = f"MNIST-5k, SmallCNN surrogate (defender split), unseen LeNet (owner split), UNet width {cfg.width}, " \
-           f"{cfg.epochs} epochs on {cfg.n_train} defender images"
+    base = f"MNIST-5k, SmallCNN surrogate (defender split), unseen LeNet (owner split), UNet width " \
+           f"{cfg.train.width}, {cfg.train.epochs} epochs on {cfg.n_train} defender images"
     return {"ours": ours, "settings": {
         "TABLE I": f"{base}; accuracy on one noisy draw over the 1000 test images, sigma {cfg.sigma} on the "
                    "normalised image (Salman: pixel sigma)",
