@@ -42,10 +42,6 @@ def _load(model: str, command: str, dataset: str | None, data_dir: Path | None,
     return module, meta, splits
 
 
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
-
-
 def _make_defend(name: str):
     def defend_cmd(
         model: str = opt.model_option(help="The owner's model (a kind with a torch module)."),
@@ -73,16 +69,12 @@ def _make_defend(name: str):
         seed: int = opt.seed_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        from ..defenses import clean_accuracy, logit_difference
-        from ..defenses.spec import build_from_spec, check_spec, defense_label
-        from ..models import BlackBox
-        from ..models.backends import module_num_classes
+        from ..defenses.spec import build_from_spec, check_spec, defense_label, measure_defense
 
         seed_everything(seed)
         if out_path is not None:
             opt.check_output_file(out_path, "--out")
-        module, meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
-        shape = tuple(meta["input_shape"])
+        module, _meta, splits = _load(model, f"defend {name.replace('_', '-')}", dataset, data_dir, split_seed)
         if n_test is not None:
             opt.check_count(n_test, len(splits.test), "--n-test", "test images")
         opts = list(option or [])
@@ -101,29 +93,18 @@ def _make_defend(name: str):
         with progress_events(progress) as cb:
             built = build_from_spec(spec, module, calibration=cal, reference=ref, passes=passes, seed=seed,
                                     on_event=cb)
-        d = built.defense
-        tx, ty = splits.test.x[:n_test], splits.test.y[:n_test]
-        base = clean_accuracy(module, tx, ty)[0]
-        oracle = None if budget is None else BlackBox.from_module(
-            d, num_classes=module_num_classes(d), input_shape=shape, budget=budget, name=f"defend {name}")
-        acc, _ = clean_accuracy(d, tx, ty, passes=passes, seed=seed, oracle=oracle)
-        d.reseed(seed)
-        ld = logit_difference(d, module, tx, oracle=oracle)
-        out.print(f"{defense_label(built)}: test clean accuracy {acc:.4f} (undefended {base:.4f}, "
-                  f"mean of {passes if d.randomized else 1} passes), logit difference {ld:.4f}")
+        rep = measure_defense(built, module, splits.test.x[:n_test], splits.test.y[:n_test], passes=passes, seed=seed,
+                              budget=budget)
+        out.print(f"{defense_label(built)}: test clean accuracy {rep.accuracy:.4f} (undefended "
+                  f"{rep.undefended_accuracy:.4f}, mean of {rep.passes} passes), logit difference "
+                  f"{rep.logit_difference:.4f}")
         if built.calibration is not None:
             c = built.calibration
             out.print(f"calibrated on the defender split: nu={c.value:.5g}, accuracy {c.accuracy:.4f} "
                       f"(drop {c.drop:+.4f}, target {c.target_drop}, {len(c.history)} levels tried)")
         if out_path is not None:
-            params = _jsonable(d.get_params())
-            if name == "unig" and combine:
-                params["combine"] = True
-            rec = {"defense": name, "params": params, "model": str(model), "spec": spec,
-                   "calibration": None if built.calibration is None else _jsonable(built.calibration.as_dict()),
-                   "test_clean_accuracy": acc, "undefended_test_accuracy": base, "logit_difference": ld}
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(json.dumps(rec, indent=2))
+            out_path.write_text(json.dumps(rep.record(model, combine=combine), indent=2))
             out.print(f"wrote {out_path}")
 
     defend_cmd.__name__ = f"defend_{name}"

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..errors import InputError
 from .base import DEFENSES, Defense
 from .calibrate import CalibrationResult, calibrate_noise
+from .metrics import clean_accuracy, logit_difference
 
 
 @dataclass
@@ -144,4 +145,53 @@ def defense_label(b: BuiltDefense) -> str:
     return s
 
 
-__all__ = ["BuiltDefense", "build_from_spec", "defense_label", "parse_spec"]
+@dataclass
+class DefenseReport:
+    """What ``bbdefense defend`` reports of a built defense on test images: its clean accuracy (mean of
+    ``passes`` stochastic passes, 1 for a deterministic defense), the undefended model's, and UniG's logit
+    difference; :meth:`record` is the JSON defense file (read back by :func:`parse_spec`)."""
+
+    built: BuiltDefense
+    accuracy: float
+    undefended_accuracy: float
+    logit_difference: float
+    passes: int
+
+    def record(self, model: str, *, combine: bool = False) -> dict[str, Any]:
+        b = self.built
+        params = _jsonable(b.defense.get_params())
+        if b.name == "unig" and combine:
+            params["combine"] = True
+        return {"defense": b.name, "params": params, "model": str(model), "spec": b.spec,
+                "calibration": None if b.calibration is None else _jsonable(b.calibration.as_dict()),
+                "test_clean_accuracy": self.accuracy, "undefended_test_accuracy": self.undefended_accuracy,
+                "logit_difference": self.logit_difference}
+
+
+def measure_defense(built: BuiltDefense, module: nn.Module, x: Tensor, y: Tensor, *, passes: int = 5, seed: int = 0,
+                    budget: int | None = None) -> DefenseReport:
+    """Clean accuracy of the defense and of ``module`` on ``(x, y)`` and the logit difference between them.
+
+    ``budget``: the defense answers through a counted :class:`~bbdefense.models.BlackBox` with this hard
+    limit (:class:`~bbdefense.errors.QueryBudgetExceeded` past it; the same figures), ``passes * N + N``
+    queries for a randomized defense; ``None``: no limit. The undefended model is the owner's own, free.
+    """
+    from ..models import BlackBox
+    from ..models.backends import module_num_classes
+
+    d = built.defense
+    base = clean_accuracy(module, x, y)[0]
+    oracle = None if budget is None else BlackBox.from_module(
+        d, num_classes=module_num_classes(d), input_shape=tuple(x.shape[1:]),  # type: ignore[arg-type]  # (C, H, W)
+        budget=budget, name=f"defend {built.name}")
+    acc, _ = clean_accuracy(d, x, y, passes=passes, seed=seed, oracle=oracle)
+    d.reseed(seed)
+    ld = logit_difference(d, module, x, oracle=oracle)
+    return DefenseReport(built, acc, base, ld, passes if d.randomized else 1)
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool, list, type(None)))}
+
+
+__all__ = ["BuiltDefense", "DefenseReport", "build_from_spec", "defense_label", "measure_defense", "parse_spec"]
