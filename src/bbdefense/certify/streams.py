@@ -40,7 +40,10 @@ class NoiseStream:
                 b = min(_BLOCK, self.total - self.drawn)
                 if b <= 0:
                     raise InputError(f"noise stream exhausted after {self.total} draws")
-                eps = self.noise.sample((b, *self.shape), self.g, scale=self.scale)
+                eps = self.noise.sample((b, *self.shape), self.g)
+                sc = self.scale
+                if sc is not None:
+                    eps = eps * sc.to(device=eps.device, dtype=eps.dtype).view(-1, *[1] * (len(self.shape) - 1))
                 self.drawn += b
                 self.buf = eps
             k = min(m, self.buf.shape[0])
