@@ -81,6 +81,20 @@ class Defense(nn.Module):
             self.seed = seed
         self._gen = None
 
+    def reset_state(self) -> None:
+        """Forget what the defense carries from one query to the next (nothing by default; UniG's
+        momentum). The randomness is :meth:`reseed`'s."""
+
+    def restart(self, seed: int | None = None) -> None:
+        """Start afresh, as if just deployed: :meth:`reseed` (with ``seed``) and :meth:`reset_state`, and
+        the same, each from its own constructor seed, for every defense nested inside (``outer(inner(net))``).
+        An evaluation restarts the defense before each attack run, so a run's result does not depend on
+        which runs came before it (nor on whether a resumed run directory skipped them)."""
+        for sub in self.modules():
+            if isinstance(sub, Defense):
+                sub.reseed(seed if sub is self else None)
+                sub.reset_state()
+
     def reset_stats(self) -> None:
         self.stats = DefenseStats()
 

@@ -68,14 +68,16 @@ def attack_blackbox(module: nn.Module, attack: Attack | str, *, num_classes: int
     for white-box attacks, a label-only black box for decision attacks, a logits one otherwise.
 
     ``eot``: wrap it in ``EOTBlackBox(bb, m=eot)`` (``m`` queries averaged and charged per evaluation);
-    ``None`` wraps nothing. ``reseed``: re-seed a randomized owner-side defense first, so every run
-    of it is reproducible. ``budget``: the black box's hard query limit (``None``: none).
+    ``None`` wraps nothing. ``reseed``: restart an owner-side defense first (:meth:`Defense.restart`:
+    its random stream from this seed, its query-to-query state such as UniG's momentum forgotten, the
+    same for nested defenses), so every run of it is reproducible and independent of the runs before it.
+    ``budget``: the black box's hard query limit (``None``: none).
     """
     from ..defenses.base import Defense
 
     access = (ATTACKS[attack] if isinstance(attack, str) else type(attack)).access
     if reseed is not None and isinstance(module, Defense):
-        module.reseed(reseed)
+        module.restart(reseed)
     if access == "white":
         from ..models import WhiteBox
 
