@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -54,7 +55,7 @@ from ..models.blackbox import BlackBox, validate_images
 from .noises import NORMS, Noise, check_norm
 from .sequential import BetaMixture, SequentialTest, robust_index
 from .stats import binom_pvalue, cp_lower, cp_lower_randomized
-from .streams import NoiseStream, add_counts, image_seed
+from .streams import NoiseStream, add_counts, image_seed, pack
 
 RadiusMethod = Literal["auto", "closed", "numerical"]
 Method = Literal["cohen", "sequential"]
@@ -171,40 +172,34 @@ class Smooth:
         counts = torch.zeros(N, self.model.num_classes, dtype=torch.int64)
         streams = [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, phase), n) for i in ids]
         pending: deque[list[int]] = deque([i, n] for i in range(N))
-        buffered = N * n
+        sizes = [min(batch_size, N * n - done) for done in range(0, N * n, batch_size)]
         emit(on_event, "start", "smooth", total=N * n, unit="noisy queries")
-        while buffered:
-            own, labels = self._flush(x, streams, pending, min(batch_size, buffered), on_event)
-            buffered -= own.numel()
-            add_counts(counts, own, labels)
+        if len(sizes) < 3:  # nothing to overlap
+            for size in sizes:
+                add_counts(counts, *self._forward_batch(*pack(x, streams, pending, size, self.clip), on_event))
+        else:
+            # the schedule is fixed, so the next batch is drawn and packed on a second thread while this one is
+            # forwarded (the draws and their order are those of the sequential loop: one producer, in order)
+            with ThreadPoolExecutor(1, thread_name_prefix="bbdefense-noise") as pool:
+                nxt = pool.submit(pack, x, streams, pending, sizes[0], self.clip)
+                for j in range(len(sizes)):
+                    own, xb = nxt.result()
+                    if j + 1 < len(sizes):
+                        nxt = pool.submit(pack, x, streams, pending, sizes[j + 1], self.clip)
+                    add_counts(counts, *self._forward_batch(own, xb, on_event))
         emit(on_event, "end", "smooth")
         return counts
 
-    def _flush(self, x: Tensor, streams: list[NoiseStream], pending: deque[list[int]], size: int,
-               on_event: EventCallback | None) -> tuple[Tensor, Tensor]:
-        """Forward ``size`` noisy images requested at the front of ``pending`` (``[image, draws left]``, drawn
-        from each image's own stream in order); return the owners and labels ``(size,)`` in stream order."""
-        parts, owners, take = [], [], 0
-        while take < size:
-            req = pending[0]
-            m = min(req[1], size - take)
-            parts.append(x[req[0]:req[0] + 1] + streams[req[0]].take(m))
-            owners.append(torch.full((m,), req[0], dtype=torch.int64))
-            req[1] -= m
-            if req[1] == 0:
-                pending.popleft()
-            take += m
-        xb = torch.cat(parts) if len(parts) > 1 else parts[0]
-        if self.clip:
-            xb = xb.clamp_(0.0, 1.0)
+    def _forward_batch(self, own: Tensor, xb: Tensor, on_event: EventCallback | None) -> tuple[Tensor, Tensor]:
+        """Labels ``(size,)`` of a packed batch (``pre`` applied, one charged query per image), with its owners."""
         bounded = self.clip
         if self.pre is not None:
             with torch.no_grad():
                 xb = self.pre(xb).clamp(0.0, 1.0)
             bounded = True
         labels = self.model.predict_label(xb, bounded=bounded).reshape(-1).long().cpu()
-        emit(on_event, "advance", "smooth", n=take)
-        return torch.cat(owners), labels
+        emit(on_event, "advance", "smooth", n=int(xb.shape[0]))
+        return own, labels
 
     # ------------------------------------------------------------------ Cohen's procedures
     def certify(self, x: Tensor, *, n0: int = 100, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000,
@@ -313,11 +308,13 @@ class Smooth:
         for i in range(N):
             buffered += request(i)
         while buffered:
-            own, labels = self._flush(x, streams, pending, min(batch_size, buffered), on_event)
+            own, labels = self._forward_batch(*pack(x, streams, pending, min(batch_size, buffered), self.clip),
+                                              on_event)
             buffered -= own.numel()
             add_counts(counts, own, labels)
-            for i in dict.fromkeys(own.tolist()):
-                li = labels[own == i]
+            # an image has at most one open request, so its labels in a batch are one contiguous run
+            ids_run, lens = torch.unique_consecutive(own, return_counts=True)
+            for i, li in zip(ids_run.tolist(), labels.split(lens.tolist()), strict=True):
                 got[i].append(li)
                 wait[i] -= li.numel()
                 if wait[i] == 0:
