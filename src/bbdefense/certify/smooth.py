@@ -55,7 +55,7 @@ from ..models.blackbox import BlackBox, validate_images
 from .noises import NORMS, Noise, check_norm
 from .sequential import BetaMixture, SequentialTest, robust_index
 from .stats import binom_pvalue, cp_lower, cp_lower_randomized
-from .streams import NoiseStream, add_counts, image_seed, pack
+from .streams import NoiseStream, add_counts, check_scale, image_seed, pack
 
 RadiusMethod = Literal["auto", "closed", "numerical"]
 Method = Literal["cohen", "sequential"]
@@ -143,7 +143,7 @@ class Smooth:
                              f"got {type(pre).__name__}")
         self.pre = pre
         self.dim = int(math.prod(model.input_shape))
-        self.scale = _check_scale(scale, tuple(model.input_shape))
+        self.scale = check_scale(scale, tuple(model.input_shape))
         self.radius_factor = 1.0 if self.scale is None else float(self.scale.min())
         self._num_cache: dict[tuple[float, str], float] = {}
 
@@ -160,6 +160,12 @@ class Smooth:
             raise InputError(f"indices has {len(ids)} entries for {x.shape[0]} images")
         return ids
 
+    def _expect(self, queries: int) -> None:
+        """Tell the black box's backend the plan (``backend="auto"`` then picks its path for the whole call)."""
+        expect = getattr(self.model.backend, "expect", None)
+        if callable(expect):
+            expect(int(queries) * self.model.query_cost)
+
     def sample_counts(self, x: Tensor, n: int, *, seed: int = 0, phase: int = 1, batch_size: int = 1000,
                       indices: Sequence[int] | None = None, on_event: EventCallback | None = None) -> Tensor:
         """Class counts ``(N, K)`` int64 of ``f(x_i + eps)`` over ``n`` noisy draws per image.
@@ -169,6 +175,7 @@ class Smooth:
         """
         ids = self._check(x, n, batch_size, 0.5, indices)
         N = x.shape[0]
+        self._expect(N * n)
         counts = torch.zeros(N, self.model.num_classes, dtype=torch.int64)
         streams = [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, phase), n) for i in ids]
         pending: deque[list[int]] = deque([i, n] for i in range(N))
@@ -223,6 +230,7 @@ class Smooth:
             raise InputError(f"method must be cohen or sequential, got {method!r}")
         ids = self._check(x, n0, batch_size, alpha, indices)
         self._check(x, n, batch_size, alpha, indices)
+        self._expect(x.shape[0] * (n0 + n))
         c0 = self.sample_counts(x, n0, seed=seed, phase=0, batch_size=batch_size, indices=ids, on_event=on_event)
         c = self.sample_counts(x, n, seed=seed, phase=1, batch_size=batch_size, indices=ids, on_event=on_event)
         out = []
@@ -283,6 +291,7 @@ class Smooth:
         rs = [r for r in rs if r > 0]
         ids = self._check(x, n0, batch_size, alpha, indices)
         self._check(x, max_n, batch_size, alpha, indices)
+        self._expect(x.shape[0] * (n0 + max_n))
         dnorm = self.decision_norm(norm)
         p0s = [0.5] + [self.p_for_radius(r, dnorm) for r in rs]
         mix = mixture or BetaMixture()
@@ -386,6 +395,7 @@ class Smooth:
                 indices: Sequence[int] | None = None, on_event: EventCallback | None = None) -> Tensor:
         """Cohen PREDICT: ``(N,)`` int64 labels, -1 where the binomial test does not reject (abstain)."""
         ids = self._check(x, n, batch_size, alpha, indices)
+        self._expect(x.shape[0] * n)
         c = self.sample_counts(x, n, seed=seed, phase=2, batch_size=batch_size, indices=ids, on_event=on_event)
         out = torch.full((x.shape[0],), -1, dtype=torch.int64)
         top2 = torch.topk(c, k=min(2, c.shape[1]), dim=1)
@@ -422,24 +432,6 @@ class Smooth:
                 "clip": self.clip, "dim": self.dim, "numerical": self.numerical_kw,
                 "pre": None if self.pre is None else type(self.pre).__name__,
                 "scale": None if self.scale is None else [float(v) for v in self.scale]}
-
-
-def _check_scale(scale: Tensor | Sequence[float] | None, input_shape: tuple[int, ...]) -> Tensor | None:
-    """``scale`` as a float32 ``(C,)`` CPU tensor of positive finite values (None stays None)."""
-    if scale is None:
-        return None
-    try:
-        t = (scale.detach().cpu() if isinstance(scale, Tensor) else torch.as_tensor(scale)).to(torch.float64)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"scale must be a (C,) sequence of positive floats, got {scale!r}") from exc
-    c = int(input_shape[0]) if input_shape else 1
-    if t.dim() != 1 or t.numel() != c:
-        raise InputError(f"scale must hold one value per channel ({c} for input shape {input_shape}), "
-                         f"got shape {tuple(t.shape)}: {t.tolist()}")
-    bad = [float(v) for v in t if not (math.isfinite(float(v)) and float(v) > 0)]
-    if bad:
-        raise InputError(f"scale values must be finite and > 0, got {bad[0]!r} in {t.tolist()}")
-    return t.to(torch.float32)
 
 
 __all__ = ["Certificate", "Smooth", "image_seed"]

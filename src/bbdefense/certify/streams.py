@@ -12,7 +12,9 @@ straightforward implementation (``x[i:i+1] + noise.sample(block)`` per part, con
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -98,6 +100,24 @@ def pack(x: Tensor, streams: list[NoiseStream], pending: deque[list[int]], size:
     return own, xb
 
 
+def check_scale(scale: Tensor | Sequence[float] | None, input_shape: tuple[int, ...]) -> Tensor | None:
+    """``scale`` as a float32 ``(C,)`` CPU tensor of positive finite values (None stays None)."""
+    if scale is None:
+        return None
+    try:
+        t = (scale.detach().cpu() if isinstance(scale, Tensor) else torch.as_tensor(scale)).to(torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"scale must be a (C,) sequence of positive floats, got {scale!r}") from exc
+    c = int(input_shape[0]) if input_shape else 1
+    if t.dim() != 1 or t.numel() != c:
+        raise InputError(f"scale must hold one value per channel ({c} for input shape {input_shape}), "
+                         f"got shape {tuple(t.shape)}: {t.tolist()}")
+    bad = [float(v) for v in t if not (math.isfinite(float(v)) and float(v) > 0)]
+    if bad:
+        raise InputError(f"scale values must be finite and > 0, got {bad[0]!r} in {t.tolist()}")
+    return t.to(torch.float32)
+
+
 def add_counts(counts: Tensor, own: Tensor, labels: Tensor) -> None:
     """Add each label to its owner's row of ``counts`` ``(N, K)`` (contiguous); labels outside ``[0, K)`` count
     for no class. One ``bincount`` over the owners' row range of this batch."""
@@ -112,4 +132,4 @@ def add_counts(counts: Tensor, own: Tensor, labels: Tensor) -> None:
     rows.add_(torch.bincount((own - lo) * k + labels, minlength=rows.numel()))
 
 
-__all__ = ["NoiseStream", "add_counts", "image_seed", "pack"]
+__all__ = ["NoiseStream", "add_counts", "check_scale", "image_seed", "pack"]
