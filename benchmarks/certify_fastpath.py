@@ -1,12 +1,14 @@
-"""CPU fast path of certification: eager torch vs channels_last vs ONNX Runtime for the zoo's small CNNs and
-ResNets, and the certify loop (``Smooth.sample_counts``: noise, packing, counting, the counted black box) vs the
-raw batched forward pass of the same backend (goal: loop >= 0.9x raw).
+"""CPU fast path of certification: eager torch vs channels_last vs ONNX Runtime vs the default ``backend="auto"``
+(:mod:`bbdefense.models.onnx_auto`: the path it chose is printed) for the zoo's small CNNs and ResNets, and the
+certify loop (``Smooth.sample_counts``: noise, packing, counting, the counted black box) vs the raw batched
+forward pass of the same backend (goal: loop >= 0.9x raw).
 
     .venv/bin/python benchmarks/certify_fastpath.py [--archs smallcnn,lenet,resnet20,resnet18] [--samples 4000]
         [--batch 500] [--threads 1] [--repeats 3]
 
 Samples/s are best of ``--repeats``; "max |diff|" is the largest logit difference from eager on the timed batch
-(a backend is usable as a default only when it is <= 1e-5). Weights are random (speed does not depend on them).
+(``auto`` takes a path only when every logit is within 1e-5 * max(1, |eager logit|) on its probe batch; the
+"decide s" line gives its export + probe time). Weights are random (speed does not depend on them).
 Timings depend on the machine and its load: re-run on a quiet machine.
 """
 
@@ -18,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,6 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))  # E402 below: the script runs without ins
 from bbdefense.certify import Smooth, make_noise  # noqa: E402
 from bbdefense.models import BlackBox, export_onnx  # noqa: E402
 from bbdefense.models.backends import OnnxBackend, TorchBackend  # noqa: E402
+from bbdefense.models.onnx_auto import AutoBackend  # noqa: E402
 from bbdefense.models.zoo import build_model  # noqa: E402
 
 SHAPES = {"smallcnn": (1, 28), "lenet": (1, 28)}  # the rest: 3 x 32 x 32 (CIFAR)
@@ -54,6 +58,7 @@ def main() -> None:
     print(f"threads={args.threads} samples={args.samples} batch={args.batch} torch={torch.__version__}\n")
     print("| arch | backend | raw samples/s | certify loop samples/s | loop / raw | vs eager raw | max abs diff |")
     print("|---|---|---:|---:|---:|---:|---:|")
+    decide_s: dict[str, tuple[str, float, list[str]]] = {}
     for arch in args.archs.split(","):
         c, s = SHAPES.get(arch, (3, 32))
         torch.manual_seed(0)
@@ -64,7 +69,7 @@ def main() -> None:
         with torch.inference_mode():
             ref = module(xb)
         with tempfile.TemporaryDirectory() as tmp:
-            backends = {
+            backends: dict[str, Any] = {
                 "eager": TorchBackend(build_model(arch, num_classes=10, in_channels=c, image_size=s)),
                 "channels_last": TorchBackend(build_model(arch, num_classes=10, in_channels=c, image_size=s),
                                               memory_format="channels_last"),
@@ -73,6 +78,13 @@ def main() -> None:
             for b in backends.values():  # the same random weights everywhere
                 if isinstance(b, TorchBackend):
                     b.module.load_state_dict(module.state_dict())
+            auto_module = build_model(arch, num_classes=10, in_channels=c, image_size=s).eval()
+            auto_module.load_state_dict(module.state_dict())
+            auto = AutoBackend(auto_module, shape)  # the default of load_blackbox / --backend
+            t0 = time.perf_counter()
+            info = auto.decide()  # what the certify loop's plan (> 10,000 queries) would trigger
+            decide_s[arch] = (info["path"], time.perf_counter() - t0, info["tried"])
+            backends[f"auto -> {info['path']}"] = auto
             eager_raw = None
             for name, b in backends.items():
                 diff = float((b.forward(xb) - ref).abs().max())
@@ -91,6 +103,10 @@ def main() -> None:
                 eager_raw = eager_raw or t_raw
                 print(f"| {arch} | {name} | {args.samples / t_raw:.0f} | {args.samples / t_loop:.0f} | "
                       f"{t_raw / t_loop:.2f} | {eager_raw / t_raw:.2f} | {diff:.1e} |", flush=True)
+    print()
+    for arch, (path, secs, tried) in decide_s.items():
+        print(f"auto on {arch}: {path}, decided in {secs:.2f} s (export + probe){'; ' if tried else ''}"
+              f"{'; '.join(tried)}")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ def main() -> None:
     test = make_splits(load_dataset("mnist5k"), seed=0).test
     idx = list(range(args.images))
     x, y = test.x[idx], test.y[idx]
-    sm = Smooth(load_blackbox(spec), make_noise("gaussian", sigma=0.25), norms=["l2"])
+    bb = load_blackbox(spec, backend="torch")  # eager, as its Ray workers (SmoothSpec's default backend)
+    sm = Smooth(bb, make_noise("gaussian", sigma=0.25), norms=["l2"])
     kw = {"n0": args.n0, "n": args.n, "alpha": 0.001, "batch_size": args.batch_size, "seed": 0}
     samples = args.images * (args.n0 + args.n)
     results: list[tuple[str, int, float, RunStats | None]] = []

@@ -15,7 +15,7 @@ def test_narrow_choice_returns_the_value_and_refuses_others_naming_them():
     assert narrow_optional("label", OUTPUTS, "--output") == "label"
     with pytest.raises(InputError, match=r"--output must be one of logits, probs, label, got 'bogus'"):
         narrow_choice("bogus", OUTPUTS, "--output")
-    with pytest.raises(InputError, match=r"--backend must be one of torch, onnx, got 'Torch'"):
+    with pytest.raises(InputError, match=r"--backend must be one of auto, torch, onnx, got 'Torch'"):
         narrow_optional("Torch", BACKENDS, "--backend")
 
 

@@ -116,6 +116,12 @@ class Noise:
             raise InputError(f"scale must hold one value per channel of shape {shape}, got {tuple(scale.shape)}")
         return eps * scale.to(device=eps.device, dtype=eps.dtype).view(-1, *[1] * (len(shape) - 2))
 
+    def sample_into(self, out: Tensor, generator: torch.Generator) -> Tensor:
+        """Fill ``out`` (float32, on the generator's device) with the draws :meth:`sample` would return for
+        ``out.shape`` from the same generator state, bit for bit; families with an in-place sampler
+        (Gaussian, uniform) then allocate nothing (the certify loop reuses one buffer per stream)."""
+        return out.copy_(self._sample(tuple(out.shape), generator))
+
     def _sample(self, shape: tuple[int, ...], g: torch.Generator) -> Tensor:
         raise NotImplementedError
 
@@ -216,6 +222,9 @@ class Gaussian(Noise):
 
     def _sample(self, shape: tuple[int, ...], g: torch.Generator) -> Tensor:
         return torch.randn(shape, generator=g, device=g.device) * self.sigma
+
+    def sample_into(self, out: Tensor, generator: torch.Generator) -> Tensor:
+        return torch.randn(out.shape, generator=generator, out=out).mul_(self.sigma)
 
     def log_density(self, x: Tensor) -> Tensor:
         return -0.5 * (x / self.sigma) ** 2
@@ -323,6 +332,9 @@ class Uniform(Noise):
 
     def _sample(self, shape: tuple[int, ...], g: torch.Generator) -> Tensor:
         return (torch.rand(shape, generator=g, device=g.device) * 2.0 - 1.0) * self.scale
+
+    def sample_into(self, out: Tensor, generator: torch.Generator) -> Tensor:
+        return torch.rand(out.shape, generator=generator, out=out).mul_(2.0).sub_(1.0).mul_(self.scale)
 
     def log_density(self, x: Tensor) -> Tensor:
         zero = torch.zeros((), dtype=x.dtype, device=x.device)

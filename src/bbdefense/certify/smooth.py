@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -54,7 +55,7 @@ from ..models.blackbox import BlackBox, validate_images
 from .noises import NORMS, Noise, check_norm
 from .sequential import BetaMixture, SequentialTest, robust_index
 from .stats import binom_pvalue, cp_lower, cp_lower_randomized
-from .streams import NoiseStream, add_counts, image_seed
+from .streams import NoiseStream, add_counts, check_scale, image_seed, pack
 
 RadiusMethod = Literal["auto", "closed", "numerical"]
 Method = Literal["cohen", "sequential"]
@@ -142,7 +143,7 @@ class Smooth:
                              f"got {type(pre).__name__}")
         self.pre = pre
         self.dim = int(math.prod(model.input_shape))
-        self.scale = _check_scale(scale, tuple(model.input_shape))
+        self.scale = check_scale(scale, tuple(model.input_shape))
         self.radius_factor = 1.0 if self.scale is None else float(self.scale.min())
         self._num_cache: dict[tuple[float, str], float] = {}
 
@@ -159,6 +160,12 @@ class Smooth:
             raise InputError(f"indices has {len(ids)} entries for {x.shape[0]} images")
         return ids
 
+    def _expect(self, queries: int) -> None:
+        """Tell the black box's backend the plan (``backend="auto"`` then picks its path for the whole call)."""
+        expect = getattr(self.model.backend, "expect", None)
+        if callable(expect):
+            expect(int(queries) * self.model.query_cost)
+
     def sample_counts(self, x: Tensor, n: int, *, seed: int = 0, phase: int = 1, batch_size: int = 1000,
                       indices: Sequence[int] | None = None, on_event: EventCallback | None = None) -> Tensor:
         """Class counts ``(N, K)`` int64 of ``f(x_i + eps)`` over ``n`` noisy draws per image.
@@ -168,43 +175,38 @@ class Smooth:
         """
         ids = self._check(x, n, batch_size, 0.5, indices)
         N = x.shape[0]
+        self._expect(N * n)
         counts = torch.zeros(N, self.model.num_classes, dtype=torch.int64)
         streams = [NoiseStream(self.noise, self.scale, x, image_seed(seed, i, phase), n) for i in ids]
         pending: deque[list[int]] = deque([i, n] for i in range(N))
-        buffered = N * n
+        sizes = [min(batch_size, N * n - done) for done in range(0, N * n, batch_size)]
         emit(on_event, "start", "smooth", total=N * n, unit="noisy queries")
-        while buffered:
-            own, labels = self._flush(x, streams, pending, min(batch_size, buffered), on_event)
-            buffered -= own.numel()
-            add_counts(counts, own, labels)
+        if len(sizes) < 3:  # nothing to overlap
+            for size in sizes:
+                add_counts(counts, *self._forward_batch(*pack(x, streams, pending, size, self.clip), on_event))
+        else:
+            # the schedule is fixed, so the next batch is drawn and packed on a second thread while this one is
+            # forwarded (the draws and their order are those of the sequential loop: one producer, in order)
+            with ThreadPoolExecutor(1, thread_name_prefix="bbdefense-noise") as pool:
+                nxt = pool.submit(pack, x, streams, pending, sizes[0], self.clip)
+                for j in range(len(sizes)):
+                    own, xb = nxt.result()
+                    if j + 1 < len(sizes):
+                        nxt = pool.submit(pack, x, streams, pending, sizes[j + 1], self.clip)
+                    add_counts(counts, *self._forward_batch(own, xb, on_event))
         emit(on_event, "end", "smooth")
         return counts
 
-    def _flush(self, x: Tensor, streams: list[NoiseStream], pending: deque[list[int]], size: int,
-               on_event: EventCallback | None) -> tuple[Tensor, Tensor]:
-        """Forward ``size`` noisy images requested at the front of ``pending`` (``[image, draws left]``, drawn
-        from each image's own stream in order); return the owners and labels ``(size,)`` in stream order."""
-        parts, owners, take = [], [], 0
-        while take < size:
-            req = pending[0]
-            m = min(req[1], size - take)
-            parts.append(x[req[0]:req[0] + 1] + streams[req[0]].take(m))
-            owners.append(torch.full((m,), req[0], dtype=torch.int64))
-            req[1] -= m
-            if req[1] == 0:
-                pending.popleft()
-            take += m
-        xb = torch.cat(parts) if len(parts) > 1 else parts[0]
-        if self.clip:
-            xb = xb.clamp_(0.0, 1.0)
+    def _forward_batch(self, own: Tensor, xb: Tensor, on_event: EventCallback | None) -> tuple[Tensor, Tensor]:
+        """Labels ``(size,)`` of a packed batch (``pre`` applied, one charged query per image), with its owners."""
         bounded = self.clip
         if self.pre is not None:
             with torch.no_grad():
                 xb = self.pre(xb).clamp(0.0, 1.0)
             bounded = True
         labels = self.model.predict_label(xb, bounded=bounded).reshape(-1).long().cpu()
-        emit(on_event, "advance", "smooth", n=take)
-        return torch.cat(owners), labels
+        emit(on_event, "advance", "smooth", n=int(xb.shape[0]))
+        return own, labels
 
     # ------------------------------------------------------------------ Cohen's procedures
     def certify(self, x: Tensor, *, n0: int = 100, n: int = 10_000, alpha: float = 0.001, batch_size: int = 1000,
@@ -228,6 +230,7 @@ class Smooth:
             raise InputError(f"method must be cohen or sequential, got {method!r}")
         ids = self._check(x, n0, batch_size, alpha, indices)
         self._check(x, n, batch_size, alpha, indices)
+        self._expect(x.shape[0] * (n0 + n))
         c0 = self.sample_counts(x, n0, seed=seed, phase=0, batch_size=batch_size, indices=ids, on_event=on_event)
         c = self.sample_counts(x, n, seed=seed, phase=1, batch_size=batch_size, indices=ids, on_event=on_event)
         out = []
@@ -288,6 +291,7 @@ class Smooth:
         rs = [r for r in rs if r > 0]
         ids = self._check(x, n0, batch_size, alpha, indices)
         self._check(x, max_n, batch_size, alpha, indices)
+        self._expect(x.shape[0] * (n0 + max_n))
         dnorm = self.decision_norm(norm)
         p0s = [0.5] + [self.p_for_radius(r, dnorm) for r in rs]
         mix = mixture or BetaMixture()
@@ -313,11 +317,13 @@ class Smooth:
         for i in range(N):
             buffered += request(i)
         while buffered:
-            own, labels = self._flush(x, streams, pending, min(batch_size, buffered), on_event)
+            own, labels = self._forward_batch(*pack(x, streams, pending, min(batch_size, buffered), self.clip),
+                                              on_event)
             buffered -= own.numel()
             add_counts(counts, own, labels)
-            for i in dict.fromkeys(own.tolist()):
-                li = labels[own == i]
+            # an image has at most one open request, so its labels in a batch are one contiguous run
+            ids_run, lens = torch.unique_consecutive(own, return_counts=True)
+            for i, li in zip(ids_run.tolist(), labels.split(lens.tolist()), strict=True):
                 got[i].append(li)
                 wait[i] -= li.numel()
                 if wait[i] == 0:
@@ -389,6 +395,7 @@ class Smooth:
                 indices: Sequence[int] | None = None, on_event: EventCallback | None = None) -> Tensor:
         """Cohen PREDICT: ``(N,)`` int64 labels, -1 where the binomial test does not reject (abstain)."""
         ids = self._check(x, n, batch_size, alpha, indices)
+        self._expect(x.shape[0] * n)
         c = self.sample_counts(x, n, seed=seed, phase=2, batch_size=batch_size, indices=ids, on_event=on_event)
         out = torch.full((x.shape[0],), -1, dtype=torch.int64)
         top2 = torch.topk(c, k=min(2, c.shape[1]), dim=1)
@@ -425,24 +432,6 @@ class Smooth:
                 "clip": self.clip, "dim": self.dim, "numerical": self.numerical_kw,
                 "pre": None if self.pre is None else type(self.pre).__name__,
                 "scale": None if self.scale is None else [float(v) for v in self.scale]}
-
-
-def _check_scale(scale: Tensor | Sequence[float] | None, input_shape: tuple[int, ...]) -> Tensor | None:
-    """``scale`` as a float32 ``(C,)`` CPU tensor of positive finite values (None stays None)."""
-    if scale is None:
-        return None
-    try:
-        t = (scale.detach().cpu() if isinstance(scale, Tensor) else torch.as_tensor(scale)).to(torch.float64)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"scale must be a (C,) sequence of positive floats, got {scale!r}") from exc
-    c = int(input_shape[0]) if input_shape else 1
-    if t.dim() != 1 or t.numel() != c:
-        raise InputError(f"scale must hold one value per channel ({c} for input shape {input_shape}), "
-                         f"got shape {tuple(t.shape)}: {t.tolist()}")
-    bad = [float(v) for v in t if not (math.isfinite(float(v)) and float(v) > 0)]
-    if bad:
-        raise InputError(f"scale values must be finite and > 0, got {bad[0]!r} in {t.tolist()}")
-    return t.to(torch.float32)
 
 
 __all__ = ["Certificate", "Smooth", "image_seed"]

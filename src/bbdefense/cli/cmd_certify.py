@@ -151,7 +151,9 @@ def certify(
     if meth == "sequential":
         add_samples_table(run, rows, sorted(radius), section=sec)
     abst = sum(r["abstain"] for r in rows) / max(len(rows), 1)
-    run.set_metrics(images=len(rows), queries=queries, abstain_rate=abst,
+    ran = bb.describe().get("backend_info")  # what --backend auto ran (models/onnx_auto.py)
+    run.set_metrics(backend_ran=str(ran.get("path")) if isinstance(ran, dict) else type(bb.backend).__name__,
+                    images=len(rows), queries=queries, abstain_rate=abst,
                     clean_accuracy=sum(r["correct"] for r in rows) / max(len(rows), 1),
                     seconds=round(time.perf_counter() - t0, 2))
     run.finish()

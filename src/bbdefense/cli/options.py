@@ -37,7 +37,7 @@ C = TypeVar("C", bound=str)
 
 #: the values of :data:`~bbdefense.models.resolve.BackendName` and of :data:`~bbdefense.models.OutputMode`
 #: (``bbdefense.models.OUTPUT_MODES``, repeated here so that this module loads no model code)
-BACKENDS: tuple[BackendName, ...] = ("torch", "onnx")
+BACKENDS: tuple[BackendName, ...] = ("auto", "torch", "onnx")
 OUTPUTS: tuple[OutputMode, ...] = ("logits", "probs", "label")
 
 
@@ -215,15 +215,18 @@ def api_key_option() -> Any:
 
 def _check_backend(value: str) -> str:
     if value not in BACKENDS:
-        raise typer.BadParameter(f"must be torch or onnx, got {value!r}")
+        raise typer.BadParameter(f"must be auto, torch or onnx, got {value!r}")
     return value
 
 
 def backend_option() -> Any:
-    """``--backend torch|onnx``: how a checkpoint or factory module runs (an .onnx file always runs on
-    onnxruntime, a URL on its server)."""
-    return typer.Option("torch", "--backend", callback=_check_backend,
-                        help="torch | onnx (onnxruntime, faster on CPU) for a checkpoint or factory module.")
+    """``--backend auto|torch|onnx``: how a checkpoint or factory module runs (an .onnx file always runs on
+    onnxruntime, a URL on its server). ``auto`` (default): eager for the first 10,000 images, then the fastest
+    CPU path that agrees with eager within 1e-5 (:mod:`bbdefense.models.onnx_auto`)."""
+    return typer.Option("auto", "--backend", callback=_check_backend,
+                        help="auto (default: eager for 10,000 images, then ONNX Runtime or channels_last where "
+                             "they agree with eager within 1e-5) | torch (always eager) | onnx (onnxruntime) "
+                             "for a checkpoint or factory module.")
 
 
 def budget_option(default: int | None, help: str, *, minimum: int = 1) -> Any:

@@ -9,7 +9,9 @@ A backend only computes; it never counts or validates (the black box does both, 
   costs ``m``); ``max_batch``: the most images per call (a remote API's request limit: larger
   batches are sent, and counted, chunk by chunk); ``audit_backend``: where verification
   (:meth:`BlackBox.audit`) goes instead, at cost 1 (EOT audits one pass of the real model);
-  ``remote``: the backend bills every image it is sent, audits included.
+  ``remote``: the backend bills every image it is sent, audits included; ``expect(images)``: a caller
+  about to send ``images`` images says so first (``backend="auto"`` chooses its path before the first of
+  them, :mod:`bbdefense.models.onnx_auto`).
 
 This module defines the protocol and the output modes, and imports nothing from the black box
 (``blackbox`` imports from here, never the reverse).

@@ -279,8 +279,11 @@ class BlackBox:
         m.log.clear()
 
     def describe(self) -> dict[str, object]:
-        """Metadata for records and ``GET /v1/info``."""
+        """Metadata for records and ``GET /v1/info`` (``backend_info``: what a ``backend="auto"`` black box ran,
+        :mod:`bbdefense.models.onnx_auto`)."""
+        info = getattr(self.backend, "backend_info", None)
         return {
+            **({"backend_info": dict(info)} if isinstance(info, dict) else {}),
             "name": self.name,
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),

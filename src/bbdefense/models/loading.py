@@ -13,7 +13,7 @@ from .resolve import BackendName, model_source
 def load_blackbox(
     spec: str | Path,
     *,
-    backend: BackendName = "torch",
+    backend: BackendName = "auto",
     output: OutputMode | None = None,
     top_k: int | None = None,
     budget: int | None = None,
@@ -29,9 +29,11 @@ def load_blackbox(
     ``bbdefense serve`` API (:class:`~bbdefense.models.remote.HttpBlackBox`; ``api_key`` or
     ``$BBDEFENSE_API_KEY`` is sent as the key) or a ``package.module:factory``.
 
-    With ``backend="onnx"`` a checkpoint (or a factory's module) is exported to ONNX once and run with
-    onnxruntime (faster for small CNNs on CPU). ``output`` defaults to ``"logits"`` for local models and
-    to the server's mode for URLs. Same as ``model_source(spec).blackbox(...)``
+    ``backend="auto"`` (default) runs a checkpoint or factory module eagerly for its first 10,000 images,
+    then on the fastest CPU path that agrees with eager within 1e-5 (ONNX Runtime, channels_last or eager;
+    :mod:`bbdefense.models.onnx_auto`; ``bb.describe()["backend_info"]`` says what ran); ``"torch"`` forces
+    eager torch, ``"onnx"`` exports to ONNX once and runs onnxruntime. ``output`` defaults to ``"logits"``
+    for local models and to the server's mode for URLs. Same as ``model_source(spec).blackbox(...)``
     (:func:`bbdefense.models.resolve.model_source`).
     """
     return model_source(spec).blackbox(backend=backend, output=output, top_k=top_k, budget=budget, api_key=api_key,

@@ -22,9 +22,11 @@ retrain the architecture). ``package.module`` is imported as usual; when that fa
 folder is tried too (as ``uvicorn app:app`` does).
 
 A TorchScript file's input shape comes from ``input_shape=`` or a ``.json`` sidecar next to it
-(``{"input_shape": [C, H, W]}``). ``backend="onnx"`` runs a checkpoint or a factory module on
-onnxruntime (exported once to a temporary file); an ``.onnx`` file always runs on onnxruntime and a
-URL on its server.
+(``{"input_shape": [C, H, W]}``). ``backend="auto"`` (the default) runs a checkpoint or a factory module
+on CPU eagerly for its first 10,000 images, then on the fastest path that agrees with eager torch within
+1e-5 (ONNX Runtime, else channels_last, else eager; :mod:`bbdefense.models.onnx_auto`);
+``backend="torch"`` always eager, ``backend="onnx"`` always onnxruntime (exported once to a temporary
+file). An ``.onnx`` file always runs on onnxruntime, a TorchScript file on torch and a URL on its server.
 
 Every bad spec is one :class:`ModelSpecError` (an :class:`InputError`, also a
 :class:`CheckpointError` for the file kinds) naming the spec; asking for the module of a kind that has
@@ -50,7 +52,7 @@ from ..errors import AccessError, CheckpointError, InputError
 from .blackbox import BlackBox, OutputMode, WhiteBox
 
 ModelKind = Literal["checkpoint", "onnx", "torchscript", "url", "factory"]
-BackendName = Literal["torch", "onnx"]
+BackendName = Literal["auto", "torch", "onnx"]
 KINDS: tuple[str, ...] = get_args(ModelKind)
 MODULE_KINDS: tuple[str, ...] = ("checkpoint", "torchscript", "factory")
 """The kinds that have a torch module (white-box access, defenses that wrap the module, retraining)."""
@@ -217,14 +219,15 @@ class ModelSource:
                         budget=budget, name=self.name)
 
     # ------------------------------------------------------------------ the black box
-    def blackbox(self, *, backend: BackendName = "torch", output: OutputMode | None = None, top_k: int | None = None,
+    def blackbox(self, *, backend: BackendName = "auto", output: OutputMode | None = None, top_k: int | None = None,
                  budget: int | None = None, api_key: str | None = None, device: str | torch.device = "cpu",
                  input_shape: tuple[int, int, int] | None = None, log_queries: bool = False,
                  audit_budget: int | None = None) -> BlackBox:
         """A query-counted black box of any kind. ``output`` defaults to ``"logits"`` locally and to the
-        server's mode for a URL; ``api_key`` (or ``$BBDEFENSE_API_KEY``) is sent to a URL's server."""
-        if backend not in ("torch", "onnx"):
-            raise InputError(f"unknown backend {backend!r}; choose torch or onnx")
+        server's mode for a URL; ``api_key`` (or ``$BBDEFENSE_API_KEY``) is sent to a URL's server.
+        ``backend``: see the module docstring (``"auto"`` falls back to what the kind allows)."""
+        if backend not in ("auto", "torch", "onnx"):
+            raise InputError(f"unknown backend {backend!r}; choose auto, torch or onnx")
         if self.kind == "url":
             if backend == "onnx":
                 raise InputError(f"--backend onnx does not apply to a URL (the server at {self.spec} runs the model)")
@@ -264,6 +267,11 @@ class ModelSource:
             onnx_path = Path(tempfile.mkdtemp(prefix="bbdefense-onnx-")) / f"{self.name}.onnx"
             export_onnx(module, onnx_path, shape)
             return BlackBox(OnnxBackend(onnx_path), num_classes=int(meta["num_classes"]), input_shape=shape, **kw)
+        if backend == "auto" and self.kind != "torchscript" and torch.device(device).type == "cpu":
+            from .onnx_auto import AutoBackend
+
+            return BlackBox(AutoBackend(module, shape), num_classes=int(meta["num_classes"]),
+                            input_shape=shape, **kw)
         # TorchBackend's read-only properties do not match the Protocol's plain attributes (mypy only)
         return BlackBox(TorchBackend(module), num_classes=int(meta["num_classes"]), input_shape=shape,
                         **kw)

@@ -75,7 +75,7 @@ def build_served_blackbox(model: str | Path, *, defense: str | None = None,
                              + ", ".join(k for k in KINDS if k != "url"))
     if defense is None:
         return src.blackbox(backend=backend, output=output, top_k=top_k, device=device)
-    if backend != "torch":
+    if backend == "onnx":  # "auto" serves a defense on its torch module
         raise InputError(f"--defense wraps the torch module; use backend 'torch', got {backend!r}")
     factory = resolve_defense(defense, registry)
     module, meta = src.module(f"serve --defense {defense}", device=device)

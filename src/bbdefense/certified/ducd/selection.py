@@ -74,7 +74,7 @@ def select_noise(arch: str, dataset: str, out_dir: str | Path, *, betas: Sequenc
         emit(on_event, "info", "select-noise", message=f"beta={beta}: train (or reuse) and certify")
         path, meta = train_target(arch, dataset, out / f"{arch}_{dataset}_gg{beta:g}_s{sigma:g}", cfg, reuse=True,
                                   on_event=on_event)
-        bb = load_blackbox(path)
+        bb = load_blackbox(path, backend="torch")  # the documented figures are eager torch's
         curves: dict[str, dict[float, np.ndarray]] = {nm: {} for nm in norms}
         approx, certs_all = False, []
         for s in sigmas:

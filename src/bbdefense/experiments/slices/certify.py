@@ -42,7 +42,7 @@ def certify_slice(ctx: DemoContext) -> None:
         cfg = TrainConfig(mode="gaussian", sigma=s, epochs=2, seed=ctx.seed)
         path, meta = train_target(ARCH, "mnist5k", ctx.cache_dir / f"certify_{ARCH}_gauss{s:g}", cfg, reuse=True,
                                   on_event=ctx.on_event)
-        bb = load_blackbox(path)
+        bb = load_blackbox(path, backend="torch")  # the documented figures are eager torch's
         with ctx.run.rows(f"certify_sigma{s:g}") as w:
             res = certify_rows(Smooth(bb, make_noise("gaussian", sigma=s)), x, y, n0=n0, n=n, alpha=alpha,
                                seed=ctx.seed, chunk=n_img, writer=w, on_event=ctx.on_event)
