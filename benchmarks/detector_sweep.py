@@ -266,13 +266,41 @@ def sweep(args: argparse.Namespace) -> None:
                         res["attacks"][name] = (sum(d for d, _, _ in o), len(o), sum(s for _, s, _ in o),
                                                 statistics.median(first) if first else None)
                 results.append(res)
-    (out / "sweep.json").write_text(json.dumps(results))
+    (out / f"sweep-{RULE[0]}.json").write_text(json.dumps(results))
     names = list(by_attack)
     print("| t | k | window | " + " | ".join(benign) + " | " + " | ".join(names) + " |")
     for r in results:
         bcols = [f"{f} / {n} (<= {hi:.1f})" for f, n, hi in r["benign"].values()]
         acols = [f"{d}/{n} med {m} s{s}" for d, n, s, m in r["attacks"].values()] or ["-"] * len(names)
         print(f"| {r['t']} | {r['k']} | {r['window']} | " + " | ".join(bcols) + " | " + " | ".join(acols) + " |")
+
+
+def table(args: argparse.Namespace) -> None:
+    """The trade-off table of the docs: one row per ``rule:t:k[:window]`` of ``--settings``."""
+    out = Path(args.out)
+    sweeps = {r: json.loads((out / f"sweep-{r}.json").read_text()) for r in ("count", "hits")
+              if (out / f"sweep-{r}.json").exists()}
+    names: list[str] = []
+    lines = []
+    for spec in args.settings.split(","):
+        rule, t, k, *w = spec.split(":")
+        win = int(w[0]) if w else None
+        row = next(r for r in sweeps[rule] if r["t"] == int(t) and r["k"] == int(k) and r["window"] == win)
+        names = names or list(row["attacks"])
+        label = {"count": f"count: T={t}, min_matches={k}", "hits": f"hits: T={t}, min_hits={k}, hit_window={win}"}
+        label = f"paper: T={t}" if int(k) == 1 else label[rule]
+        cells = []
+        for key in ("benign_augmented_10000", "benign_augmented_30000"):
+            f, n, hi = row["benign"][key]
+            cells.append(f"{f}/{n} = {1e4 * f / n:.1f} (<= {hi:.1f})")
+        for a in names:
+            d, n, _s, m = row["attacks"][a]
+            cells.append(f"{100 * d / n:.0f}% ({m if m is not None else '-'})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    print("| rule | edited stream, 3 clients x 10,000: flagged, per 10,000 (95% upper) | one client, 30,000 | "
+          + " | ".join(names) + " |")
+    print("|---" * (3 + len(names)) + "|")
+    print("\n".join(lines))
 
 
 def main() -> None:
@@ -302,8 +330,11 @@ def main() -> None:
     s.add_argument("--rule", default="count", choices=["count", "cluster", "hits"],
                    help="count: >= k stored queries match; cluster: the query's near-duplicate cluster has >= k; "
                         "hits: >= k of the account's last WINDOW stored queries matched")
+    tb = sub.add_parser("table")
+    tb.add_argument("out")
+    tb.add_argument("--settings", required=True, help="comma-separated rule:t:k[:window], e.g. count:25:1,hits:20:4:5")
     args = ap.parse_args()
-    trace(args) if args.cmd == "trace" else sweep(args)
+    {"trace": trace, "sweep": sweep, "table": table}[args.cmd](args)
 
 
 if __name__ == "__main__":
