@@ -26,6 +26,13 @@ scope is answered without being matched or stored again: on a deterministic mode
 nothing new, and benign clients repeat images. On a randomized model (RND, RFD) repeats are samples of
 the noise (what EOT averages): set ``allow_repeats=False`` there.
 
+Decision rules: by default every *hit* (the member's own test: Blacklight's match threshold, PIHA's
+neighbour count) is flagged, the papers' rule. The hit rule (``min_hits``, ``hit_window``; ours) flags a
+hit only when at least ``min_hits`` of the account's last ``hit_window`` stored queries were hits: a query
+attack hits on almost every query, a benign client that re-sends an edited copy of an earlier image now
+and then does not (measured trade-off: docs/stateful-defense.md, "Edited copies"). Its state is the
+``hit`` column of the query log, committed with every ``observe``.
+
 Bounds: at most ``max_stored`` queries take part in matching (the newest); per query, time is bounded
 by the fingerprint size (Blacklight: binary searches of its hashes; PIHA: one vectorised Hamming scan;
 both in an in-memory index rebuilt from SQLite on start), memory by the index: ``16 * top_k *

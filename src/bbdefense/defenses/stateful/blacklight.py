@@ -14,8 +14,10 @@ reference implementation (``InputTracker`` of the authors' code, read, not copie
 
 Match counter: a new query's score is the largest number of its ``top_k`` hashes that one stored query
 shares (a per-hash index of stored query ids); the query is flagged when ``score >= threshold`` (25 of
-50 in the paper). The paper's defaults (``step=50, top_k=50, threshold=25``; ``window=20`` for CIFAR-10,
-the reference's setting; 50 for MNIST's 784-pixel images, the default here; ``PRESETS``) are the defaults.
+50 in the paper; ``min_matches``, ours, asks for that many matching stored queries, and the base class's
+hit rule, ``min_hits``, for that many hits among the account's recent queries). The paper's defaults
+(``step=50, top_k=50, threshold=25``; ``window=20`` for CIFAR-10, the reference's setting; 50 for
+MNIST's 784-pixel images, the default here; ``PRESETS``) are the defaults.
 
 Storage: each query's ``top_k`` hashes are appended to SQLite as one row (``blacklight_log``: sequential
 writes, one small commit per request, nothing rewritten), and the per-hash index lives in memory
