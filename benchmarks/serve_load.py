@@ -215,8 +215,9 @@ def prefill(det: Any, stored: int, seed: int = 0) -> None:
     db.execute("COMMIT")
 
 
-def detector_overhead(names: list[str], stored: int, n: int) -> None:
-    """Per-image ``observe`` time at batch 1 with ``stored`` queries already in the state file."""
+def detector_overhead(names: list[str], stored: int, n: int, config: dict[str, Any] | None = None) -> None:
+    """Per-image ``observe`` time at batch 1 with ``stored`` queries already in the state file; ``config``:
+    keyword arguments of every detector (e.g. the hit rule, ``{"min_hits": 4, "hit_window": 5}``)."""
     from bbdefense.defenses.stateful import make_detector
 
     g = torch.Generator().manual_seed(0)
@@ -233,12 +234,12 @@ def detector_overhead(names: list[str], stored: int, n: int) -> None:
         for name in names:
             db = Path(tmp) / f"{name}.sqlite3"
             rss0 = _rss_mb()
-            det = make_detector(name, db_path=db)
+            det = make_detector(name, db_path=db, **(config or {}))
             t0 = time.perf_counter()
             prefill(det, stored)
             fill = time.perf_counter() - t0
             det.close()
-            det = make_detector(name, db_path=db)  # a restart: state read back from the file
+            det = make_detector(name, db_path=db, **(config or {}))  # a restart: state read back from the file
             lat = []
             flagged = 0
             for i in range(len(x)):
@@ -253,7 +254,7 @@ def detector_overhead(names: list[str], stored: int, n: int) -> None:
             det.close()
     cols = ["detector", "stored queries", "observed", "p50 ms/image", "p99 ms/image", "mean ms/image",
             "flagged (of half probes)", "state file MiB", "RSS growth MiB", "prefill s"]
-    print(f"stateful detector overhead at batch 1, MNIST-shaped images {SHAPE}, 1 thread")
+    print(f"stateful detector overhead at batch 1, MNIST-shaped images {SHAPE}, 1 thread, config {config or {}}")
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join("---" for _ in cols) + "|")
     for r in rows:
@@ -276,6 +277,9 @@ def main() -> None:
     ap.add_argument("--detector", default=None, help="run the servers with this stateful detector (on_detect=log)")
     ap.add_argument("--detector-overhead", action="store_true", help="measure the detectors alone (no server)")
     ap.add_argument("--detectors", default="blacklight,piha", help="detectors of --detector-overhead")
+    ap.add_argument("--detector-config", default=None,
+                    help='JSON keyword arguments of the --detector-overhead detectors, e.g. \'{"min_hits": 4, '
+                         '"hit_window": 5}\' (the hit rule)')
     ap.add_argument("--stored", type=int, default=100_000, help="queries stored before --detector-overhead measures")
     ap.add_argument("--observe", type=int, default=1000, help="images observed by --detector-overhead")
     args = ap.parse_args()
@@ -284,7 +288,8 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     if args.detector_overhead:
-        detector_overhead(args.detectors.split(","), args.stored, args.observe)
+        detector_overhead(args.detectors.split(","), args.stored, args.observe,
+                          json.loads(args.detector_config) if args.detector_config else None)
         return
     from bbdefense.serve.audit import verify_audit
 

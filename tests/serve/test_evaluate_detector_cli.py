@@ -10,7 +10,7 @@ import torch
 
 from bbdefense.cli import main
 from bbdefense.defenses.stateful import Blacklight
-from bbdefense.evaluation.detector import benign_stream, false_positives, jpeg_like
+from bbdefense.evaluation.detector import benign_stream, false_positives, jpeg_like, pool_false_positives
 from bbdefense.serve import create_app
 
 from .serve_helpers import BOB, KEYS
@@ -22,9 +22,10 @@ def test_evaluate_detector_writes_the_tables(tiny_ckpt: Path, tmp_path: Path, ca
     out = tmp_path / "run"
     assert main(["evaluate-detector", "--model", str(tiny_ckpt), "--dataset", "digits", "--detector-config", str(cfg),
                  "--attacks", "square", "--modes", "plain,oars,sybil", "-n", "2", "--budget", "40",
-                 "--accounts", "2", "--benign", "60", "--out", str(out), "--no-progress"]) == 0
+                 "--accounts", "2", "--benign", "60", "--benign-clients", "2", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "query attacks through the served API" in text and "benign false positives" in text
+    assert "(2 clients x 60)" in text and "  120  " in text  # two benign clients pooled per stream
     rows = [json.loads(line) for line in (out / "rows" / "detector.jsonl").read_text().splitlines()]
     assert {(r["attack"], r["mode"]) for r in rows} == {("square", m) for m in ("plain", "oars", "sybil")}
     assert len(rows) == 6 and (out / "report.md").is_file()
@@ -66,3 +67,9 @@ def test_benign_streams_and_jpeg_like() -> None:
     assert torch.equal(s, again)  # seeded
     fp = false_positives(Blacklight(), s[:50], kinds[:50])
     assert fp["n"] == 50 and fp["per_10k_hi"] > fp["per_10k"] >= 0
+    other = false_positives(Blacklight(), s[50:80], kinds[50:80])
+    pooled = pool_false_positives([fp, other])  # independent clients: counts add, the bound tightens
+    assert pooled["n"] == 80 and pooled["flagged"] == fp["flagged"] + other["flagged"]
+    assert sum(v["n"] for v in pooled["by_kind"].values()) == 80
+    if pooled["flagged"] == 0:
+        assert pooled["per_10k_hi"] < fp["per_10k_hi"]

@@ -171,3 +171,30 @@ def test_detector_works_in_front_of_a_randomized_owner_defense(linear_model: tor
             bb.query(x)  # an exact repeat is an EOT sample of a randomized model: matched here
         with pytest.raises(QueryRejected):
             bb.query(_near(x))
+
+
+def test_hit_rule_state_survives_kill9(tiny_ckpt: Path, tmp_path: Path) -> None:
+    """The hit rule's state (the account's recent hits, rows of the state file) outlives a SIGKILL: two hits
+    before the kill and the third after it reach ``min_hits=3``."""
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"keys": [{"name": "eve", "key": "eve-secret"}]}))
+    cfg = tmp_path / "detector.json"
+    cfg.write_text(json.dumps({**CFG, "min_hits": 3, "hit_window": 4}))
+    db = tmp_path / "state.sqlite3"
+    args = ["--model", str(tiny_ckpt), "--keys", str(keys), "--db", str(db), "--detector", "blacklight",
+            "--detector-config", str(cfg), "--on-detect", "reject"]
+    x0 = _x(20)
+    srv = Server(args, free_port()).start()
+    try:
+        eve = HttpBlackBox(srv.url, "eve-secret", retries=0)
+        for q in (x0, _near(x0, 1), _near(x0, 2)):  # the 2nd and 3rd are hits, not yet 3 of them
+            eve.query(q)
+        srv.kill9()
+    finally:
+        srv.stop()
+    srv2 = Server(args, free_port()).start()
+    try:
+        with pytest.raises(QueryRejected):  # the third hit: counted with the two before the kill
+            HttpBlackBox(srv2.url, "eve-secret", retries=0).query(_near(x0, 3))
+    finally:
+        srv2.stop()

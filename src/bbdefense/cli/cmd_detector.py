@@ -33,6 +33,9 @@ def evaluate_detector(
     eps: float = typer.Option(0.3, "--eps", help="linf radius of the attacks (MNIST: 0.3)."),
     accounts: int = opt.count_option(5, "--accounts", help="Keys of the Sybil split."),
     benign: int = opt.count_option(10_000, "--benign", help="Benign queries of each benign stream.", minimum=0),
+    benign_clients: int = opt.count_option(1, "--benign-clients",
+                                           help="Independent benign clients per stream (seeds seed, seed+1, ...; "
+                                                "each its own detector state), pooled: a tighter bound."),
     dataset: str | None = opt.dataset_option(),
     data_dir: Path | None = opt.data_dir_option(),
     split_seed: int | None = opt.split_seed_option(),
@@ -48,7 +51,14 @@ def evaluate_detector(
     from ..defenses.stateful import DETECTORS, make_detector
     from ..errors import InputError
     from ..evaluation.attacks import first_correct
-    from ..evaluation.detector import Mode, add_detector_tables, benign_stream, detection_rows, false_positives
+    from ..evaluation.detector import (
+        Mode,
+        add_detector_tables,
+        benign_stream,
+        detection_rows,
+        false_positives,
+        pool_false_positives,
+    )
     from ..models import model_source
     from ..records import RunDir, read_rows, render_report
     from ..serve.local import local_accounts
@@ -77,7 +87,8 @@ def evaluate_detector(
     x, y, idx = test.x[sel], test.y[sel], [int(i) for i in sel]
     config = {"model": str(model), "detector": detector, "detector_config": cfg, "defense": defense,
               "attacks": names, "modes": mode_list, "n": len(idx), "budget": budget, "eps": eps, "norm": "linf",
-              "accounts": accounts, "benign": benign, "dataset": dataset, "split_seed": split_seed}
+              "accounts": accounts, "benign": benign, "dataset": dataset, "split_seed": split_seed,
+              **({"benign_clients": benign_clients} if benign_clients != 1 else {})}
     run = RunDir(out_dir, kind="evaluate-detector", name=f"{detector} in front of {src.name}", config=config,
                  seeds={"evaluate-detector": seed}, resume=resume)
     open_server = functools.partial(local_accounts, served, detector=detector, detector_config=cfg)
@@ -93,10 +104,14 @@ def evaluate_detector(
     if benign:
         for label, p in (("test split, random order, repeats", 0.0),
                          ("... + flips, crops, brightness, JPEG-like", 0.5)):
-            det = make_detector(detector, **cfg)
-            stream, kinds = benign_stream(test.x, benign, seed=seed, p_augment=p)
-            fps.append((label, false_positives(det, stream, kinds)))
-            det.close()
+            parts = []
+            for c in range(benign_clients):
+                det = make_detector(detector, **cfg)
+                stream, kinds = benign_stream(test.x, benign, seed=seed + c, p_augment=p)
+                parts.append(false_positives(det, stream, kinds))
+                det.close()
+            fps.append((label if benign_clients == 1 else f"{label} ({benign_clients} clients x {benign})",
+                        pool_false_positives(parts)))
     add_detector_tables(run, rows, fps, detector=detector, eps=eps, budget=budget, accounts=accounts,
                         section=f"Stateful detector: {detector}")
     run.set_metrics(seconds=round(time.perf_counter() - t0, 1))

@@ -190,6 +190,22 @@ def false_positives(detector: StatefulDetector, stream: Tensor, kinds: Sequence[
             "by_kind": {kk: {"n": v[0], "flagged": v[1]} for kk, v in sorted(by_kind.items())}}
 
 
+def pool_false_positives(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pool :func:`false_positives` results of independent benign clients (each its own detector state)
+    into one: counts add up, the rate and its 95% upper bound are recomputed over all their queries."""
+    if not parts:
+        raise InputError("pool_false_positives needs at least one result")
+    n, k = sum(p["n"] for p in parts), sum(p["flagged"] for p in parts)
+    kinds: dict[str, dict[str, int]] = {}
+    for p in parts:
+        for kind, v in p["by_kind"].items():
+            c = kinds.setdefault(kind, {"n": 0, "flagged": 0})
+            c["n"] += v["n"]
+            c["flagged"] += v["flagged"]
+    return {"n": n, "flagged": k, "per_10k": 1e4 * k / n, "per_10k_hi": 1e4 * proportion_ci(k, n)[1],
+            "by_kind": dict(sorted(kinds.items())), "clients": len(parts)}
+
+
 def _pct(k: int, n: int) -> str:
     lo, hi = proportion_ci(k, n)
     return f"{k}/{n} = {100 * k / n:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if n else "-"
@@ -239,5 +255,6 @@ __all__ = [
     "detection_rows",
     "false_positives",
     "jpeg_like",
+    "pool_false_positives",
     "summarize",
 ]

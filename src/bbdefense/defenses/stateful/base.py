@@ -26,6 +26,13 @@ scope is answered without being matched or stored again: on a deterministic mode
 nothing new, and benign clients repeat images. On a randomized model (RND, RFD) repeats are samples of
 the noise (what EOT averages): set ``allow_repeats=False`` there.
 
+Decision rules: by default every *hit* (the member's own test: Blacklight's match threshold, PIHA's
+neighbour count) is flagged, the papers' rule. The hit rule (``min_hits``, ``hit_window``; ours) flags a
+hit only when at least ``min_hits`` of the account's last ``hit_window`` stored queries were hits: a query
+attack hits on almost every query, a benign client that re-sends an edited copy of an earlier image now
+and then does not (measured trade-off: docs/stateful-defense.md, "Edited copies"). Its state is the
+``hit`` column of the query log, committed with every ``observe``.
+
 Bounds: at most ``max_stored`` queries take part in matching (the newest); per query, time is bounded
 by the fingerprint size (Blacklight: binary searches of its hashes; PIHA: one vectorised Hamming scan;
 both in an in-memory index rebuilt from SQLite on start), memory by the index: ``16 * top_k *
@@ -61,10 +68,15 @@ CREATE TABLE IF NOT EXISTS {name}_queries (
     tag INTEGER NOT NULL,          -- the scope's key: 0 (global) or the account's 64-bit tag
     digest INTEGER NOT NULL,       -- 64 bits of SHA-256 of the image bytes (exact repeats)
     score REAL NOT NULL,
-    flagged INTEGER NOT NULL
+    flagged INTEGER NOT NULL,
+    hit INTEGER NOT NULL DEFAULT 0 -- the member's own test fired (the paper's flag; the hit rule counts these)
 );
 CREATE INDEX IF NOT EXISTS {name}_queries_digest ON {name}_queries (digest, tag);
 """
+HIT_INDEX = "CREATE INDEX IF NOT EXISTS {name}_queries_account ON {name}_queries (account, qid);"
+#: decision-rule parameters at the paper's values: left out of the configuration a state file is bound to,
+#: so a file written before the rule existed opens unchanged
+PAPER_RULE = {"min_matches": 1, "min_hits": 1, "hit_window": 1}
 
 
 def int64(b: bytes) -> int:
@@ -84,6 +96,10 @@ class Decision:
     ``score``: Blacklight: the most fingerprint hashes shared with one stored query; PIHA: the number
     of stored queries within the Hamming radius. ``match``: the stored query (``qid``) matched best,
     or None. ``qid``: the id this image was stored under (a repeat: the stored original's id).
+    ``matches``: the distinct stored queries that match it (Blacklight: share at least ``threshold``
+    hashes; PIHA: within the radius, equal to ``score``), what the near-duplicate count rule counts.
+    ``hit``: the member's own test fired (the paper's flag); ``hits``: the account's hits among its last
+    ``hit_window`` stored queries, this one included (0 when this one is no hit).
     """
 
     flagged: bool
@@ -91,6 +107,9 @@ class Decision:
     match: int | None
     qid: int
     repeat: bool = False
+    matches: int = 0
+    hit: bool = False
+    hits: int = 0
 
 
 def _check_int(name: str, v: Any, lo: int) -> int:
@@ -109,13 +128,19 @@ class StatefulDetector(ABC):
         allow_repeats: exact repeats pass unmatched and unstored (see the module docstring).
         synchronous: SQLite durability of the detector's commits (``NORMAL`` survives ``kill -9``).
         seed: the secret of the fingerprint (salt), part of the configuration.
+        min_hits, hit_window: the hit rule (ours, not the papers'): a query is flagged only when the
+            member's own test fires on it (a *hit*) and at least ``min_hits`` of the account's last
+            ``hit_window`` stored queries (itself included) were hits. ``min_hits=1``: the paper's rule
+            (every hit is flagged). A query attack hits on almost every query; a benign client that
+            re-sends an edited copy of an earlier image hits once, rarely several times in a row.
     """
 
     name: ClassVar[str]
     table_schema: ClassVar[str] = ""
 
     def __init__(self, *, db_path: str | Path = ":memory:", scope: Scope = "global", max_stored: int = 1_000_000,
-                 allow_repeats: bool = True, synchronous: str = "NORMAL", seed: int = 0) -> None:
+                 allow_repeats: bool = True, synchronous: str = "NORMAL", seed: int = 0, min_hits: int = 1,
+                 hit_window: int = 1) -> None:
         if scope not in ("global", "account"):
             raise InputError(f"scope must be 'global' or 'account', got {scope!r}")
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
@@ -124,6 +149,10 @@ class StatefulDetector(ABC):
         self.max_stored = _check_int("max_stored", max_stored, 1)
         self.allow_repeats = bool(allow_repeats)
         self.seed = _check_int("seed", seed, 0)
+        self.min_hits = _check_int("min_hits", min_hits, 1)
+        self.hit_window = _check_int("hit_window", hit_window, 1)
+        if self.min_hits > self.hit_window:
+            raise InputError(f"min_hits ({min_hits}) cannot exceed hit_window ({hit_window}): nothing would be flagged")
         self.db_path = str(db_path)
         self._lock = threading.Lock()
         try:
@@ -134,13 +163,18 @@ class StatefulDetector(ABC):
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.executescript(BASE_SCHEMA.format(name=self.name) + self.table_schema)
+            cols = {r[1] for r in self._db.execute(f"PRAGMA table_info({self.name}_queries)")}
+            if "hit" not in cols:  # a state file written before the hit rule: its queries count as no hits
+                self._db.execute(f"ALTER TABLE {self.name}_queries ADD COLUMN hit INTEGER NOT NULL DEFAULT 0")
+            self._db.execute(HIT_INDEX.format(name=self.name))
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the detector state in {self.db_path}: {exc}") from None
         self._synchronous = synchronous.upper()
 
     def _bind_config(self) -> None:
         """Record this detector's configuration in the file, or refuse a file built with another one."""
-        cfg = json.dumps(self.get_params() | {"detector": self.name}, sort_keys=True)
+        params = {k: v for k, v in self.get_params().items() if PAPER_RULE.get(k, object()) != v}
+        cfg = json.dumps(params | {"detector": self.name}, sort_keys=True)
         row = self._db.execute("SELECT config FROM detector_meta WHERE name = ?", (self.name,)).fetchone()
         if row is None:
             self._db.execute("INSERT INTO detector_meta (name, config) VALUES (?, ?)", (self.name, cfg))
@@ -154,17 +188,18 @@ class StatefulDetector(ABC):
         """The configuration (round-trips: ``type(d)(db_path=..., **d.get_params())``)."""
 
     @abstractmethod
-    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any]:
+    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, int]:
         """Score ``image`` against the stored queries of scope ``tag`` (qids > ``newest - max_stored``);
-        returns (score, best match, the fingerprint to store)."""
+        returns (score, best match, the fingerprint to store, the distinct stored queries that match)."""
 
     @abstractmethod
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
         """Store the fingerprint of query ``qid`` (inside the observe transaction)."""
 
     @abstractmethod
-    def _flag(self, score: float) -> bool:
-        """Whether a score raises the alarm."""
+    def _flag(self, score: float, matches: int) -> bool:
+        """The member's own test (a *hit*): whether a score and the count of matching stored queries raise
+        the alarm; the hit rule (``min_hits``) then decides over the account's recent hits."""
 
     def observe(self, account: str, images: Tensor) -> list[Decision]:
         """Match each image of ``images`` ``(N, C, H, W)`` in [0, 1] (in order: image ``i`` also sees images
@@ -187,14 +222,20 @@ class StatefulDetector(ABC):
                         if row is not None:
                             out.append(Decision(False, 0.0, int(row[0]), int(row[0]), repeat=True))
                             continue
-                    score, match, fp = self._match(img, tag, newest)
-                    flagged = self._flag(score)
+                    score, match, fp, matches = self._match(img, tag, newest)
+                    hit = self._flag(score, matches)
+                    hits = int(hit)
+                    if hit and self.min_hits > 1:  # the account's hits among its last hit_window - 1 queries
+                        hits += int(self._db.execute(
+                            f"SELECT COALESCE(SUM(hit), 0) FROM (SELECT hit FROM {self.name}_queries WHERE account = ? "
+                            "ORDER BY qid DESC LIMIT ?)", (account, self.hit_window - 1)).fetchone()[0])
+                    flagged = hit and hits >= self.min_hits
                     newest += 1
                     self._db.execute(f"INSERT INTO {self.name}_queries (qid, time, account, tag, digest, score, "
-                                     "flagged) VALUES (?,?,?,?,?,?,?)",
-                                     (newest, time.time(), account, tag, digest, score, int(flagged)))
+                                     "flagged, hit) VALUES (?,?,?,?,?,?,?,?)",
+                                     (newest, time.time(), account, tag, digest, score, int(flagged), int(hit)))
                     self._store(newest, tag, fp)
-                    out.append(Decision(flagged, score, match, newest))
+                    out.append(Decision(flagged, score, match, newest, matches=matches, hit=hit, hits=hits))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -238,4 +279,4 @@ def make_detector(name: str, *, db_path: str | Path = ":memory:", **config: Any)
         raise ConfigError(f"detector {name!r} rejected its config {config}: {exc}") from None
 
 
-__all__ = ["DETECTORS", "Decision", "Scope", "StatefulDetector", "account_tag", "int64", "make_detector"]
+__all__ = ["DETECTORS", "PAPER_RULE", "Decision", "Scope", "StatefulDetector", "account_tag", "int64", "make_detector"]

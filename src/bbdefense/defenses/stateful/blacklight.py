@@ -14,8 +14,10 @@ reference implementation (``InputTracker`` of the authors' code, read, not copie
 
 Match counter: a new query's score is the largest number of its ``top_k`` hashes that one stored query
 shares (a per-hash index of stored query ids); the query is flagged when ``score >= threshold`` (25 of
-50 in the paper). The paper's defaults (``step=50, top_k=50, threshold=25``; ``window=20`` for CIFAR-10,
-the reference's setting; 50 for MNIST's 784-pixel images, the default here; ``PRESETS``) are the defaults.
+50 in the paper; ``min_matches``, ours, asks for that many matching stored queries, and the base class's
+hit rule, ``min_hits``, for that many hits among the account's recent queries). The paper's defaults
+(``step=50, top_k=50, threshold=25``; ``window=20`` for CIFAR-10, the reference's setting; 50 for
+MNIST's 784-pixel images, the default here; ``PRESETS``) are the defaults.
 
 Storage: each query's ``top_k`` hashes are appended to SQLite as one row (``blacklight_log``: sequential
 writes, one small commit per request, nothing rewritten), and the per-hash index lives in memory
@@ -123,17 +125,22 @@ class Blacklight(StatefulDetector):
         skip_constant: do not hash windows whose raw 8-bit pixels are all equal (our addition: on MNIST
             such windows are the black background every image shares, which would add ~10-20 matches
             between any two digits and push benign scores to the threshold); False is the paper.
-        db_path, scope, max_stored, allow_repeats, synchronous, seed: see :class:`StatefulDetector`.
+        min_matches: the count rule (ours): a hit needs at least this many distinct stored queries sharing
+            ``threshold`` hashes (1: the paper). Measured in docs/stateful-defense.md: it lets edited
+            copies pass only at k >= 4, where chain-like attacks (Bandits, SignHunter) escape; the hit
+            rule (``min_hits``, :class:`StatefulDetector`) is the better trade-off.
+        db_path, scope, max_stored, allow_repeats, synchronous, seed, min_hits, hit_window: see
+            :class:`StatefulDetector`.
     """
 
     name = "blacklight"
     table_schema = SCHEMA
 
     def __init__(self, *, step: int = 50, window: int = 50, top_k: int = 50, threshold: int = 25, stride: int = 1,
-                 max_per_hash: int = 256, skip_constant: bool = True, db_path: str | Path = ":memory:",
-                 scope: Scope = "global",
+                 max_per_hash: int = 256, skip_constant: bool = True, min_matches: int = 1,
+                 db_path: str | Path = ":memory:", scope: Scope = "global",
                  max_stored: int = 1_000_000, allow_repeats: bool = True, synchronous: str = "NORMAL",
-                 seed: int = 0) -> None:
+                 seed: int = 0, min_hits: int = 1, hit_window: int = 1) -> None:
         self.step = _check_int("step", step, 1)
         self.window = _check_int("window", window, 1)
         self.top_k = _check_int("top_k", top_k, 1)
@@ -141,10 +148,11 @@ class Blacklight(StatefulDetector):
         self.stride = _check_int("stride", stride, 1)
         self.max_per_hash = _check_int("max_per_hash", max_per_hash, 1)
         self.skip_constant = bool(skip_constant)
+        self.min_matches = _check_int("min_matches", min_matches, 1)
         if self.threshold > self.top_k:
             raise InputError(f"threshold ({threshold}) cannot exceed top_k ({top_k}): nothing would be flagged")
         super().__init__(db_path=db_path, scope=scope, max_stored=max_stored, allow_repeats=allow_repeats,
-                         synchronous=synchronous, seed=seed)
+                         synchronous=synchronous, seed=seed, min_hits=min_hits, hit_window=hit_window)
         self._salts: dict[tuple[int, ...], np.ndarray] = {}
         self._bind_config()
         self._pending: list[tuple[int, list[int]]] = []
@@ -157,8 +165,9 @@ class Blacklight(StatefulDetector):
     def get_params(self) -> dict[str, Any]:
         return {"step": self.step, "window": self.window, "top_k": self.top_k, "threshold": self.threshold,
                 "stride": self.stride, "max_per_hash": self.max_per_hash,
-                "skip_constant": self.skip_constant, "scope": self.scope,
-                "max_stored": self.max_stored, "allow_repeats": self.allow_repeats, "seed": self.seed}
+                "skip_constant": self.skip_constant, "min_matches": self.min_matches, "scope": self.scope,
+                "max_stored": self.max_stored, "allow_repeats": self.allow_repeats, "seed": self.seed,
+                "min_hits": self.min_hits, "hit_window": self.hit_window}
 
     def salt(self, shape: tuple[int, ...]) -> np.ndarray:
         """The secret per-pixel salt for images of ``shape`` (uniform in [0, 255), from ``seed``)."""
@@ -185,14 +194,14 @@ class Blacklight(StatefulDetector):
         hashes = {int64(sha(mv[i:i + w]).digest()) for i in starts}
         return sorted(hashes, reverse=True)[:self.top_k]
 
-    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any]:
+    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, int]:
         keys = [h ^ tag for h in self.fingerprint(image)]
         qids = self._index.lookup(keys, newest - self.max_stored, self.max_per_hash, self._pending)
         if qids.size == 0:
-            return 0.0, None, keys
+            return 0.0, None, keys, 0
         ids, counts = np.unique(qids, return_counts=True)
         best = int(np.argmax(counts[::-1]))  # ties: the newest stored query
-        return float(counts[::-1][best]), int(ids[::-1][best]), keys
+        return float(counts[::-1][best]), int(ids[::-1][best]), keys, int((counts >= self.threshold).sum())
 
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
         self._db.execute("INSERT INTO blacklight_log (qid, keys) VALUES (?, ?)",
@@ -212,8 +221,8 @@ class Blacklight(StatefulDetector):
     def _rollback(self) -> None:
         self._pending = []
 
-    def _flag(self, score: float) -> bool:
-        return score >= self.threshold
+    def _flag(self, score: float, matches: int) -> bool:
+        return score >= self.threshold and matches >= self.min_matches
 
 
 __all__ = ["PRESETS", "Blacklight", "KeyIndex"]

@@ -53,7 +53,8 @@ class PIHA(StatefulDetector):
         bits: the side of the low-frequency block kept (8: a 64-bit hash).
         radius: Hamming distance at most which two hashes are similar.
         threshold: similar stored queries that flag.
-        db_path, scope, max_stored, allow_repeats, synchronous, seed: see :class:`StatefulDetector`.
+        db_path, scope, max_stored, allow_repeats, synchronous, seed, min_hits, hit_window: see
+            :class:`StatefulDetector`.
     """
 
     name = "piha"
@@ -61,7 +62,8 @@ class PIHA(StatefulDetector):
 
     def __init__(self, *, size: int = 32, bits: int = 8, radius: int = 2, threshold: int = 3,
                  db_path: str | Path = ":memory:", scope: Scope = "global", max_stored: int = 1_000_000,
-                 allow_repeats: bool = True, synchronous: str = "NORMAL", seed: int = 0) -> None:
+                 allow_repeats: bool = True, synchronous: str = "NORMAL", seed: int = 0, min_hits: int = 1,
+                 hit_window: int = 1) -> None:
         self.size = _check_int("size", size, 2)
         self.bits = _check_int("bits", bits, 2)
         if self.bits > self.size or self.bits * self.bits > 64:
@@ -69,7 +71,7 @@ class PIHA(StatefulDetector):
         self.radius = _check_int("radius", radius, 0)
         self.threshold = _check_int("threshold", threshold, 1)
         super().__init__(db_path=db_path, scope=scope, max_stored=max_stored, allow_repeats=allow_repeats,
-                         synchronous=synchronous, seed=seed)
+                         synchronous=synchronous, seed=seed, min_hits=min_hits, hit_window=hit_window)
         self._bind_config()
         self._dct = dct_matrix(self.size)[: self.bits]
         rows = self._db.execute("SELECT qid, tag, hash FROM piha_hashes ORDER BY qid DESC LIMIT ?",
@@ -82,7 +84,7 @@ class PIHA(StatefulDetector):
     def get_params(self) -> dict[str, Any]:
         return {"size": self.size, "bits": self.bits, "radius": self.radius, "threshold": self.threshold,
                 "scope": self.scope, "max_stored": self.max_stored, "allow_repeats": self.allow_repeats,
-                "seed": self.seed}
+                "seed": self.seed, "min_hits": self.min_hits, "hit_window": self.hit_window}
 
     def phash(self, image: np.ndarray) -> int:
         """The perceptual hash of one image ``(C, H, W)`` as a signed 64-bit int."""
@@ -95,7 +97,7 @@ class PIHA(StatefulDetector):
         v = int((bits << np.arange(bits.size, dtype=np.uint64)).sum())
         return v - (1 << 64) if v >= 1 << 63 else v
 
-    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any]:
+    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, int]:
         h = self.phash(image)
         qids, tags, hashes = self._qids, self._tags, self._hashes
         if self._pending:  # images earlier in this batch
@@ -105,13 +107,13 @@ class PIHA(StatefulDetector):
             hashes = np.concatenate([hashes, p[:, 2].view(np.uint64)])
         keep = (tags == tag) & (qids > newest - self.max_stored)
         if not keep.any():
-            return 0.0, None, h
+            return 0.0, None, h, 0
         dist = np.bitwise_count(hashes[keep] ^ np.uint64(h & ((1 << 64) - 1)))
         near = np.flatnonzero(dist <= self.radius)
         if near.size == 0:
-            return 0.0, None, h
+            return 0.0, None, h, 0
         best = near[np.argmin(dist[near])]
-        return float(near.size), int(qids[keep][best]), h
+        return float(near.size), int(qids[keep][best]), h, int(near.size)
 
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
         self._db.execute("INSERT INTO piha_hashes (qid, tag, hash) VALUES (?,?,?)", (qid, tag, int(fingerprint)))
@@ -130,8 +132,8 @@ class PIHA(StatefulDetector):
     def _rollback(self) -> None:
         self._pending = []
 
-    def _flag(self, score: float) -> bool:
-        return score >= self.threshold
+    def _flag(self, score: float, matches: int) -> bool:
+        return matches >= self.threshold
 
 
 __all__ = ["PIHA", "dct_matrix"]
