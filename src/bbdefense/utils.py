@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import platform
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -97,3 +99,24 @@ def require_extra(module: str, extra: str, feature: str) -> ModuleType:
     except ImportError as exc:
         raise MissingExtraError(f"{feature} needs the '{extra}' extra ({module} is not installed): "
                                 f"pip install 'bbdefense[{extra}]'") from exc
+
+
+def open_sqlite(path: str, synchronous: str) -> sqlite3.Connection:
+    """A SQLite connection for state that must survive the process (the server's keys and audit, the
+    stateful detectors): autocommit (``isolation_level=None``), usable from the server's threads, a 30 s
+    lock timeout, write-ahead logging for a file (``":memory:"`` has none), and ``synchronous`` (``NORMAL``
+    survives ``kill -9`` of the process, ``FULL``/``EXTRA`` also a power loss). The parent folder is
+    created. Raises ``sqlite3.Error``/``OSError`` (callers name the file in their own error) or
+    :class:`~bbdefense.errors.InputError` for an unknown ``synchronous``."""
+    from .errors import InputError
+
+    sync = synchronous.upper()
+    if sync not in ("NORMAL", "FULL", "EXTRA"):
+        raise InputError(f"synchronous must be NORMAL, FULL or EXTRA, got {synchronous!r}")
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    if path != ":memory:":
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={sync}")
+    return db

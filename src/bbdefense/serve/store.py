@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputError
+from ..utils import open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -227,20 +228,13 @@ class KeyStore:
 
     def __init__(self, path: str | Path = ":memory:", *, keys: list[KeySpec] | None = None,
                  anonymous_budget: int | None = None, synchronous: str = "FULL") -> None:
-        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise InputError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
         ab = anonymous_budget
         if ab is not None and (isinstance(ab, bool) or not isinstance(ab, int) or ab < 0):
             raise InputError(f"the open API's budget must be an integer >= 0 or None, got {ab!r}")
         self.path = str(path)
         self._lock = threading.Lock()
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db = open_sqlite(self.path, synchronous)
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the server state file {self.path}: {exc}") from None

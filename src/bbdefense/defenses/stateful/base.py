@@ -56,6 +56,7 @@ from torch import Tensor
 
 from ...errors import ConfigError, InputError
 from ...registry import Registry
+from ...utils import open_sqlite
 
 Scope = Literal["global", "account"]
 
@@ -143,8 +144,6 @@ class StatefulDetector(ABC):
                  hit_window: int = 1) -> None:
         if scope not in ("global", "account"):
             raise InputError(f"scope must be 'global' or 'account', got {scope!r}")
-        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
-            raise InputError(f"synchronous must be NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.scope: Scope = scope
         self.max_stored = _check_int("max_stored", max_stored, 1)
         self.allow_repeats = bool(allow_repeats)
@@ -156,12 +155,7 @@ class StatefulDetector(ABC):
         self.db_path = str(db_path)
         self._lock = threading.Lock()
         try:
-            if self.db_path != ":memory:":
-                Path(self.db_path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            if self.db_path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db = open_sqlite(self.db_path, synchronous)
             self._db.executescript(BASE_SCHEMA.format(name=self.name) + self.table_schema)
             cols = {r[1] for r in self._db.execute(f"PRAGMA table_info({self.name}_queries)")}
             if "hit" not in cols:  # a state file written before the hit rule: its queries count as no hits
