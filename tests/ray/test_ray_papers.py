@@ -80,9 +80,8 @@ def test_zo_ae_ds_table2_on_ray_equals_the_local_table(ray_cluster: dict[str, An
 
 
 def test_certify_a_saved_defense_on_ray(ray_cluster: dict[str, Any], tmp_path: Path) -> None:
-    from checkpoint_helpers import save_untrained_smallcnn
-
     from bbdefense.cli import main
+    from checkpoint_helpers import save_untrained_smallcnn
 
     lenet = save_untrained_smallcnn(tmp_path / "lenet", arch="lenet", mean=(0.13,), std=(0.31,),
                                     train={"split_seed": 0})

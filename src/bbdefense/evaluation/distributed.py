@@ -10,11 +10,15 @@ which worker certified it, on the chunking or on retries: the rows equal a local
 
 No shared filesystem: the model travels with the work (:class:`ShippedModel`: a checkpoint's, an ONNX
 or TorchScript file's bytes go through Ray's object store and are written to a temporary folder on each
-worker; a URL or a ``module:factory`` is opened there as it is), and rows stream back to the driver,
-which alone writes them (``writer``). Fault tolerance: a chunk whose worker died is certified again and
-its rows deduped by image index (``RowWriter.write`` refuses a key twice); a driver killed and restarted
-resumes from the rows on disk (``writer.done``); an exception raised by a chunk (bad input) fails the run
-with that exception.
+worker; a URL or a ``module:factory`` is opened there as it is; an in-memory torch module, as the paper
+suites certify, is pickled with the spec, and so are a pre-processor and the per-channel scale), and rows
+stream back to the driver, which alone writes them (``writer``). The queries the workers' black boxes
+counted come back with each chunk and are charged on the driver's black box (``charge``).
+:func:`certify_smooth_rows` is the switch the suites use: one process or Ray, the same rows.
+
+Fault tolerance: a chunk whose worker died is certified again and its rows deduped by image index
+(``RowWriter.write`` refuses a key twice); a driver killed and restarted resumes from the rows on disk
+(``writer.done``); an exception raised by a chunk (bad input) fails the run with that exception.
 """
 
 from __future__ import annotations
@@ -302,10 +306,16 @@ def certify_smooth_rows(smooth: Smooth, x: Tensor, y: Tensor, index: Sequence[in
                         **kwargs: Any) -> CertifyRun:
     """Certify with ``smooth`` here (``ray=None``: :func:`certify_rows`, ``chunk`` images per call) or on
     Ray (:func:`certify_rows_ray` with ``ray``'s chunking and workers; the model, pre-processor and scale
-    of ``smooth`` are shipped, the workers' queries charged on ``smooth.model``). Rows are the same either
-    way; ``kwargs`` are :func:`certify_rows`'s settings. The paper suites certify through this."""
+    of ``smooth`` are shipped, the workers' queries charged on ``smooth.model``, whose budget is checked
+    against the most the run can spend before anything is shipped). Rows are the same either way; ``kwargs``
+    are :func:`certify_rows`'s settings. The paper suites certify through this."""
     if ray is None:
         return certify_rows(smooth, x, y, index, chunk=chunk, writer=writer, on_event=on_event, task=task, **kwargs)
+    bb = smooth.model
+    if bb.budget is not None:  # the workers' copies have no budget: the driver's is checked before shipping
+        todo = len(x) - (len(writer.done & set(range(len(x)) if index is None else index)) if writer else 0)
+        most = kwargs.get("max_n", 100_000) if kwargs.get("method") == "sequential" else kwargs.get("n", 10_000)
+        bb.check_plan(todo * (int(kwargs.get("n0", 100)) + int(most)) * bb.query_cost, what=f"certifying {todo} images")
     return certify_rows_ray(SmoothSpec.of(smooth), x, y, index, chunk=ray.chunk, writer=writer, on_event=on_event,
                             task=task, address=ray.address, workers=ray.workers,
                             cpus_per_worker=ray.cpus_per_worker, gpus_per_worker=ray.gpus_per_worker,
