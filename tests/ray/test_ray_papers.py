@@ -97,6 +97,22 @@ def test_certify_a_saved_defense_on_ray(ray_cluster: dict[str, Any], tmp_path: P
     assert remote == local and len(local) == 5
 
 
+def test_a_saved_ducd_defense_on_ray_certifies_its_surrogate_not_the_target(ray_cluster: dict[str, Any],
+                                                                            digits: Any, tmp_path: Path) -> None:
+    from bbdefense.certified import DUCD
+    from bbdefense.cli import main
+
+    bb = BlackBox.from_module(linear(), num_classes=10, input_shape=(1, 8, 8))
+    DUCD(budget=40, epochs=1, finetune_epochs=1).fit(bb, digits.defender.subset(torch.arange(40))).save(tmp_path / "d")
+    common = ["certify", "--model", "ray_models:linear", "--defense", str(tmp_path / "d"), "-n", "4", "--n0", "4",
+              "--n", "24", "--norm", "l2", "--chunk", "2", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--out", str(tmp_path / "ray"), "--ray", "--address", ray_cluster["address"]]) == 0
+    local, remote = (sorted(_strip(list(read_rows(tmp_path / t / "rows" / "certify.jsonl"))), key=lambda r: r["idx"])
+                     for t in ("local", "ray"))
+    assert remote == local and len(local) == 4
+
+
 def test_the_api_key_can_travel_by_the_name_of_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = SmoothSpec(ShippedModel("http://example.invalid/v1"), "gaussian", 0.25, api_key_env="BBD_TEST_KEY")
     monkeypatch.delenv("BBD_TEST_KEY", raising=False)
@@ -130,3 +146,13 @@ def test_ducd_sequential_rows_spend_at_most_n0_plus_n(digits: Any, tmp_path: Pat
                            cfg, norm="l2")
     assert len(rows) == 3 and all(8 < r["queries"] <= 208 for r in rows) and q == sum(r["queries"] for r in rows)
     assert torch.tensor([r["pA_lower"] for r in rows]).isfinite().all()
+
+
+def test_paper_cli_refuses_ray_and_method_where_nothing_is_certified(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from bbdefense.cli import main
+
+    assert main(["paper", "unig", "--ray", "--out", str(tmp_path / "u")]) == 2
+    assert "unig does not" in capsys.readouterr().err and not (tmp_path / "u").exists()
+    assert main(["paper", "ducd", "--method", "bayes", "--out", str(tmp_path / "d")]) == 2
+    assert "--method" in capsys.readouterr().err and not (tmp_path / "d").exists()

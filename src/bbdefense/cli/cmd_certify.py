@@ -138,11 +138,12 @@ def certify(
         if ray:  # the same rows from Ray workers (docs/scale-out.md); the certify kwargs go to every worker
             from ..evaluation.distributed import SmoothSpec, certify_rows_ray
 
-            # the model's files, the defense's pre-processor and scale are shipped; the key by value or by name
-            spec = SmoothSpec.of(sm, model, backend=backend, api_key=None if api_key_env else api_key,
-                                 api_key_env=api_key_env)
+            # the model's files (or, where a defense certifies its own in-memory model, e.g. DUCD's fine-tuned
+            # surrogate, that module), the defense's pre-processor and scale are shipped; the key by value or name
+            spec = SmoothSpec.of(sm, model if sm.model is bb else None, backend=backend,
+                                 api_key=None if api_key_env else api_key, api_key_env=api_key_env)
             res = certify_rows_ray(spec, test.x[idx], test.y[idx], idx, chunk=chunk, writer=writer, on_event=cb,
-                                   address=address, budget=budget, charge=bb, **kw)
+                                   address=address, budget=budget, charge=sm.model, **kw)
         else:
             res = certify_rows(sm, test.x[idx], test.y[idx], idx, chunk=chunk, writer=writer, on_event=cb, **kw)
     rows = res.rows

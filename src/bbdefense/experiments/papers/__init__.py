@@ -48,7 +48,7 @@ def run_paper(name: str, out: str | Path | None = None, *, quick: bool = False, 
     ``ray``: the suite's certification sharded onto Ray workers (docs/scale-out.md); the rows equal a local
     run's, so ``ray`` is not part of the recorded settings (a run started here resumes on Ray and back).
     ``method``: the certification method (``"cohen"`` | ``"sequential"``; None: the suite's, cohen),
-    recorded when given. Both only for the suites that certify (ducd, irs-net, zo-ae-ds).
+    recorded when it is not the default. Both only for the suites that certify (ducd, irs-net, zo-ae-ds).
     """
     suite = PAPERS[name]
     extra: dict[str, Any] = {}
@@ -61,7 +61,7 @@ def run_paper(name: str, out: str | Path | None = None, *, quick: bool = False, 
         if runner is not None and method is not None:
             raise InputError(f"paper {name}: a runner certifies with its own config's method; set it there")
         extra = {"ray": ray} if runner is not None else {"ray": ray, "method": method}
-        if method is not None:
+        if method not in (None, "cohen"):  # cohen is every suite's default: a run started without it resumes
             config = {**(config or {}), "method": method}
     path = Path(out) if out is not None else Path("runs") / f"paper-{name}{'-quick' if quick else ''}"
     cache = Path(cache_dir) if cache_dir is not None else path / "cache"
