@@ -67,3 +67,16 @@ def bad_input_factory() -> nn.Module:
             return super().forward(x)
 
     return Broken().eval()
+
+
+class Shrink(nn.Module):
+    """A deterministic pre-processor (a stand-in for a denoiser): ``0.8 x + 0.1`` then a fixed 3x3 blur."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blur = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        with torch.no_grad():
+            self.blur.weight.fill_(1 / 9)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blur(0.8 * x + 0.1)

@@ -63,6 +63,10 @@ def certify(
     out_dir: Path = typer.Option(Path("runs/certify"), "--out", help="Run directory (resumable)."),
     backend: str = opt.backend_option(),
     api_key: str | None = opt.api_key_option(),
+    api_key_env: str | None = typer.Option(None, "--api-key-env", metavar="NAME",
+                                           help="Read the API key from the environment variable NAME, here and, "
+                                                "with --ray, on each worker (the key stays out of Ray's object "
+                                                "store; docs/scale-out.md). Takes precedence over --api-key."),
     budget: int | None = opt.budget_option(None, "Hard limit on the queries this run spends (default: none)."),
     batch_size: int = opt.count_option(1000, "--batch-size", help="Noisy images per forward pass."),
     radius_method: str = typer.Option("auto", "--radius-method", help="auto | closed | numerical"),
@@ -91,6 +95,12 @@ def certify(
     nz = make_noise(noise, sigma=sigma, **params)
     opt.check_writable_dir(out_dir, "--out")
     opt.check_ray(ray, address)  # Ray installed and the cluster answering, before any work
+    if api_key_env is not None:
+        import os
+
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise InputError(f"--api-key-env {api_key_env}: the variable is not set here")
     src = model_source(model)
     bb = src.blackbox(backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"), api_key=api_key, budget=budget)
     dataset, splits, split_seed = opt.resolve_splits(dataset, data_dir, meta=src.meta(),
@@ -128,9 +138,12 @@ def certify(
         if ray:  # the same rows from Ray workers (docs/scale-out.md); the certify kwargs go to every worker
             from ..evaluation.distributed import SmoothSpec, certify_rows_ray
 
-            res = certify_rows_ray(SmoothSpec.of(sm, model, backend=backend, api_key=api_key), test.x[idx],
-                                   test.y[idx], idx, chunk=chunk, writer=writer, on_event=cb, address=address,
-                                   budget=budget, **kw)
+            # the model's files (or, where a defense certifies its own in-memory model, e.g. DUCD's fine-tuned
+            # surrogate, that module), the defense's pre-processor and scale are shipped; the key by value or name
+            spec = SmoothSpec.of(sm, model if sm.model is bb else None, backend=backend,
+                                 api_key=None if api_key_env else api_key, api_key_env=api_key_env)
+            res = certify_rows_ray(spec, test.x[idx], test.y[idx], idx, chunk=chunk, writer=writer, on_event=cb,
+                                   address=address, budget=budget, charge=sm.model, **kw)
         else:
             res = certify_rows(sm, test.x[idx], test.y[idx], idx, chunk=chunk, writer=writer, on_event=cb, **kw)
     rows = res.rows

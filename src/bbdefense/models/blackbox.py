@@ -278,6 +278,20 @@ class BlackBox:
         m.seconds = 0.0
         m.log.clear()
 
+    def add_worker_queries(self, queries: int, *, calls: int = 0, seconds: float = 0.0) -> None:
+        """Add to this oracle's counters the ``queries`` (in ``calls`` batches, ``seconds`` of forward time)
+        that a copy of it answered in another process: a Ray worker certifying a shard
+        (:func:`bbdefense.evaluation.distributed.certify_rows_ray`). Each was counted there by the copy's
+        :meth:`_forward`; this is how they reach the driver's counters and budget. The work is planned
+        against the budget before it is shipped (:meth:`check_plan`), so nothing is refused here."""
+        if queries < 0 or calls < 0 or seconds < 0:
+            raise InputError(f"worker counters must be >= 0, got queries={queries}, calls={calls}, "
+                             f"seconds={seconds}")
+        m = self._meter
+        m.queries += int(queries)
+        m.calls += int(calls)
+        m.seconds += float(seconds)
+
     def describe(self) -> dict[str, object]:
         """Metadata for records and ``GET /v1/info`` (``backend_info``: what a ``backend="auto"`` black box ran,
         :mod:`bbdefense.models.onnx_auto`)."""

@@ -1,5 +1,6 @@
 """The counters of a query oracle: :class:`QueryStats` (what ``BlackBox.stats`` reports), the log
-entries, and the meter that every view of one oracle shares. Only ``BlackBox._forward`` writes a meter."""
+entries, and the meter that every view of one oracle shares. Only ``BlackBox._forward`` writes a meter (and
+``BlackBox.add_worker_queries``, which adds what a copy of the oracle counted in a Ray worker)."""
 
 from __future__ import annotations
 

@@ -105,11 +105,13 @@ class CertifiedClassifier:
             return False
         return bool(ca / max(float(c.sum()), 1.0) > self.iota)
 
-    def certify(self, x: Tensor, *, seed: int = 0) -> list[Any]:
+    def certify(self, x: Tensor, *, seed: int = 0, **kw: Any) -> list[Any]:
         """One :class:`bbdefense.certify.Certificate` per image, with Algorithm 3's abstentions
-        applied (an abstaining certificate has ``label = -1`` and ``abstain = True``)."""
+        applied (an abstaining certificate has ``label = -1`` and ``abstain = True``). ``kw``: further
+        options of :meth:`bbdefense.certify.Smooth.certify` (``method="sequential"``, ``radii``, ``max_n``,
+        ``norm``: the estimation counts the rules read are then the sequential test's)."""
         certs = self.smooth.certify(x, n0=self.n0, n=self.n, alpha=self.alpha, batch_size=self.batch_size,
-                                    seed=seed)
+                                    seed=seed, **kw)
         out = []
         for c in certs:
             if not c.abstain and not self.algorithm3_passes(c.counts, c.label):

@@ -15,10 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...events import EventCallback
 from ...records import RunDir, table
+
+if TYPE_CHECKING:
+    from ...evaluation.distributed import RayOptions
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,24 @@ class SuiteRun(Protocol):
                  on_event: EventCallback | None = None) -> dict[str, Any]: ...
 
 
+class CertifyingSuiteRun(Protocol):
+    """The ``run`` of a suite that certifies (``PaperSuite.certifies``): also takes ``ray`` (its
+    certification on Ray workers, :func:`bbdefense.evaluation.distributed.certify_smooth_rows`) and
+    ``method`` (``"cohen"`` | ``"sequential"``; None: the suite's own, cohen)."""
+
+    def __call__(self, run: RunDir, *, quick: bool, seed: int, cache_dir: Path,
+                 on_event: EventCallback | None = None, ray: RayOptions | None = None,
+                 method: str | None = None) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class PaperSuite:
     """A paper reproduced as an experiment.
 
     ``run(run, quick=, seed=, cache_dir=, on_event=)`` writes its tables into ``run`` (rows
     streamed, so a rerun resumes) and returns ``{"ours": {key: value}, "settings": {table: text}}``:
-    our figures under the keys that :attr:`figures` name, and our setting per paper table.
+    our figures under the keys that :attr:`figures` name, and our setting per paper table. A suite that
+    ``certifies`` (randomized smoothing) takes ``ray=`` and ``method=`` too (:class:`CertifyingSuiteRun`).
     """
 
     name: str
@@ -69,14 +83,17 @@ class PaperSuite:
     full_time: str = ""
     docs: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    certifies: bool = False
 
 
-def catalog_suite(name: str, *, figures: tuple[PaperFigure, ...], run: SuiteRun) -> PaperSuite:
+def catalog_suite(name: str, *, figures: tuple[PaperFigure, ...], run: SuiteRun,
+                  certifies: bool = False) -> PaperSuite:
     """Suite ``name`` as the catalog ``suites.toml`` (next to this module, the one home of every suite's title,
     citation, paper tables, measured times and docs) describes it, with the suite module's paper ``figures``
-    and its ``run``."""
+    and its ``run`` (a :class:`CertifyingSuiteRun` when ``certifies``: it takes ``ray`` and ``method``)."""
     entry = tomllib.loads(files(__package__).joinpath("suites.toml").read_text(encoding="utf-8"))[name]
-    return PaperSuite(name=name, figures=figures, run=run, **{**entry, "tables": tuple(entry["tables"])})
+    return PaperSuite(name=name, figures=figures, run=run, certifies=certifies,
+                      **{**entry, "tables": tuple(entry["tables"])})
 
 
 def _ours(v: Any, unit: str) -> float | None:

@@ -26,15 +26,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from ...certified.ducd.defense import CertifiedClassifier, noise_finetune
 from ...certified.ducd.distill import DistillConfig, TransferSet, distill
 from ...certify.noises import NORMS
 from ...data import ImageDataset
+from ...evaluation.distributed import RayOptions
 from ...events import EventCallback, emit
 from ...models import BlackBox
 from ...records import RunDir, line_plot, read_rows, table
@@ -65,6 +66,7 @@ class DUCDConfig(CertifiedTable):
     finetune_epochs: int = 3
     finetune_lr: float = 1e-3
     certify_batch: int = 1000
+    method: Literal["cohen", "sequential"] = "cohen"  # sequential: decide Table IV's radii, at most n samples
     seed: int = 0
 
 
@@ -85,28 +87,68 @@ def robust_score(envelope: Sequence[float], radii: Sequence[float]) -> float:
     return float(_score(list(envelope), list(radii))["score"])
 
 
+@dataclass(frozen=True)
+class _Algorithm3Rows:
+    """DUCD's rows of a chunk (a picklable chunk certifier, :data:`bbdefense.evaluation.distributed.RowsFn`):
+    Algorithm 3 (:class:`CertifiedClassifier` on ``smooth``'s black box and noise) per image ``i`` with the
+    seed ``cfg.seed + i``, here and on Ray workers alike (so the rows do not depend on where they ran)."""
+
+    cfg: DUCDConfig
+    norm: str
+    d: int
+
+    def classifier(self, bb: BlackBox, noise: Any) -> CertifiedClassifier:
+        c = self.cfg
+        return CertifiedClassifier(bb, noise, zeta=c.zeta, iota=c.iota, n0=c.n0, n=c.n, alpha=c.alpha,
+                                   batch_size=c.certify_batch)
+
+    def row(self, clf: CertifiedClassifier, x: Tensor, y: int, i: int) -> dict[str, Any]:
+        c = self.cfg
+        seq = {} if c.method == "cohen" else {"method": c.method, "radii": default_radii(self.norm, self.d),
+                                              "norm": self.norm, "max_n": c.n}
+        cert = clf.certify(x, seed=c.seed + i, **seq)[0]
+        return {"idx": i, "y": int(y), "label": int(cert.label), "pA_lower": float(cert.pA_lower),
+                "radius": {k: float(v) for k, v in cert.radius.items()}, "abstain": bool(cert.abstain),
+                "approximate": bool(cert.approximate), "queries": int(cert.queries)}
+
+    def __call__(self, smooth: Any, x: Tensor, y: Tensor, ids: list[int]) -> list[dict[str, Any]]:
+        clf = self.classifier(smooth.model, smooth.noise)
+        return [self.row(clf, x[j:j + 1], int(y[j]), i) for j, i in enumerate(ids)]
+
+
 def certify_rows(run: RunDir, name: str, model: nn.Module, noise: Any, test: ImageDataset, cfg: DUCDConfig,
-                 *, on_event: EventCallback | None = None) -> tuple[list[dict[str, Any]], int]:
+                 *, on_event: EventCallback | None = None, norm: str = "l2",
+                 ray: RayOptions | None = None) -> tuple[list[dict[str, Any]], int]:
     """Certify the first ``cfg.n_images`` test images with Algorithm 3 on ``model``; stream rows.
 
+    ``cfg.method="sequential"`` decides :func:`default_radii` of ``norm`` (the noise's table norm) with at
+    most ``cfg.n`` samples per image. ``ray``: on Ray workers (:func:`~bbdefense.evaluation.distributed.
+    certify_rows_ray`, the fine-tuned module shipped), the same rows.
     Returns ``(rows, queries)``: ``queries`` counts the noisy queries made on ``model`` in this call.
     """
     c, h, w = test.input_shape
     bb = BlackBox.from_module(model, input_shape=(c, h, w), num_classes=test.num_classes, name=name)
-    clf = CertifiedClassifier(bb, noise, zeta=cfg.zeta, iota=cfg.iota, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
-                              batch_size=cfg.certify_batch)
+    rows_fn = _Algorithm3Rows(cfg, norm, c * h * w)
+    clf = rows_fn.classifier(bb, noise)
     writer = run.rows(name)
     m = min(cfg.n_images, len(test))
-    emit(on_event, "start", f"certify:{name}", total=m, unit="images")
-    for i in range(m):
-        fresh = i not in writer.done
-        if fresh:
-            cert = clf.certify(test.x[i:i + 1], seed=cfg.seed + i)[0]
-            writer.write({"idx": i, "y": int(test.y[i]), "label": int(cert.label), "pA_lower": float(cert.pA_lower),
-                          "radius": {k: float(v) for k, v in cert.radius.items()}, "abstain": bool(cert.abstain),
-                          "approximate": bool(cert.approximate), "queries": cfg.n0 + cfg.n})
-        emit(on_event, "advance", f"certify:{name}", queries=cfg.n0 + cfg.n if fresh else 0)
-    emit(on_event, "end", f"certify:{name}")
+    if ray is not None:
+        from ...evaluation.distributed import SmoothSpec, certify_rows_ray
+
+        certify_rows_ray(SmoothSpec.of(clf.smooth), test.x[:m], test.y[:m], range(m), chunk=ray.chunk,
+                         writer=writer, on_event=on_event, task=f"certify:{name}", address=ray.address,
+                         workers=ray.workers, cpus_per_worker=ray.cpus_per_worker,
+                         gpus_per_worker=ray.gpus_per_worker, charge=bb, rows_fn=rows_fn)
+    else:
+        emit(on_event, "start", f"certify:{name}", total=m, unit="images")
+        for i in range(m):
+            spent = 0
+            if i not in writer.done:
+                row = rows_fn.row(clf, test.x[i:i + 1], int(test.y[i]), i)
+                writer.write(row)
+                spent = row["queries"]
+            emit(on_event, "advance", f"certify:{name}", queries=spent)
+        emit(on_event, "end", f"certify:{name}")
     writer.close()
     rows = [r for r in read_rows(run.path / "rows" / f"{name}.jsonl") if r["idx"] < m]
     return rows, bb.stats.queries
@@ -117,7 +159,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
              target_module: nn.Module | None = None, owner_train: ImageDataset | None = None,
              rs_model: Callable[[float], nn.Module] | None = None, section: str = "DUCD certified defense",
              models: dict[tuple[str, str, float], nn.Module] | None = None,
-             on_event: EventCallback | None = None) -> dict[str, Any]:
+             on_event: EventCallback | None = None, ray: RayOptions | None = None) -> dict[str, Any]:
     """Run DUCD (and WUCD / RS when their white-box inputs are given); write tables and plots.
 
     Args:
@@ -127,6 +169,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
         target_module / owner_train: white-box access for WUCD (skipped when None).
         rs_model: ``sigma -> Gaussian-trained target`` for Cohen RS (skipped when None).
         models: if given, filled with the smoothed base models ``(method, noise, sigma) -> module``.
+        ray: certify on Ray workers (:func:`certify_rows`; the same rows).
 
     Returns the summary metrics (also in ``run.record.metrics``).
     """
@@ -149,6 +192,7 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
     per: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     queries: dict[tuple[str, str, float], int] = {}
     noises = dict(cfg.noise_for_norm[k] for k in cfg.norms)
+    norms_of = {nz: next(k for k in cfg.norms if cfg.noise_for_norm[k][0] == nz) for nz in noises}
     for nz, params in noises.items():
         for s in cfg.sigmas:
             noise = make_noise(nz, sigma=s, **params)
@@ -168,7 +212,8 @@ def run_ducd(run: RunDir, bb: BlackBox, surrogate: nn.Module, distill_data: Imag
                 base = build()
                 if models is not None:
                     models[(meth, nz, s)] = base
-                rows, q = certify_rows(run, f"cert_{meth}_{nz}_{s}", base, noise, test, cfg, on_event=on_event)
+                rows, q = certify_rows(run, f"cert_{meth}_{nz}_{s}", base, noise, test, cfg, on_event=on_event,
+                                       norm=norms_of[nz], ray=ray)
                 per[(meth, nz, s)] = rows
                 queries[(meth, nz, s)] = q
     summary = _tables(run, per, cfg, d, section)

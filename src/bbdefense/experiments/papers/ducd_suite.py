@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...events import EventCallback, emit
 from ...records import RunDir, read_rows, table
 from .base import PaperFigure, catalog_suite
+
+if TYPE_CHECKING:
+    from ...evaluation.distributed import RayOptions
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class DUCDScale:
     attack_images: int = 20
     attacks: tuple[str, ...] = ("apgd", "square", "hsja")
     hsja_queries: int = 500
+    method: str = "cohen"  # certification: cohen (fixed n) | sequential (decide Table IV's radii, at most n samples)
 
 
 FULL = DUCDScale()
@@ -162,9 +166,10 @@ def _attacks(run: RunDir, models: dict[Any, torch.nn.Module], test: Any, shape: 
                    "section": "DUCD Fig. 6-7"})
 
 
-def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_event: EventCallback | None = None
-               ) -> dict[str, Any]:
-    """Run the parts of ``s`` into ``run``; returns ``{"ours", "settings"}`` (see :class:`.base.PaperSuite`)."""
+def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_event: EventCallback | None = None,
+               ray: RayOptions | None = None) -> dict[str, Any]:
+    """Run the parts of ``s`` into ``run``; returns ``{"ours", "settings"}`` (see :class:`.base.PaperSuite`).
+    ``ray``: the certification on Ray workers (the same rows)."""
     from ...certified.ducd import DistillConfig, build_surrogate
     from ...data import load_dataset, make_splits
     from ...models import BlackBox, load_checkpoint
@@ -203,12 +208,12 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
 
         bb = BlackBox.from_module(module, input_shape=shape, budget=s.budget)
         cfg = DUCDConfig(sigmas=s.sigmas, norms=s.norms, n_images=s.n_images, certify=CertifySettings(n0=s.n0, n=s.n),
-                         finetune_epochs=s.finetune_epochs, seed=seed)
+                         finetune_epochs=s.finetune_epochs, method=s.method, seed=seed)  # type: ignore[arg-type]
         ours = run_ducd(run, bb, new_surrogate(), sp.defender, sp.test, cfg,
                         distill_cfg=DistillConfig(budget=s.budget, epochs=s.epochs),
                         target_module=module if s.wucd else None, owner_train=sp.owner_train,
                         rs_model=rs_model if s.rs else None, section="DUCD Table IV", models=models,
-                        on_event=on_event)
+                        on_event=on_event, ray=ray)
     if "attacks" in s.parts:
         _attacks(run, models, sp.test, shape, s, on_event)
     rs = (f"RS: SmallCNN trained with Gaussian noise for {s.rs_epochs or DEMO_TRAIN.epochs} epochs" if s.rs
@@ -220,13 +225,17 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
                     "radii 0..2.0"}}
 
 
-def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None
-        ) -> dict[str, Any]:
-    """The quick or the full DUCD suite."""
-    return run_scaled(run, QUICK if quick else FULL, seed=seed, cache_dir=cache_dir, on_event=on_event)
+def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None,
+        ray: RayOptions | None = None, method: str | None = None) -> dict[str, Any]:
+    """The quick or the full DUCD suite (``method``: the certification method, default the scale's)."""
+    from dataclasses import replace
+
+    s = QUICK if quick else FULL
+    return run_scaled(run, s if method is None else replace(s, method=method), seed=seed, cache_dir=cache_dir,
+                      on_event=on_event, ray=ray)
 
 
 FIGURES = _figures()
-SUITE = catalog_suite("ducd", figures=FIGURES, run=run)
+SUITE = catalog_suite("ducd", figures=FIGURES, run=run, certifies=True)
 
 __all__ = ["FIGURES", "FULL", "QUICK", "SUITE", "TABLE4", "DUCDScale", "run", "run_scaled"]

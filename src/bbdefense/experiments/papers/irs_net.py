@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from ...certified.irs.bpda import bpda_pgd_accuracy
 from ...certified.irs.irs_net import IRSConfig, IRSDenoiser, noisy_input, pixel_sigma, train_denoiser
 from ...certify import Smooth, make_noise
-from ...certify.metrics import curve_from_certificates
 from ...data import Splits
-from ...evaluation.certification import RADII
+from ...evaluation.certification import RADII, certified_accuracy
+from ...evaluation.distributed import RayOptions, certify_smooth_rows
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import RunDir, table
@@ -84,8 +84,10 @@ def noisy_accuracy(model: nn.Module, den: IRSDenoiser | None, x: Tensor, y: Tens
 
 
 def run_irs_tables(splits: Splits, cfg: IRSTablesConfig, run: RunDir, *, cache_dir: Path,
-                   section: str | None = None, on_event: EventCallback | None = None) -> dict[str, Any]:
-    """Train both denoisers against the surrogate, then evaluate on the unseen black boxes; write tables."""
+                   section: str | None = None, on_event: EventCallback | None = None,
+                   ray: RayOptions | None = None) -> dict[str, Any]:
+    """Train both denoisers against the surrogate, then evaluate on the unseen black boxes; write tables.
+    ``ray``: certify on Ray workers (the classifier, denoiser and scale shipped; the same rows)."""
     models = _models(splits, Path(cache_dir))
     sec = {"section": section} if section else {}
     train = splits.defender.subset(torch.arange(min(cfg.n_train, len(splits.defender))))
@@ -133,10 +135,11 @@ def run_irs_tables(splits: Splits, cfg: IRSTablesConfig, run: RunDir, *, cache_d
             t0 = time.perf_counter()
             scale = den.noise_scale if den is not None else None
             sm = Smooth(cb, make_noise("gaussian", sigma=sig), norms=("l2",), pre=den, clip=den is None, scale=scale)
-            certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
-                               indices=range(len(xt)), method=cfg.method, radii=[r for r in RADII if r > 0],
-                               max_n=cfg.n)
-            ca = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
+            # one call for all images here (chunk = all), or Ray workers (ray): the same rows either way
+            cres = certify_smooth_rows(sm, xt, yt, ray=ray, chunk=len(xt), n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
+                                       batch_size=cfg.n0 + cfg.n, seed=cfg.seed, method=cfg.method,
+                                       radii=[r for r in RADII if r > 0], max_n=cfg.n, task=f"certify:{model_name}")
+            ca = dict(zip(RADII, certified_accuracy(cres.rows, "l2", RADII), strict=True))
             rows_w.write({"key": f"{model_name} | {name}", "model": model_name, "method": name, "pixel_sigma": px,
                           **{f"ca@{r}": ca[r] for r in RADII}, "queries": cb.stats.queries,
                           "seconds": round(time.perf_counter() - t0, 1)})

@@ -14,10 +14,14 @@ images, 20 test images, n = 200, the unseen LeNet only, BPDA on 10 images with 5
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...events import EventCallback
 from ...records import RunDir
+
+if TYPE_CHECKING:
+    from ...evaluation.distributed import RayOptions
+
 from .base import PaperFigure, catalog_suite
 
 _T1 = "CIFAR-10, UNet trained against ResNet18, transferred to VGG16, noise std 0.5 (on the normalised image)"
@@ -69,23 +73,27 @@ def full_config() -> Any:
     return IRSTablesConfig(certify=CertifySettings(n0=50, n=500))
 
 
-def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None
-        ) -> dict[str, Any]:
+def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None,
+        ray: RayOptions | None = None, method: str | None = None) -> dict[str, Any]:
     """Tables I, II-IV and V at the quick or the full scale."""
     from dataclasses import replace
 
     cfg = replace(quick_config() if quick else full_config(), seed=seed)
-    return run_scaled(run, cfg, cache_dir=cache_dir, on_event=on_event)
+    if method is not None:  # the certification method (default: the config's, cohen)
+        cfg = replace(cfg, method=method)
+    return run_scaled(run, cfg, cache_dir=cache_dir, on_event=on_event, ray=ray)
 
 
-def run_scaled(run: RunDir, cfg: Any, *, cache_dir: Path, on_event: EventCallback | None = None) -> dict[str, Any]:
+def run_scaled(run: RunDir, cfg: Any, *, cache_dir: Path, on_event: EventCallback | None = None,
+               ray: RayOptions | None = None) -> dict[str, Any]:
     """Tables I, II-IV and V with ``cfg`` (an :class:`.irs_net.IRSTablesConfig`) into ``run``; returns
-    ``{"ours", "settings"}`` keyed as :data:`FIGURES`."""
+    ``{"ours", "settings"}`` keyed as :data:`FIGURES`. ``ray``: the certification on Ray workers."""
     from ...data import load_dataset, make_splits
     from .irs_net import RADII, run_irs_tables
 
     splits = make_splits(load_dataset("mnist5k"), seed=0)
-    res = run_irs_tables(splits, cfg, run, cache_dir=Path(cache_dir), section="IRS-Net tables", on_event=on_event)
+    res = run_irs_tables(splits, cfg, run, cache_dir=Path(cache_dir), section="IRS-Net tables", on_event=on_event,
+                         ray=ray)
     ours: dict[str, Any] = {}
     models = ["surrogate smallcnn", "unseen lenet", "unseen smallcnn"]
     for row in res["table1"]:
@@ -109,6 +117,6 @@ def run_scaled(run: RunDir, cfg: Any, *, cache_dir: Path, on_event: EventCallbac
 
 
 FIGURES = _figures()
-SUITE = catalog_suite("irs-net", figures=FIGURES, run=run)
+SUITE = catalog_suite("irs-net", figures=FIGURES, run=run, certifies=True)
 
 __all__ = ["FIGURES", "SUITE", "full_config", "irs_name", "quick_config", "run", "run_scaled"]

@@ -19,8 +19,9 @@ from torch import nn
 
 from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
 from ...certify import Smooth, make_noise
-from ...certify.metrics import curve_from_certificates
 from ...data import Splits
+from ...evaluation.certification import certified_accuracy
+from ...evaluation.distributed import RayOptions, certify_smooth_rows
 from ...events import EventCallback, emit
 from ...models import BlackBox, WhiteBox
 from ...records import RunDir, table
@@ -90,9 +91,10 @@ def _label(v: dict[str, Any]) -> str:
 
 
 def run_table2(target: nn.Module, splits: Splits, cfg: Table2Config, run: RunDir, *, section: str | None = None,
-               on_event: EventCallback | None = None) -> list[dict[str, Any]]:
+               on_event: EventCallback | None = None, ray: RayOptions | None = None) -> list[dict[str, Any]]:
     """Train and certify every variant of ``cfg.variants`` against ``target`` (used as a black box,
-    or as a white box for the FO variants); write rows and the Table 2 table into ``run``.
+    or as a white box for the FO variants); write rows and the Table 2 table into ``run``. ``ray``:
+    certify on Ray workers (the target and the variant's pre-processor shipped; the same rows).
 
     Training uses the defender split (first ``n_train`` images, labels unused), certification the
     first ``n_test`` test images.
@@ -124,9 +126,11 @@ def run_table2(target: nn.Module, splits: Splits, cfg: Table2Config, run: RunDir
         cb = BlackBox.from_module(target, input_shape=shape, name="target")  # type: ignore[arg-type]
         t1 = time.perf_counter()
         sm = Smooth(cb, make_noise("gaussian", sigma=cfg.sigma), norms=("l2",), pre=pre, clip=pre is None)
-        certs = sm.certify(xt, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha, batch_size=cfg.n0 + cfg.n, seed=cfg.seed,
-                           indices=range(len(xt)), method=cfg.method, radii=[r for r in RADII if r > 0], max_n=cfg.n)
-        acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
+        # one call for all images here (chunk = all), or Ray workers (ray): the same rows either way
+        cres = certify_smooth_rows(sm, xt, yt, ray=ray, chunk=len(xt), n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
+                                   batch_size=cfg.n0 + cfg.n, seed=cfg.seed, method=cfg.method,
+                                   radii=[r for r in RADII if r > 0], max_n=cfg.n, task=f"certify:{label}")
+        acc = dict(zip(RADII, certified_accuracy(cres.rows, "l2", RADII), strict=True))
         row = {"method": label, **{f"ca@{r}": acc[r] for r in RADII}, "train_queries": tq,
                "queries_per_step": per_step, "certify_queries": cb.stats.queries, "train_seconds": round(train_s, 1),
                "certify_seconds": round(time.perf_counter() - t1, 1), **extra}

@@ -14,10 +14,14 @@ the same sigma 0.75; no Table 5.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...events import EventCallback, emit
 from ...records import RunDir
+
+if TYPE_CHECKING:
+    from ...evaluation.distributed import RayOptions
+
 from .base import PaperFigure, catalog_suite
 from .zo_ae_ds import RADII  # Table 2's radii
 
@@ -100,9 +104,9 @@ def lenet_target(cache_dir: Path, on_event: EventCallback | None = None) -> Any:
 
 
 def run_scaled(run: RunDir, cfg: Any, *, table2: bool = True, table5: bool = True, cache_dir: Path,
-               on_event: EventCallback | None = None) -> dict[str, Any]:
+               on_event: EventCallback | None = None, ray: RayOptions | None = None) -> dict[str, Any]:
     """Table 2 with ``cfg`` (a :class:`.zo_ae_ds.Table2Config`) and/or Table 5 into ``run``; returns
-    ``{"ours", "settings"}`` keyed as :data:`FIGURES`."""
+    ``{"ours", "settings"}`` keyed as :data:`FIGURES`. ``ray``: Table 2's certification on Ray workers."""
     from ...data import load_dataset, make_splits
     from .zo_ae_ds import run_table2
 
@@ -111,7 +115,7 @@ def run_scaled(run: RunDir, cfg: Any, *, table2: bool = True, table5: bool = Tru
     settings: dict[str, str] = {}
     if table2:
         target = lenet_target(cache_dir, on_event)
-        rows = run_table2(target, splits, cfg, run, section="ZO-AE-DS Table 2", on_event=on_event)
+        rows = run_table2(target, splits, cfg, run, section="ZO-AE-DS Table 2", on_event=on_event, ray=ray)
         ours.update({f"{r['method']}|ca@{rad}": r.get(f"ca@{rad}") for r in rows for rad in RADII})
         settings["Table 2"] = (f"MNIST-5k, LeNet black box, DnCNN depth {cfg.train.depth} width {cfg.train.width}, "
                                f"sigma {cfg.sigma}, {cfg.n_test} test images, CERTIFY n0={cfg.n0} n={cfg.n} "
@@ -127,16 +131,18 @@ def run_scaled(run: RunDir, cfg: Any, *, table2: bool = True, table5: bool = Tru
     return {"ours": ours, "settings": settings}
 
 
-def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None
-        ) -> dict[str, Any]:
+def run(run: RunDir, *, quick: bool, seed: int, cache_dir: Path, on_event: EventCallback | None = None,
+        ray: RayOptions | None = None, method: str | None = None) -> dict[str, Any]:
     """Quick: Table 2 with :func:`quick_config`; full: Table 2 with :func:`full_config` and Table 5."""
     from dataclasses import replace
 
     cfg = replace(quick_config() if quick else full_config(), seed=seed)
-    return run_scaled(run, cfg, table5=not quick, cache_dir=cache_dir, on_event=on_event)
+    if method is not None:  # the certification method (default: the config's, cohen)
+        cfg = replace(cfg, method=method)
+    return run_scaled(run, cfg, table5=not quick, cache_dir=cache_dir, on_event=on_event, ray=ray)
 
 
 FIGURES = _figures()
-SUITE = catalog_suite("zo-ae-ds", figures=FIGURES, run=run)
+SUITE = catalog_suite("zo-ae-ds", figures=FIGURES, run=run, certifies=True)
 
 __all__ = ["FIGURES", "SUITE", "TABLE2", "TABLE5", "full_config", "lenet_target", "quick_config", "run", "run_scaled"]
