@@ -294,7 +294,7 @@ def _certify(cfg: ExperimentConfig, run: RunDir, spec: str, test: Any, shape: tu
 
                 res = certify_rows_ray(SmoothSpec.of(sm, spec, backend=cfg.target.backend), test.x[idx],
                                        test.y[idx], idx, chunk=10, writer=w, on_event=on_event, address=address,
-                                       **kw)
+                                       charge=bb, **kw)  # the workers' queries on this run's black box
             else:
                 res = certify_rows(sm, test.x[idx], test.y[idx], idx, chunk=10, writer=w, on_event=on_event, **kw)
         settings.append(CertifiedSetting(c.key, c.sigma, c.norms, res.rows, key=c.key))
