@@ -16,6 +16,7 @@ from ray_models import Shrink, linear
 from bbdefense.certify import Smooth, make_noise
 from bbdefense.errors import ConfigError, InputError
 from bbdefense.evaluation.distributed import RayOptions, ShippedModel, SmoothSpec, certify_smooth_rows
+from bbdefense.experiments.papers.settings import CertifySettings
 from bbdefense.models import BlackBox
 from bbdefense.records import RunDir, read_rows
 
@@ -56,7 +57,7 @@ def test_ducd_algorithm3_rows_on_ray_equal_the_local_ones(ray_cluster: dict[str,
                                                           tmp_path: Path) -> None:
     from bbdefense.experiments.papers.ducd import DUCDConfig, certify_rows
 
-    cfg = DUCDConfig(n_images=5, n0=8, n=48, certify_batch=40, iota=0.6, seed=2)
+    cfg = DUCDConfig(n_images=5, certify=CertifySettings(n0=8, n=48), certify_batch=40, iota=0.6, seed=2)
     noise = make_noise("laplace", sigma=0.3)
     out = {}
     for tag, ray in (("local", None), ("ray", RayOptions(address=ray_cluster["address"], workers=2, chunk=2))):
@@ -71,7 +72,7 @@ def test_zo_ae_ds_table2_on_ray_equals_the_local_table(ray_cluster: dict[str, An
                                                        tmp_path: Path) -> None:
     from bbdefense.experiments.papers.zo_ae_ds import Table2Config, run_table2
 
-    cfg = Table2Config(n_test=6, n0=8, n=48, variants=[{"variant": "rs"}])
+    cfg = Table2Config(n_test=6, certify=CertifySettings(n0=8, n=48), variants=[{"variant": "rs"}])
     rows = {}
     for tag, ray in (("local", None), ("ray", RayOptions(address=ray_cluster["address"], workers=2, chunk=3))):
         run = RunDir(tmp_path / tag, kind="paper", name=tag, config={})
@@ -140,7 +141,7 @@ def test_ray_and_method_are_for_the_suites_that_certify() -> None:
 def test_ducd_sequential_rows_spend_at_most_n0_plus_n(digits: Any, tmp_path: Path) -> None:
     from bbdefense.experiments.papers.ducd import DUCDConfig, certify_rows
 
-    cfg = DUCDConfig(n_images=3, n0=8, n=200, certify_batch=64, method="sequential")
+    cfg = DUCDConfig(n_images=3, certify=CertifySettings(n0=8, n=200), certify_batch=64, method="sequential")
     run = RunDir(tmp_path / "seq", kind="paper", name="seq", config={})
     rows, q = certify_rows(run, "cert_DUCD_gaussian_0.3", linear(), make_noise("gaussian", sigma=0.3), digits.test,
                            cfg, norm="l2")
