@@ -67,6 +67,14 @@ def convert_radius(r: float, src: str, dst: str, d: int) -> float:
     return r * factor
 
 
+
+def _positive(name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite number > 0 (a noise's scale or shape parameter), else
+    :class:`~bbdefense.errors.InputError` naming ``name``."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
 class Noise:
     """Base class: i.i.d. noise with per-coordinate std ``sigma`` (see the module docstring).
 
@@ -78,9 +86,7 @@ class Noise:
     finite_variance: ClassVar[bool] = True
 
     def __init__(self, sigma: float = 0.25) -> None:
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-            raise InputError(f"sigma must be a finite number > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = _positive("sigma", sigma)
 
     # ------------------------------------------------------------------ description
     @property
@@ -292,9 +298,7 @@ class GenGaussian(Noise):
 
     def __init__(self, sigma: float = 0.25, beta: float = 2.0) -> None:
         super().__init__(sigma)
-        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
-            raise InputError(f"beta must be a finite number > 0, got {beta!r}")
-        self.beta = float(beta)
+        self.beta = _positive("beta", beta)
 
     @property
     def scale(self) -> float:
@@ -384,9 +388,7 @@ class Pareto(Noise):
 
     def __init__(self, sigma: float = 0.25, k: float = 3.0) -> None:
         super().__init__(sigma)
-        if not (isinstance(k, (int, float)) and math.isfinite(k) and k > 0):
-            raise InputError(f"k must be a finite number > 0, got {k!r}")
-        self.k = float(k)
+        self.k = _positive("k", k)
 
     @property
     # A property here (it depends on k) where the base class fixes it per class; callers only read it.
