@@ -130,3 +130,18 @@ def test_bad_inputs_raise_typed_errors() -> None:
         DEFENSES["rnd"](m)(torch.rand(8, 8))
     with pytest.raises(InputError, match="unig needs a classifier exposing embed"):
         DEFENSES["unig"](nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_restart_answers_as_just_deployed(name: str) -> None:
+    """After any traffic, ``restart(seed)`` gives the answers of a fresh defense built with that seed: every
+    query-to-query state is cleared by ``reset_state`` (the evaluation restarts a defense before each attack
+    run, so a run does not depend on the ones before it)."""
+    fresh = DEFENSES[name](_model(), **_config(name))
+    fresh.restart(0)
+    want = fresh(_x())
+    used = DEFENSES[name](_model(), **_config(name))
+    for s in range(3):
+        used(_x(6, seed=10 + s))
+    used.restart(0)
+    assert torch.equal(used(_x()), want)
