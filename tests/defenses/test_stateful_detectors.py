@@ -10,20 +10,7 @@ import torch
 
 from bbdefense.defenses.stateful import DETECTORS, PIHA, Blacklight, make_detector
 from bbdefense.errors import ConfigError, InputError, UnknownNameError
-
-SHAPE = (1, 28, 28)
-
-
-def digits(n: int, seed: int = 0) -> torch.Tensor:
-    """Distinct synthetic 'digits': a black background and a few random bright strokes each."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.zeros(n, *SHAPE)
-    for i in range(n):
-        for _ in range(4):
-            r, c = (int(v) for v in torch.randint(4, 22, (2,), generator=g))
-            h, w = (int(v) for v in torch.randint(2, 7, (2,), generator=g))
-            x[i, 0, r:r + h, c:c + w] = torch.rand((), generator=g) * 0.5 + 0.5
-    return x
+from stateful_helpers import SHAPE, digits
 
 
 def probes(x0: torch.Tensor, n: int, seed: int = 1, eps: float = 0.3) -> torch.Tensor:
