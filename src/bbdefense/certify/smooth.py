@@ -51,7 +51,8 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..events import EventCallback, emit
-from ..models.blackbox import BlackBox, validate_images
+from ..models.blackbox import BlackBox
+from ..models.validation import validate_images
 from .noises import NORMS, Noise, check_norm
 from .sequential import BetaMixture, SequentialTest, robust_index
 from .stats import binom_pvalue, cp_lower, cp_lower_randomized

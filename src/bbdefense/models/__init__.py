@@ -1,11 +1,12 @@
 """Models: the query oracle (:class:`BlackBox`), white-box access, backends, the zoo, checkpoints."""
 
 from .backends import CallableBackend, OnnxBackend, TorchBackend, TorchScriptBackend
-from .blackbox import OUTPUT_MODES, BlackBox, OutputMode, QueryStats, WhiteBox, validate_images
+from .blackbox import OUTPUT_MODES, BlackBox, OutputMode, QueryStats, WhiteBox
 from .checkpoint import CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from .loading import load_blackbox
 from .onnx_export import export_onnx
 from .resolve import ModelKindError, ModelSource, ModelSpecError, model_source
+from .validation import validate_images
 from .zoo import MODELS, ImageClassifier, Normalize, build_model, register_model
 
 __all__ = [

@@ -42,7 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..defenses.stateful import StatefulDetector
 from ..errors import InputError
-from ..models.blackbox import BlackBox, validate_images
+from ..models.blackbox import BlackBox
+from ..models.validation import validate_images
 from ..models.wire import batch_digest, decode_any, encode_tensor
 from ..utils import require_extra
 from .store import KeyRecord, KeySpec, KeyStore, load_keys_file, parse_keys
