@@ -14,7 +14,7 @@ import torch
 from ray_models import Shrink, linear
 
 from bbdefense.certify import Smooth, make_noise
-from bbdefense.errors import ConfigError, InputError
+from bbdefense.errors import ConfigError, InputError, QueryBudgetExceeded
 from bbdefense.evaluation.distributed import RayOptions, ShippedModel, SmoothSpec, certify_smooth_rows
 from bbdefense.experiments.papers.settings import CertifySettings
 from bbdefense.models import BlackBox
@@ -157,3 +157,16 @@ def test_paper_cli_refuses_ray_and_method_where_nothing_is_certified(tmp_path: P
     assert "unig does not" in capsys.readouterr().err and not (tmp_path / "u").exists()
     assert main(["paper", "ducd", "--method", "bayes", "--out", str(tmp_path / "d")]) == 2
     assert "--method" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(("kw", "need"), [(KW, 7 * 56), ({**KW, "method": "sequential", "max_n": 100}, 7 * 108)])
+def test_the_drivers_budget_refuses_the_plan_before_anything_ships(digits: Any, kw: dict[str, Any],
+                                                                   need: int) -> None:
+    """The workers' copies have no budget: the driver's refuses the whole plan (n0 + n per image, n0 + max_n
+    sequential) before connecting to a cluster (the address below answers nothing), and spends nothing."""
+    sm = _smooth()
+    sm.model.budget = need - 1
+    with pytest.raises(QueryBudgetExceeded, match=f"certifying 7 images needs {need} queries"):
+        certify_smooth_rows(sm, digits.test.x[:7], digits.test.y[:7],
+                            ray=RayOptions(address="127.0.0.1:9", workers=1), **kw)
+    assert sm.model.stats.queries == 0

@@ -24,6 +24,7 @@ Fault tolerance: a chunk whose worker died is certified again and its rows dedup
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import socket
 import tempfile
@@ -231,6 +232,15 @@ class RayOptions:
     gpus_per_worker: float | None = None
 
 
+def _most_per_image(kwargs: dict[str, Any]) -> int:
+    """The most queries :func:`certify_rows` with ``kwargs`` spends on one image: ``n0 + n`` (Cohen) or
+    ``n0 + max_n`` (sequential); unset settings take :func:`certify_rows`'s own defaults."""
+    kw = {name: p.default for name, p in inspect.signature(certify_rows).parameters.items()
+          if p.default is not inspect.Parameter.empty}
+    kw.update(kwargs)
+    return int(kw["n0"]) + int(kw["max_n"] if kw["method"] == "sequential" else kw["n"])
+
+
 def certify_rows_ray(spec: SmoothSpec, x: Tensor, y: Tensor, index: Sequence[int] | None = None, *,
                  chunk: int = DEFAULT_CHUNK, writer: RowWriter | None = None,
                  on_event: EventCallback | None = None, task: str = "certify", address: str | None = None,
@@ -245,7 +255,8 @@ def certify_rows_ray(spec: SmoothSpec, x: Tensor, y: Tensor, index: Sequence[int
     ``gpus_per_worker`` GPUs each (default: one GPU when the cluster has GPUs, else none) certify
     ``chunk`` images at a time; rows are written by ``writer`` here as chunks finish (images it already
     holds are skipped: resume). ``budget`` refuses, before any work, a run that would charge more than
-    ``budget`` queries (``n0 + n`` per image). ``stats``, when given, receives the run's
+    ``budget`` queries (``n0 + n`` per image, ``n0 + max_n`` sequential); so does ``charge``'s own budget.
+    ``stats``, when given, receives the run's
     :class:`~bbdefense.cluster.RunStats` (timings, overhead, worker pids).
 
     ``charge``: the driver's black box (the one the spec was taken from): the queries the workers' black
@@ -261,14 +272,17 @@ def certify_rows_ray(spec: SmoothSpec, x: Tensor, y: Tensor, index: Sequence[int
     idx = list(range(len(x))) if index is None else [int(i) for i in index]
     if len(idx) != len(x) or len(y) != len(x):
         raise InputError(f"{len(x)} images, {len(y)} labels and {len(idx)} indices must match")
-    ray = connect(address)
     pos = {i: p for p, i in enumerate(idx)}
     todo = [i for i in idx if i not in (writer.done if writer is not None else set())]
-    if budget is not None:
-        need = len(todo) * (int(kwargs.get("n0", 100)) + int(kwargs.get("n", 10_000)))
-        if need > budget:
+    if rows_fn is None and (budget is not None or (charge is not None and charge.budget is not None)):
+        # the workers' copies have no budget: the plan is refused here, before anything is shipped
+        need = len(todo) * _most_per_image(kwargs)
+        if budget is not None and need > budget:
             raise QueryBudgetExceeded(f"certifying {len(todo)} images needs {need} queries, over the budget "
                                       f"of {budget}")
+        if charge is not None:
+            charge.check_plan(need * charge.query_cost, what=f"certifying {len(todo)} images")
+    ray = connect(address)
     gpus = (1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0) if gpus_per_worker is None \
         else gpus_per_worker
     items = []
@@ -311,11 +325,6 @@ def certify_smooth_rows(smooth: Smooth, x: Tensor, y: Tensor, index: Sequence[in
     are :func:`certify_rows`'s settings. The paper suites certify through this."""
     if ray is None:
         return certify_rows(smooth, x, y, index, chunk=chunk, writer=writer, on_event=on_event, task=task, **kwargs)
-    bb = smooth.model
-    if bb.budget is not None:  # the workers' copies have no budget: the driver's is checked before shipping
-        todo = len(x) - (len(writer.done & set(range(len(x)) if index is None else index)) if writer else 0)
-        most = kwargs.get("max_n", 100_000) if kwargs.get("method") == "sequential" else kwargs.get("n", 10_000)
-        bb.check_plan(todo * (int(kwargs.get("n0", 100)) + int(most)) * bb.query_cost, what=f"certifying {todo} images")
     return certify_rows_ray(SmoothSpec.of(smooth), x, y, index, chunk=ray.chunk, writer=writer, on_event=on_event,
                             task=task, address=ray.address, workers=ray.workers,
                             cpus_per_worker=ray.cpus_per_worker, gpus_per_worker=ray.gpus_per_worker,
