@@ -46,6 +46,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
+import shutil
 import tempfile
 import weakref
 from pathlib import Path
@@ -123,8 +124,9 @@ def _decide(module: nn.Module, shape: tuple[int, int, int], tol: float) -> tuple
         try:
             from .onnx_export import export_onnx
 
-            path = export_onnx(module, Path(tempfile.mkdtemp(prefix="bbdefense-auto-")) / "model.onnx", shape)
-            ob = OnnxBackend(path, threads=torch.get_num_threads())
+            tmp = tempfile.mkdtemp(prefix="bbdefense-auto-")
+            weakref.finalize(module, shutil.rmtree, tmp, True)  # the export lives as long as the module
+            ob = OnnxBackend(export_onnx(module, Path(tmp) / "model.onnx", shape), threads=torch.get_num_threads())
             ok, absd, rel = agreement(ob.forward(x), ref, tol)
             if ok:
                 return done(ob, "onnx", absd, rel)
