@@ -21,7 +21,7 @@ def digits_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cli_attack_writes_rows_record_and_report(digits_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["attack", "--model", str(digits_ckpt), "--attack", "square", "--eps", "8/255", "--budget", "30",
+    args = ["attack", "--model", str(digits_ckpt), "--attack", "square", "--eps", "8/255", "--max-queries", "30",
             "-n", "6", "--batch-size", "4", "--out", str(out), "--no-progress"]
     assert main(args) == 0
     rows = list(read_rows(out / "rows" / "attack.jsonl"))
@@ -41,8 +41,8 @@ def test_cli_attack_writes_rows_record_and_report(digits_ckpt: Path, tmp_path: P
 
 def test_cli_attack_resumes_an_interrupted_run(digits_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["attack", "--model", str(digits_ckpt), "--attack", "simba", "--eps", "0.2", "--budget", "20", "-n", "6",
-            "--batch-size", "3", "--out", str(out), "--no-progress", "--param", "basis=pixel"]
+    args = ["attack", "--model", str(digits_ckpt), "--attack", "simba", "--eps", "0.2", "--max-queries", "20",
+            "-n", "6", "--batch-size", "3", "--out", str(out), "--no-progress", "--param", "basis=pixel"]
     assert main(args) == 0
     full = list(read_rows(out / "rows" / "attack.jsonl"))
     path = out / "rows" / "attack.jsonl"
@@ -65,11 +65,29 @@ def test_cli_attack_errors_are_one_line(digits_ckpt: Path, tmp_path: Path, capsy
 
 def test_cli_targeted_hsja_starts_from_target_class_images(digits_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["attack", "--model", str(digits_ckpt), "--attack", "hsja", "--norm", "l2", "--eps", "2", "--budget", "60",
-            "-n", "3", "--targeted", "--output", "label", "--out", str(out), "--no-progress",
+    args = ["attack", "--model", str(digits_ckpt), "--attack", "hsja", "--norm", "l2", "--eps", "2",
+            "--max-queries", "60", "-n", "3", "--targeted", "--output", "label", "--out", str(out), "--no-progress",
             "--param", "num_iterations=1", "--param", "init_tries=5"]
     assert main(args) == 0
     rows = list(read_rows(out / "rows" / "attack.jsonl"))
     assert len(rows) == 3 and all("target" in r and r["target"] != r["label"] for r in rows)
     assert all(1 <= r["queries"] <= 60 for r in rows)  # at least the charged check of the start
     assert json.loads((out / "record.json").read_text())["config"]["targeted"] is True
+
+
+def test_cli_attack_budget_is_a_hard_total(digits_ckpt: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``--budget`` bounds the run's queries in all (as on every command) and ``--max-queries`` each image: a
+    run out of budget stops with one clear line and exit 2, keeps the rows it wrote, and resumes under a larger one
+    (the total budget is not part of the run's config)."""
+    out = tmp_path / "run"
+    args = ["attack", "--model", str(digits_ckpt), "--attack", "square", "--eps", "0.05", "--max-queries", "30",
+            "-n", "6", "--batch-size", "2", "--out", str(out), "--no-progress"]
+    assert main([*args, "--budget", "70"]) == 2
+    err = capsys.readouterr().err
+    assert "query budget exceeded" in err and len(err.strip().splitlines()) == 1
+    kept = list(read_rows(out / "rows" / "attack.jsonl"))
+    assert 1 <= len(kept) < 6 and sum(r["queries"] for r in kept) <= 70
+    assert main([*args, "--budget", "1000"]) == 0
+    rows = list(read_rows(out / "rows" / "attack.jsonl"))
+    assert len(rows) == 6 and rows[:len(kept)] == kept

@@ -165,6 +165,8 @@ CLI_CASES = [
     ("attack-criterion", ["attack", "--model", "CK", "--criterion", "bogus"], "criterion must be one of"),
     ("attack-param", ["attack", "--model", "CK", "--param", "p_init=7"], "p_init"),
     ("attack-budget0", ["attack", "--model", "CK", "--budget", "0"], "'--budget': must be an integer >= 1"),
+    ("attack-max-queries0", ["attack", "--model", "CK", "--max-queries", "0"],
+     "'--max-queries': must be an integer >= 1"),
     ("certify-noise", ["certify", "--model", "CK", "--noise", "nosuch"], "unknown noise 'nosuch'"),
     ("certify-sigma-nan", ["certify", "--model", "CK", "--sigma", "nan"],
      "'--sigma': must be a finite number > 0"),
@@ -248,10 +250,10 @@ def test_non_utf8_config(capsys, cwd):
 def test_a_refused_command_does_not_block_the_corrected_one(capsys, cwd, ck):
     """The rejected options are refused before record.json exists, so the default run dir stays usable."""
     refused(capsys, ["certify", "--model", ck, "--alpha", "0", "-n", "1", "--n0", "5", "--n", "10"])
-    refused(capsys, ["attack", "--model", ck, "--norm", "l7", "-n", "1", "--budget", "5"])
+    refused(capsys, ["attack", "--model", ck, "--norm", "l7", "-n", "1", "--max-queries", "5"])
     assert_nothing_written(cwd)
     assert main(["certify", "--model", str(ck), "-n", "1", "--n0", "5", "--n", "10", "--no-progress"]) == 0
-    assert main(["attack", "--model", str(ck), "-n", "1", "--budget", "5", "--no-progress"]) == 0
+    assert main(["attack", "--model", str(ck), "-n", "1", "--max-queries", "5", "--no-progress"]) == 0
     assert (cwd / "runs" / "certify" / "record.json").is_file()
     assert (cwd / "runs" / "attack-square-linf" / "record.json").is_file()
 

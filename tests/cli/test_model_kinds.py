@@ -51,9 +51,9 @@ def _attack_rows(out: Path, stdout: str) -> Any:
 # command -> (args, kinds it runs with, result extractor). MODEL is replaced by the spec, OUT by a folder.
 COMMANDS: dict[str, tuple[list[str], tuple[str, ...], Callable[[Path, str], Any]]] = {
     "predict": (["predict", "--model", "MODEL", "--input", "IMAGES", "--output", "logits"], ALL, _stdout()),
-    "attack": (["attack", "--model", "MODEL", "--attack", "square", "-n", "1", "--budget", "10", "--out", "OUT",
+    "attack": (["attack", "--model", "MODEL", "--attack", "square", "-n", "1", "--max-queries", "10", "--out", "OUT",
                 "--no-progress"], ALL, _attack_rows),
-    "attack-white": (["attack", "--model", "MODEL", "--attack", "pgd", "-n", "1", "--budget", "2", "--out", "OUT",
+    "attack-white": (["attack", "--model", "MODEL", "--attack", "pgd", "-n", "1", "--max-queries", "2", "--out", "OUT",
                       "--no-progress"], MODULE, _attack_rows),
     "certify": (["certify", "--model", "MODEL", "-n", "2", "--n0", "10", "--n", "40", "--norm", "l2", "--clip",
                  "--out", "OUT", "--no-progress"], ALL, _rows("certify")),

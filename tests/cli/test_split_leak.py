@@ -43,7 +43,7 @@ def owner3() -> set[bytes]:
 
 
 COMMANDS = {
-    "attack": ["attack", "--model", "CK", "--attack", "square", "-n", "2", "--budget", "10"],
+    "attack": ["attack", "--model", "CK", "--attack", "square", "-n", "2", "--max-queries", "10"],
     "certify": ["certify", "--model", "CK", "-n", "2", "--n", "10"],
     "evaluate": ["evaluate", "--model", "CK", "-d", "rnd:nu=0.1"],
     "defend-rnd": ["defend", "rnd", "--model", "CK"],

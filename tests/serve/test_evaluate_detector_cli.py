@@ -21,7 +21,7 @@ def test_evaluate_detector_writes_the_tables(tiny_ckpt: Path, tmp_path: Path, ca
     cfg.write_text(json.dumps({"window": 8, "top_k": 20, "threshold": 10}))
     out = tmp_path / "run"
     assert main(["evaluate-detector", "--model", str(tiny_ckpt), "--dataset", "digits", "--detector-config", str(cfg),
-                 "--attacks", "square", "--modes", "plain,oars,sybil", "-n", "2", "--budget", "40",
+                 "--attacks", "square", "--modes", "plain,oars,sybil", "-n", "2", "--max-queries", "40",
                  "--accounts", "2", "--benign", "60", "--benign-clients", "2", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "query attacks through the served API" in text and "benign false positives" in text

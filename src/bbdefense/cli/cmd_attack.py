@@ -56,7 +56,10 @@ def attack(
     attack_name: str = typer.Option("square", "--attack", help="A name of the attack registry (bbdefense info)."),
     norm: str = typer.Option("linf", "--norm", help="linf | l2 (where the attack supports it)."),
     eps: str = typer.Option("0.1", "--eps", help="Radius in [0, 1] pixel scale; fractions like 8/255 work."),
-    budget: int = opt.budget_option(1000, "Per-image query budget (max_queries)."),
+    max_queries: int = opt.count_option(1000, "--max-queries",
+                                        help="Per-image query budget of the attack (its max_queries)."),
+    budget: int | None = opt.budget_option(None, "Hard limit on the queries this run spends in all, as on every "
+                                                 "command (default: none; --max-queries bounds each image)."),
     n: int = opt.count_option(100, "-n", "--n", help="Attack the first N correctly classified test images."),
     backend: str = opt.backend_option(),
     api_key: str | None = opt.api_key_option(),
@@ -89,13 +92,13 @@ def attack(
     params = parse_params(param)
     if criterion is not None:
         params["criterion"] = criterion
-    atk = build_attack(attack_name, norm=norm, eps=eps_v, max_queries=budget, seed=seed, params=params)
+    atk = build_attack(attack_name, norm=norm, eps=eps_v, max_queries=max_queries, seed=seed, params=params)
     run_path = out_dir or Path("runs") / f"attack-{atk.name}-{norm}"
     opt.check_writable_dir(run_path, "--out")
     src = model_source(model)
-    bb = (src.whitebox(f"attack --attack {atk.name}") if atk.access == "white" else
+    bb = (src.whitebox(f"attack --attack {atk.name}", budget=budget) if atk.access == "white" else
           src.blackbox(backend=opt.narrow_choice(backend, opt.BACKENDS, "--backend"),
-                       output=opt.narrow_optional(output, opt.OUTPUTS, "--output"), api_key=api_key))
+                       output=opt.narrow_optional(output, opt.OUTPUTS, "--output"), api_key=api_key, budget=budget))
     output = bb.output
     got = atk.get_params()
     if got.get("eps") is not None and "norm" in got:
@@ -125,10 +128,10 @@ def attack(
                  seeds={"attack": seed}, resume=resume)
     t0 = time.perf_counter()
     with run.rows("attack") as writer, run.rows("batches") as bwriter, progress_events(progress) as cb:
-        ev = evaluate_attack(bb, atk, inp.x, inp.y, inp.index, budget=budget, target=inp.target, x_init=inp.x_init,
+        ev = evaluate_attack(bb, atk, inp.x, inp.y, inp.index, budget=max_queries, target=inp.target, x_init=inp.x_init,
                              batch_size=batch_size, writer=writer, batch_writer=bwriter, on_event=cb)
     add_attack_run(run, ev, label=f"{atk.name} {norm} eps={eps_v:g}", section="Attack", text=(
-        f"{atk.name} ({norm}, eps={eps_v:g}, budget {budget} queries/image{', targeted' if targeted else ''}) on "
+        f"{atk.name} ({norm}, eps={eps_v:g}, budget {max_queries} queries/image{', targeted' if targeted else ''}) on "
         f"the first {len(ev.rows)} correctly classified test images of {dataset} ({correct} of the first {scanned} "
         f"test images are correct; the clean check uses audit queries, "
         f"{'charged by the remote API' if bb.audit_charged else 'free on a local model'}). Robust accuracy is over the "

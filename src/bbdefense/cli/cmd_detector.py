@@ -29,7 +29,8 @@ def evaluate_detector(
                                           "hsja")), "--attacks", help="Comma-separated attack names."),
     modes: str = typer.Option("plain,oars,sybil", "--modes", help="Comma-separated: plain, oars, sybil."),
     n: int = opt.count_option(50, "-n", "--n", help="Attack the first N correctly classified test images."),
-    budget: int = opt.count_option(1000, "--budget", help="Per-image query budget of each attack."),
+    max_queries: int = opt.count_option(1000, "--max-queries", help="Per-image query budget of each attack (its "
+                                                                   "max_queries)."),
     eps: float = typer.Option(0.3, "--eps", help="linf radius of the attacks (MNIST: 0.3)."),
     accounts: int = opt.count_option(5, "--accounts", help="Keys of the Sybil split."),
     benign: int = opt.count_option(10_000, "--benign", help="Benign queries of each benign stream.", minimum=0),
@@ -86,8 +87,8 @@ def evaluate_detector(
     sel, _, _ = first_correct(owner, test.x, test.y, n)
     x, y, idx = test.x[sel], test.y[sel], [int(i) for i in sel]
     config = {"model": str(model), "detector": detector, "detector_config": cfg, "defense": defense,
-              "attacks": names, "modes": mode_list, "n": len(idx), "budget": budget, "eps": eps, "norm": "linf",
-              "accounts": accounts, "benign": benign, "dataset": dataset, "split_seed": split_seed,
+              "attacks": names, "modes": mode_list, "n": len(idx), "max_queries": max_queries, "eps": eps,
+              "norm": "linf", "accounts": accounts, "benign": benign, "dataset": dataset, "split_seed": split_seed,
               **({"benign_clients": benign_clients} if benign_clients != 1 else {})}
     run = RunDir(out_dir, kind="evaluate-detector", name=f"{detector} in front of {src.name}", config=config,
                  seeds={"evaluate-detector": seed}, resume=resume)
@@ -97,7 +98,7 @@ def evaluate_detector(
     with run.rows("detector", key="key") as writer, progress_events(progress) as cb:
         for name in names:
             for mode in mode_list:
-                rows += detection_rows(open_server, name, x, y, idx, budget=budget, mode=cast(Mode, mode),
+                rows += detection_rows(open_server, name, x, y, idx, budget=max_queries, mode=cast(Mode, mode),
                                        eps=eps, seed=seed, accounts=accounts, owner=owner, writer=writer, on_event=cb)
     rows = list(read_rows(run.path / "rows" / "detector.jsonl"))
     fps = []
@@ -112,7 +113,7 @@ def evaluate_detector(
                 det.close()
             fps.append((label if benign_clients == 1 else f"{label} ({benign_clients} clients x {benign})",
                         pool_false_positives(parts)))
-    add_detector_tables(run, rows, fps, detector=detector, eps=eps, budget=budget, accounts=accounts,
+    add_detector_tables(run, rows, fps, detector=detector, eps=eps, budget=max_queries, accounts=accounts,
                         section=f"Stateful detector: {detector}")
     run.set_metrics(seconds=round(time.perf_counter() - t0, 1))
     run.finish()
