@@ -19,25 +19,21 @@ def register(app: typer.Typer) -> None:
     defend_app.command("irs")(irs)
 
 
-def _certify_and_report(run: Any, bb: Any, certify: Any, splits: Any, o: CertifyRunOptions, *, title: str,
+def _certify_and_report(run: Any, sm: Any, splits: Any, o: CertifyRunOptions, *, title: str,
                         train_queries: int = 0, cb: Any = None) -> None:
-    """``certify(x, **cohen)`` on the first ``o.n_test`` test images; rows, the certified-accuracy table, metrics."""
-    from ..certify.metrics import curve_from_certificates
-    from ..evaluation.certification import RADII
+    """Cohen CERTIFY of the smoothed classifier ``sm`` on the first ``o.n_test`` test images through the one
+    evaluation layer (:func:`~bbdefense.evaluation.certification.certify_rows`: the rows of ``bbdefense certify``,
+    resumable), then the certified-accuracy table at :data:`RADII` and the metrics."""
+    from ..evaluation.certification import RADII, certified_accuracy, certify_rows
     from ..records import render_report, table
 
     n0, n, alpha = o.n0, o.n, o.alpha
     xt, yt = splits.test.x[:o.n_test], splits.test.y[:o.n_test]
-    q0 = bb.stats.queries
-    certs = certify(xt, n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=o.seed, indices=range(len(xt)),
-                    on_event=cb)
-    rows = run.rows("certify")
-    for i, (c, y) in enumerate(zip(certs, yt.tolist(), strict=True)):
-        rows.write({"idx": i, "label": y, "pred": c.label, "radius_l2": c.radius["l2"], "pA_lower": c.pA_lower,
-                    "queries": c.n0 + c.n})
-    rows.close()
-    acc = dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
-    cq = bb.stats.queries - q0
+    with run.rows("certify") as writer:
+        res = certify_rows(sm, xt, yt, range(len(xt)), n0=n0, n=n, alpha=alpha, batch_size=n0 + n, seed=o.seed,
+                           writer=writer, on_event=cb)
+    acc = dict(zip(RADII, certified_accuracy(res.rows, "l2", RADII), strict=True))
+    cq = sum(int(r["queries"]) for r in res.rows)
     run.add_table(table(title, ["", *[f"r={r}" for r in RADII], "train queries", "certify queries"],
                         [["certified accuracy", *[acc[r] for r in RADII], train_queries, cq]],
                         f"Cohen CERTIFY n0={n0}, n={n}, alpha={alpha}, {len(yt)} test images; r=0 is SA"))
@@ -130,12 +126,10 @@ def zo_ae_ds(
             est.save(run.path)  # the run dir is the defense: `defend zo-ae-ds --load <run dir>`
         if est is None:  # Cohen RS, no denoiser (noisy inputs clamped, as the black box accepts [0, 1] only)
             sm = Smooth(bb, make_noise("gaussian", sigma=sigma), norms=("l2",), clip=True)
-            certify, title, tq = sm.certify, "RS (Cohen, no denoiser)", 0
+            title, tq = "RS (Cohen, no denoiser)", 0
         else:
-            def certify(x: Any, **kw: Any) -> Any:
-                return est.certify(x, blackbox=bb, **kw)
-            title, tq = est.label, est.queries_
-        _certify_and_report(run, bb, certify, splits, o, title=title, train_queries=tq, cb=cb)
+            sm, title, tq = est.smoothed(blackbox=bb), est.label, est.queries_
+        _certify_and_report(run, sm, splits, o, title=title, train_queries=tq, cb=cb)
 
 
 @with_option_groups
@@ -193,9 +187,5 @@ def irs(
             run.set_metrics(train_seconds=time.perf_counter() - t0, history=est.history_)
             est.save(run.path)  # the run dir is the defense: `defend irs --load <run dir>`
         run.set_metrics(surrogate_forwards=est.queries_, pixel_sigma=est.pixel_sigma_)
-
-        def certify(x: Any, **kw: Any) -> Any:
-            return est.certify(x, blackbox=bb, **kw)
-
-        _certify_and_report(run, bb, certify, splits, o, cb=cb,
+        _certify_and_report(run, est.smoothed(blackbox=bb), splits, o, cb=cb,
                             title=f"{est.method} (sigma {est.sigma}, pixel sigma {est.pixel_sigma_:.3f})")
