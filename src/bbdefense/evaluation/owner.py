@@ -23,7 +23,7 @@ Protocol (recorded in every row and in ``docs/owner-defenses.md``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -106,12 +106,11 @@ def _params(cls: type[Attack], cfg: EvalConfig, budget: int) -> dict[str, Any]:
 
 
 def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: int, cfg: EvalConfig,
-               eot_m: int | None = None, defense_name: str = "model", limit: int | None = None,
-               charged: Callable[[int], None] | None = None) -> EvalRow:
+               eot_m: int | None = None, defense_name: str = "model", limit: int | None = None) -> EvalRow:
     """One attack run at one budget on ``model`` (all of ``x`` in one batch, through
     :func:`~bbdefense.evaluation.attacks.evaluate_attack`); returns its :class:`EvalRow`. ``limit``: the run's
-    black box refuses queries past this many (:class:`~bbdefense.errors.QueryBudgetExceeded`); ``charged``
-    is called with the queries it charged."""
+    black box refuses queries past this many (:class:`~bbdefense.errors.QueryBudgetExceeded`). The row's
+    ``queries`` are what its black box charged (checked: they must agree)."""
     from ..attacks import ATTACKS
 
     cls = ATTACKS[attack]
@@ -130,8 +129,9 @@ def run_attack(model: nn.Module, attack: str, x: Tensor, y: Tensor, *, budget: i
     robust = float((~success).float().mean()) if len(success) else 0.0
     mean_q = float(queries.float().mean()) if len(queries) else float("nan")
     crit = ev.batches[0]["criterion"] if ev.batches else "single"
-    if charged is not None:
-        charged(bb.stats.queries)
+    if int(queries.sum()) != bb.stats.queries:  # the rows' sum is the one counter's, or accounting broke
+        raise RuntimeError(f"{label} on {defense_name}: rows sum to {int(queries.sum())} queries, the black box "
+                           f"charged {bb.stats.queries}")
     return EvalRow(defense_name, label, int(budget), robust, int(queries.sum()), mean_q, ev.audit_queries, crit,
                    round(ev.seconds, 2), int(x.shape[0]))
 
@@ -217,10 +217,11 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
         left = None if total is None else total - sum(spent)
         try:
             r = run_attack(models[name], attack, x, y, budget=budget, cfg=cfg, eot_m=m, defense_name=name,
-                           limit=left, charged=spent.append)
+                           limit=left)
         except QueryBudgetExceeded as exc:
             raise QueryBudgetExceeded(f"query budget exceeded: the attack runs spent {sum(spent)} of {total}, and "
                                       f"{label}@{budget} on {name} was refused ({exc})") from None
+        spent.append(r.queries)
         row = {"key": key, **asdict(r)}
         rows.append(row)
         if writer is not None:
