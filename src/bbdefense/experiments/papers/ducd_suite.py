@@ -15,7 +15,7 @@ n = 200, RS trained for 2 epochs. Every part streams its rows (a rerun skips wha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,14 +24,16 @@ import torch
 from ...events import EventCallback, emit
 from ...records import RunDir, read_rows, table
 from .base import PaperFigure, catalog_suite
+from .settings import CertifiedTable, CertifySettings
 
 if TYPE_CHECKING:
     from ...evaluation.distributed import RayOptions
 
 
 @dataclass(frozen=True)
-class DUCDScale:
-    """The budget of the suite (defaults: the full run of docs/ducd.md)."""
+class DUCDScale(CertifiedTable):
+    """The budget of the suite (defaults: the full run of docs/ducd.md); ``certify``: Cohen's settings of
+    Table IV, as every certifying table declares them (``n0``/``n``/``alpha`` read it)."""
 
     parts: tuple[str, ...] = ("tables", "sweep", "certify", "attacks")
     budget: int = 5000
@@ -44,8 +46,7 @@ class DUCDScale:
     rs_epochs: int | None = None  # None: the demo recipe's epochs
     wucd: bool = True
     n_images: int = 100
-    n0: int = 100
-    n: int = 500
+    certify: CertifySettings = field(default_factory=lambda: CertifySettings(n0=100, n=500))
     finetune_epochs: int = 3
     attack_images: int = 20
     attacks: tuple[str, ...] = ("apgd", "square", "hsja")
@@ -55,7 +56,7 @@ class DUCDScale:
 
 FULL = DUCDScale()
 QUICK = DUCDScale(parts=("certify",), budget=2000, epochs=10, sigmas=(0.5,), norms=("l1", "l2"), rs_epochs=2,
-                  n_images=10, n0=50, n=200, finetune_epochs=1)
+                  n_images=10, certify=CertifySettings(n0=50, n=200), finetune_epochs=1)
 
 _T2 = "MNIST, ResNet-18 target and ResNet-18 surrogate, 2M queries"
 _T4 = ("CIFAR-10 (500 random test images), Monte Carlo n=4000, sigma {0.25, 0.5, 0.75, 1.0}, 20M queries; "
@@ -176,7 +177,6 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
     from ...training import TrainConfig, train_target
     from ..context import DEMO_ARCH, DEMO_DATASET, DEMO_TRAIN
     from .ducd import DUCDConfig, run_ducd
-    from .settings import CertifySettings
 
     cache = Path(cache_dir)
     path, meta = train_target(DEMO_ARCH, DEMO_DATASET, cache / f"target_{DEMO_ARCH}_{DEMO_DATASET}", DEMO_TRAIN,
@@ -207,7 +207,7 @@ def run_scaled(run: RunDir, s: DUCDScale, *, seed: int, cache_dir: Path, on_even
             return load_checkpoint(p)[0]
 
         bb = BlackBox.from_module(module, input_shape=shape, budget=s.budget)
-        cfg = DUCDConfig(sigmas=s.sigmas, norms=s.norms, n_images=s.n_images, certify=CertifySettings(n0=s.n0, n=s.n),
+        cfg = DUCDConfig(sigmas=s.sigmas, norms=s.norms, n_images=s.n_images, certify=s.certify,
                          finetune_epochs=s.finetune_epochs, method=s.method, seed=seed)  # type: ignore[arg-type]
         ours = run_ducd(run, bb, new_surrogate(), sp.defender, sp.test, cfg,
                         distill_cfg=DistillConfig(budget=s.budget, epochs=s.epochs),
