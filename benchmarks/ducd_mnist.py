@@ -25,6 +25,7 @@ import torch
 
 from bbdefense.experiments.papers import run_paper
 from bbdefense.experiments.papers.ducd_suite import DUCDScale, run_scaled
+from bbdefense.experiments.papers.settings import CertifySettings
 
 CACHE = Path(".cache/ducd")
 
@@ -53,7 +54,8 @@ def main() -> None:
     parts = ("tables", "sweep", "certify", "attacks") if a.part == "all" else (a.part,)
     s = DUCDScale(parts=parts, budget=a.budget, epochs=a.epochs, surrogate=a.surrogate,
                   sweep=tuple(int(b) for b in a.sweep.split(",")), sigmas=tuple(float(x) for x in a.sigmas.split(",")),
-                  norms=tuple(a.norms.split(",")), rs=not a.no_rs, wucd=not a.no_wucd, n_images=a.n_images, n=a.n,
+                  norms=tuple(a.norms.split(",")), rs=not a.no_rs, wucd=not a.no_wucd, n_images=a.n_images,
+                  certify=CertifySettings(n0=100, n=a.n),
                   attack_images=a.attack_images, attacks=tuple(a.attacks.split(",")), hsja_queries=a.hsja_queries)
     run = run_paper("ducd", a.out, cache_dir=CACHE, config={"scale": asdict(s)},
                     runner=lambda run, seed, cache_dir, on_event: run_scaled(run, s, seed=seed, cache_dir=cache_dir,
