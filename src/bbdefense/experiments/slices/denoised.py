@@ -18,7 +18,8 @@ from torch import Tensor
 from ...certified.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
 from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
 from ...certify import Smooth, make_noise
-from ...certify.metrics import curve_from_certificates
+from ...evaluation.certification import certified_accuracy, certified_accuracy_ci, certify_rows
+from ...evaluation.report import glance_accuracy
 from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import table
 from ...training import TrainConfig, train_target
@@ -30,11 +31,16 @@ RADII = (0.0, 0.25, 0.5)
 
 def _certified_accuracy(ctx: DemoContext, cb: BlackBox, xt: Tensor, yt: Tensor, sigma: float,
                         pre: Callable[[Tensor], Tensor] | None, n0: int, n: int,
-                        scale: Tensor | None = None) -> dict[float, float]:
-    """Certified l2 accuracy at RADII of the smoothing of ``cb o pre`` (noisy inputs clipped when no pre)."""
+                        scale: Tensor | None = None, *, label: str) -> dict[float, float]:
+    """Certified l2 accuracy at RADII of the smoothing of ``cb o pre`` (noisy inputs clipped when no pre), through
+    the one evaluation layer (:func:`certify_rows`); noted as ``label`` in the at-a-glance table with its interval."""
     sm = Smooth(cb, make_noise("gaussian", sigma=sigma), norms=("l2",), pre=pre, clip=pre is None, scale=scale)
-    certs = sm.certify(xt, n0=n0, n=n, alpha=0.001, batch_size=n0 + n, seed=ctx.seed, indices=range(len(xt)))
-    return dict(zip(RADII, curve_from_certificates(certs, yt.tolist(), "l2", RADII).tolist(), strict=True))
+    rows = certify_rows(sm, xt, yt, range(len(xt)), n0=n0, n=n, alpha=0.001, batch_size=n0 + n, seed=ctx.seed,
+                        on_event=ctx.on_event).rows
+    for c in certified_accuracy_ci(rows, "l2", RADII):
+        col = "clean accuracy" if c["radius"] == 0 else f"certified accuracy, l2 r={c['radius']:g}"
+        glance_accuracy(ctx.run, label, col, c["k"], c["n"])
+    return dict(zip(RADII, certified_accuracy(rows, "l2", RADII), strict=True))
 
 
 @register_slice("denoised", TITLE, order=70)
@@ -68,9 +74,10 @@ def denoised_slice(ctx: DemoContext) -> None:
             res = train_zo_ae_ds(tb, train, cfg, ae=copy.deepcopy(ae))
             pre, tq = res.pipeline, res.queries
         cb = ctx.blackbox()
-        acc = _certified_accuracy(ctx, cb, xt, yt, sigma, pre, n0, n)
+        label = cfg.label if cfg else "RS (no denoiser)"
+        acc = _certified_accuracy(ctx, cb, xt, yt, sigma, pre, n0, n, label=f"target+{label} sigma={sigma:g}")
         target_queries += tq + cb.stats.queries
-        rows.append([cfg.label if cfg else "RS (no denoiser)", sigma, *[acc[r] for r in RADII], tq, cb.stats.queries,
+        rows.append([label, sigma, *[acc[r] for r in RADII], tq, cb.stats.queries,
                      round(time.perf_counter() - t0, 1)])
     # ---- IRS-Net vs Salman, surrogate LeNet (defender split), target unseen
     p, _ = train_target("lenet", "mnist5k", ctx.cache_dir / "denoised_surrogate_lenet_defender",
@@ -83,9 +90,10 @@ def denoised_slice(ctx: DemoContext) -> None:
                                                     optimizer="adam", lr=3e-3, width=8, seed=ctx.seed))
         den = res2.denoiser
         cb = ctx.blackbox()
-        acc = _certified_accuracy(ctx, cb, xt, yt, 0.5, den, n0, n, den.noise_scale)
+        label = f"{'IRS-Net' if method == 'irs' else 'Salman MSE+stab'} (surrogate LeNet)"
+        acc = _certified_accuracy(ctx, cb, xt, yt, 0.5, den, n0, n, den.noise_scale, label=f"target+{label}")
         target_queries += cb.stats.queries
-        rows.append([f"{'IRS-Net' if method == 'irs' else 'Salman MSE+stab'} (surrogate LeNet)",
+        rows.append([label,
                      round(pixel_sigma(den, 0.5), 3), *[acc[r] for r in RADII], 0, cb.stats.queries,
                      round(time.perf_counter() - t0, 1)])
     ctx.run.add_table({**table(

@@ -8,6 +8,7 @@ import torch
 
 from ...defenses import AAA, RandomizedFeatureDefense, RandomNoiseDefense, UniG, calibrate_noise
 from ...evaluation.owner import EvalConfig, evaluate_defenses
+from ...evaluation.report import glance_accuracy
 from ...records import table
 from ..context import DemoContext, register_slice
 
@@ -56,6 +57,10 @@ def owner_defenses_slice(ctx: DemoContext) -> None:
     res = evaluate_defenses(models, module, test.x[:n], test.y[:n], cfg, x_clean=test.x[:n_clean],
                             y_clean=test.y[:n_clean], run=ctx.run, section=sec, on_event=ctx.on_event)
     rfd.remove()  # detach the hooks from the shared demo target
+    for r in res["rows"]:  # the headline: robust accuracy of every defense (the undefended model is the target)
+        glance_accuracy(ctx.run, "target" if r["defense"] == "undefended" else r["defense"],
+                        f"robust accuracy, {r['attack']} (linf 0.3, {r['budget']} queries, {r['criterion']})",
+                        round(float(r["robust_accuracy"]) * int(r["n"])), int(r["n"]))
     total = sum(int(r["queries"]) for r in res["rows"])
     ctx.run.set_metrics(**{"owner_defenses.queries": total,
                            "owner_defenses.robust": {r["key"]: r["robust_accuracy"] for r in res["rows"]}})
