@@ -167,7 +167,8 @@ def trace(args: argparse.Namespace) -> None:
                     st = bbs[0].stats
                     used = int(st.queries + st.audit_queries)
                 f.write(json.dumps({"key": key, "attack": name, "idx": idx[i], "success": ok, "truncated": truncated,
-                                    "queries": used, "trace": [{k: v for k, v in t.items() if k != "near"}
+                                    "queries": used, "trace": [{k: v for k, v in t.items()
+                                                                if k != "near" or args.keep_near}
                                                                for t in TRACE]}) + "\n")
                 f.flush()
     streams = [("plain", args.benign_plain, 0.0, args.seed), ("augmented", args.benign, 0.5, args.seed)]
@@ -200,6 +201,8 @@ def _n_at(hist: list[int], det: str, t: int) -> int:
 def fires(tr: dict[str, Any], det: str, t: int, k: int, window: int | None = None) -> bool:
     if RULE[0] == "cluster":
         return tr["comp"][str(t)] >= k
+    if RULE[0] == "recent" and tr.get("near") is None:
+        raise SystemExit("the recent rule needs traces with matching ids: trace with --keep-near")
     if window is None or tr.get("near") is None:
         return _n_at(tr["hist"], det, t) >= k
     lo = tr["qid"] - window
@@ -259,7 +262,7 @@ def sweep(args: argparse.Namespace) -> None:
                     group = name.rsplit("_s", 1)[0]  # independent clients of one stream size: pooled
                     f0, n0, _ = res["benign"].get(group, (0, 0, 0.0))
                     res["benign"][group] = (f0 + f, n0 + n, 1e4 * proportion_ci(f0 + f, n0 + n)[1])
-                if w is None or RULE[0] == "hits":
+                if w is None or RULE[0] in ("hits", "recent"):
                     for name, g in by_attack.items():
                         o = [attack_outcome(r, det, t, k, w) for r in g]
                         first = [q for d, _, q in o if d and q is not None]
@@ -320,6 +323,9 @@ def main() -> None:
     a.add_argument("--max-trace", type=int, default=0,
                    help="stop tracing an attack after this many images (0: run it to its budget); such an attack "
                         "counts as not successful (it had not succeeded yet) and, if no rule fired, undetected")
+    a.add_argument("--keep-near", action="store_true",
+                   help="keep each attack query's matching stored queries (ids and shared hashes): what the "
+                        "recency rule (--rule recent) needs")
     a.add_argument("--out", required=True)
     s = sub.add_parser("sweep")
     s.add_argument("out")
@@ -327,9 +333,10 @@ def main() -> None:
     s.add_argument("--t", default="20,25,30,35,40")
     s.add_argument("--k", default="1,2,3,4,5,6,8,10,15,20")
     s.add_argument("--windows", default="")
-    s.add_argument("--rule", default="count", choices=["count", "cluster", "hits"],
+    s.add_argument("--rule", default="count", choices=["count", "cluster", "hits", "recent"],
                    help="count: >= k stored queries match; cluster: the query's near-duplicate cluster has >= k; "
-                        "hits: >= k of the account's last WINDOW stored queries matched")
+                        "hits: >= k of the account's last WINDOW stored queries matched; recent: >= k of the "
+                        "account's last WINDOW stored queries match this one (traces with --keep-near)")
     tb = sub.add_parser("table")
     tb.add_argument("out")
     tb.add_argument("--settings", required=True, help="comma-separated rule:t:k[:window], e.g. count:25:1,hits:20:4:5")

@@ -117,7 +117,8 @@ def test_rule_parameters_are_validated_and_old_state_files_open(tmp_path: Path) 
         Blacklight(min_hits=4, hit_window=3)
     db = tmp_path / "old.sqlite3"
     ref = Blacklight()
-    old_cfg = {k: v for k, v in ref.get_params().items() if k not in ("min_matches", "min_hits", "hit_window")}
+    old_cfg = {k: v for k, v in ref.get_params().items()
+               if k not in ("min_matches", "min_hits", "hit_window", "recent_window")}
     con = sqlite3.connect(db)  # a state file written before the decision rules existed
     con.executescript(
         "CREATE TABLE detector_meta (name TEXT PRIMARY KEY, config TEXT NOT NULL);"
@@ -133,3 +134,48 @@ def test_rule_parameters_are_validated_and_old_state_files_open(tmp_path: Path) 
     det.close()
     with pytest.raises(ConfigError, match="built with"):
         Blacklight(db_path=db, min_hits=2, hit_window=3)  # another rule: bound like every other parameter
+
+
+# ---------------------------------------------------------------------------------------------- recency rule
+@pytest.mark.parametrize("cls", [Blacklight, PIHA])
+def test_recency_rule_passes_a_late_copy_and_flags_consecutive_probes(cls) -> None:  # type: ignore[no-untyped-def]
+    """``recent_window=w``: a hit counts only when a matching stored query is among the account's own last
+    ``w`` queries. A benign client's edited copy of an image it sent twelve images earlier passes (the paper's
+    rule flags it); an attacker's probes, each matching the ones before, are flagged from the second on."""
+    kw = {"threshold": 1} if cls is PIHA else {}  # PIHA's paper threshold needs 3 neighbours; one copy has 1
+    imgs = digits(12, seed=21)
+    benign = torch.cat([imgs, near_copies(imgs[:1], 1, seed=7)])  # the copy of image 0 comes 12 queries later
+    assert cls(**kw).observe("b", benign)[-1].flagged  # the paper's rule: any matching stored query
+    assert not cls(recent_window=5, **kw).observe("b", benign)[-1].flagged
+    assert cls(recent_window=12, **kw).observe("b", benign)[-1].flagged  # image 0 is its 12th-last query
+    x0 = digits(1, seed=22)
+    probes = torch.cat([x0, near_copies(x0, 6, seed=8)])
+    det = cls(recent_window=2, **kw)
+    det.observe("b", digits(10, seed=23))
+    assert [d.flagged for d in det.observe("mallory", probes)] == [False] + [True] * 6
+
+
+def test_recency_rule_keeps_cross_account_matches_in_global_scope() -> None:
+    """In global scope a near-duplicate of *another* account's query still flags (the Sybil signal, as in the
+    paper's rule), however old; a client's own old image does not, its own recent one does."""
+    x0, others = digits(1, seed=24), digits(12, seed=25)
+    copies = near_copies(x0, 3, seed=9)
+    det = Blacklight(recent_window=5)
+    det.observe("alice", x0)
+    det.observe("alice", others)  # alice's x0 is now 13 queries back
+    assert not det.observe("alice", copies[:1])[0].flagged  # her own old image, lightly edited: passes
+    assert det.observe("alice", copies[1:2])[0].flagged  # a probe right after the previous one: flagged
+    assert det.observe("bob", copies[2:])[0].flagged  # bob's first query matches alice's: flagged
+    acc = Blacklight(recent_window=5, scope="account")
+    acc.observe("alice", x0)
+    assert not acc.observe("bob", copies[2:])[0].flagged  # account scope: no cross-account matches at all
+
+
+def test_recency_rule_is_bound_to_the_state_file(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    Blacklight(db_path=db, recent_window=5).close()
+    with pytest.raises(ConfigError, match="recent_window"):
+        Blacklight(db_path=db)
+    Blacklight(db_path=db, recent_window=5).close()
+    with pytest.raises(InputError, match="recent_window must be an integer >= 0"):
+        Blacklight(recent_window=-1)

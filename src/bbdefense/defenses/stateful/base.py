@@ -31,7 +31,11 @@ neighbour count) is flagged, the papers' rule. The hit rule (``min_hits``, ``hit
 hit only when at least ``min_hits`` of the account's last ``hit_window`` stored queries were hits: a query
 attack hits on almost every query, a benign client that re-sends an edited copy of an earlier image now
 and then does not (measured trade-off: docs/stateful-defense.md, "Edited copies"). Its state is the
-``hit`` column of the query log, committed with every ``observe``.
+``hit`` column of the query log, committed with every ``observe``. The recency rule (``recent_window``;
+ours) counts a hit only when one of the stored queries it matches is among the account's own last
+``recent_window`` stored queries, or (global scope) another account's: a query attack's probes follow each
+other, a benign client's edited copies of one image are spread over its traffic, and a near-duplicate from
+another key is what a Sybil split looks like (measured: docs/stateful-defense.md, "The recency rule").
 
 Bounds: at most ``max_stored`` queries take part in matching (the newest); per query, time is bounded
 by the fingerprint size (Blacklight: binary searches of its hashes; PIHA: one vectorised Hamming scan;
@@ -77,7 +81,7 @@ CREATE INDEX IF NOT EXISTS {name}_queries_digest ON {name}_queries (digest, tag)
 HIT_INDEX = "CREATE INDEX IF NOT EXISTS {name}_queries_account ON {name}_queries (account, qid);"
 #: decision-rule parameters at the paper's values: left out of the configuration a state file is bound to,
 #: so a file written before the rule existed opens unchanged
-PAPER_RULE = {"min_matches": 1, "min_hits": 1, "hit_window": 1}
+PAPER_RULE = {"min_matches": 1, "min_hits": 1, "hit_window": 1, "recent_window": 0}
 
 
 def int64(b: bytes) -> int:
@@ -134,6 +138,10 @@ class StatefulDetector(ABC):
             ``hit_window`` stored queries (itself included) were hits. ``min_hits=1``: the paper's rule
             (every hit is flagged). A query attack hits on almost every query; a benign client that
             re-sends an edited copy of an earlier image hits once, rarely several times in a row.
+        recent_window: the recency rule (ours; 0 = off, the papers'): the member's test counts as a hit only
+            when one of the stored queries it matches is among the account's own last ``recent_window``
+            stored queries (the attacker's previous probes) or, in global scope, another account's (a Sybil
+            split); a client's edited copy of an image it sent long before matches, but not recently.
     """
 
     name: ClassVar[str]
@@ -141,7 +149,7 @@ class StatefulDetector(ABC):
 
     def __init__(self, *, db_path: str | Path = ":memory:", scope: Scope = "global", max_stored: int = 1_000_000,
                  allow_repeats: bool = True, synchronous: str = "NORMAL", seed: int = 0, min_hits: int = 1,
-                 hit_window: int = 1) -> None:
+                 hit_window: int = 1, recent_window: int = 0) -> None:
         if scope not in ("global", "account"):
             raise InputError(f"scope must be 'global' or 'account', got {scope!r}")
         self.scope: Scope = scope
@@ -150,6 +158,8 @@ class StatefulDetector(ABC):
         self.seed = _check_int("seed", seed, 0)
         self.min_hits = _check_int("min_hits", min_hits, 1)
         self.hit_window = _check_int("hit_window", hit_window, 1)
+        self.recent_window = _check_int("recent_window", recent_window, 0)
+        self._last_matches: np.ndarray = np.empty(0, dtype=np.int64)  # qids the last _match found (recency rule)
         if self.min_hits > self.hit_window:
             raise InputError(f"min_hits ({min_hits}) cannot exceed hit_window ({hit_window}): nothing would be flagged")
         self.db_path = str(db_path)
@@ -184,7 +194,8 @@ class StatefulDetector(ABC):
     @abstractmethod
     def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, int]:
         """Score ``image`` against the stored queries of scope ``tag`` (qids > ``newest - max_stored``);
-        returns (score, best match, the fingerprint to store, the distinct stored queries that match)."""
+        returns (score, best match, the fingerprint to store, the distinct stored queries that match), and
+        leaves the ids of those matching stored queries in ``self._last_matches`` (the recency rule reads it)."""
 
     @abstractmethod
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
@@ -218,6 +229,8 @@ class StatefulDetector(ABC):
                             continue
                     score, match, fp, matches = self._match(img, tag, newest)
                     hit = self._flag(score, matches)
+                    if hit and self.recent_window:
+                        hit = self._recent_or_foreign(account)
                     hits = int(hit)
                     if hit and self.min_hits > 1:  # the account's hits among its last hit_window - 1 queries
                         hits += int(self._db.execute(
@@ -236,6 +249,22 @@ class StatefulDetector(ABC):
                 self._rollback()
                 raise
         return out
+
+    def _recent_or_foreign(self, account: str) -> bool:
+        """The recency rule: whether a stored query that matched (``self._last_matches``, newest first, at most
+        256 read) is one of ``account``'s last ``recent_window`` queries or another account's (in global scope a
+        near-duplicate from another key is the Sybil signal and keeps the paper's rule)."""
+        ids = np.sort(self._last_matches)[::-1][:256].tolist()
+        if not ids:
+            return False
+        row = self._db.execute(
+            f"SELECT MIN(qid) FROM (SELECT qid FROM {self.name}_queries WHERE account = ? ORDER BY qid DESC "
+            "LIMIT ?)", (account, self.recent_window)).fetchone()
+        lo = row[0] if row is not None and row[0] is not None else 1 << 62  # no own queries: none is recent
+        marks = ",".join("?" * len(ids))
+        found = self._db.execute(f"SELECT 1 FROM {self.name}_queries WHERE qid IN ({marks}) AND "
+                                 "(account != ? OR qid >= ?) LIMIT 1", (*ids, account, lo)).fetchone()
+        return found is not None
 
     def _rollback(self) -> None:  # noqa: B027  (an optional hook: detectors without a memory cache keep it empty)
         """Undo in-memory state of an aborted :meth:`observe` (detectors with a memory cache)."""

@@ -129,8 +129,8 @@ class Blacklight(StatefulDetector):
             ``threshold`` hashes (1: the paper). Measured in docs/stateful-defense.md: it lets edited
             copies pass only at k >= 4, where chain-like attacks (Bandits, SignHunter) escape; the hit
             rule (``min_hits``, :class:`StatefulDetector`) is the better trade-off.
-        db_path, scope, max_stored, allow_repeats, synchronous, seed, min_hits, hit_window: see
-            :class:`StatefulDetector`.
+        db_path, scope, max_stored, allow_repeats, synchronous, seed, min_hits, hit_window, recent_window:
+            see :class:`StatefulDetector`.
     """
 
     name = "blacklight"
@@ -140,7 +140,7 @@ class Blacklight(StatefulDetector):
                  max_per_hash: int = 256, skip_constant: bool = True, min_matches: int = 1,
                  db_path: str | Path = ":memory:", scope: Scope = "global",
                  max_stored: int = 1_000_000, allow_repeats: bool = True, synchronous: str = "NORMAL",
-                 seed: int = 0, min_hits: int = 1, hit_window: int = 1) -> None:
+                 seed: int = 0, min_hits: int = 1, hit_window: int = 1, recent_window: int = 0) -> None:
         self.step = _check_int("step", step, 1)
         self.window = _check_int("window", window, 1)
         self.top_k = _check_int("top_k", top_k, 1)
@@ -152,7 +152,8 @@ class Blacklight(StatefulDetector):
         if self.threshold > self.top_k:
             raise InputError(f"threshold ({threshold}) cannot exceed top_k ({top_k}): nothing would be flagged")
         super().__init__(db_path=db_path, scope=scope, max_stored=max_stored, allow_repeats=allow_repeats,
-                         synchronous=synchronous, seed=seed, min_hits=min_hits, hit_window=hit_window)
+                         synchronous=synchronous, seed=seed, min_hits=min_hits, hit_window=hit_window,
+                         recent_window=recent_window)
         self._salts: dict[tuple[int, ...], np.ndarray] = {}
         self._bind_config()
         self._pending: list[tuple[int, list[int]]] = []
@@ -167,7 +168,7 @@ class Blacklight(StatefulDetector):
                 "stride": self.stride, "max_per_hash": self.max_per_hash,
                 "skip_constant": self.skip_constant, "min_matches": self.min_matches, "scope": self.scope,
                 "max_stored": self.max_stored, "allow_repeats": self.allow_repeats, "seed": self.seed,
-                "min_hits": self.min_hits, "hit_window": self.hit_window}
+                "min_hits": self.min_hits, "hit_window": self.hit_window, "recent_window": self.recent_window}
 
     def salt(self, shape: tuple[int, ...]) -> np.ndarray:
         """The secret per-pixel salt for images of ``shape`` (uniform in [0, 255), from ``seed``)."""
@@ -198,10 +199,12 @@ class Blacklight(StatefulDetector):
         keys = [h ^ tag for h in self.fingerprint(image)]
         qids = self._index.lookup(keys, newest - self.max_stored, self.max_per_hash, self._pending)
         if qids.size == 0:
+            self._last_matches = np.empty(0, dtype=np.int64)
             return 0.0, None, keys, 0
         ids, counts = np.unique(qids, return_counts=True)
         best = int(np.argmax(counts[::-1]))  # ties: the newest stored query
-        return float(counts[::-1][best]), int(ids[::-1][best]), keys, int((counts >= self.threshold).sum())
+        self._last_matches = ids[counts >= self.threshold]
+        return float(counts[::-1][best]), int(ids[::-1][best]), keys, int(self._last_matches.size)
 
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
         self._db.execute("INSERT INTO blacklight_log (qid, keys) VALUES (?, ?)",

@@ -53,7 +53,7 @@ class PIHA(StatefulDetector):
         bits: the side of the low-frequency block kept (8: a 64-bit hash).
         radius: Hamming distance at most which two hashes are similar.
         threshold: similar stored queries that flag.
-        db_path, scope, max_stored, allow_repeats, synchronous, seed, min_hits, hit_window: see
+        db_path, scope, max_stored, allow_repeats, synchronous, seed, min_hits, hit_window, recent_window: see
             :class:`StatefulDetector`.
     """
 
@@ -63,7 +63,7 @@ class PIHA(StatefulDetector):
     def __init__(self, *, size: int = 32, bits: int = 8, radius: int = 2, threshold: int = 3,
                  db_path: str | Path = ":memory:", scope: Scope = "global", max_stored: int = 1_000_000,
                  allow_repeats: bool = True, synchronous: str = "NORMAL", seed: int = 0, min_hits: int = 1,
-                 hit_window: int = 1) -> None:
+                 hit_window: int = 1, recent_window: int = 0) -> None:
         self.size = _check_int("size", size, 2)
         self.bits = _check_int("bits", bits, 2)
         if self.bits > self.size or self.bits * self.bits > 64:
@@ -71,7 +71,8 @@ class PIHA(StatefulDetector):
         self.radius = _check_int("radius", radius, 0)
         self.threshold = _check_int("threshold", threshold, 1)
         super().__init__(db_path=db_path, scope=scope, max_stored=max_stored, allow_repeats=allow_repeats,
-                         synchronous=synchronous, seed=seed, min_hits=min_hits, hit_window=hit_window)
+                         synchronous=synchronous, seed=seed, min_hits=min_hits, hit_window=hit_window,
+                         recent_window=recent_window)
         self._bind_config()
         self._dct = dct_matrix(self.size)[: self.bits]
         rows = self._db.execute("SELECT qid, tag, hash FROM piha_hashes ORDER BY qid DESC LIMIT ?",
@@ -84,7 +85,8 @@ class PIHA(StatefulDetector):
     def get_params(self) -> dict[str, Any]:
         return {"size": self.size, "bits": self.bits, "radius": self.radius, "threshold": self.threshold,
                 "scope": self.scope, "max_stored": self.max_stored, "allow_repeats": self.allow_repeats,
-                "seed": self.seed, "min_hits": self.min_hits, "hit_window": self.hit_window}
+                "seed": self.seed, "min_hits": self.min_hits, "hit_window": self.hit_window,
+                "recent_window": self.recent_window}
 
     def phash(self, image: np.ndarray) -> int:
         """The perceptual hash of one image ``(C, H, W)`` as a signed 64-bit int."""
@@ -106,6 +108,7 @@ class PIHA(StatefulDetector):
             tags = np.concatenate([tags, p[:, 1]])
             hashes = np.concatenate([hashes, p[:, 2].view(np.uint64)])
         keep = (tags == tag) & (qids > newest - self.max_stored)
+        self._last_matches = np.empty(0, dtype=np.int64)
         if not keep.any():
             return 0.0, None, h, 0
         dist = np.bitwise_count(hashes[keep] ^ np.uint64(h & ((1 << 64) - 1)))
@@ -113,6 +116,7 @@ class PIHA(StatefulDetector):
         if near.size == 0:
             return 0.0, None, h, 0
         best = near[np.argmin(dist[near])]
+        self._last_matches = qids[keep][near]
         return float(near.size), int(qids[keep][best]), h, int(near.size)
 
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
