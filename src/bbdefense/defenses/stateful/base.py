@@ -159,7 +159,6 @@ class StatefulDetector(ABC):
         self.min_hits = _check_int("min_hits", min_hits, 1)
         self.hit_window = _check_int("hit_window", hit_window, 1)
         self.recent_window = _check_int("recent_window", recent_window, 0)
-        self._last_matches: np.ndarray = np.empty(0, dtype=np.int64)  # qids the last _match found (recency rule)
         if self.min_hits > self.hit_window:
             raise InputError(f"min_hits ({min_hits}) cannot exceed hit_window ({hit_window}): nothing would be flagged")
         self.db_path = str(db_path)
@@ -192,10 +191,10 @@ class StatefulDetector(ABC):
         """The configuration (round-trips: ``type(d)(db_path=..., **d.get_params())``)."""
 
     @abstractmethod
-    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, int]:
+    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, np.ndarray]:
         """Score ``image`` against the stored queries of scope ``tag`` (qids > ``newest - max_stored``);
-        returns (score, best match, the fingerprint to store, the distinct stored queries that match), and
-        leaves the ids of those matching stored queries in ``self._last_matches`` (the recency rule reads it)."""
+        returns (score, best match, the fingerprint to store, the ids of the distinct stored queries that
+        match: what the count rule counts and the recency rule looks up)."""
 
     @abstractmethod
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
@@ -227,10 +226,11 @@ class StatefulDetector(ABC):
                         if row is not None:
                             out.append(Decision(False, 0.0, int(row[0]), int(row[0]), repeat=True))
                             continue
-                    score, match, fp, matches = self._match(img, tag, newest)
+                    score, match, fp, matched = self._match(img, tag, newest)
+                    matches = int(matched.size)
                     hit = self._flag(score, matches)
                     if hit and self.recent_window:
-                        hit = self._recent_or_foreign(account)
+                        hit = self._recent_or_foreign(account, matched)
                     hits = int(hit)
                     if hit and self.min_hits > 1:  # the account's hits among its last hit_window - 1 queries
                         hits += int(self._db.execute(
@@ -250,11 +250,11 @@ class StatefulDetector(ABC):
                 raise
         return out
 
-    def _recent_or_foreign(self, account: str) -> bool:
-        """The recency rule: whether a stored query that matched (``self._last_matches``, newest first, at most
-        256 read) is one of ``account``'s last ``recent_window`` queries or another account's (in global scope a
-        near-duplicate from another key is the Sybil signal and keeps the paper's rule)."""
-        ids = np.sort(self._last_matches)[::-1][:256].tolist()
+    def _recent_or_foreign(self, account: str, matched: np.ndarray) -> bool:
+        """The recency rule: whether a ``matched`` stored query (newest first, at most 256 read) is one of
+        ``account``'s last ``recent_window`` queries or another account's (in global scope a near-duplicate
+        from another key is the Sybil signal and keeps the paper's rule)."""
+        ids = np.sort(matched)[::-1][:256].tolist()
         if not ids:
             return False
         row = self._db.execute(

@@ -195,16 +195,14 @@ class Blacklight(StatefulDetector):
         hashes = {int64(sha(mv[i:i + w]).digest()) for i in starts}
         return sorted(hashes, reverse=True)[:self.top_k]
 
-    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, int]:
+    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, np.ndarray]:
         keys = [h ^ tag for h in self.fingerprint(image)]
         qids = self._index.lookup(keys, newest - self.max_stored, self.max_per_hash, self._pending)
         if qids.size == 0:
-            self._last_matches = np.empty(0, dtype=np.int64)
-            return 0.0, None, keys, 0
+            return 0.0, None, keys, qids
         ids, counts = np.unique(qids, return_counts=True)
         best = int(np.argmax(counts[::-1]))  # ties: the newest stored query
-        self._last_matches = ids[counts >= self.threshold]
-        return float(counts[::-1][best]), int(ids[::-1][best]), keys, int(self._last_matches.size)
+        return float(counts[::-1][best]), int(ids[::-1][best]), keys, ids[counts >= self.threshold]
 
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
         self._db.execute("INSERT INTO blacklight_log (qid, keys) VALUES (?, ?)",

@@ -99,7 +99,7 @@ class PIHA(StatefulDetector):
         v = int((bits << np.arange(bits.size, dtype=np.uint64)).sum())
         return v - (1 << 64) if v >= 1 << 63 else v
 
-    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, int]:
+    def _match(self, image: np.ndarray, tag: int, newest: int) -> tuple[float, int | None, Any, np.ndarray]:
         h = self.phash(image)
         qids, tags, hashes = self._qids, self._tags, self._hashes
         if self._pending:  # images earlier in this batch
@@ -108,16 +108,15 @@ class PIHA(StatefulDetector):
             tags = np.concatenate([tags, p[:, 1]])
             hashes = np.concatenate([hashes, p[:, 2].view(np.uint64)])
         keep = (tags == tag) & (qids > newest - self.max_stored)
-        self._last_matches = np.empty(0, dtype=np.int64)
+        none = np.empty(0, dtype=np.int64)
         if not keep.any():
-            return 0.0, None, h, 0
+            return 0.0, None, h, none
         dist = np.bitwise_count(hashes[keep] ^ np.uint64(h & ((1 << 64) - 1)))
         near = np.flatnonzero(dist <= self.radius)
         if near.size == 0:
-            return 0.0, None, h, 0
+            return 0.0, None, h, none
         best = near[np.argmin(dist[near])]
-        self._last_matches = qids[keep][near]
-        return float(near.size), int(qids[keep][best]), h, int(near.size)
+        return float(near.size), int(qids[keep][best]), h, qids[keep][near]
 
     def _store(self, qid: int, tag: int, fingerprint: Any) -> None:
         self._db.execute("INSERT INTO piha_hashes (qid, tag, hash) VALUES (?,?,?)", (qid, tag, int(fingerprint)))
