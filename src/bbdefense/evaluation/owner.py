@@ -206,7 +206,7 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
                 writer.write(_jsonable(c))
         clean[name] = c
         emit(on_event, "advance", "owner-eval")
-    total, spent = budget, [0]
+    total, spent = budget, 0  # queries charged by the attack runs so far
     for name, attack, budget, m in jobs:
         label = attack if m is None else f"eot{m}-{attack}"
         key = f"{name}|{label}|{budget}"
@@ -214,14 +214,14 @@ def evaluate_defenses(models: Mapping[str, nn.Module], undefended: nn.Module, x:
             rows.append(done[key])
             emit(on_event, "advance", "owner-eval")
             continue
-        left = None if total is None else total - sum(spent)
+        left = None if total is None else total - spent
         try:
             r = run_attack(models[name], attack, x, y, budget=budget, cfg=cfg, eot_m=m, defense_name=name,
                            limit=left)
         except QueryBudgetExceeded as exc:
-            raise QueryBudgetExceeded(f"query budget exceeded: the attack runs spent {sum(spent)} of {total}, and "
+            raise QueryBudgetExceeded(f"query budget exceeded: the attack runs spent {spent} of {total}, and "
                                       f"{label}@{budget} on {name} was refused ({exc})") from None
-        spent.append(r.queries)
+        spent += r.queries
         row = {"key": key, **asdict(r)}
         rows.append(row)
         if writer is not None:
