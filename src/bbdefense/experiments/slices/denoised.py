@@ -18,7 +18,7 @@ from torch import Tensor
 from ...certified.irs.irs_net import IRSConfig, pixel_sigma, train_denoiser
 from ...certified.zo_ae_ds.train import ZOAEDSConfig, pretrain_autoencoder, train_zo_ae_ds
 from ...certify import Smooth, make_noise
-from ...evaluation.certification import certified_accuracy, certified_accuracy_ci, certify_rows
+from ...evaluation.certification import certified_accuracy_ci, certify_rows
 from ...evaluation.report import glance_accuracy
 from ...models import BlackBox, WhiteBox, load_checkpoint
 from ...records import table
@@ -37,10 +37,12 @@ def _certified_accuracy(ctx: DemoContext, cb: BlackBox, xt: Tensor, yt: Tensor, 
     sm = Smooth(cb, make_noise("gaussian", sigma=sigma), norms=("l2",), pre=pre, clip=pre is None, scale=scale)
     rows = certify_rows(sm, xt, yt, range(len(xt)), n0=n0, n=n, alpha=0.001, batch_size=n0 + n, seed=ctx.seed,
                         on_event=ctx.on_event).rows
-    for c in certified_accuracy_ci(rows, "l2", RADII):
-        col = "clean accuracy" if c["radius"] == 0 else f"certified accuracy, l2 r={c['radius']:g}"
+    acc = {}
+    for r, c in zip(RADII, certified_accuracy_ci(rows, "l2", RADII), strict=True):
+        col = "clean accuracy" if r == 0 else f"certified accuracy, l2 r={r:g}"
         glance_accuracy(ctx.run, label, col, c["k"], c["n"])
-    return dict(zip(RADII, certified_accuracy(rows, "l2", RADII), strict=True))
+        acc[r] = c["accuracy"]
+    return acc
 
 
 @register_slice("denoised", TITLE, order=70)
