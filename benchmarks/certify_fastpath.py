@@ -56,9 +56,9 @@ def paired(fns: list[Callable[[], object]], repeats: int) -> list[list[float]]:
     return out
 
 
-def draws_only(x: torch.Tensor, samples: int, batch: int) -> None:
-    """The loop's noise work alone: the image's stream (same generator, blocks, packing), no forward."""
-    streams = [NoiseStream(make_noise("gaussian", sigma=0.25), None, x, image_seed(0, 0, 1), samples)]
+def draws_only(sm: Smooth, x: torch.Tensor, samples: int, batch: int) -> None:
+    """``sm``'s noise work alone: the image's stream (same noise, generator, blocks, packing), no forward."""
+    streams = [NoiseStream(sm.noise, sm.scale, x, image_seed(0, 0, 1), samples)]
     pending: deque[list[int]] = deque([[0, samples]])
     for done in range(0, samples, batch):
         pack(x, streams, pending, min(batch, samples - done), False)
@@ -119,7 +119,7 @@ def main() -> None:
                 sm = Smooth(bb, make_noise("gaussian", sigma=0.25))
                 t_raws, t_loops, t_draws = paired(
                     [raw, lambda sm=sm, x=x: sm.sample_counts(x, args.samples, batch_size=args.batch),
-                     lambda x=x: draws_only(x, args.samples, args.batch)], args.repeats)
+                     lambda sm=sm, x=x: draws_only(sm, x, args.samples, args.batch)], args.repeats)
                 ratio = statistics.median(r / lp for r, lp in zip(t_raws, t_loops, strict=True))
                 t_raw, t_loop, t_draw = (statistics.median(t) for t in (t_raws, t_loops, t_draws))
                 eager_raw = eager_raw or t_raw
